@@ -1,0 +1,3 @@
+from fraudwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The one configuration file (TOML), validated into typed objects at the boundary.
+
+Lookup order: `--config FILE`, else ./fraudwatch.toml, else /etc/fraudwatch/fraudwatch.toml, else built-in
+defaults. Relative paths inside the file are relative to the file's folder. Every error names the file, the line
+(found from the key's position in the text) and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fraudwatch.errors import ConfigError, Location
+from fraudwatch.netaddr import IPNetwork, parse_networks
+
+DEFAULT_LOCATIONS = (Path("fraudwatch.toml"), Path("/etc/fraudwatch/fraudwatch.toml"))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    path: Path  # a file, a folder (every file in it) or a glob
+    format: str | None  # None: detect from the content
+    timezone: str = "UTC"  # zone of timestamps that carry none
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    chunk_bytes: int = 16 << 20
+    max_line_bytes: int = 64 << 10
+    max_raw_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None  # the file it came from, None for defaults
+    store_path: Path = Path("fraudwatch.duckdb")
+    sources: tuple[SourceConfig, ...] = ()
+    trusted_networks: tuple[IPNetwork, ...] = ()
+    trusted_accounts: tuple[str, ...] = ()
+    format_dirs: tuple[Path, ...] = ()
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+
+class _Doc:
+    """Helpers that turn a key path into a location in the TOML text."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, table: str | None, key: str | None, index: int = 0) -> int | None:
+        """Line of `key` inside the `index`-th `[table]`/`[[table]]` (top level when table is None)."""
+        start, seen = 0, -1
+        if table is not None:
+            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
+            for i, line in enumerate(self.lines):
+                if header.match(line):
+                    seen += 1
+                    if seen == index:
+                        start = i
+                        break
+            else:
+                return None
+            if key is None:
+                return start + 1
+        key_re = re.compile(r"^\s*" + re.escape(key or "") + r"\s*=")
+        for i in range(start + (1 if table else 0), len(self.lines)):
+            if table is not None and i > start and re.match(r"^\s*\[", self.lines[i]):
+                break
+            if key_re.match(self.lines[i]):
+                return i + 1
+        return start + 1 if table else None
+
+    def error(self, reason: str, table: str | None, key: str | None, index: int = 0) -> ConfigError:
+        return ConfigError(reason, Location(self.path, self.line_of(table, key, index)))
+
+
+def _table(raw: dict[str, Any], name: str, doc: _Doc) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise doc.error(f"'{name}' must be a table ([{name}])", None, name)
+    return value
+
+
+def _check_keys(section: dict[str, Any], allowed: set[str], doc: _Doc, table: str, index: int = 0) -> None:
+    for key in section:
+        if key not in allowed:
+            raise doc.error(f"unknown key '{key}' in [{table}] (allowed: {', '.join(sorted(allowed))})",
+                            table, key, index)
+
+
+def _positive_int(section: dict[str, Any], key: str, default: int, doc: _Doc, table: str) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise doc.error(f"'{key}' must be a positive whole number", table, key)
+    return value
+
+
+def parse_config(path: Path, text: str) -> Config:
+    doc = _Doc(path, text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"invalid TOML: {exc}", Location(path, int(m.group(1)) if m else None)) from None
+    base = path.parent
+    top_allowed = {"store", "sources", "trusted", "formats", "ingest", "alerts", "firewall", "rules", "watch",
+                   "model", "report", "vos3000"}
+    for key in raw:
+        if key not in top_allowed:
+            raise doc.error(f"unknown section '{key}'", key, None)
+
+    store = _table(raw, "store", doc)
+    _check_keys(store, {"path"}, doc, "store")
+    store_path = store.get("path", "fraudwatch.duckdb")
+    if not isinstance(store_path, str) or not store_path:
+        raise doc.error("'path' must be a file path", "store", "path")
+
+    sources_raw = raw.get("sources", [])
+    if not isinstance(sources_raw, list):
+        raise doc.error("'sources' must be an array of tables ([[sources]])", None, "sources")
+    sources = []
+    for i, src in enumerate(sources_raw):
+        _check_keys(src, {"path", "format", "timezone"}, doc, "sources", i)
+        spath = src.get("path")
+        if not isinstance(spath, str) or not spath:
+            raise doc.error("every [[sources]] needs 'path'", "sources", "path", i)
+        fmt = src.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or not fmt):
+            raise doc.error("'format' must be a format name (see `fraudwatch formats list`)", "sources", "format", i)
+        tz = src.get("timezone", "UTC")
+        try:
+            zoneinfo.ZoneInfo(str(tz))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise doc.error(f"unknown time zone '{tz}'", "sources", "timezone", i) from None
+        sources.append(SourceConfig(_resolve(base, spath), fmt, str(tz)))
+
+    trusted = _table(raw, "trusted", doc)
+    _check_keys(trusted, {"networks", "accounts"}, doc, "trusted")
+    nets = trusted.get("networks", [])
+    if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        raise doc.error("'networks' must be a list of addresses or CIDR networks", "trusted", "networks")
+    try:
+        networks = parse_networks(nets)
+    except ValueError as exc:
+        raise doc.error(str(exc), "trusted", "networks") from None
+    accounts = trusted.get("accounts", [])
+    if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+        raise doc.error("'accounts' must be a list of account numbers (text)", "trusted", "accounts")
+
+    formats = _table(raw, "formats", doc)
+    _check_keys(formats, {"dirs"}, doc, "formats")
+    dirs = formats.get("dirs", [])
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise doc.error("'dirs' must be a list of folders", "formats", "dirs")
+
+    ing = _table(raw, "ingest", doc)
+    _check_keys(ing, {"chunk_bytes", "max_line_bytes", "max_raw_bytes"}, doc, "ingest")
+    ingest = IngestConfig(
+        chunk_bytes=_positive_int(ing, "chunk_bytes", IngestConfig.chunk_bytes, doc, "ingest"),
+        max_line_bytes=_positive_int(ing, "max_line_bytes", IngestConfig.max_line_bytes, doc, "ingest"),
+        max_raw_bytes=_positive_int(ing, "max_raw_bytes", IngestConfig.max_raw_bytes, doc, "ingest"),
+    )
+    return Config(
+        path=path,
+        store_path=_resolve(base, store_path),
+        sources=tuple(sources),
+        trusted_networks=tuple(networks),
+        trusted_accounts=tuple(accounts),
+        format_dirs=tuple(_resolve(base, d) for d in dirs),
+        ingest=ingest,
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def load_config(explicit: Path | None) -> Config:
+    """The config from `explicit`, else the first default location that exists, else defaults."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError("config file not found", Location(explicit))
+        candidates: tuple[Path, ...] = (explicit,)
+    else:
+        candidates = tuple(p for p in DEFAULT_LOCATIONS if p.is_file())
+    if not candidates:
+        return Config(path=None)
+    path = candidates[0]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", Location(path)) from None
+    return parse_config(path, text)

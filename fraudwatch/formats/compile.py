@@ -1,0 +1,149 @@
+"""Compiling a line format into the DuckDB SQL that parses a batch of lines.
+
+The batch is an Arrow table `batch(idx, off, line)` registered on the connection. Parsing is two statements:
+
+1. `cls`  — every line gets `k`: the index of the first pattern variant that fully matches it (RE2's DFA, no
+   captures, so this pass is cheap), -1 when an ignore rule swallows it, -2 when nothing matches.
+2. `conv` — for each variant, only its own lines run the capturing regex once; captured text is converted to the
+   column types (timestamps, integers, canonical IPs) and every conversion that fails names itself in `bad`.
+
+Nothing here runs per line in Python, and all SQL text comes from format files (operator data), never from the
+lines themselves: lines only ever reach DuckDB as column values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fraudwatch.formats.spec import LineFormat, Pattern, TimeSpec
+from fraudwatch.store.schema import TABLES, Column
+
+IPV4 = r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+IP_COLUMNS = frozenset({"src_ip", "dst_ip", "caller_ip", "callee_ip"})
+PORT_COLUMNS = frozenset({"src_port", "dst_port"})
+_INTS = ("BIGINT", "INTEGER", "SMALLINT")
+
+
+def lit(value: object) -> str:
+    """An SQL literal for a constant taken from a format file or config (quotes doubled)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def ip_expr(raw: str) -> str:
+    """Canonical IP text or NULL: IPv4 checked in SQL, anything else through the `fw_ip` function."""
+    return f"CASE WHEN regexp_full_match({raw}, {lit(IPV4)}) THEN {raw} ELSE fw_ip({raw}) END"
+
+
+def convert_expr(column: Column, raw: str) -> str:
+    """Captured (or CSV) text -> the column's type; NULL when empty or unconvertible."""
+    text = f"NULLIF({raw}, '')"
+    if column.name in IP_COLUMNS:
+        return ip_expr(text)
+    if column.type in _INTS:
+        value = f"TRY_CAST({text} AS {column.type})"
+        if column.name in PORT_COLUMNS:
+            return f"(CASE WHEN {value} BETWEEN 0 AND 65535 THEN {value} END)"
+        return value
+    if column.type != "VARCHAR":
+        return f"TRY_CAST({text} AS {column.type})"
+    return text
+
+
+def time_expr(spec: TimeSpec, raw: str, tz: str, year: int, ref_epoch: float) -> str:
+    """The `ts` group -> TIMESTAMPTZ. Zone-less stamps are read in the source's zone `tz`."""
+    text = f"regexp_replace({raw}, ' +', ' ', 'g')" if any("%b" in f or "%e" in f for f in spec.formats) else raw
+    formats = spec.formats
+    if spec.infer_year:
+        text = f"concat('{year} ', {text})"
+        formats = tuple(f"%Y {f}" for f in formats)
+    parsed = f"try_strptime({text}, [{', '.join(lit(f) for f in formats)}])"
+    if not spec.has_zone:
+        parsed = f"timezone({lit(tz)}, {parsed})"
+    if spec.infer_year:
+        # A December line read in early January belongs to the year before the file's last write.
+        ref = f"to_timestamp({ref_epoch!r})"
+        parsed = (f"(CASE WHEN {parsed} > {ref} + INTERVAL 2 DAY "
+                  f"THEN {parsed} - INTERVAL 1 YEAR ELSE {parsed} END)")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Variant:
+    pattern: Pattern
+    regex: str
+
+
+@dataclass(frozen=True)
+class CompiledFormat:
+    """The SQL for one format, for one source's zone and year."""
+
+    fmt: LineFormat
+    variants: tuple[Variant, ...]
+    classify_sql: str
+    convert_sql: str
+    columns: tuple[str, ...]  # table columns conv carries, in order (beyond idx, off, variant, bad)
+
+
+def variants_of(fmt: LineFormat) -> tuple[Variant, ...]:
+    return tuple(Variant(p, r) for p in fmt.patterns for r in p.regexes)
+
+
+def classify_sql(fmt: LineFormat) -> str:
+    whens = []
+    for k, v in enumerate(variants_of(fmt)):
+        cond = f"regexp_full_match(line, {lit(v.regex)})"
+        if v.pattern.contains:
+            cond = f"contains(line, {lit(v.pattern.contains)}) AND {cond}"
+        whens.append(f"WHEN {cond} THEN {k}")
+    if fmt.ignores:
+        alternation = "|".join(f"(?:{i.regex})" for i in fmt.ignores)
+        whens.append(f"WHEN regexp_full_match(line, {lit(alternation)}) THEN -1")
+    return f"SELECT idx, off, line, CASE {' '.join(whens)} ELSE -2 END AS k FROM batch"
+
+
+def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch: float = 0.0) -> CompiledFormat:
+    table = TABLES[fmt.table]
+    columns = tuple(c.name for c in table.columns if c.name not in {"id", "source", "line_no", "byte_offset",
+                                                                     "format", "pattern"})
+    derived = {d.column: d for d in fmt.derives}
+    branches = []
+    variants = variants_of(fmt)
+    for k, v in enumerate(variants):
+        groups = v.pattern.groups
+        extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "
+                   f"AS m FROM cls WHERE k = {k}")
+        conv: list[str] = []
+        bad: list[str] = []
+        for name in columns:
+            col = table.column(name)
+            assert col is not None
+            if name == "ts":
+                conv.append(f"{time_expr(v.pattern.time, 'm.ts', tz, year, ref_epoch)} AS ts")
+                bad.append("CASE WHEN ts IS NULL THEN 'bad ts' END")
+            elif name in groups:
+                conv.append(f"{convert_expr(col, f'm.{name}')} AS {name}")
+                bad.append(f"CASE WHEN m.{name} <> '' AND {name} IS NULL THEN 'bad {name}' END")
+            elif name in v.pattern.set:
+                conv.append(f"CAST({lit(v.pattern.set[name])} AS {col.type}) AS {name}")
+            elif name in derived:
+                conv.append(f"CAST(NULL AS {col.type}) AS {name}")  # filled in the outer select
+            else:
+                conv.append(f"CAST(NULL AS {col.type}) AS {name}")
+        inner = f"SELECT idx, off, m, {', '.join(conv)} FROM ({extract})"
+        outer_cols = []
+        for name in columns:
+            d = derived.get(name)
+            if d is None or name in groups or name in v.pattern.set:
+                outer_cols.append(name)
+                continue
+            cases = " ".join(f"WHEN regexp_matches({d.source}, {lit(rx)}) THEN {lit(val)}" for rx, val in d.cases)
+            outer_cols.append(f"CASE {cases} ELSE {lit(d.default)} END AS {name}")
+        bad_sql = f"concat_ws(', ', {', '.join(bad)})" if bad else "''"
+        branches.append(f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})")
+    return CompiledFormat(fmt, variants, classify_sql(fmt), "\nUNION ALL\n".join(branches), columns)

@@ -1,0 +1,59 @@
+"""Running a compiled line format over a batch of lines inside DuckDB.
+
+`LineParser.parse(con, batch)` leaves two temp tables on the connection — `cls` (every line and its pattern
+index `k`) and `conv` (typed rows for matched lines, with `bad` naming failed conversions) — which the ingest
+writer copies into the store and `fraudwatch formats test` reads back. Both callers therefore run the very same
+SQL, so what `formats test` reports is what ingest will do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import duckdb
+import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
+
+from fraudwatch.formats.compile import CompiledFormat, compile_format
+from fraudwatch.formats.spec import LineFormat
+from fraudwatch.netaddr import canonical_ip_array
+
+
+def prepare_connection(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the helper functions the compiled SQL uses (idempotent per connection)."""
+    with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
+        con.create_function("fw_ip", canonical_ip_array, [duckdb.sqltype("VARCHAR")],
+                            duckdb.sqltype("VARCHAR"), type=PythonUDFType.ARROW,
+                            null_handling=FunctionNullHandling.SPECIAL,
+                            side_effects=False)
+
+
+@functools.lru_cache(maxsize=64)
+def compiled(fmt: LineFormat, tz: str, year: int, ref_epoch: float) -> CompiledFormat:
+    return compile_format(fmt, tz, year, ref_epoch)
+
+
+class LineParser:
+    """Parses batches of one format for one source (its zone and reference time fix the SQL)."""
+
+    def __init__(self, fmt: LineFormat, tz: str = "UTC", ref_epoch: float = 0.0) -> None:
+        import datetime as dt
+
+        year = dt.datetime.fromtimestamp(ref_epoch, dt.UTC).year if ref_epoch else dt.datetime.now(dt.UTC).year
+        self.fmt = fmt
+        self.compiled = compiled(fmt, tz, year, ref_epoch or dt.datetime.now(dt.UTC).timestamp())
+
+    def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
+        """Leave `cls` and `conv` temp tables for `batch` (columns idx BIGINT, off BIGINT, line VARCHAR)."""
+        con.register("batch", batch)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE cls AS {self.compiled.classify_sql}")
+        finally:
+            con.unregister("batch")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE conv AS {self.compiled.convert_sql}")
+
+    def pattern_names_sql(self) -> str:
+        """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""
+        names = ", ".join("'" + v.pattern.name.replace("'", "''") + "'" for v in self.compiled.variants)
+        return f"[{names}]"

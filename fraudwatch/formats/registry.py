@@ -1,0 +1,64 @@
+"""Finding and loading formats: the shipped ones in rules/formats/, then the user's folders, which override a
+shipped format of the same name (never edit the shipped files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from fraudwatch.errors import ConfigError, Location
+from fraudwatch.formats.csvspec import CsvFormat, load_csv_format
+from fraudwatch.formats.spec import LineFormat, load_line_format
+from fraudwatch.yamlfile import load_with_lines
+
+Format = LineFormat | CsvFormat
+
+
+def shipped_rules_dir() -> Path:
+    """The project's rules/ folder (FRAUDWATCH_RULES overrides, for installs that move it)."""
+    env = os.environ.get("FRAUDWATCH_RULES")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "rules"
+
+
+def load_format_file(path: Path) -> Format:
+    doc, lines = load_with_lines(path)
+    if not isinstance(doc, dict):
+        raise ConfigError("a format file is a YAML mapping", Location(path, 1))
+    fmt: Format = load_csv_format(doc, lines) if doc.get("kind") == "csv" else load_line_format(doc, lines)
+    if doc.get("kind", "lines") not in ("lines", "csv"):
+        raise ConfigError("'kind' must be 'lines' or 'csv'", lines.at(doc, "kind"))
+    if isinstance(fmt, LineFormat):
+        _check_re2(fmt)
+    return fmt
+
+
+def _check_re2(fmt: LineFormat) -> None:
+    """Every regex must compile in RE2 (DuckDB's engine): say which one does not, and where."""
+    con = duckdb.connect()
+    try:
+        checks: list[tuple[str, Location]] = [(r, p.where) for p in fmt.patterns for r in p.regexes]
+        checks += [(i.regex, i.where) for i in fmt.ignores]
+        checks += [(rx, Location(fmt.path)) for d in fmt.derives for rx, _ in d.cases]
+        for regex, where in checks:
+            try:
+                con.execute("SELECT regexp_matches('', ?)", [regex]).fetchall()[0]
+            except duckdb.Error as exc:
+                msg = str(exc).splitlines()[0]
+                raise ConfigError(f"regex does not compile in RE2: {msg}", where) from None
+    finally:
+        con.close()
+
+
+def load_formats(extra_dirs: Iterable[Path] = ()) -> dict[str, Format]:
+    """All formats by name: shipped first, then each extra folder in order (later wins)."""
+    formats: dict[str, Format] = {}
+    for folder in (shipped_rules_dir() / "formats", *extra_dirs):
+        if not folder.is_dir():
+            raise ConfigError("formats folder does not exist", Location(folder))
+        for path in sorted(folder.glob("*.yaml")):
+            fmt = load_format_file(path)
+            formats[fmt.name] = fmt
+    return formats

@@ -1,0 +1,141 @@
+"""Backfill: read files and folders (plain or .gz) into the store, every line accounted for.
+
+For each file: find its stored position by content fingerprint (so a file read before under any name is not
+read again, and a grown file adds only its new part), read whole-line chunks from there, parse each chunk in
+DuckDB, and commit rows, rejects and the new position together.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fraudwatch.config import IngestConfig
+from fraudwatch.errors import FraudwatchError, SourceError
+from fraudwatch.formats.csvspec import CsvFormat
+from fraudwatch.formats.detect import detect_format
+from fraudwatch.formats.engine import LineParser, prepare_connection
+from fraudwatch.formats.registry import Format
+from fraudwatch.sources.lines import to_batch
+from fraudwatch.sources.reader import identify, read_chunks
+from fraudwatch.store import positions
+from fraudwatch.store.db import Store
+from fraudwatch.store.writer import BatchCounts, IdAllocator, write_bad_lines, write_parsed
+
+Progress = Callable[[Path, int], None]  # (file, bytes consumed so far in this file)
+
+
+@dataclass
+class FileSummary:
+    path: Path
+    format: str | None
+    lines: int = 0
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    pending_bytes: int = 0  # an unterminated last line left for later
+    error: str | None = None
+
+    @property
+    def parsed(self) -> int:
+        return sum(self.counts.parsed.values())
+
+    def as_json(self) -> dict[str, object]:
+        return {"path": str(self.path), "format": self.format, "lines": self.lines, "parsed": self.parsed,
+                "parsed_by_type": dict(sorted(self.counts.parsed.items())), "ignored": self.counts.ignored,
+                "rejected": self.counts.rejected, "reject_reasons": dict(self.counts.reasons.most_common(5)),
+                "pending_bytes": self.pending_bytes, "error": self.error}
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, files inside folders (recursively, sorted, hidden ones skipped), and glob matches."""
+    for p in paths:
+        if any(ch in str(p) for ch in "*?[") and not p.exists():
+            matches = sorted(Path(m) for m in glob.glob(str(p)))
+            if not matches:
+                raise SourceError(f"{p}: no file matches")
+            yield from expand_paths(matches)
+        elif p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file() and not any(
+                part.startswith(".") for part in f.relative_to(p).parts))
+        elif p.is_file():
+            yield p
+        elif not p.exists():
+            raise SourceError(f"{p}: no such file or folder")
+        else:
+            raise SourceError(f"{p}: not a regular file")
+
+
+class Ingestor:
+    """Backfills files into one open store."""
+
+    def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None) -> None:
+        self.store = store
+        self.con = store.con
+        self.formats = formats
+        self.options = options or IngestConfig()
+        self.ids = IdAllocator(self.con)
+        prepare_connection(self.con)
+
+    def ingest(self, path: Path, format_name: str | None = None, tz: str = "UTC",
+               progress: Progress | None = None) -> FileSummary:
+        """Ingest one file; failures of this file are reported in the summary, not raised."""
+        summary = FileSummary(path, format_name)
+        try:
+            fmt = self._format_for(path, format_name)
+            summary.format = fmt.name
+            if isinstance(fmt, CsvFormat):
+                from fraudwatch.ingest_csv import ingest_csv
+
+                ingest_csv(self, path, fmt, tz, summary)
+            else:
+                self._ingest_lines(path, fmt, tz, summary, progress)
+        except FraudwatchError as exc:
+            summary.error = str(exc)
+        except OSError as exc:
+            summary.error = f"{path}: {exc.strerror or exc}"
+        return summary
+
+    def _format_for(self, path: Path, name: str | None) -> Format:
+        if name is None:
+            return detect_format(path, self.formats)
+        if name not in self.formats:
+            raise SourceError(f"unknown format '{name}' (known: {', '.join(sorted(self.formats))})")
+        return self.formats[name]
+
+    def _ingest_lines(self, path: Path, fmt: Format, tz: str, summary: FileSummary,
+                      progress: Progress | None) -> None:
+        assert not isinstance(fmt, CsvFormat)
+        ident = identify(path)
+        if ident is None:
+            return
+        con, opts = self.con, self.options
+        pos = positions.find(con, path, ident)
+        start, line_no = (pos.byte_offset, pos.line_no) if pos else (0, 0)
+        parser = LineParser(fmt, tz, ident.mtime)
+        end = start
+        for chunk in read_chunks(path, start, line_no, opts.chunk_bytes, opts.max_line_bytes, opts.max_raw_bytes):
+            batch = to_batch(chunk, opts.max_line_bytes, opts.max_raw_bytes)
+            con.execute("BEGIN")
+            try:
+                counts = BatchCounts()
+                if batch.table.num_rows:
+                    parser.parse(con, batch.table)
+                    counts = write_parsed(con, self.ids, parser, str(path), batch.first_line_no, chunk.lines,
+                                          opts.max_raw_bytes)
+                write_bad_lines(con, self.ids, str(path), fmt.name, batch.bad)
+                counts.rejected += len(batch.bad)
+                counts.reasons.update(Counter(b.reason.split(" (")[0] for b in batch.bad))
+                pos = positions.advance(con, pos, path, ident, fmt.name, chunk.end_offset, chunk.end_line_no)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            summary.lines += batch.lines
+            summary.counts.add(counts)
+            end = chunk.end_offset
+            if progress:
+                progress(path, end - start)
+        if path.suffix != ".gz":
+            summary.pending_bytes = max(0, path.stat().st_size - end) if end >= start else 0

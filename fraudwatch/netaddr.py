@@ -1,0 +1,58 @@
+"""IP address validation and canonical form, shared by parsing, trust checks and (later) the firewall.
+
+Canonical form is what `ipaddress` prints (`compressed`), with IPv4-mapped IPv6 (::ffff:a.b.c.d) folded to the
+IPv4 address, since the kernel and the switch see the same host either way. Text that is not an address —
+including IPv4 with leading zeros, which is ambiguous (octal in some parsers) — has no canonical form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """The address `text` denotes, or None. Surrounding brackets ([2001:db8::1]) are accepted."""
+    if not text or len(text) > 64:
+        return None
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def canonical_ip(text: str) -> str | None:
+    addr = parse_ip(text)
+    return None if addr is None else addr.compressed
+
+
+def canonical_ip_array(values: pa.Array) -> pa.Array:
+    """Vectorised `canonical_ip` for DuckDB's `fw_ip` function: each distinct value is parsed once."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    uniques = pc.unique(values)
+    mapped = pa.array([None if u is None else canonical_ip(u) for u in uniques.to_pylist()], type=pa.string())
+    return pc.take(mapped, pc.index_in(values, value_set=uniques))
+
+
+def parse_networks(items: Iterable[str]) -> list[IPNetwork]:
+    """Networks from config text ("203.0.113.0/24", "198.51.100.7"); raises ValueError naming the bad one."""
+    out: list[IPNetwork] = []
+    for item in items:
+        try:
+            net = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"'{item}' is not an IP address or network") from None
+        out.append(net)
+    return out

@@ -1,0 +1,85 @@
+"""Opening the DuckDB file: the writer (migrates on open) and read-only connections.
+
+DuckDB allows one process to hold a database file for writing, and then no other process can open it at all.
+The writer is therefore opened only for as long as a command writes (ingest, and later the watcher), and
+read-only commands open the file read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+from fraudwatch.errors import StoreError
+from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "lock" in first.lower():
+            raise StoreError(f"{path}: the store is in use by another fraudwatch process ({first})") from None
+        raise StoreError(f"{path}: cannot open the store: {first}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection; fails with a clear message when the store does not exist yet."""
+    if not path.exists():
+        raise StoreError(f"{path}: no store here yet (run `fraudwatch ingest` first, or pass --db)")
+    con = _connect(path, read_only=True)
+    version = _version(con)
+    if version != SCHEMA_VERSION:
+        con.close()
+        raise StoreError(f"{path}: schema version {version}, this fraudwatch needs {SCHEMA_VERSION}; "
+                         "open it once for writing (e.g. `fraudwatch ingest`) to migrate")
+    return con
+
+
+def _version(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchall()[0]
+    if not row or not row[0]:
+        return 0
+    got = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
+    return int(got[0]) if got and got[0] is not None else 0
+
+
+class Store:
+    """The single writer: opens (creating and migrating) the store file, and closes it on exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = _connect(path, read_only=False)
+        self.migrate()
+
+    def migrate(self) -> None:
+        con = self.con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMPTZ)")
+        current = _version(con)
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {current} is newer than this fraudwatch "
+                             f"({SCHEMA_VERSION}); upgrade fraudwatch")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            con.execute("BEGIN")
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, dt.datetime.now(dt.UTC)])
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

