@@ -31,7 +31,7 @@ demo: setup
 	@rm -rf $(DEMO)
 	$(BIN)/fraudwatch simulate --out $(DEMO) --days 2 --accounts 50 --seed 1
 	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml ingest
-	@$(BIN)/python -m fraudwatch.demo_summary $(DEMO)/fraudwatch.toml
+	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml summary
 
 lint: setup
 	$(BIN)/ruff check fraudwatch tests benchmarks pipelines

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("query", metavar="SQL")
     sq.add_argument("--json", action="store_true", help="print rows as a JSON array of objects")
 
+    sm = sub.add_parser("summary", parents=[common], help="what is in the store, at a glance",
+                        description="Volumes, the noisiest failing sources, user-agents, firewall drops, spend by "
+                                    "account and rejected input, read-only.")
+    sm.add_argument("--json", action="store_true", help="print the sections as JSON")
+
     sim = sub.add_parser("simulate", parents=[common], help="write realistic VOS3000 traffic with labelled attacks",
                          description="Write sipproxy.log, mbx.log, kern.log, cdr/, customers.csv, labels.csv and a "
                                      "ready fraudwatch.toml into DIR. Deterministic for a seed.")
@@ -92,6 +97,7 @@ def run(argv: Sequence[str]) -> int:
         "formats": commands.cmd_formats,
         "sql": commands.cmd_sql,
         "simulate": commands.cmd_simulate,
+        "summary": commands.cmd_summary,
     }[args.command]
     return handler(args)
 

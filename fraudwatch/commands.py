@@ -165,12 +165,52 @@ def cmd_sql(args: argparse.Namespace) -> int:
         table.add_column(n, overflow="fold")
     limit = 1000
     for r in rows[:limit]:
-        table.add_row(*["" if v is None else str(v) for v in r])
+        table.add_row(*[_cell(v) for v in r])
     console = _out()
     console.print(table)
     if len(rows) > limit:
         console.print(f"({len(rows):,} rows, first {limit:,} shown; use --json or LIMIT)")
     return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from fraudwatch.report.summary import summarize
+    from fraudwatch.store.db import open_read_only
+
+    cfg = _config(args)
+    con = open_read_only(cfg.store_path)
+    try:
+        sections = summarize(con)
+    finally:
+        con.close()
+    if args.json:
+        print(dumps([{"title": s.title, "rows": [dict(zip(s.columns, r, strict=True)) for r in s.rows]}
+                     for s in sections]))
+        return 0
+    console = _out()
+    for s in sections:
+        table = Table(title=s.title, title_justify="left", title_style="bold")
+        for c in s.columns:
+            table.add_column(c, overflow="fold")
+        for r in s.rows:
+            table.add_row(*[_cell(v) for v in r])
+        console.print(table)
+    return 0
+
+
+def _cell(value: object) -> str:
+    """A value for a table cell: attacker-controlled text is shown literally (rich markup escaped)."""
+    from rich.markup import escape
+
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return escape(str(value))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

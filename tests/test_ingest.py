@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+
 from fraudwatch.config import IngestConfig
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest import FileSummary, Ingestor
@@ -202,8 +203,8 @@ def test_cdr_csv_grows_overlaps_and_uses_chinese_gb18030_labels(
     s = ingest(db, formats, overlap, None)
     assert (s.parsed, s.counts.ignored) == (1, 2)
     zh = tmp_path / "导出.csv"
-    zh.write_bytes("序列号,起始时间,终止时间,被叫号码,主叫号码,通话费用\n9,2026-11-20 08:00:00,2026-11-20 08:01:00,8613800138000,1001,1.25\n"
-                   .encode("gb18030"))
+    zh.write_bytes(("序列号,起始时间,终止时间,被叫号码,主叫号码,通话费用\n"
+                    "9,2026-11-20 08:00:00,2026-11-20 08:01:00,8613800138000,1001,1.25\n").encode("gb18030"))
     s = ingest(db, formats, zh, None)
     assert (s.format, s.parsed) == ("vos3000-cdr", 1)
     assert count(db, "SELECT count(*) FROM cdrs") == 7

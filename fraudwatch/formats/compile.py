@@ -104,7 +104,7 @@ def classify_sql(fmt: LineFormat) -> str:
     if fmt.ignores:
         alternation = "|".join(f"(?:{i.regex})" for i in fmt.ignores)
         whens.append(f"WHEN regexp_full_match(line, {lit(alternation)}) THEN -1")
-    return f"SELECT idx, off, line, CASE {' '.join(whens)} ELSE -2 END AS k FROM batch"
+    return f"SELECT CAST(CASE {' '.join(whens)} ELSE -2 END AS INTEGER) AS k FROM batch"
 
 
 def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch: float = 0.0) -> CompiledFormat:

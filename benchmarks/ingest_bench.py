@@ -1,0 +1,100 @@
+"""Backfill throughput: sipproxy lines/s and CDR rows/s, parsed and stored, with the peak RSS of the ingest.
+
+    .venv/bin/python benchmarks/ingest_bench.py [--lines 2000000] [--cdrs 1000000] [--keep DIR]
+
+Each ingest runs as its own `fraudwatch ingest` process into a fresh store, so the figures include start-up,
+format loading, the DuckDB commit and the final checkpoint: what an operator waits for. Peak RSS is the child's
+ru_maxrss. The inputs are generated first (not timed): the simulator's flood writer for sipproxy.log, and a
+vectorised e_cdr CSV writer for the CDRs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAUDWATCH = [sys.executable, "-m", "fraudwatch"]
+
+
+def write_cdrs(path: Path, rows: int, seed: int = 1) -> None:
+    """rows e_cdr lines (the columns the simulator writes), starttime/stoptime epoch ms."""
+    rng = np.random.default_rng(seed)
+    start = 1_793_491_200_000 + np.sort(rng.integers(0, 86_400_000, rows))
+    hold = rng.lognormal(4.2, 1.0, rows).astype(np.int64) * (rng.random(rows) < 0.62)
+    stop = start + hold * 1000 + rng.integers(2000, 20000, rows)
+    accounts = rng.integers(10001, 10500, rows)
+    dest = rng.integers(0, 10**9, rows)
+    table = pa.table({
+        "flowno": np.arange(1, rows + 1, dtype=np.int64) + 7_000_000,
+        "starttime": start, "stoptime": stop, "holdtime": hold, "feetime": ((hold + 59) // 60) * 60,
+        "fee": np.round(hold / 60 * 0.021, 4),
+        "customeraccount": accounts.astype(str), "customername": pa.array(["Customer"] * rows),
+        "callere164": (accounts * 10).astype(str),
+        "calleee164": np.char.add("0044", dest.astype(str)),
+        "callerip": np.char.add("198.51.100.", (accounts % 250 + 1).astype(str)),
+        "calleeip": pa.array(["203.0.113.10"] * rows),
+        "callergatewayid": np.char.add("GW-CUST-", (accounts % 40).astype(str)),
+        "calleegatewayid": pa.array(["GW-VENDOR-2"] * rows),
+        "enddirection": rng.integers(0, 3, rows), "endreason": rng.choice([-8, -9, -7, 0], rows),
+    })
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="none"))
+
+
+def run_ingest(db: Path, path: Path, fmt: str) -> tuple[float, int, dict[str, object]]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([*FRAUDWATCH, "--db", str(db), "ingest", "--format", fmt, "--json", str(path)],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"ingest failed: {proc.stderr.strip()}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = json.loads(proc.stdout)["files"][0]
+    return elapsed, max(peak_kb, before) * 1024, summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--cdrs", type=int, default=1_000_000)
+    ap.add_argument("--keep", type=Path, help="write inputs and stores here instead of a temp folder")
+    args = ap.parse_args()
+    from fraudwatch.sim.flood import write_sipproxy_flood
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        log, cdr = work / "sipproxy.log", work / "e_cdr_bench.csv"
+        t0 = time.perf_counter()
+        lines = write_sipproxy_flood(log, args.lines, seed=1)
+        gen_s = time.perf_counter() - t0
+        write_cdrs(cdr, args.cdrs)
+        print(f"inputs: {lines:,} sipproxy lines ({log.stat().st_size / 1e6:,.0f} MB, generated in {gen_s:.1f} s), "
+              f"{args.cdrs:,} CDRs ({cdr.stat().st_size / 1e6:,.0f} MB)")
+        print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+        for name, path, fmt, unit in (("sipproxy backfill", log, "vos3000-sipproxy", "lines"),
+                                      ("CDR backfill", cdr, "vos3000-cdr", "rows")):
+            db = work / f"{fmt}.duckdb"
+            if db.exists():
+                db.unlink()
+            elapsed, rss, summary = run_ingest(db, path, fmt)
+            n = int(str(summary["lines"]))
+            print(f"{name:18s} {n:>10,} {unit} in {elapsed:6.2f} s = {n / elapsed:>10,.0f} {unit}/s; "
+                  f"parsed {summary['parsed']:,}, ignored {summary['ignored']:,}, rejected {summary['rejected']:,}; "
+                  f"peak RSS {rss / 2**20:,.0f} MiB; store {db.stat().st_size / 1e6:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
