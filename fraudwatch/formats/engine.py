@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -31,6 +32,18 @@ def prepare_connection(con: duckdb.DuckDBPyConnection) -> None:
                             side_effects=False)
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed batch: `cls` (idx, off, line, k) for every line, `conv` (typed rows, `bad`) for matched ones."""
+
+    cls: pa.Table
+    conv: pa.Table
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.register("cls", self.cls)
+        con.register("conv", self.conv)
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(fmt: LineFormat, tz: str, year: int, ref_epoch: float) -> CompiledFormat:
     return compile_format(fmt, tz, year, ref_epoch)
@@ -46,11 +59,11 @@ class LineParser:
         self.fmt = fmt
         self.compiled = compiled(fmt, tz, year, ref_epoch or dt.datetime.now(dt.UTC).timestamp())
 
-    def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
-        """Leave `cls` and `conv` views for `batch` (columns idx BIGINT, off BIGINT, line VARCHAR).
+    def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
+        """Parse `batch` (columns idx BIGINT, off BIGINT, line VARCHAR); leaves `cls` and `conv` registered.
 
         Both stay Arrow tables on the Python side (cheaper than DuckDB temp tables, which compress what they
-        store), sliced so that DuckDB scans them on all cores.
+        store), sliced so that DuckDB scans them on all cores, and can be registered on another connection.
         """
         batch = pa.Table.from_batches(batch.to_batches(max_chunksize=SLICE_ROWS), schema=batch.schema)
         con.register("batch", batch)
@@ -58,8 +71,12 @@ class LineParser:
             k = con.sql(self.compiled.classify_sql).to_arrow_table().column("k")
         finally:
             con.unregister("batch")
-        con.register("cls", batch.append_column("k", k))
-        con.register("conv", con.sql(self.compiled.convert_sql).to_arrow_table())
+        cls = batch.append_column("k", k)
+        con.register("cls", cls)
+        conv = con.sql(self.compiled.convert_sql).to_arrow_table()
+        parsed = Parsed(cls, conv)
+        parsed.register(con)
+        return parsed
 
     def pattern_names_sql(self) -> str:
         """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""
