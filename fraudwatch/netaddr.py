@@ -7,6 +7,7 @@ including IPv4 with leading zeros, which is ambiguous (octal in some parsers) â€
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -32,7 +33,9 @@ def parse_ip(text: str) -> IPAddress | None:
     return addr
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def canonical_ip(text: str) -> str | None:
+    """Cached: a flood repeats the same few thousand addresses millions of times."""
     addr = parse_ip(text)
     return None if addr is None else addr.compressed
 
