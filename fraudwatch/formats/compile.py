@@ -13,6 +13,7 @@ lines themselves: lines only ever reach DuckDB as column values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fraudwatch.formats.spec import LineFormat, Pattern, TimeSpec
@@ -58,6 +59,8 @@ def convert_expr(column: Column, raw: str) -> str:
 def time_expr(spec: TimeSpec, raw: str, tz: str, year: int, ref_epoch: float) -> str:
     """The `ts` group -> TIMESTAMPTZ. Zone-less stamps are read in the source's zone `tz`."""
     text = f"regexp_replace({raw}, ' +', ' ', 'g')" if any("%b" in f or "%e" in f for f in spec.formats) else raw
+    if spec.has_zone:  # RFC 3339 'Z' means UTC; DuckDB's %z wants an offset
+        text = f"regexp_replace({text}, 'Z$', '+00:00')"
     formats = spec.formats
     if spec.infer_year:
         text = f"concat('{year} ', {text})"
@@ -107,6 +110,9 @@ def classify_sql(fmt: LineFormat) -> str:
     return f"SELECT CAST(CASE {' '.join(whens)} ELSE -2 END AS INTEGER) AS k FROM batch"
 
 
+_GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
 def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch: float = 0.0) -> CompiledFormat:
     table = TABLES[fmt.table]
     columns = tuple(c.name for c in table.columns if c.name not in {"id", "source", "line_no", "byte_offset",
@@ -115,7 +121,7 @@ def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch
     branches = []
     variants = variants_of(fmt)
     for k, v in enumerate(variants):
-        groups = v.pattern.groups
+        groups = tuple(_GROUP_NAME.findall(v.regex))  # this variant's own groups, in regex order
         extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "
                    f"AS m FROM cls WHERE k = {k}")
         conv: list[str] = []

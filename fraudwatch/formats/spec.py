@@ -127,6 +127,17 @@ def _expand(regex: str, define: dict[str, str], where: Location) -> str:
     raise ConfigError("'define:' tokens nest too deeply (a token refers to itself?)", where)
 
 
+def _unnamed_groups(regex: str) -> int:
+    """Capturing groups without a name. DuckDB returns captures by position, so there must be none.
+
+    Python's parser counts the groups; a regex it cannot parse (RE2-only syntax) is checked by RE2 later."""
+    try:
+        compiled = re.compile(regex)
+    except re.error:
+        return 0
+    return compiled.groups - len(compiled.groupindex)
+
+
 def _time_spec(raw: object, lines: Lines, where: Location) -> TimeSpec:
     _expect(isinstance(raw, dict), "'time' must be a mapping with 'formats'", where)
     assert isinstance(raw, dict)
@@ -243,6 +254,9 @@ def load_line_format(doc: dict[str, Any], lines: Lines) -> LineFormat:
         regexes = tuple(f"^(?:{p}{body})\\r?\\n?$" for p in pat_prefixes)
         groups: list[str] = []
         for regex in regexes:
+            _expect(_unnamed_groups(regex) == 0,
+                    f"pattern '{pname}' has an unnamed capturing group: write (?:...) for grouping, "
+                    "(?P<column>...) to capture", lines.at(raw, "regex"))
             found = _GROUP.findall(regex)
             dup = {g for g in found if found.count(g) > 1}
             _expect(not dup, f"group '{sorted(dup)[0] if dup else ''}' appears twice in pattern '{pname}'", at)
@@ -272,7 +286,10 @@ def load_line_format(doc: dict[str, Any], lines: Lines) -> LineFormat:
                 f"ignore rule '{iname}' needs 'samples' (lines it must swallow)", at)
         body = _expand(raw["regex"], define, lines.at(raw, "regex"))
         own = raw.get("prefix")
-        ign_prefixes = prefixes if own is None else [_expand(str(own), define, at)]
+        own_list = own if isinstance(own, list) else [own]
+        _expect(own is None or all(isinstance(p, str) for p in own_list),
+                "'prefix' must be a regex or a list of regexes", lines.at(raw, "prefix"))
+        ign_prefixes = prefixes if own is None else [_expand(str(p), define, at) for p in own_list]
         alt = "|".join(f"(?:{p}{body})" for p in ign_prefixes)
         regex = _GROUP.sub("(?:", f"^(?:{alt})\\r?\\n?$")  # ignore rules capture nothing
         ignores.append(IgnoreRule(iname, regex, tuple(samples), at))

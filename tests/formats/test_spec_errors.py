@@ -48,6 +48,7 @@ def test_good_file_loads(tmp_path: Path) -> None:
     (("    regex: 'FAIL", "    regexx: 'FAIL"), 7, "unknown key 'regexx'"),
     (("expect: {src_ip: 192.0.2.1}", "expect: {source_ip: 1}"), 12, "unknown column 'source_ip'"),
     (("patterns:", "patterns: [\n"), 8, "invalid YAML"),
+    (("FAIL from (?P<src_ip>", "(FAIL) from (?P<src_ip>"), 8, "unnamed capturing group"),
 ])
 def test_errors_name_file_line_and_reason(tmp_path: Path, change: tuple[str, str], line: int, reason: str) -> None:
     path = write(tmp_path, GOOD.replace(*change))
@@ -71,3 +72,19 @@ def test_user_folder_overrides_shipped_format_by_name(tmp_path: Path) -> None:
     formats = load_formats([folder])
     assert formats["vos3000-sipproxy"].path == folder / "sip.yaml"
     assert "vos3000-mbx" in formats
+
+
+def test_prefix_variants_with_different_groups_fill_the_right_columns(tmp_path: Path) -> None:
+    """DuckDB returns captures by position: each prefix variant must use its own group order."""
+    from fraudwatch.formats.spec import LineFormat
+    from fraudwatch.formats.trial import trial
+
+    text = GOOD.replace("prefix: '(?P<ts>\\S+ \\S+) '",
+                        "prefix:\n  - '(?P<ts>\\S+ \\S+) '\n  - '(?P<host>[a-z]+) (?P<ts>\\S+ \\S+) '")
+    fmt = load_format_file(write(tmp_path, text))
+    assert isinstance(fmt, LineFormat)
+    lines = ["2026-11-20 03:14:07 FAIL from 192.0.2.1", "pbx 2026-11-20 03:14:08 FAIL from 192.0.2.2"]
+    plain, hosted = trial(fmt, lines)
+    assert plain.fields["src_ip"] == "192.0.2.1" and "host" not in plain.fields
+    assert hosted.fields["host"] == "pbx" and hosted.fields["src_ip"] == "192.0.2.2"
+    assert hosted.fields["ts"].second == 8
