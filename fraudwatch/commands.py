@@ -228,13 +228,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         res = simulate(args.out, days=args.days, accounts=args.accounts, seed=args.seed, start=start)
     except OSError as exc:
         raise SourceError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
-    table = Table(title=f"simulated {args.days} day(s), {args.accounts} accounts, seed {args.seed} -> {res.out_dir}",
-                  title_justify="left")
+    console = _out()
+    console.print(f"simulated {args.days} day(s), {args.accounts} accounts, seed {args.seed} into {res.out_dir}")
+    table = Table()
     table.add_column("file")
     table.add_column("lines", justify="right")
     for name, n in sorted(res.files.items()):
         table.add_row(name, f"{n:,}")
-    console = _out()
     console.print(table)
     console.print(f"{res.incidents} labelled incidents in labels.csv; "
                   f"next: fraudwatch --config {res.out_dir / 'fraudwatch.toml'} ingest")
