@@ -188,7 +188,33 @@ POSITIONS = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS)}
+ALERTS = Table(
+    "alerts",
+    "What the rule engine found: one row per (rule, key) episode, updated while the attack goes on.",
+    (
+        C("id", "BIGINT", "alert id (`fraudwatch alerts show ID`)"),
+        C("rule", "VARCHAR", "rule id"),
+        C("severity", "VARCHAR", "warning or critical (only rises during an episode)"),
+        C("key_type", "VARCHAR", "ip, account, prefix, number, key or global (switch-wide)"),
+        C("key", "VARCHAR", "the IP, account, prefix ... the alert is about ('*' for global)"),
+        C("first_seen", "TIMESTAMPTZ", "event time of the first event behind the alert"),
+        C("last_seen", "TIMESTAMPTZ", "event time of the latest event behind the alert"),
+        C("detected_at", "TIMESTAMPTZ", "event time at which the rule's level was first crossed"),
+        C("count", "BIGINT", "matching events behind the alert"),
+        C("value", "DOUBLE", "peak measured value (count, distinct, spend, ratio, z-score: see the rule)"),
+        C("action", "VARCHAR", "proposed action: alert, ban_ip or lock_account (alert for trusted keys)"),
+        C("trusted", "BOOLEAN", "the key is a trusted network or account: never banned or locked"),
+        C("report_only", "BOOLEAN", "the rule is on trial: its action is not carried out"),
+        C("description", "VARCHAR", "the rule's description"),
+        C("evidence", "VARCHAR", "JSON: event ids, (source, line) pointers, rule-specific facts"),
+        C("updates", "INTEGER", "how many times the alert was updated"),
+        C("origin", "VARCHAR", "live (the watcher) or replay (`fraudwatch detect`)"),
+        C("updated_at", "TIMESTAMPTZ", "wall-clock time of the last write"),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS,
+                                                ALERTS)}
 
 # Tables formats may write into (their canonical fields are the table's columns).
 EVENT_TABLES = ("sip_events", "netfilter_events")
@@ -206,7 +232,8 @@ def create_table_sql(table: Table) -> str:
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # No unique indexes: DuckDB's ART indexes reject a key deleted and re-inserted in one transaction, and
     # the writer keeps positions and customers unique itself.
-    1: tuple(create_table_sql(t) for t in TABLES.values()),
+    1: tuple(create_table_sql(t) for t in TABLES.values() if t.name != "alerts"),
+    2: (create_table_sql(ALERTS),),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -1,0 +1,256 @@
+"""Rule files: YAML under rules/ (shipped) and the user's folders, turned into typed rule objects.
+
+A rule names a `type:`; `TYPES` maps it to a class whose dataclass fields are exactly the rule's parameters
+(pySigma / ElastAlert style). Common keys (id, description, source, where, key, window, warning, critical,
+action, ...) live in `Common`; type-specific ones are the class's own fields. Every error names the file, the
+line and the reason, and `lint` collects all of them instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fraudwatch.errors import ConfigError, Location
+from fraudwatch.yamlfile import Lines, load_with_lines
+
+SOURCES = ("sip_events", "netfilter_events", "cdrs")
+ACTIONS = ("alert", "ban_ip", "lock_account")
+KEY_TYPES = {"src_ip": "ip", "caller_ip": "ip", "username": "account", "account": "account",
+             "customer_account": "account", "callee_prefix": "prefix", "callee_e164": "number",
+             "caller_e164": "number", "callee": "number"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class Duration(float):
+    """Seconds, written in YAML as '10s', '5m', '1h', '7d' (or a number of seconds)."""
+
+
+def parse_duration(value: object) -> Duration:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return Duration(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)) and float(m.group(1)) > 0:
+        return Duration(float(m.group(1)) * _UNIT[m.group(2)])
+    raise ValueError(f"'{value}' is not a duration (like 30s, 5m, 1h, 7d)")
+
+
+@dataclass(frozen=True)
+class EventSample:
+    """Events for a rule's sample, generated from compact YAML; `expect` is none, warning or critical."""
+
+    name: str
+    expect: str
+    events: tuple[dict[str, Any], ...]
+    where: Location
+
+
+@dataclass(frozen=True, eq=False)
+class Common:
+    """Keys every rule has."""
+
+    id: str
+    type: str
+    description: str
+    source: str
+    where: dict[str, Any]
+    key: tuple[str, ...]  # empty: one switch-wide key
+    window: Duration
+    warning: float | None
+    critical: float | None
+    action: str
+    cooldown: Duration  # quiet time after which an ongoing alert closes (default: the window)
+    report_only: bool
+    tags: tuple[str, ...]
+    samples: tuple[EventSample, ...]
+    path: Path
+    line: int | None
+
+    @property
+    def key_type(self) -> str:
+        if not self.key:
+            return "global"
+        return KEY_TYPES.get(self.key[0], "key")
+
+    @property
+    def location(self) -> Location:
+        return Location(self.path, self.line)
+
+
+COMMON_KEYS = {f.name for f in dataclasses.fields(Common)} - {"path", "line"}
+
+
+def _convert(value: Any, hint: Any, name: str) -> Any:
+    """YAML value -> the annotated type of a rule parameter (int, float, str, bool, Duration, tuple, dict)."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], name)
+    if hint is Duration:
+        return parse_duration(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        return value
+    if hint is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError("must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ValueError("must be text")
+        return str(value)
+    if origin is tuple:
+        items = value if isinstance(value, list) else [value]
+        inner = typing.get_args(hint)[0]
+        return tuple(_convert(v, inner, name) for v in items)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping")
+        return dict(value)
+    return value
+
+
+def build(cls: type[Any], raw: dict[str, Any], common: Common, lines: Lines) -> Any:
+    """An instance of rule class `cls` from its YAML mapping (common keys already parsed)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {"common": common}
+    own = [f for f in dataclasses.fields(cls) if f.name != "common"]
+    allowed = COMMON_KEYS | {f.name for f in own}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"rule '{common.id}': unknown key '{key}' for type {common.type} "
+                              f"(its own keys: {', '.join(sorted(f.name for f in own)) or 'none'})",
+                              lines.at(raw, key))
+    for f in own:
+        if f.name in raw:
+            try:
+                values[f.name] = _convert(raw[f.name], hints[f.name], f.name)
+            except ValueError as exc:
+                raise ConfigError(f"rule '{common.id}': '{f.name}' {exc}", lines.at(raw, f.name)) from None
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"rule '{common.id}': '{f.name}' is required for type {common.type}", lines.at(raw))
+    obj = cls(**values)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as exc:
+            raise ConfigError(f"rule '{common.id}': {exc}", lines.at(raw)) from None
+    return obj
+
+
+def _samples(raw: object, rule_id: str, lines: Lines, where: Location) -> tuple[EventSample, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"rule '{rule_id}': 'samples' must be a list", where)
+    out: list[EventSample] = []
+    for item in raw:
+        at = lines.at(item)
+        if not isinstance(item, dict) or item.get("expect") not in ("none", "warning", "critical") \
+                or not isinstance(item.get("events"), list):
+            raise ConfigError(f"rule '{rule_id}': a sample has 'name', 'expect' (none, warning, critical) and "
+                              "'events'", at)
+        out.append(EventSample(str(item.get("name") or f"sample-{len(out) + 1}"), item["expect"],
+                               tuple(item["events"]), at))
+    return tuple(out)
+
+
+def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) -> Common:
+    at = lines.at(raw)
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise ConfigError("every rule needs an 'id' (lower-case letters, digits, '-', '_', '.')", at)
+    rtype = raw.get("type")
+    known = set(types_known)
+    if not isinstance(rtype, str) or rtype not in known:
+        raise ConfigError(f"rule '{rid}': unknown type '{rtype}' (known: {', '.join(sorted(known))})",
+                          lines.at(raw, "type") if "type" in raw else at)
+    source = raw.get("source", "sip_events")
+    if source not in SOURCES:
+        raise ConfigError(f"rule '{rid}': 'source' must be one of {', '.join(SOURCES)}", lines.at(raw, "source"))
+    where = raw.get("where") or {}
+    if not isinstance(where, dict):
+        raise ConfigError(f"rule '{rid}': 'where' must map fields to conditions", lines.at(raw, "where"))
+    key = raw.get("key") or []
+    key = [key] if isinstance(key, str) else key
+    if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
+        raise ConfigError(f"rule '{rid}': 'key' must be a field name or a list of them", lines.at(raw, "key"))
+    try:
+        window = parse_duration(raw.get("window", "60s"))
+        cooldown = parse_duration(raw["cooldown"]) if "cooldown" in raw else window
+    except ValueError as exc:
+        bad = "cooldown" if "cooldown" in raw and "window" not in str(exc) else "window"
+        raise ConfigError(f"rule '{rid}': {exc}", lines.at(raw, bad)) from None
+    levels = {}
+    for level in ("warning", "critical"):
+        v = raw.get(level)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise ConfigError(f"rule '{rid}': '{level}' must be a number", lines.at(raw, level))
+        levels[level] = None if v is None else float(v)
+    if levels["warning"] is None and levels["critical"] is None:
+        raise ConfigError(f"rule '{rid}': give 'warning' and/or 'critical' levels", at)
+    if None not in levels.values() and levels["critical"] < levels["warning"]:  # type: ignore[operator]
+        raise ConfigError(f"rule '{rid}': 'critical' is below 'warning'", lines.at(raw, "critical"))
+    action = raw.get("action", "alert")
+    if action not in ACTIONS:
+        raise ConfigError(f"rule '{rid}': 'action' must be one of {', '.join(ACTIONS)}", lines.at(raw, "action"))
+    tags = raw.get("tags") or []
+    return Common(
+        id=rid, type=str(rtype), description=str(raw.get("description") or ""), source=source, where=where,
+        key=tuple(key), window=window, warning=levels["warning"], critical=levels["critical"], action=action,
+        cooldown=cooldown, report_only=bool(raw.get("report_only", False)),
+        tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])),
+        samples=_samples(raw.get("samples"), rid, lines, lines.at(raw, "samples")),
+        path=lines.path, line=lines.of_node.get(id(raw)),
+    )
+
+
+@dataclass
+class RuleFileResult:
+    rules: list[Any] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+def load_rule_file(path: Path, registry: dict[str, type[Any]], collect: bool = False) -> RuleFileResult:
+    """Rules of one file (a mapping with `rules:`, or a single rule). With `collect`, errors are gathered."""
+    result = RuleFileResult()
+    try:
+        doc, lines = load_with_lines(path)
+    except ConfigError as exc:
+        if not collect:
+            raise
+        result.errors.append(exc)
+        return result
+    items = doc.get("rules") if isinstance(doc, dict) and "rules" in doc else [doc]
+    if not isinstance(items, list):
+        err = ConfigError("'rules' must be a list of rules", Location(path, 1))
+        if not collect:
+            raise err
+        result.errors.append(err)
+        return result
+    for raw in items:
+        try:
+            if not isinstance(raw, dict):
+                raise ConfigError("a rule is a mapping", Location(path, lines.of_node.get(id(raw))))
+            common = parse_common(raw, lines, registry)
+            result.rules.append(build(registry[common.type], raw, common, lines))
+        except ConfigError as exc:
+            if not collect:
+                raise
+            result.errors.append(exc)
+    return result

@@ -1,0 +1,259 @@
+"""Rule types whose memory is not a sliding window: new_term, seasonal and credit_limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from fraudwatch.detect.base import Context, Match, evidence_of, key_text, severity_of
+from fraudwatch.detect.filters import compile_where
+from fraudwatch.detect.spec import Common, Duration
+
+
+class _Filtered:
+    def __init__(self, common: Common, ctx: Context, columns: set[str], fields: list[str]) -> None:
+        for f in fields:
+            if f not in columns:
+                raise ValueError(f"unknown field '{f}'")
+        self.common = common
+        self.where = compile_where(common.where, ctx.lists_dir, columns)
+        self.keys = list(common.key)
+
+    def select(self, events: pl.DataFrame) -> pl.DataFrame:
+        sel = events.filter(self.where)
+        return sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys)) if self.keys else sel
+
+
+@dataclass(frozen=True, eq=False)
+class NewTerm:
+    """First time a key is seen with a term (an account from a new IP or country, calling a new country).
+
+    A key's terms are learned silently for `learn` after the key is first seen; after that a new term alerts.
+    The value is the number of new terms for the key in the batch."""
+
+    common: Common
+    terms: tuple[str, ...]
+    learn: Duration
+    type_name: ClassVar[str] = "new_term"
+
+    def detector(self, ctx: Context, columns: set[str]) -> _NewTermDetector:
+        if not self.common.key:
+            raise ValueError("new_term needs a 'key'")
+        return _NewTermDetector(self, ctx, columns)
+
+
+class _NewTermDetector(_Filtered):
+    def __init__(self, rule: NewTerm, ctx: Context, columns: set[str]) -> None:
+        super().__init__(rule.common, ctx, columns, list(rule.terms))
+        self.rule = rule
+        self.first_seen: dict[str, dt.datetime] = {}
+        self.known: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+
+    def process(self, events: pl.DataFrame) -> list[Match]:
+        c, terms = self.common, list(self.rule.terms)
+        sel = self.select(events).filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms))
+        if not sel.height:
+            return []
+        firsts = sel.group_by([*self.keys, *terms], maintain_order=True).agg(pl.col("ts").min().alias("_first"))
+        out: list[Match] = []
+        fresh: dict[str, list[tuple[dt.datetime, tuple[Any, ...]]]] = defaultdict(list)
+        for row in firsts.sort("_first").iter_rows(named=True):
+            key = key_text(row, c.key)
+            term = tuple(row[t] for t in terms)
+            ts = row["_first"]
+            born = self.first_seen.setdefault(key, ts)
+            if term in self.known[key]:
+                continue
+            self.known[key].add(term)
+            if ts - born >= dt.timedelta(seconds=self.rule.learn):
+                fresh[key].append((ts, term))
+        for key, items in fresh.items():
+            severity = severity_of(c, float(len(items)))
+            if severity is None:
+                continue
+            first_ts = items[0][0]
+            key_rows = sel.filter(pl.all_horizontal(
+                pl.col(k).cast(pl.Utf8) == v for k, v in zip(self.keys, key.split("|"), strict=False)))
+            new_rows = key_rows.filter(pl.struct(terms).is_in([dict(zip(terms, t, strict=True)) for _, t in items]))
+            ev = evidence_of(new_rows)
+            ev["new_terms"] = [list(t) for _, t in items][:20]
+            ev["known_terms"] = len(self.known[key]) - len(items)
+            out.append(Match(c.id, c.key_type, key, severity, first_ts, first_ts,
+                             new_rows.get_column("ts").max(), new_rows.height,  # type: ignore[arg-type]
+                             float(len(items)), ev))
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Seasonal:
+    """A per-bucket metric (event count, or distinct `field`) against its own seasonal profile: the same
+    hour-of-week in past weeks, falling back to the same hour-of-day, then to the preceding buckets, when the
+    history is short. The value is a robust z-score |x - median| / (1.4826 MAD, at least sqrt(median)), signed
+    by `direction` (up, down or both). A bucket is scored when event time passes its end."""
+
+    common: Common
+    bucket: Duration
+    history: Duration
+    field: str | None = None
+    direction: str = "both"
+    min_history: int = 2
+    min_value: float = 5.0  # a bucket whose baseline median is below this is not scored (too quiet to tell)
+    type_name: ClassVar[str] = "seasonal"
+
+    def check(self) -> None:
+        if self.direction not in ("up", "down", "both"):
+            raise ValueError("'direction' must be up, down or both")
+
+    def detector(self, ctx: Context, columns: set[str]) -> _SeasonalDetector:
+        return _SeasonalDetector(self, ctx, columns)
+
+
+class _SeasonalDetector(_Filtered):
+    def __init__(self, rule: Seasonal, ctx: Context, columns: set[str]) -> None:
+        super().__init__(rule.common, ctx, columns, [rule.field] if rule.field else [])
+        self.rule = rule
+        self.size = dt.timedelta(seconds=rule.bucket)
+        self.open: dict[tuple[str, dt.datetime], set[Any] | list[int]] = {}
+        self.closed: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
+        self.clock: dt.datetime | None = None
+
+    def _bucket(self, ts: dt.datetime) -> dt.datetime:
+        epoch = dt.datetime(1970, 1, 1, tzinfo=ts.tzinfo)
+        n = (ts - epoch) // self.size
+        return epoch + n * self.size
+
+    def process(self, events: pl.DataFrame) -> list[Match]:
+        if events.height:
+            newest = events.get_column("ts").max()
+            if isinstance(newest, dt.datetime):
+                self.clock = newest if self.clock is None else max(self.clock, newest)
+        sel = self.select(events)
+        fld = self.rule.field
+        cols = ["ts", *self.keys] + ([fld] if fld else [])
+        agg = pl.col(fld).drop_nulls().unique().alias("_v") if fld else pl.len().alias("_v")
+        grouped = sel.select(cols).with_columns(pl.col("ts").dt.truncate(f"{int(self.rule.bucket)}s").alias("_b")) \
+            .group_by([*self.keys, "_b"]).agg(agg) if sel.height else None
+        if grouped is not None:
+            for row in grouped.iter_rows(named=True):
+                slot = (key_text(row, self.common.key), row["_b"])
+                if fld:
+                    self.open.setdefault(slot, set()).update(row["_v"])  # type: ignore[union-attr]
+                else:
+                    cur = self.open.setdefault(slot, [0])
+                    cur[0] += int(row["_v"])  # type: ignore[index]
+        return self._close()
+
+    def _close(self) -> list[Match]:
+        if self.clock is None:
+            return []
+        out = []
+        current = self._bucket(self.clock)
+        keys = {k for k, _ in self.open} | set(self.closed)
+        for key in sorted(keys):
+            series = self.closed[key]
+            if series:  # buckets without events are zeros, not gaps: that is what a drop looks like
+                b = series[-1][0] + self.size
+                while b < current:
+                    self.open.setdefault((key, b), set() if self.rule.field else [0])
+                    b += self.size
+            starts = sorted(b for k, b in self.open if k == key and b < current)
+            for b in starts:
+                raw = self.open.pop((key, b))
+                value = float(len(raw)) if isinstance(raw, set) else float(raw[0])
+                match = self._score(key, b, value)
+                series.append((b, value))
+                if match:
+                    out.append(match)
+            horizon = current - dt.timedelta(seconds=self.rule.history)
+            while series and series[0][0] < horizon:
+                series.popleft()
+        return out
+
+    def _score(self, key: str, bucket: dt.datetime, value: float) -> Match | None:
+        past = self.closed[key]
+        week = dt.timedelta(days=7)
+        day = dt.timedelta(days=1)
+        same_week = [v for b, v in past if (bucket - b) % week == dt.timedelta(0)]
+        same_day = [v for b, v in past if (bucket - b) % day == dt.timedelta(0)]
+        recent = [v for _, v in list(past)[-12:]]
+        candidates = ((same_week, "hour_of_week"), (same_day, "hour_of_day"), (recent, "recent"))
+        chosen = next(((b, n) for b, n in candidates if len(b) >= self.rule.min_history), None)
+        if chosen is None:
+            return None
+        basis, name = chosen
+        med = statistics.median(basis)
+        if med < self.rule.min_value:
+            return None
+        mad = statistics.median(abs(v - med) for v in basis)
+        scale = max(1.4826 * mad, med ** 0.5, 1.0)
+        z = (value - med) / scale
+        direction = self.rule.direction
+        signed = abs(z) if direction == "both" else (z if direction == "up" else -z)
+        severity = severity_of(self.common, signed)
+        if severity is None:
+            return None
+        c = self.common
+        return Match(c.id, c.key_type, key, severity, bucket, bucket + self.size, bucket + self.size,
+                     int(value), signed, {"bucket_value": value, "baseline_median": med, "baseline": name,
+                                          "baseline_points": len(basis), "z": round(z, 2)})
+
+
+@dataclass(frozen=True, eq=False)
+class CreditLimit:
+    """Spend per account (sum of CDR `fee`) against what it may spend: balance plus credit limit from
+    `customers`, as of the start of the data. The value is spend / available (1.0 = limit reached); a warning
+    also fires when the burn rate over `window` would reach the limit within `horizon`."""
+
+    common: Common
+    horizon: Duration
+    type_name: ClassVar[str] = "credit_limit"
+
+    def detector(self, ctx: Context, columns: set[str]) -> _CreditDetector:
+        return _CreditDetector(self, ctx, columns)
+
+
+class _CreditDetector(_Filtered):
+    def __init__(self, rule: CreditLimit, ctx: Context, columns: set[str]) -> None:
+        super().__init__(rule.common, ctx, columns, ["fee", "customer_account"])
+        self.rule = rule
+        self.available = ctx.credit
+        self.spent: dict[str, float] = defaultdict(float)
+        self.recent: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
+
+    def process(self, events: pl.DataFrame) -> list[Match]:
+        c = self.common
+        sel = self.select(events).filter(pl.col("customer_account").is_in(list(self.available)))
+        out = []
+        window = dt.timedelta(seconds=c.window)
+        for (account,), rows in sel.group_by(["customer_account"], maintain_order=True):
+            available = self.available[str(account)]
+            crossing = None
+            peak = 0.0
+            for ts, fee in rows.select("ts", pl.col("fee").cast(pl.Float64).fill_null(0)).iter_rows():
+                self.spent[account] += fee
+                recent = self.recent[account]
+                recent.append((ts, fee))
+                while recent and recent[0][0] <= ts - window:
+                    recent.popleft()
+                rate = sum(f for _, f in recent) / c.window  # per second
+                projected = self.spent[account] + rate * self.rule.horizon
+                used = self.spent[account] / available if available > 0 else float("inf")
+                value = used if used >= 1 or projected < available else max(used, c.warning or 0.0)
+                if severity_of(c, value) and crossing is None:
+                    crossing = ts
+                peak = max(peak, value)
+            severity = severity_of(c, peak)
+            if severity is None or crossing is None:
+                continue
+            hits = rows.filter(pl.col("ts") >= crossing)
+            ev = evidence_of(hits)
+            ev.update({"spent": round(self.spent[account], 4), "available": available,
+                       "burn_per_hour": round(sum(f for _, f in self.recent[account]) / c.window * 3600, 4)})
+            out.append(Match(c.id, c.key_type, str(account), severity, rows.get_column("ts").min(),  # type: ignore[arg-type]
+                             crossing, rows.get_column("ts").max(), hits.height, peak, ev))  # type: ignore[arg-type]
+        return out
