@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--timezone", help="zone of timestamps that carry none (default UTC, or the source's)")
     ing.add_argument("--json", action="store_true", help="print the summary as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--detect", action="store_true",
+                     help="run the rules on the rows as they are stored and save alerts (origin 'live')")
 
     fmts = sub.add_parser("formats", parents=[common], help="list formats, or test one against a file")
     fsub = fmts.add_subparsers(dest="formats_command", metavar="ACTION", parser_class=_Parser)
@@ -67,6 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Tables: sip_events, netfilter_events, cdrs, customers, rejects, positions.")
     sq.add_argument("query", metavar="SQL")
     sq.add_argument("--json", action="store_true", help="print rows as a JSON array of objects")
+
+    det = sub.add_parser("detect", parents=[common], help="replay stored events through the rules, on event time",
+                         description="Run the rules over stored events in time order and save the alerts (origin "
+                                     "'replay'; a second replay of the same range replaces them). No notification "
+                                     "is sent unless --notify.")
+    det.add_argument("--since", metavar="T", help="start (ISO time, UTC unless zoned; or an age: 24h, 7d)")
+    det.add_argument("--until", metavar="T", help="end (exclusive)")
+    det.add_argument("--rules", type=Path, action="append", metavar="DIR",
+                     help="extra rules folder (overrides shipped rules by id; repeatable)")
+    det.add_argument("--notify", action="store_true", help="send the alerts through the configured channels")
+    det.add_argument("--dry-run", action="store_true", help="print alerts without saving them")
+    det.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    al = sub.add_parser("alerts", parents=[common], help="list or show alerts")
+    asub = al.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=_Parser)
+    al_list = asub.add_parser("list", parents=[common], help="alerts, oldest first")
+    al_list.add_argument("--since", metavar="T", help="only alerts active since T (ISO time or 24h, 7d)")
+    al_list.add_argument("--rule", help="only this rule id")
+    al_list.add_argument("--severity", choices=["warning", "critical"])
+    al_list.add_argument("--limit", type=int, default=1000)
+    al_list.add_argument("--json", action="store_true", help="print as a JSON array")
+    al_show = asub.add_parser("show", parents=[common], help="one alert with its evidence and raw lines")
+    al_show.add_argument("id", type=int, metavar="ID")
+    al_show.add_argument("--json", action="store_true")
+
+    lint = sub.add_parser("lint", parents=[common], help="validate rule files (file, line and reason per error)")
+    lint.add_argument("dirs", nargs="*", metavar="DIR", help="rule folders (default: shipped + config [rules] dirs)")
 
     sm = sub.add_parser("summary", parents=[common], help="what is in the store, at a glance",
                         description="Volumes, the noisiest failing sources, user-agents, firewall drops, spend by "
@@ -90,9 +119,14 @@ def run(argv: Sequence[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from fraudwatch import commands
+    from fraudwatch import commands, commands_detect
 
+    if args.command == "alerts" and args.alerts_command is None:
+        raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
     handler = {
+        "detect": commands_detect.cmd_detect,
+        "alerts": commands_detect.cmd_alerts,
+        "lint": commands_detect.cmd_lint,
         "ingest": commands.cmd_ingest,
         "formats": commands.cmd_formats,
         "sql": commands.cmd_sql,

@@ -72,11 +72,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for src in cfg.sources:
             for p in expand_paths([src.path]):
                 jobs.append((p, args.format or src.format, args.timezone or src.timezone))
+    # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
+    jobs.sort(key=lambda job: job[1] != "vos3000-customers")
     total = sum(p.stat().st_size for p, _, _ in jobs)
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
     with Store(cfg.store_path) as store:
-        ing = Ingestor(store, formats, cfg.ingest)
+        hook = None
+        if args.detect:
+            hook = _live_detection(cfg, store)
+        ing = Ingestor(store, formats, cfg.ingest, on_rows=hook)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
         with progress:
@@ -99,6 +104,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if s.error:
             print(f"fraudwatch: {s.error}", file=sys.stderr)
     return 1 if any(s.error for s in summaries) else 0
+
+
+def _live_detection(cfg: Config, store: Any) -> Any:
+    from fraudwatch.detect.base import Context
+    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.live import LiveDetection
+    from fraudwatch.detect.registry import shipped_rules_dir
+    from fraudwatch.detect.replay import credit_context
+
+    rules = list(load_rules(cfg.rule_dirs).rules.values())
+    credit: dict[str, float] = {}
+    names: dict[str, str] = {}
+    live = LiveDetection(store.con, rules, Context(shipped_rules_dir() / "lists", credit, names),
+                         cfg.trusted_networks, cfg.trusted_accounts)
+
+    def hook(table: str, rows: Any) -> None:
+        if table == "cdrs" and not credit:  # balances as loaded so far (customers files are ingested first)
+            got_credit, got_names = credit_context(store.con)
+            credit.update(got_credit)
+            names.update(got_names)
+        live(table, rows)
+
+    return hook
 
 
 def _print_ingest(summaries: list[Any], store: Path) -> None:
@@ -204,6 +232,8 @@ def _cell(value: object) -> str:
 
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S%z")
     if isinstance(value, float):

@@ -42,6 +42,7 @@ class Config:
     trusted_networks: tuple[IPNetwork, ...] = ()
     trusted_accounts: tuple[str, ...] = ()
     format_dirs: tuple[Path, ...] = ()
+    rule_dirs: tuple[Path, ...] = ()
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
@@ -158,6 +159,12 @@ def parse_config(path: Path, text: str) -> Config:
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise doc.error("'dirs' must be a list of folders", "formats", "dirs")
 
+    rules = _table(raw, "rules", doc)
+    _check_keys(rules, {"dirs"}, doc, "rules")
+    rule_dirs = rules.get("dirs", [])
+    if not isinstance(rule_dirs, list) or not all(isinstance(d, str) for d in rule_dirs):
+        raise doc.error("'dirs' must be a list of folders", "rules", "dirs")
+
     ing = _table(raw, "ingest", doc)
     _check_keys(ing, {"chunk_bytes", "max_line_bytes", "max_raw_bytes"}, doc, "ingest")
     ingest = IngestConfig(
@@ -172,6 +179,7 @@ def parse_config(path: Path, text: str) -> Config:
         trusted_networks=tuple(networks),
         trusted_accounts=tuple(accounts),
         format_dirs=tuple(_resolve(base, d) for d in dirs),
+        rule_dirs=tuple(_resolve(base, d) for d in rule_dirs),
         ingest=ingest,
     )
 

@@ -77,6 +77,9 @@ def evidence_of(frame: pl.DataFrame) -> dict[str, Any]:
         out["ids"] = frame.get_column("id").head(EVIDENCE_IDS).to_list()
     if "flowno" in frame.columns:
         out["flownos"] = frame.get_column("flowno").head(EVIDENCE_IDS).to_list()
-    if "source" in frame.columns and "line_no" in frame.columns:
-        out["lines"] = [[s, n] for s, n in frame.select("source", "line_no").head(EVIDENCE_LINES).iter_rows()]
+    if {"source", "line_no", "byte_offset"} <= set(frame.columns):
+        out["lines"] = [list(r) for r in frame.select("source", "line_no", "byte_offset").head(EVIDENCE_LINES)
+                        .iter_rows()]
+    elif {"source", "line_no"} <= set(frame.columns):
+        out["lines"] = [[s, n, None] for s, n in frame.select("source", "line_no").head(EVIDENCE_LINES).iter_rows()]
     return out

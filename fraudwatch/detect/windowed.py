@@ -51,7 +51,8 @@ class WindowDetector:
             sel = sel.with_columns(pl.lit("*").alias("_global"))
         if self.keys != ["_global"]:
             sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
-        keep = [c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no"])
+        keep = [c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
+                                          "byte_offset"])
                 if c in sel.columns]
         sel = sel.select(keep).with_columns(pl.lit(True).alias(_NEW))
         if self.buffer is not None and self.buffer.height:

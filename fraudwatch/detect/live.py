@@ -1,0 +1,31 @@
+"""Detection as rows are stored: the ingest writer's hook. The same engine and alert book as a replay, fed
+the batches the writer commits, so live and replayed alerts agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from fraudwatch.detect.base import Context
+from fraudwatch.detect.decide import Alert, AlertBook
+from fraudwatch.detect.engine import Engine
+from fraudwatch.detect.replay import next_alert_id, save_alerts
+from fraudwatch.netaddr import IPNetwork
+
+
+class LiveDetection:
+    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context,
+                 trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = ()) -> None:
+        self.con = con
+        self.engine = Engine(rules, ctx, trusted)
+        self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
+        self.alerts: dict[int, Alert] = {}
+
+    def __call__(self, table: str, rows: pl.DataFrame) -> None:
+        changed = self.book.apply(self.engine.process(table, rows))
+        if changed:
+            save_alerts(self.con, changed, "live")
+            self.alerts.update({a.id: a for a in changed})
