@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,17 +51,20 @@ def write_cdrs(path: Path, rows: int, seed: int = 1) -> None:
     pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="none"))
 
 
-def run_ingest(db: Path, path: Path, fmt: str) -> tuple[float, int, dict[str, object]]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_ingest(db: Path, path: Path, fmt: str, *extra: str) -> tuple[float, int, dict[str, object]]:
     t0 = time.perf_counter()
-    proc = subprocess.run([*FRAUDWATCH, "--db", str(db), "ingest", "--format", fmt, "--json", str(path)],
-                          capture_output=True, text=True, check=False, cwd=ROOT)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"ingest failed: {proc.stderr.strip()}")
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    summary = json.loads(proc.stdout)["files"][0]
-    return elapsed, max(peak_kb, before) * 1024, summary
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([*FRAUDWATCH, "--db", str(db), "ingest", "--format", fmt, "--json", *extra,
+                                 str(path)], stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            sys.exit(f"ingest failed: {err.read().decode(errors='replace').strip()}")
+        summary = json.loads(out.read())["files"][0]
+    return elapsed, usage.ru_maxrss * 1024, summary
 
 
 def main() -> None:
@@ -84,16 +86,26 @@ def main() -> None:
         print(f"inputs: {lines:,} sipproxy lines ({log.stat().st_size / 1e6:,.0f} MB, generated in {gen_s:.1f} s), "
               f"{args.cdrs:,} CDRs ({cdr.stat().st_size / 1e6:,.0f} MB)")
         print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
-        for name, path, fmt, unit in (("sipproxy backfill", log, "vos3000-sipproxy", "lines"),
-                                      ("CDR backfill", cdr, "vos3000-cdr", "rows")):
+        for name, path, fmt, unit, extra in (
+                ("sipproxy backfill", log, "vos3000-sipproxy", "lines", ()),
+                ("  + live detection", log, "vos3000-sipproxy", "lines", ("--detect",)),
+                ("CDR backfill", cdr, "vos3000-cdr", "rows", ()),
+                ("  + live detection", cdr, "vos3000-cdr", "rows", ("--detect",))):
             db = work / f"{fmt}.duckdb"
             if db.exists():
                 db.unlink()
-            elapsed, rss, summary = run_ingest(db, path, fmt)
+            elapsed, rss, summary = run_ingest(db, path, fmt, *extra)
             n = int(str(summary["lines"]))
+            alerts = ""
+            if extra:
+                import duckdb
+
+                con = duckdb.connect(str(db), read_only=True)
+                alerts = f"; {con.execute('SELECT count(*) FROM alerts').fetchall()[0][0]:,} alerts"
+                con.close()
             print(f"{name:18s} {n:>10,} {unit} in {elapsed:6.2f} s = {n / elapsed:>10,.0f} {unit}/s; "
                   f"parsed {summary['parsed']:,}, ignored {summary['ignored']:,}, rejected {summary['rejected']:,}; "
-                  f"peak RSS {rss / 2**20:,.0f} MiB; store {db.stat().st_size / 1e6:,.0f} MB")
+                  f"peak RSS {rss / 2**20:,.0f} MiB; store {db.stat().st_size / 1e6:,.0f} MB{alerts}")
 
 
 if __name__ == "__main__":

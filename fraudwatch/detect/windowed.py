@@ -67,28 +67,36 @@ class WindowDetector:
         return self._matches(scored)
 
     def _matches(self, scored: pl.DataFrame) -> list[Match]:
+        """One match per key that crossed its level in this batch, computed with joins, not a loop per key
+        (a botnet brings thousands of keys into one batch)."""
         c = self.common
         hot = scored.filter(pl.col(_NEW) & (pl.col(_VALUE) >= lowest_level(c)))
         if not hot.height:
             return []
-        out = []
+        per_key = hot.group_by(self.keys, maintain_order=True).agg(
+            pl.col("ts").min().alias("_crossing"), pl.col("ts").max().alias("_last"),
+            pl.col(_VALUE).max().alias("_peak"))
         window = dt.timedelta(seconds=c.window)
-        for key_vals, rows in hot.group_by(self.keys, maintain_order=True):
-            first = rows.row(0, named=True)
-            peak = float(rows.get_column(_VALUE).max())  # type: ignore[arg-type]
-            severity = severity_of(c, peak)
+        joined = scored.join(per_key, on=self.keys, how="inner")
+        in_window = joined.filter((pl.col("ts") <= pl.col("_crossing")) & (pl.col("ts") > pl.col("_crossing") - window))
+        starts = in_window.group_by(self.keys).agg(pl.col("ts").min().alias("_first"))
+        episode = joined.join(starts, on=self.keys).filter(pl.col(_NEW) & (pl.col("ts") >= pl.col("_first"))) \
+            .group_by(self.keys).agg(pl.len().alias("_count"))
+        summary = per_key.join(starts, on=self.keys).join(episode, on=self.keys, how="left")
+        evidence_cols = [col for col in ("id", "flowno", "source", "line_no", "byte_offset") if col in scored.columns]
+        ev_frames = {k: g for k, g in in_window.select([*self.keys, *evidence_cols]).group_by(self.keys)}
+        hot_rows = {k: g for k, g in hot.group_by(self.keys)}
+        out = []
+        for row in summary.iter_rows(named=True):
+            key_vals = tuple(row[k] for k in self.keys)
+            severity = severity_of(c, float(row["_peak"]))
             assert severity is not None
-            key_filter = pl.all_horizontal(pl.col(k) == v for k, v in zip(self.keys, key_vals, strict=True))
-            crossing = first["ts"]
-            in_window = scored.filter(key_filter & (pl.col("ts") <= crossing) & (pl.col("ts") > crossing - window))
-            episode = scored.filter(key_filter & pl.col(_NEW) & (pl.col("ts") >= in_window.get_column("ts").min()))
-            evidence = evidence_of(in_window)
-            evidence.update(self.facts(rows))
+            evidence = evidence_of(ev_frames[key_vals])
+            evidence.update(self.facts(hot_rows[key_vals]))
             out.append(Match(
-                rule=c.id, key_type=c.key_type, key=key_text(first, c.key), severity=severity,
-                first_seen=in_window.get_column("ts").min(), detected_at=crossing,  # type: ignore[arg-type]
-                last_seen=rows.get_column("ts").max(), count=episode.height, value=peak,  # type: ignore[arg-type]
-                evidence=evidence))
+                rule=c.id, key_type=c.key_type, key=key_text(row, c.key), severity=severity,
+                first_seen=row["_first"], detected_at=row["_crossing"], last_seen=row["_last"],
+                count=int(row["_count"] or 0), value=float(row["_peak"]), evidence=evidence))
         return out
 
     def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
