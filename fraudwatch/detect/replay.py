@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
 from fraudwatch.detect.engine import Engine
 from fraudwatch.netaddr import IPNetwork
+from fraudwatch.store.schema import ALERTS
+
+_ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
+                 "value", "action", "trusted", "report_only", "description", "updates")
 
 TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
 ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
@@ -90,13 +95,17 @@ def save_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], origin:
             con.execute("DELETE FROM alerts WHERE origin = ? AND detected_at >= ? AND detected_at < ?",
                         [origin, *replace_range])
         if alerts:
-            con.execute("DELETE FROM alerts WHERE id IN (SELECT unnest(?))", [[a.id for a in alerts]])
-            con.executemany(
-                "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[a.id, a.rule, a.severity, a.key_type, a.key, a.first_seen, a.last_seen, a.detected_at, a.count,
-                  a.value, a.action, a.trusted, a.report_only, a.description,
-                  json.dumps(a.evidence, default=str, ensure_ascii=False), a.updates, origin, now]
-                 for a in alerts])
+            rows = pa.Table.from_pylist([
+                {**{k: getattr(a, k) for k in _ALERT_FIELDS}, "evidence": json.dumps(a.evidence, default=str,
+                                                                                       ensure_ascii=False),
+                 "origin": origin, "updated_at": now} for a in alerts])
+            con.register("new_alerts", rows)
+            try:
+                con.execute("DELETE FROM alerts WHERE id IN (SELECT id FROM new_alerts)")
+                con.execute(f"INSERT INTO alerts ({', '.join(ALERTS.names)}) SELECT {', '.join(ALERTS.names)} "
+                            "FROM new_alerts")
+            finally:
+                con.unregister("new_alerts")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
