@@ -54,11 +54,11 @@ class AlertBook:
         self.next_id = next_id
 
     def is_trusted(self, key_type: str, key: str) -> bool:
-        if key_type == "ip":
-            addr = parse_ip(key)
+        if key_type == "ip":  # the key's first field is the address, also in a composite key (ip|username)
+            addr = parse_ip(key.split("|", 1)[0])
             return addr is not None and any(addr.version == n.version and addr in n for n in self.trusted_networks)
         if key_type == "account":
-            return key in self.trusted_accounts
+            return key.split("|", 1)[0] in self.trusted_accounts
         return False
 
     def apply(self, matches: Iterable[Match]) -> list[Alert]:

@@ -1,8 +1,9 @@
 """Derived columns rules can filter and group on, added to each batch before the detectors see it.
 
 - every source: `trusted_ip` (the source address is in [trusted] networks);
-- sip_events: `challenge_repeat` — a 401/407 that is not the first challenge on its Call-ID, i.e. the peer
-  answered the challenge and failed (one 401 followed by 200 is normal digest authentication);
+- sip_events: `challenge_repeat` — a 401/407 on a Call-ID already challenged (within CHALLENGE_TTL, with no 2xx
+  since), i.e. the peer answered the challenge and failed (one 401 followed by 200 is normal digest
+  authentication, and so is a phone re-registering on the same Call-ID);
 - cdrs: `ts` (the stop time: when the record exists), `answered`, `callee_number` (digits, without 00/+),
   `callee_country` and `callee_class` (libphonenumber's region and number type: premium_rate, shared_cost, uan,
   voip, mobile, fixed_line ...).
@@ -30,6 +31,8 @@ ENRICHED = {
     "netfilter_events": ("trusted_ip",),
     "cdrs": ("ts", "trusted_ip", "answered", "callee_number", "callee_country", "callee_class"),
 }
+ENRICHED_TYPES = {"ts": "TIMESTAMPTZ", "trusted_ip": "BOOLEAN", "challenge_repeat": "BOOLEAN", "answered": "BOOLEAN",
+                  "callee_number": "VARCHAR", "callee_country": "VARCHAR", "callee_class": "VARCHAR"}
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -84,20 +87,34 @@ class Enricher:
         ).sort("ts", maintain_order=True)
 
     def _challenges(self, frame: pl.DataFrame) -> pl.DataFrame:
-        is_challenge = (pl.col("event") == "response") & pl.col("status").is_in([401, 407]) & \
-            pl.col("call_id").is_not_null()
-        nth = pl.when(is_challenge).then(pl.int_range(pl.len()).over("call_id", is_challenge)).otherwise(None)
-        frame = frame.with_columns(nth.alias("_nth"))
-        seen_before = pl.col("call_id").is_in(list(self.challenged))
-        frame = frame.with_columns(
-            (is_challenge & ((pl.col("_nth") > 0) | seen_before)).fill_null(False).alias("challenge_repeat")
-        ).drop("_nth")
-        last = frame.filter(is_challenge).group_by("call_id").agg(pl.col("ts").max())
-        for call_id, ts in last.iter_rows():
-            self.challenged[call_id] = ts
+        """`challenge_repeat`: a 401/407 whose Call-ID was already challenged within CHALLENGE_TTL with no 2xx
+        since. Digest authentication (401, then 200) and a phone re-registering on its Call-ID are not failures;
+        a wrong password (401, answered, 401 again) is. Decided per event, so batch cuts do not matter."""
+        response = (pl.col("event") == "response") & pl.col("call_id").is_not_null()
+        is_challenge = (response & pl.col("status").is_in([401, 407])).fill_null(False)
+        is_success = (response & (pl.col("status") >= 200) & (pl.col("status") < 300)).fill_null(False)
+        rows = frame.with_row_index("_row")
+        steps = rows.filter(is_challenge | is_success).select("_row", "call_id", "ts", is_challenge.alias("_ch"))
+        remembered = pl.DataFrame({"call_id": list(self.challenged), "_open": list(self.challenged.values())},
+                                  schema={"call_id": pl.Utf8, "_open": steps.schema["ts"]})
+        before = pl.col("ts").shift(1).over("call_id")
+        # the challenge still open before this step: the previous step on the Call-ID if it was a challenge;
+        # for the Call-ID's first step in this batch, the one remembered from earlier batches
+        open_since = pl.when(pl.col("_ch").shift(1).over("call_id").is_null()).then(pl.col("_open")) \
+            .when(pl.col("_ch").shift(1).over("call_id")).then(before)
+        steps = steps.join(remembered, on="call_id", how="left", maintain_order="left").with_columns(
+            (pl.col("_ch") & (pl.col("ts") - open_since <= CHALLENGE_TTL)).fill_null(False).alias("_repeat"))
+        repeated = steps.filter("_repeat").get_column("_row")
+        frame = rows.with_columns(pl.col("_row").is_in(repeated.implode()).alias("challenge_repeat")).drop("_row")
+        for call_id, challenged, ts in steps.group_by("call_id", maintain_order=True) \
+                .agg(pl.col("_ch").last(), pl.col("ts").last()).iter_rows():
+            if challenged:
+                self.challenged[call_id] = ts
+            else:
+                self.challenged.pop(call_id, None)
         if frame.height:
             newest = frame.get_column("ts").max()
             if isinstance(newest, dt.datetime):
                 cutoff = newest - CHALLENGE_TTL
-                self.challenged = {k: v for k, v in self.challenged.items() if v > cutoff}
+                self.challenged = {k: v for k, v in self.challenged.items() if v >= cutoff}
         return frame

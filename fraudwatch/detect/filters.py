@@ -18,11 +18,15 @@ Attacker text only ever meets these as data: lists and regexes come from rule fi
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from fraudwatch.detect.enrich import ENRICHED_TYPES
+from fraudwatch.store.schema import TABLES
 
 OPS = ("in", "not_in", "lt", "le", "gt", "ge", "regex", "list", "prefix_list", "exists", "eq", "ne")
 
@@ -51,6 +55,42 @@ def normalise_number(col: pl.Expr) -> pl.Expr:
     return pl.when(digits.str.starts_with("00")).then(digits.str.slice(2)).otherwise(digits)
 
 
+def normalise_prefix(entry: str) -> str:
+    """A list entry as `normalise_number` writes numbers: '+44 90' -> '4490', '00882' -> '882'."""
+    digits = re.sub(r"[^0-9]", "", entry)
+    return digits[2:] if digits.startswith("00") else digits
+
+
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "DOUBLE", "REAL", "FLOAT", "DECIMAL")
+
+
+def _kind(field: str) -> str | None:
+    """number, text or bool: how a `where:` value for `field` must be written (None: anything goes)."""
+    sql = ENRICHED_TYPES.get(field) or next(
+        (col.type for t in TABLES.values() if (col := t.column(field)) is not None), None)
+    if sql is None:
+        return None
+    if sql.startswith(_NUMBER_TYPES):
+        return "number"
+    return {"VARCHAR": "text", "BOOLEAN": "bool"}.get(sql)
+
+
+def _value(field: str, kind: str | None, value: Any) -> Any:
+    """`value` checked against the field's kind, so a quoted number fails at load time, not in the watcher;
+    a bare number for a text field (YAML reads `username: 1001` as a number) is taken as its text."""
+    if value is None or kind is None:
+        return value
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise FilterError(f"'{field}' is a number: write {value!r} without quotes")
+    if kind == "bool" and not isinstance(value, bool):
+        raise FilterError(f"'{field}' is true or false, not {value!r}")
+    if kind == "text":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise FilterError(f"'{field}' is text, not {value!r}")
+        return str(value)
+    return value
+
+
 def compile_where(where: dict[str, Any], lists_dir: Path, columns: set[str]) -> pl.Expr:
     """All conditions ANDed; an empty `where` matches every event."""
     expr: pl.Expr = pl.lit(True)
@@ -72,16 +112,19 @@ def _condition(field: str, cond: Any, lists_dir: Path, columns: set[str]) -> pl.
     if field not in columns:
         raise FilterError(f"unknown field '{field}' (known: {', '.join(sorted(columns))})")
     col = pl.col(field)
+    kind = _kind(field)
     if isinstance(cond, dict):
-        exprs = [_operator(col, op, arg, lists_dir) for op, arg in cond.items()]
+        if not cond:
+            raise FilterError(f"'{field}' has an empty mapping of operators")
+        exprs = [_operator(col, op, arg, lists_dir, field, kind) for op, arg in cond.items()]
         return functools.reduce(lambda a, b: a & b, exprs)
     if isinstance(cond, list):
-        return col.is_in(cond).fill_null(False)
-    equal: pl.Expr = (col == cond).fill_null(False)
+        return col.is_in([_value(field, kind, v) for v in cond]).fill_null(False)
+    equal: pl.Expr = (col == _value(field, kind, cond)).fill_null(False)
     return equal
 
 
-def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path) -> pl.Expr:
+def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path, field: str, kind: str | None) -> pl.Expr:
     compare: dict[str, Callable[[pl.Expr, Any], pl.Expr]] = {
         "eq": lambda c, a: c == a, "ne": lambda c, a: c != a, "lt": lambda c, a: c < a, "le": lambda c, a: c <= a,
         "gt": lambda c, a: c > a, "ge": lambda c, a: c >= a,
@@ -89,11 +132,12 @@ def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path) -> pl.Expr:
     if op in compare:
         if isinstance(arg, list | dict):
             raise FilterError(f"'{op}' takes one value")
-        return compare[op](col, arg).fill_null(False)
+        # a missing value is 'not equal' to anything, as it is 'not_in' any list
+        return compare[op](col, _value(field, kind, arg)).fill_null(op == "ne")
     if op in ("in", "not_in"):
         if not isinstance(arg, list):
             raise FilterError(f"'{op}' takes a list")
-        inside = col.is_in(arg).fill_null(False)
+        inside = col.is_in([_value(field, kind, v) for v in arg]).fill_null(False)
         return inside if op == "in" else ~inside
     if op == "regex":
         if not isinstance(arg, str):
@@ -110,7 +154,7 @@ def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path) -> pl.Expr:
         text = col.cast(pl.Utf8).str.to_lowercase()
         return text.str.contains_any(entries).fill_null(False) if entries else pl.lit(False)
     if op == "prefix_list":
-        prefixes = [p.lstrip("+").replace(" ", "") for p in load_list(lists_dir, str(arg))]
+        prefixes = [p for p in (normalise_prefix(e) for e in load_list(lists_dir, str(arg))) if p]
         number = normalise_number(col)
         hits = [number.str.starts_with(p) for p in prefixes]
         return functools.reduce(lambda a, b: a | b, hits).fill_null(False) if hits else pl.lit(False)

@@ -192,10 +192,12 @@ def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) 
         raise ConfigError(f"rule '{rid}': 'key' must be a field name or a list of them", lines.at(raw, "key"))
     try:
         window = parse_duration(raw.get("window", "60s"))
+    except ValueError as exc:
+        raise ConfigError(f"rule '{rid}': 'window' {exc}", lines.at(raw, "window")) from None
+    try:
         cooldown = parse_duration(raw["cooldown"]) if "cooldown" in raw else window
     except ValueError as exc:
-        bad = "cooldown" if "cooldown" in raw and "window" not in str(exc) else "window"
-        raise ConfigError(f"rule '{rid}': {exc}", lines.at(raw, bad)) from None
+        raise ConfigError(f"rule '{rid}': 'cooldown' {exc}", lines.at(raw, "cooldown")) from None
     levels = {}
     for level in ("warning", "critical"):
         v = raw.get(level)
@@ -236,7 +238,7 @@ def load_rule_file(path: Path, registry: dict[str, type[Any]], collect: bool = F
             raise
         result.errors.append(exc)
         return result
-    items = doc.get("rules") if isinstance(doc, dict) and "rules" in doc else [doc]
+    items = doc.get("rules") if isinstance(doc, dict) and "rules" in doc else doc if isinstance(doc, list) else [doc]
     if not isinstance(items, list):
         err = ConfigError("'rules' must be a list of rules", Location(path, 1))
         if not collect:

@@ -20,6 +20,9 @@ class _Filtered:
         for f in fields:
             if f not in columns:
                 raise ValueError(f"unknown field '{f}'")
+        for k in common.key:
+            if k not in columns:
+                raise ValueError(f"unknown field '{k}' in 'key'")
         self.common = common
         self.where = compile_where(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key)
@@ -33,8 +36,9 @@ class _Filtered:
 class NewTerm:
     """First time a key is seen with a term (an account from a new IP or country, calling a new country).
 
-    A key's terms are learned silently for `learn` after the key is first seen; after that a new term alerts.
-    The value is the number of new terms for the key in the batch."""
+    A key's terms are learned silently for `learn` after the key is first seen; after that a new term is
+    scored: the value is the number of the key's new terms within `window` up to it. A match's events are the
+    first sightings of those new terms; episodes split on `cooldown`, as the alert book does across batches."""
 
     common: Common
     terms: tuple[str, ...]
@@ -47,22 +51,46 @@ class NewTerm:
         return _NewTermDetector(self, ctx, columns)
 
 
+@dataclass
+class _Sighting:
+    """A new term's first sighting, kept while it is inside the window."""
+
+    ts: dt.datetime
+    term: tuple[Any, ...]
+    row: int | None  # row in the current batch's selection (None once that batch is done)
+    counted: bool = False
+
+
+@dataclass
+class _Episode:
+    first_seen: dt.datetime
+    detected_at: dt.datetime
+    last_seen: dt.datetime
+    peak: float
+    behind: list[_Sighting]
+    known_before: int
+
+
 class _NewTermDetector(_Filtered):
     def __init__(self, rule: NewTerm, ctx: Context, columns: set[str]) -> None:
         super().__init__(rule.common, ctx, columns, list(rule.terms))
         self.rule = rule
         self.first_seen: dict[str, dt.datetime] = {}
         self.known: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+        self.recent: dict[str, deque[_Sighting]] = defaultdict(deque)
 
     def process(self, events: pl.DataFrame) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)
         sel = self.select(events).filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms))
         if not sel.height:
             return []
-        firsts = sel.group_by([*self.keys, *terms], maintain_order=True).agg(pl.col("ts").min().alias("_first"))
-        out: list[Match] = []
-        fresh: dict[str, list[tuple[dt.datetime, tuple[Any, ...]]]] = defaultdict(list)
-        for row in firsts.sort("_first").iter_rows(named=True):
+        sel = sel.with_row_index("_row")
+        firsts = sel.group_by([*self.keys, *terms]).agg(
+            pl.col("ts").min().alias("_first"), pl.col("_row").sort_by("ts").first())
+        learn, window = dt.timedelta(seconds=self.rule.learn), dt.timedelta(seconds=c.window)
+        cooldown = dt.timedelta(seconds=c.cooldown)
+        episodes: dict[str, list[_Episode]] = defaultdict(list)
+        for row in firsts.sort("_first", "_row").iter_rows(named=True):
             key = key_text(row, c.key)
             term = tuple(row[t] for t in terms)
             ts = row["_first"]
@@ -70,22 +98,38 @@ class _NewTermDetector(_Filtered):
             if term in self.known[key]:
                 continue
             self.known[key].add(term)
-            if ts - born >= dt.timedelta(seconds=self.rule.learn):
-                fresh[key].append((ts, term))
-        for key, items in fresh.items():
-            severity = severity_of(c, float(len(items)))
-            if severity is None:
+            if ts - born < learn:
                 continue
-            first_ts = items[0][0]
-            key_rows = sel.filter(pl.all_horizontal(
-                pl.col(k).cast(pl.Utf8) == v for k, v in zip(self.keys, key.split("|"), strict=False)))
-            new_rows = key_rows.filter(pl.struct(terms).is_in([dict(zip(terms, t, strict=True)) for _, t in items]))
-            ev = evidence_of(new_rows)
-            ev["new_terms"] = [list(t) for _, t in items][:20]
-            ev["known_terms"] = len(self.known[key]) - len(items)
-            out.append(Match(c.id, c.key_type, key, severity, first_ts, first_ts,
-                             new_rows.get_column("ts").max(), new_rows.height,  # type: ignore[arg-type]
-                             float(len(items)), ev))
+            recent = self.recent[key]
+            recent.append(_Sighting(ts, term, row["_row"]))
+            while recent[0].ts <= ts - window:
+                recent.popleft()
+            value = float(len(recent))
+            if severity_of(c, value) is None:
+                continue
+            behind = [s for s in recent if not s.counted]
+            for s in behind:
+                s.counted = True
+            start = behind[0].ts if behind else ts
+            mine = episodes[key]
+            if mine and start - mine[-1].last_seen <= cooldown:
+                mine[-1].last_seen, mine[-1].peak = ts, max(mine[-1].peak, value)
+                mine[-1].behind += behind
+            else:
+                mine.append(_Episode(start, ts, ts, value, behind, len(self.known[key]) - len(behind)))
+        out: list[Match] = []
+        for key, items in episodes.items():
+            for e in items:
+                severity = severity_of(c, e.peak)
+                assert severity is not None
+                ev = evidence_of(sel[[s.row for s in e.behind if s.row is not None]].sort("ts"))
+                ev["new_terms"] = [list(s.term) for s in e.behind][:20]
+                ev["known_terms"] = e.known_before
+                out.append(Match(c.id, c.key_type, key, severity, e.first_seen, e.detected_at, e.last_seen,
+                                 len(e.behind), e.peak, ev))
+        for recent in self.recent.values():
+            for s in recent:
+                s.row = None
         return out
 
 
@@ -118,7 +162,7 @@ class _SeasonalDetector(_Filtered):
         super().__init__(rule.common, ctx, columns, [rule.field] if rule.field else [])
         self.rule = rule
         self.size = dt.timedelta(seconds=rule.bucket)
-        self.open: dict[tuple[str, dt.datetime], set[Any] | list[int]] = {}
+        self.open: dict[str, dict[dt.datetime, set[Any] | list[int]]] = defaultdict(dict)  # key -> bucket -> tally
         self.closed: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
         self.clock: dt.datetime | None = None
 
@@ -126,6 +170,9 @@ class _SeasonalDetector(_Filtered):
         epoch = dt.datetime(1970, 1, 1, tzinfo=ts.tzinfo)
         n = (ts - epoch) // self.size
         return epoch + n * self.size
+
+    def _empty(self) -> set[Any] | list[int]:
+        return set() if self.rule.field else [0]
 
     def process(self, events: pl.DataFrame) -> list[Match]:
         if events.height:
@@ -136,42 +183,47 @@ class _SeasonalDetector(_Filtered):
         fld = self.rule.field
         cols = ["ts", *self.keys] + ([fld] if fld else [])
         agg = pl.col(fld).drop_nulls().unique().alias("_v") if fld else pl.len().alias("_v")
-        grouped = sel.select(cols).with_columns(pl.col("ts").dt.truncate(f"{int(self.rule.bucket)}s").alias("_b")) \
+        size = f"{round(self.rule.bucket * 1_000_000)}us"  # epoch-aligned, as _bucket
+        grouped = sel.select(cols).with_columns(pl.col("ts").dt.truncate(size).alias("_b")) \
             .group_by([*self.keys, "_b"]).agg(agg) if sel.height else None
         if grouped is not None:
             for row in grouped.iter_rows(named=True):
-                slot = (key_text(row, self.common.key), row["_b"])
-                if fld:
-                    self.open.setdefault(slot, set()).update(row["_v"])  # type: ignore[union-attr]
+                tally = self.open[key_text(row, self.common.key)].setdefault(row["_b"], self._empty())
+                if isinstance(tally, set):
+                    tally.update(row["_v"])
                 else:
-                    cur = self.open.setdefault(slot, [0])
-                    cur[0] += int(row["_v"])  # type: ignore[index]
+                    tally[0] += int(row["_v"])
         return self._close()
 
     def _close(self) -> list[Match]:
+        """Score every bucket that ended before the current one, in order, each against the history before it
+        (trimmed to `history` back from that bucket, so when buckets are closed does not matter)."""
         if self.clock is None:
             return []
         out = []
         current = self._bucket(self.clock)
-        keys = {k for k, _ in self.open} | set(self.closed)
-        for key in sorted(keys):
+        history = dt.timedelta(seconds=self.rule.history)
+        for key in sorted(set(self.open) | set(self.closed)):
             series = self.closed[key]
-            if series:  # buckets without events are zeros, not gaps: that is what a drop looks like
-                b = series[-1][0] + self.size
-                while b < current:
-                    self.open.setdefault((key, b), set() if self.rule.field else [0])
-                    b += self.size
-            starts = sorted(b for k, b in self.open if k == key and b < current)
-            for b in starts:
-                raw = self.open.pop((key, b))
+            slots = self.open[key]
+            # buckets without events are zeros, not gaps: that is what a drop looks like
+            b = series[-1][0] + self.size if series else min(slots, default=current)
+            while b < current:
+                slots.setdefault(b, self._empty())
+                b += self.size
+            for b in sorted(x for x in slots if x < current):
+                raw = slots.pop(b)
                 value = float(len(raw)) if isinstance(raw, set) else float(raw[0])
+                while series and series[0][0] < b - history:
+                    series.popleft()
                 match = self._score(key, b, value)
                 series.append((b, value))
                 if match:
                     out.append(match)
-            horizon = current - dt.timedelta(seconds=self.rule.history)
-            while series and series[0][0] < horizon:
+            while series and series[0][0] < current - history:
                 series.popleft()
+            if not slots:
+                del self.open[key]
         return out
 
     def _score(self, key: str, bucket: dt.datetime, value: float) -> Match | None:
@@ -223,18 +275,22 @@ class _CreditDetector(_Filtered):
         self.rule = rule
         self.available = ctx.credit
         self.spent: dict[str, float] = defaultdict(float)
+        self.since: dict[str, dt.datetime] = {}  # account -> its first CDR: the spend behind an alert starts there
         self.recent: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
 
     def process(self, events: pl.DataFrame) -> list[Match]:
+        """One match per account with CDRs at or over a level in this batch: its events are those CDRs."""
         c = self.common
         sel = self.select(events).filter(pl.col("customer_account").is_in(list(self.available)))
         out = []
         window = dt.timedelta(seconds=c.window)
-        for (account,), rows in sel.group_by(["customer_account"], maintain_order=True):
-            available = self.available[str(account)]
-            crossing = None
+        for (account_value,), rows in sel.group_by(["customer_account"], maintain_order=True):
+            account = str(account_value)
+            available = self.available[account]
+            hot: list[int] = []
             peak = 0.0
-            for ts, fee in rows.select("ts", pl.col("fee").cast(pl.Float64).fill_null(0)).iter_rows():
+            for i, (ts, fee) in enumerate(rows.select("ts", pl.col("fee").cast(pl.Float64).fill_null(0)).iter_rows()):
+                self.since.setdefault(account, ts)
                 self.spent[account] += fee
                 recent = self.recent[account]
                 recent.append((ts, fee))
@@ -244,16 +300,17 @@ class _CreditDetector(_Filtered):
                 projected = self.spent[account] + rate * self.rule.horizon
                 used = self.spent[account] / available if available > 0 else float("inf")
                 value = used if used >= 1 or projected < available else max(used, c.warning or 0.0)
-                if severity_of(c, value) and crossing is None:
-                    crossing = ts
-                peak = max(peak, value)
+                if severity_of(c, value):
+                    hot.append(i)
+                    peak = max(peak, value)
             severity = severity_of(c, peak)
-            if severity is None or crossing is None:
+            if severity is None:
                 continue
-            hits = rows.filter(pl.col("ts") >= crossing)
+            hits = rows[hot]
             ev = evidence_of(hits)
             ev.update({"spent": round(self.spent[account], 4), "available": available,
                        "burn_per_hour": round(sum(f for _, f in self.recent[account]) / c.window * 3600, 4)})
-            out.append(Match(c.id, c.key_type, str(account), severity, rows.get_column("ts").min(),  # type: ignore[arg-type]
-                             crossing, rows.get_column("ts").max(), hits.height, peak, ev))  # type: ignore[arg-type]
+            out.append(Match(c.id, c.key_type, account, severity, self.since[account],
+                             hits.get_column("ts").min(), hits.get_column("ts").max(),  # type: ignore[arg-type]
+                             hits.height, peak, ev))
         return out

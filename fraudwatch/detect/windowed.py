@@ -3,6 +3,12 @@
 Each event is scored on the window ending at its own time, (ts - window, ts], per key — event time, so a replay
 scores exactly as the live run did, and there is no midnight reset. Between batches a detector keeps only the
 events still inside its longest window.
+
+An event whose value reaches the rule's lowest level is *hot*. The events behind a match are the events in the
+window of a hot event, each counted once (a flag carried with the kept events), so the counts of matches add up
+to the same total however the stream was cut into batches. A key's hot events form one episode until the gap
+between the episode's last hot event and the window of the next one exceeds the rule's `cooldown` — the same
+test the alert book applies across batches, so one batch or many give the same alerts.
 """
 
 from __future__ import annotations
@@ -19,10 +25,18 @@ from fraudwatch.detect.spec import Common, Duration
 
 _NEW = "_new"
 _VALUE = "_value"
+_COUNTED = "_counted"  # the event is already behind a match
+_OWNER = "_owner"  # time of the hot event an event is counted for
+_TAKEN = "_taken"
+_SEG = "_seg"
 
 
 def _us(seconds: float) -> str:
     return f"{round(seconds * 1_000_000)}us"
+
+
+def _delta(seconds: float) -> dt.timedelta:
+    return dt.timedelta(microseconds=round(seconds * 1_000_000))
 
 
 class WindowDetector:
@@ -31,6 +45,9 @@ class WindowDetector:
     history: float  # seconds of events to keep between batches
 
     def __init__(self, common: Common, ctx: Context, columns: set[str]) -> None:
+        for k in common.key:
+            if k not in columns:
+                raise ValueError(f"unknown field '{k}' in 'key'")
         self.common = common
         self.where = compile_where(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key) or ["_global"]
@@ -54,53 +71,60 @@ class WindowDetector:
         keep = [c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
                                           "byte_offset"])
                 if c in sel.columns]
-        sel = sel.select(keep).with_columns(pl.lit(True).alias(_NEW))
+        sel = sel.select(keep).with_columns(pl.lit(True).alias(_NEW), pl.lit(False).alias(_COUNTED))
         if self.buffer is not None and self.buffer.height:
             sel = pl.concat([self.buffer, sel], how="diagonal_relaxed")
         if not sel.height:
             return []
         sel = sel.sort("ts", maintain_order=True)
-        scored = self.score(sel)
+        scored, matches = self._matches(self.score(sel))
         newest: dt.datetime = scored.get_column("ts").max()  # type: ignore[assignment]
         cutoff = newest - dt.timedelta(seconds=self.history)
         self.buffer = scored.filter(pl.col("ts") > cutoff).drop(_VALUE).with_columns(pl.lit(False).alias(_NEW))
-        return self._matches(scored)
+        return matches
 
-    def _matches(self, scored: pl.DataFrame) -> list[Match]:
-        """One match per key that crossed its level in this batch, computed with joins, not a loop per key
-        (a botnet brings thousands of keys into one batch)."""
-        c = self.common
-        hot = scored.filter(pl.col(_NEW) & (pl.col(_VALUE) >= lowest_level(c)))
-        if not hot.height:
-            return []
-        per_key = hot.group_by(self.keys, maintain_order=True).agg(
-            pl.col("ts").min().alias("_crossing"), pl.col("ts").max().alias("_last"),
-            pl.col(_VALUE).max().alias("_peak"))
-        window = dt.timedelta(seconds=c.window)
-        joined = scored.join(per_key, on=self.keys, how="inner")
-        in_window = joined.filter((pl.col("ts") <= pl.col("_crossing")) & (pl.col("ts") > pl.col("_crossing") - window))
-        starts = in_window.group_by(self.keys).agg(pl.col("ts").min().alias("_first"))
-        episode = joined.join(starts, on=self.keys).filter(pl.col(_NEW) & (pl.col("ts") >= pl.col("_first"))) \
-            .group_by(self.keys).agg(pl.len().alias("_count"))
-        summary = per_key.join(starts, on=self.keys).join(episode, on=self.keys, how="left")
-        evidence_cols = [col for col in ("id", "flowno", "source", "line_no", "byte_offset") if col in scored.columns]
-        ev_frames = {k: g for k, g in in_window.select([*self.keys, *evidence_cols]).group_by(self.keys)}
-        hot_rows = {k: g for k, g in hot.group_by(self.keys)}
+    def _matches(self, scored: pl.DataFrame) -> tuple[pl.DataFrame, list[Match]]:
+        """`scored` with the events now behind a match flagged, and one match per episode of a key in this
+        batch — computed with joins, not a loop per key (a botnet brings thousands of keys into one batch)."""
+        c, keys = self.common, self.keys
+        is_hot = pl.col(_NEW) & (pl.col(_VALUE) >= lowest_level(c))
+        if not scored.select(is_hot.any()).item():
+            return scored, []
+        # each event is counted for the next hot event of its key, when that is less than a window later
+        owner = pl.when(is_hot).then(pl.col("ts")).backward_fill().over(keys)
+        scored = scored.with_columns(owner.alias(_OWNER)).with_columns(
+            (~pl.col(_COUNTED) & (pl.col(_OWNER) - pl.col("ts") < _delta(c.window))).fill_null(False).alias(_TAKEN))
+        taken = scored.filter(_TAKEN)
+        per_hot = taken.group_by([*keys, _OWNER]).agg(pl.col("ts").min().alias("_start"), pl.len().alias("_n"))
+        hot = (scored.filter(is_hot).group_by([*keys, "ts"]).agg(pl.col(_VALUE).max())
+               .join(per_hot, left_on=[*keys, "ts"], right_on=[*keys, _OWNER], how="left")
+               .with_columns(pl.coalesce("_start", "ts").alias("_start"), pl.col("_n").fill_null(0))
+               .sort("ts"))
+        previous = pl.col("ts").shift(1).over(keys)
+        opens = previous.is_null() | (pl.col("_start") - previous > _delta(c.cooldown))
+        hot = hot.with_columns(opens.cast(pl.UInt32).alias(_SEG)).with_columns(pl.col(_SEG).cum_sum().over(keys))
+        episodes = hot.group_by([*keys, _SEG]).agg(
+            pl.col("_start").min().alias("_first"), pl.col("ts").min().alias("_crossing"),
+            pl.col("ts").max().alias("_last"), pl.col("_n").sum().alias("_count"),
+            pl.col(_VALUE).max().alias("_peak")).sort("_crossing")
+        behind = taken.join(hot.select([*keys, "ts", _SEG]), left_on=[*keys, _OWNER], right_on=[*keys, "ts"])
+        rows = behind.sort("ts").partition_by([*keys, _SEG], as_dict=True)
         out = []
-        for row in summary.iter_rows(named=True):
-            key_vals = tuple(row[k] for k in self.keys)
+        for row in episodes.iter_rows(named=True):
             severity = severity_of(c, float(row["_peak"]))
             assert severity is not None
-            evidence = evidence_of(ev_frames[key_vals])
-            evidence.update(self.facts(hot_rows[key_vals]))
+            ev_rows = rows[tuple(row[k] for k in [*keys, _SEG])]
+            evidence = evidence_of(ev_rows)
+            evidence.update(self.facts(ev_rows))
             out.append(Match(
                 rule=c.id, key_type=c.key_type, key=key_text(row, c.key), severity=severity,
                 first_seen=row["_first"], detected_at=row["_crossing"], last_seen=row["_last"],
-                count=int(row["_count"] or 0), value=float(row["_peak"]), evidence=evidence))
-        return out
+                count=int(row["_count"]), value=float(row["_peak"]), evidence=evidence))
+        counted = scored.with_columns(pl.col(_COUNTED) | pl.col(_TAKEN)).drop(_OWNER, _TAKEN)
+        return counted, out
 
     def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
-        """Rule-specific facts for the alert (e.g. the distinct values seen)."""
+        """Rule-specific facts for the alert (e.g. the distinct values seen), from the events behind it."""
         return {}
 
 
@@ -149,7 +173,7 @@ class Distinct:
                 return _rolling(frame, self.keys, c.window, pl.col(fld).drop_nulls().n_unique())
 
             def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
-                return {fld: rows.get_column(fld).unique(maintain_order=True).head(20).to_list()}
+                return {fld: rows.get_column(fld).drop_nulls().unique(maintain_order=True).head(20).to_list()}
 
         return _D(c, ctx, columns)
 
@@ -224,15 +248,11 @@ class ListMatch:
             raise ValueError("'match' must be contains, prefix or exact")
 
     def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
-        from dataclasses import replace
-
         from fraudwatch.detect.filters import load_list
 
         op = {"contains": {"list": self.list}, "prefix": {"prefix_list": self.list},
               "exact": {"in": list(load_list(ctx.lists_dir, self.list))}}[self.match]
-        where = {**self.common.where, "any": [{self.field: op}]} if "any" not in self.common.where else {
-            **self.common.where, "not": {"not": {self.field: op}}}
-        c, fld = replace(self.common, where=where), self.field
+        c, fld = self.common, self.field
 
         class _D(WindowDetector):
             def needed(self) -> list[str]:
@@ -244,4 +264,6 @@ class ListMatch:
             def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
                 return {fld: rows.get_column(fld).unique(maintain_order=True).head(10).to_list()}
 
-        return _D(c, ctx, columns)
+        d = _D(c, ctx, columns)
+        d.where = d.where & compile_where({fld: op}, ctx.lists_dir, columns)  # the rule's own where, and the list
+        return d

@@ -1,0 +1,126 @@
+"""The alert book: one alert per ongoing (rule, key) episode; severity only rises; trusted keys are never acted on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fraudwatch.detect.base import Context, Match
+from fraudwatch.detect.decide import AlertBook
+from fraudwatch.detect.engine import columns_of
+from fraudwatch.netaddr import parse_networks
+from tests.detect.frames import at, lists_dir, load_rules_text, sip, split_every
+
+RULES = """
+rules:
+  - id: flood
+    type: threshold
+    description: REGISTER flood
+    where: {event: request, method: REGISTER}
+    key: src_ip
+    window: 10s
+    warning: 3
+    critical: 6
+    action: ban_ip
+  - id: spend
+    type: sum
+    source: cdrs
+    key: customer_account
+    field: fee
+    window: 1h
+    cooldown: 2h
+    warning: 10
+    action: lock_account
+    report_only: true
+"""
+
+
+def rules(tmp_path: Path) -> dict[str, Any]:
+    return {r.common.id: r for r in load_rules_text(tmp_path, RULES)}
+
+
+def book(tmp_path: Path, **kw: Any) -> AlertBook:
+    return AlertBook(rules(tmp_path), **kw)
+
+
+def match(rule: str, key: str, t0: float, t1: float, count: int = 3, severity: str = "warning",
+          value: float = 3.0, key_type: str = "ip", **evidence: Any) -> Match:
+    return Match(rule, key_type, key, severity, at(t0), at(t1), at(t1), count, value, dict(evidence))
+
+
+def test_an_attack_over_batches_is_one_alert_with_summed_counts(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    (a1,) = b.apply([match("flood", "192.0.2.1", 0, 2, ids=[1, 2, 3])])
+    (a2,) = b.apply([match("flood", "192.0.2.1", 3, 6, count=4, ids=[4, 5, 6, 7])])
+    (a3,) = b.apply([match("flood", "192.0.2.1", 12, 16, count=5, severity="critical", value=7, ids=[3, 8])])
+    assert a1.id == a2.id == a3.id == 1
+    assert a3.count == 12 and a3.updates == 2
+    assert a3.first_seen == at(0) and a3.detected_at == at(2) and a3.last_seen == at(16)
+    assert a3.severity == "critical" and a3.value == 7
+    assert a3.evidence["ids"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert (a3.action, a3.trusted, a3.report_only, a3.description) == ("ban_ip", False, False, "REGISTER flood")
+
+
+def test_after_the_cooldown_a_new_alert_opens(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    (first,) = b.apply([match("flood", "192.0.2.1", 0, 2)])
+    (same,) = b.apply([match("flood", "192.0.2.1", 12, 14)])  # 10 s after last_seen: cooldown = window = 10 s
+    (new,) = b.apply([match("flood", "192.0.2.1", 24.5, 26)])  # 10.5 s quiet
+    assert same.id == first.id and new.id == first.id + 1
+    assert new.count == 3 and new.first_seen == at(24.5) and new.updates == 0
+
+
+def test_keys_and_rules_are_separate_alerts(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    out = b.apply([match("flood", "192.0.2.1", 0, 2), match("flood", "192.0.2.2", 0, 2),
+                   match("spend", "192.0.2.1", 0, 2, key_type="account")])
+    assert len({a.id for a in out}) == 3
+
+
+def test_severity_only_rises(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    b.apply([match("flood", "192.0.2.1", 0, 2, severity="critical", value=9)])
+    (a,) = b.apply([match("flood", "192.0.2.1", 3, 4, severity="warning", value=3)])
+    assert a.severity == "critical" and a.value == 9
+
+
+def test_matches_of_one_batch_apply_in_event_order(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    out = b.apply([match("flood", "192.0.2.1", 100, 102), match("flood", "192.0.2.1", 0, 2)])
+    assert [a.first_seen for a in out] == [at(0), at(100)]  # two episodes, the earlier one first
+
+
+def test_trusted_networks_are_never_banned(tmp_path: Path) -> None:
+    b = book(tmp_path, trusted_networks=parse_networks(["10.0.0.0/8", "2001:db8::/32"]))
+    out = b.apply([match("flood", ip, 0, 2) for ip in ("10.1.1.1", "2001:db8::1", "::ffff:10.2.2.2", "192.0.2.1")])
+    assert [(a.key, a.action, a.trusted) for a in out] == [
+        ("10.1.1.1", "alert", True), ("2001:db8::1", "alert", True), ("::ffff:10.2.2.2", "alert", True),
+        ("192.0.2.1", "ban_ip", False)]
+
+
+def test_trusted_ip_in_a_composite_key(tmp_path: Path) -> None:
+    b = book(tmp_path, trusted_networks=parse_networks(["10.0.0.0/8"]))
+    (a,) = b.apply([match("flood", "10.1.1.1|1001", 0, 2)])
+    assert a.trusted and a.action == "alert"
+
+
+def test_trusted_accounts_are_never_locked_and_report_only_is_carried(tmp_path: Path) -> None:
+    b = book(tmp_path, trusted_accounts=["carrier-1"])
+    out = b.apply([match("spend", "carrier-1", 0, 2, key_type="account"),
+                   match("spend", "retail-9", 0, 2, key_type="account")])
+    assert [(a.key, a.action, a.trusted, a.report_only) for a in out] == [
+        ("carrier-1", "alert", True, True), ("retail-9", "lock_account", False, True)]
+
+
+def test_detector_matches_over_batches_make_one_alert(tmp_path: Path) -> None:
+    rs = rules(tmp_path)
+    det = rs["flood"].detector(Context(lists_dir(tmp_path)), columns_of("sip_events"))
+    b = AlertBook(rs)
+    frame = sip(*({"t": t * 0.5, "event": "request", "method": "REGISTER", "src_ip": "192.0.2.1"} for t in range(40)))
+    alerts = {}
+    for part in split_every(frame, 5):
+        for a in b.apply(det.process(part)):
+            alerts[a.id] = a
+    (a,) = alerts.values()
+    assert a.count == 40 and a.severity == "critical" and a.detected_at == at(1) and a.first_seen == at(0)
+    assert a.last_seen == at(19.5)

@@ -1,0 +1,96 @@
+"""Derived columns: challenge_repeat (digest auth done right is not a failure), trusted_ip, CDR number classes."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from fraudwatch.detect.enrich import Enricher
+from fraudwatch.netaddr import parse_networks
+from tests.detect.frames import at, events, sip
+
+
+def challenge(t: float, call_id: str | None, status: int = 401) -> dict[str, object]:
+    return {"t": t, "event": "response", "method": "REGISTER", "status": status, "src_ip": "192.0.2.1",
+            "call_id": call_id}
+
+
+def ok(t: float, call_id: str) -> dict[str, object]:
+    return {**challenge(t, call_id), "status": 200}
+
+
+def repeats(enricher: Enricher, *rows: dict[str, object], first_id: int = 1) -> list[bool]:
+    out = enricher("sip_events", sip(*rows, first_id=first_id))
+    return out.get_column("challenge_repeat").to_list()
+
+
+def test_first_challenge_is_normal_the_second_is_a_failure() -> None:
+    e = Enricher(())
+    assert repeats(e, challenge(0, "c1"), challenge(0.1, "c2"), challenge(0.2, "c1"), challenge(0.3, "c1", 407),
+                   challenge(0.4, None), challenge(0.5, None)) == [False, False, True, True, False, False]
+
+
+def test_only_challenges_are_marked() -> None:
+    e = Enricher(())
+    rows = [challenge(0, "c1"), {"t": 1, "event": "request", "method": "REGISTER", "call_id": "c1"},
+            {**challenge(2, "c1"), "status": 403}, {**challenge(3, "c1"), "event": "request"}]
+    assert repeats(e, *rows) == [False, False, False, False]
+
+
+def test_challenge_repeat_across_batches() -> None:
+    e = Enricher(())
+    assert repeats(e, challenge(0, "c1")) == [False]
+    assert repeats(e, challenge(1, "c2"), challenge(2, "c1"), first_id=2) == [False, True]
+
+
+def test_a_successful_answer_resets_the_call_id() -> None:
+    # a phone re-registering on the same Call-ID is challenged each time and answers correctly
+    e = Enricher(())
+    assert repeats(e, challenge(0, "c1"), ok(0.1, "c1"), challenge(60, "c1"), ok(60.1, "c1"),
+                   challenge(120, "c1"), challenge(120.1, "c1")) == [False, False, False, False, False, True]
+    assert repeats(e, ok(121, "c1"), first_id=10) == [False]
+    assert repeats(e, challenge(180, "c1"), first_id=11) == [False]
+
+
+def test_challenges_expire_after_the_ttl() -> None:
+    whole = Enricher(())
+    assert repeats(whole, challenge(0, "c1"), challenge(299, "c1"), challenge(900, "c1")) == [False, True, False]
+    split = Enricher(())
+    assert repeats(split, challenge(0, "c1")) == [False]
+    assert repeats(split, challenge(299, "c1"), first_id=2) == [True]
+    assert repeats(split, challenge(900, "c1"), first_id=3) == [False]
+
+
+def test_trusted_ip_for_ipv4_ipv6_and_mapped() -> None:
+    e = Enricher(parse_networks(["10.0.0.0/8", "2001:db8::/32", "198.51.100.7"]))
+    ips = ["10.1.2.3", "2001:db8::5", "::ffff:10.1.2.3", "198.51.100.7", "198.51.100.8", "2001:db9::1",
+           "::ffff:192.0.2.1", None, "not-an-ip", "[2001:db8::7]"]
+    frame = sip(*({"t": i, "event": "request", "src_ip": ip} for i, ip in enumerate(ips)))
+    got = e("sip_events", frame).get_column("trusted_ip").to_list()
+    assert got == [True, True, True, True, False, False, False, False, False, True]
+    nf = events("netfilter_events", [{"t": 0, "src_ip": "10.0.0.1"}, {"t": 1, "src_ip": "192.0.2.1"}])
+    assert e("netfilter_events", nf).get_column("trusted_ip").to_list() == [True, False]
+
+
+def test_cdr_enrichment_classifies_numbers() -> None:
+    e = Enricher(parse_networks(["203.0.113.0/24"]))
+    frame = events("cdrs", [
+        {"t": 30, "callee_e164": "00449098790000", "hold_seconds": 20, "caller_ip": "203.0.113.5"},
+        {"t": 10, "callee_e164": "+44 7400 123456", "hold_seconds": 0, "caller_ip": "192.0.2.1"},
+        {"t": 20, "callee_e164": None},
+        {"t": 40, "callee_e164": "garbage"},
+    ])
+    out = e("cdrs", frame)
+    assert out.get_column("ts").to_list() == [at(10), at(20), at(30), at(40)]  # stop time, sorted
+    rows = out.select("callee_number", "callee_country", "callee_class", "answered", "trusted_ip").rows()
+    assert rows == [
+        ("447400123456", "GB", "mobile", False, False),
+        (None, None, None, False, False),
+        ("449098790000", "GB", "premium_rate", True, True),
+        ("", None, None, False, False),
+    ]
+
+
+def test_cdr_enrichment_of_an_empty_frame() -> None:
+    out = Enricher(())("cdrs", events("cdrs", []))
+    assert out.height == 0 and {"ts", "callee_class", "trusted_ip"} <= set(out.columns)
+    assert out.schema["callee_class"] == pl.Utf8
