@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--json", action="store_true", help="print the summary as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     ing.add_argument("--detect", action="store_true",
-                     help="run the rules on the rows as they are stored and save alerts (origin 'live')")
+                     help="then replay the store through the rules and save the alerts (like `detect`)")
 
     fmts = sub.add_parser("formats", parents=[common], help="list formats, or test one against a file")
     fsub = fmts.add_subparsers(dest="formats_command", metavar="ACTION", parser_class=_Parser)

@@ -78,10 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
     with Store(cfg.store_path) as store:
-        hook = None
-        if args.detect:
-            hook = _live_detection(cfg, store)
-        ing = Ingestor(store, formats, cfg.ingest, on_rows=hook)
+        ing = Ingestor(store, formats, cfg.ingest)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
         with progress:
@@ -96,37 +93,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 summaries.append(ing.ingest(path, fmt, tz, advance))
                 done += path.stat().st_size
                 progress.update(task, completed=done)
+    detected = None
+    if args.detect:
+        from fraudwatch.commands_detect import run_detect
+
+        detected = run_detect(cfg, None, None, [], dry_run=False)
     if args.json:
-        print(dumps({"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}))
+        out: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
+        if detected is not None:
+            out["alerts"] = len(detected.alerts)
+        print(dumps(out))
     else:
         _print_ingest(summaries, cfg.store_path)
+        if detected is not None:
+            _out().print(f"detection over the stored events: {len(detected.alerts)} alert(s) "
+                         "(fraudwatch alerts list)")
     for s in summaries:
         if s.error:
             print(f"fraudwatch: {s.error}", file=sys.stderr)
     return 1 if any(s.error for s in summaries) else 0
-
-
-def _live_detection(cfg: Config, store: Any) -> Any:
-    from fraudwatch.detect.base import Context
-    from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.live import LiveDetection
-    from fraudwatch.detect.registry import shipped_rules_dir
-    from fraudwatch.detect.replay import credit_context
-
-    rules = list(load_rules(cfg.rule_dirs).rules.values())
-    credit: dict[str, float] = {}
-    names: dict[str, str] = {}
-    live = LiveDetection(store.con, rules, Context(shipped_rules_dir() / "lists", credit, names),
-                         cfg.trusted_networks, cfg.trusted_accounts)
-
-    def hook(table: str, rows: Any) -> None:
-        if table == "cdrs" and not credit:  # balances as loaded so far (customers files are ingested first)
-            got_credit, got_names = credit_context(store.con)
-            credit.update(got_credit)
-            names.update(got_names)
-        live(table, rows)
-
-    return hook
 
 
 def _print_ingest(summaries: list[Any], store: Path) -> None:

@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.config import Config
+from fraudwatch.detect.replay import ReplayResult
 from fraudwatch.errors import StoreError, UsageError
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -37,30 +39,36 @@ def parse_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime 
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
+def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None, extra_rules: list[Path],
+               dry_run: bool) -> ReplayResult:
+    """Replay the store through the rules (shipped, config [rules] dirs, then `extra_rules`); save unless dry."""
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
     from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import credit_context, next_alert_id, replay, save_alerts
     from fraudwatch.store.db import Store, open_read_only
 
-    cfg = _config(args)
-    since, until = parse_time(args.since), parse_time(args.until)
-    if since and until and since >= until:
-        raise UsageError("--since must be before --until")
-    rule_dirs = [*cfg.rule_dirs, *(args.rules or [])]
-    ruleset = load_rules(rule_dirs)
-    rules = list(ruleset.rules.values())
-    con = open_read_only(cfg.store_path) if args.dry_run else Store(cfg.store_path).con
+    rules = list(load_rules([*cfg.rule_dirs, *extra_rules]).rules.values())
+    con = open_read_only(cfg.store_path) if dry_run else Store(cfg.store_path).con
     try:
         credit, names = credit_context(con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
         result = replay(con, rules, ctx, cfg.trusted_networks, cfg.trusted_accounts, since, until,
                         next_id=next_alert_id(con))
-        if not args.dry_run and result.since and result.until:
+        if not dry_run and result.since and result.until:
             save_alerts(con, result.alerts, "replay", (result.since, result.until))
     finally:
         con.close()
+    return result
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    since, until = parse_time(args.since), parse_time(args.until)
+    if since and until and since >= until:
+        raise UsageError("--since must be before --until")
+    result = run_detect(cfg, since, until, args.rules or [], args.dry_run)
+    rules = result.rules
     if args.notify:
         print("fraudwatch: --notify: no alert channels are configured ([alerts] channels); nothing was sent",
               file=sys.stderr)

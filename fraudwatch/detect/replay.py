@@ -32,6 +32,7 @@ ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_tim
 
 @dataclass(frozen=True)
 class ReplayResult:
+    rules: list[Any]
     alerts: list[Alert]
     events: dict[str, int]
     since: dt.datetime | None
@@ -66,7 +67,7 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, t
     alerts: dict[int, Alert] = {}
     counts = dict.fromkeys(engine.sources, 0)
     if since is None or until is None:
-        return ReplayResult([], counts, since, until)
+        return ReplayResult(list(rules), [], counts, since, until)
     t = since
     while t < until:
         t_next = min(t + step, until)
@@ -78,7 +79,7 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, t
             for alert in book.apply(engine.process(source, frame)):
                 alerts[alert.id] = alert
         t = t_next
-    return ReplayResult(sorted(alerts.values(), key=lambda a: a.id), counts, since, until)
+    return ReplayResult(list(rules), sorted(alerts.values(), key=lambda a: a.id), counts, since, until)
 
 
 def next_alert_id(con: duckdb.DuckDBPyConnection) -> int:
