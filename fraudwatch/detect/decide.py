@@ -75,19 +75,25 @@ class AlertBook:
             changed[alert.id] = alert
         return list(changed.values())
 
+    @staticmethod
+    def _action(common: Any, severity: str, trusted: bool) -> str:
+        """The rule's action once the alert reaches `act_on` severity; never a ban or lock for trusted keys."""
+        if trusted or SEVERITY_RANK[severity] < SEVERITY_RANK[common.act_on]:
+            return "alert"
+        return str(common.action)
+
     def _new(self, m: Match, common: Any) -> Alert:
         trusted = self.is_trusted(m.key_type, m.key)
-        action = "alert" if trusted else common.action
         alert = Alert(self.next_id, m.rule, m.severity, m.key_type, m.key, m.first_seen, m.last_seen,
-                      m.detected_at, m.count, m.value, action, trusted, common.report_only, common.description,
-                      dict(m.evidence))
+                      m.detected_at, m.count, m.value, self._action(common, m.severity, trusted), trusted,
+                      common.report_only, common.description, dict(m.evidence))
         self.next_id += 1
         return alert
 
-    @staticmethod
-    def _update(alert: Alert, m: Match) -> None:
+    def _update(self, alert: Alert, m: Match) -> None:
         if SEVERITY_RANK[m.severity] > SEVERITY_RANK[alert.severity]:
             alert.severity = m.severity
+            alert.action = self._action(self.rules[alert.rule].common, m.severity, alert.trusted)
         alert.last_seen = max(alert.last_seen, m.last_seen)
         alert.first_seen = min(alert.first_seen, m.first_seen)
         alert.count += m.count

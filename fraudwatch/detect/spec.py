@@ -66,6 +66,7 @@ class Common:
     warning: float | None
     critical: float | None
     action: str
+    act_on: str  # lowest severity at which `action` is proposed (below it the alert proposes 'alert')
     cooldown: Duration  # quiet time after which an ongoing alert closes (default: the window)
     report_only: bool
     tags: tuple[str, ...]
@@ -211,11 +212,15 @@ def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) 
     action = raw.get("action", "alert")
     if action not in ACTIONS:
         raise ConfigError(f"rule '{rid}': 'action' must be one of {', '.join(ACTIONS)}", lines.at(raw, "action"))
+    act_on = raw.get("act_on", "critical" if levels["critical"] is not None else "warning")
+    if act_on not in ("warning", "critical") or (act_on == "critical" and levels["critical"] is None):
+        raise ConfigError(f"rule '{rid}': 'act_on' must be warning or critical (and the rule must have that level)",
+                          lines.at(raw, "act_on") if "act_on" in raw else at)
     tags = raw.get("tags") or []
     return Common(
         id=rid, type=str(rtype), description=str(raw.get("description") or ""), source=source, where=where,
         key=tuple(key), window=window, warning=levels["warning"], critical=levels["critical"], action=action,
-        cooldown=cooldown, report_only=bool(raw.get("report_only", False)),
+        act_on=act_on, cooldown=cooldown, report_only=bool(raw.get("report_only", False)),
         tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])),
         samples=_samples(raw.get("samples"), rid, lines, lines.at(raw, "samples")),
         path=lines.path, line=lines.of_node.get(id(raw)),

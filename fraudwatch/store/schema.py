@@ -57,7 +57,8 @@ SIP_EVENTS = Table(
         C("level", "VARCHAR", "log level as written (INFO, WARN, NOTICE, ...)"),
         C("event", "VARCHAR",
           "canonical event: request, response, reg_online, reg_offline, auth_failure, auth_challenge, "
-          "auth_suspend, invalid_user, acl_reject, call_start, call_end"),
+          "auth_suspend, invalid_user, acl_reject, call_start, call_end, service (the switch's own start/stop: "
+          "`detail` says which)"),
         C("direction", "VARCHAR", "in: received from the peer; out: sent by the switch to the peer"),
         C("method", "VARCHAR", "SIP method (REGISTER, INVITE, OPTIONS, ...; for responses the CSeq method)"),
         C("status", "SMALLINT", "SIP status code of a response"),

@@ -32,6 +32,7 @@ rules:
     warning: 20
     critical: 35
     action: ban_ip
+    act_on: warning
   - id: auth-fail
     type: threshold
     where: {challenge_repeat: true}

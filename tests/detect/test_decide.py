@@ -84,6 +84,16 @@ def test_severity_only_rises(tmp_path: Path) -> None:
     assert a.severity == "critical" and a.value == 9
 
 
+def test_the_action_is_proposed_from_act_on_severity_and_rises_with_it(tmp_path: Path) -> None:
+    b = book(tmp_path)
+    (a,) = b.apply([match("flood", "192.0.2.1", 0, 2, severity="warning")])
+    assert a.action == "alert"  # act_on defaults to critical when the rule has a critical level
+    (a,) = b.apply([match("flood", "192.0.2.1", 3, 4, severity="critical", value=9)])
+    assert (a.severity, a.action) == ("critical", "ban_ip")
+    spend = b.apply([match("spend", "10001", 0, 2, key_type="account")])
+    assert spend[0].action == "lock_account"  # a warning-only rule acts at warning
+
+
 def test_matches_of_one_batch_apply_in_event_order(tmp_path: Path) -> None:
     b = book(tmp_path)
     out = b.apply([match("flood", "192.0.2.1", 100, 102), match("flood", "192.0.2.1", 0, 2)])
@@ -92,7 +102,8 @@ def test_matches_of_one_batch_apply_in_event_order(tmp_path: Path) -> None:
 
 def test_trusted_networks_are_never_banned(tmp_path: Path) -> None:
     b = book(tmp_path, trusted_networks=parse_networks(["10.0.0.0/8", "2001:db8::/32"]))
-    out = b.apply([match("flood", ip, 0, 2) for ip in ("10.1.1.1", "2001:db8::1", "::ffff:10.2.2.2", "192.0.2.1")])
+    out = b.apply([match("flood", ip, 0, 2, severity="critical")
+                   for ip in ("10.1.1.1", "2001:db8::1", "::ffff:10.2.2.2", "192.0.2.1")])
     assert [(a.key, a.action, a.trusted) for a in out] == [
         ("10.1.1.1", "alert", True), ("2001:db8::1", "alert", True), ("::ffff:10.2.2.2", "alert", True),
         ("192.0.2.1", "ban_ip", False)]

@@ -16,11 +16,6 @@ from fraudwatch.netaddr import parse_networks
 from pipelines.detect_eval import Backtest, backtest, build, ingest
 from tests.test_ingest_sample import copy_sample
 
-# Incidents whose first stored event comes too late for the 10 s bound, with the bound they get instead.
-# registration_spike: its start is the 'sipproxy stopping' line, which the formats ignore (as they ignore
-# '[SYS] registrations flushed'); the first stored evidence is the re-registrations that follow over 3-240 s.
-KNOWN_LATE = {"registration_spike": 60.0}
-
 
 @pytest.fixture(scope="module", params=["seed-1", "committed-sample"])
 def result(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backtest:
@@ -36,7 +31,7 @@ def test_every_incident_is_detected_on_its_key_in_time(result: Backtest) -> None
         inc = r.incident
         assert r.alert is not None, f"{inc.id} {inc.kind} was not detected on its key"
         assert r.incident.has_key(r.alert)
-        bound = KNOWN_LATE.get(inc.kind, inc.bound)
+        bound = inc.bound
         assert r.delay is not None and r.delay <= bound, \
             f"{inc.id} {inc.kind}: first detected {r.delay:.1f} s after it showed, by {r.alert.rule} (bound {bound} s)"
 
