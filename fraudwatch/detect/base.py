@@ -70,6 +70,30 @@ def key_text(row: dict[str, Any], key: tuple[str, ...]) -> str:
     return "|".join("" if row.get(k) is None else str(row[k]) for k in key) if key else "*"
 
 
+def evidence_aggs(columns: list[str]) -> list[pl.Expr]:
+    """The evidence of `evidence_of` as per-group aggregations (for many matches at once)."""
+    aggs = []
+    if "id" in columns:
+        aggs.append(pl.col("id").head(EVIDENCE_IDS).alias("_ev_ids"))
+    if "flowno" in columns:
+        aggs.append(pl.col("flowno").head(EVIDENCE_IDS).alias("_ev_flownos"))
+    if {"source", "line_no", "byte_offset"} <= set(columns):
+        aggs.append(pl.struct("source", "line_no", "byte_offset").head(EVIDENCE_LINES).alias("_ev_lines"))
+    return aggs
+
+
+def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The evidence dict from a row that carries the `evidence_aggs` columns."""
+    out: dict[str, Any] = {}
+    if row.get("_ev_ids") is not None:
+        out["ids"] = row["_ev_ids"]
+    if row.get("_ev_flownos") is not None:
+        out["flownos"] = row["_ev_flownos"]
+    if row.get("_ev_lines") is not None:
+        out["lines"] = [[e["source"], e["line_no"], e["byte_offset"]] for e in row["_ev_lines"]]
+    return out
+
+
 def evidence_of(frame: pl.DataFrame) -> dict[str, Any]:
     """Ids and line pointers of (up to a bound) events of one match."""
     out: dict[str, Any] = {}

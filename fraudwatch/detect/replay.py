@@ -56,9 +56,40 @@ def data_range(con: duckdb.DuckDBPyConnection, sources: Iterable[str]) -> tuple[
     return lo, hi
 
 
+STEP_ROWS = 250_000  # events per replay step, about: big enough to amortise per-batch work, small for memory
+
+
+def _steps(con: duckdb.DuckDBPyConnection, sources: Sequence[str], since: dt.datetime, until: dt.datetime,
+           step: dt.timedelta, rows_per_step: int) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Time steps of whole `step`s, merged while together they hold fewer than `rows_per_step` events: a quiet
+    day is one step, a flood hour is one step on its own."""
+    per_slot: dict[int, int] = {}
+    for s in sources:
+        col = TIME_COLUMN[s]
+        for slot, n in con.execute(
+                f"SELECT floor((epoch({col}) - epoch(?::TIMESTAMPTZ)) / ?)::BIGINT, count(*) FROM {s} "
+                f"WHERE {col} >= ? AND {col} < ? GROUP BY 1", [since, step.total_seconds(), since, until]).fetchall():
+            per_slot[slot] = per_slot.get(slot, 0) + n
+    bounds: list[tuple[dt.datetime, dt.datetime]] = []
+    start, acc, slot = since, 0, 0
+    while since + slot * step < until:
+        n = per_slot.get(slot, 0)
+        end = min(since + (slot + 1) * step, until)
+        if acc and acc + n > rows_per_step:
+            cut = since + slot * step
+            bounds.append((start, cut))
+            start, acc = cut, 0
+        acc += n
+        slot += 1
+        if end >= until:
+            bounds.append((start, until))
+    return bounds
+
+
 def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = (),
            trusted_accounts: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
-           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1) -> ReplayResult:
+           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS
+           ) -> ReplayResult:
     engine = Engine(rules, ctx, trusted)
     book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_id)
     lo, hi = data_range(con, engine.sources)
@@ -68,9 +99,7 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, t
     counts = dict.fromkeys(engine.sources, 0)
     if since is None or until is None:
         return ReplayResult(list(rules), [], counts, since, until)
-    t = since
-    while t < until:
-        t_next = min(t + step, until)
+    for t, t_next in _steps(con, engine.sources, since, until, step, rows_per_step):
         for source in engine.sources:
             col = TIME_COLUMN[source]
             frame = con.sql(f"SELECT * FROM {source} WHERE {col} >= ? AND {col} < ? ORDER BY {ORDER[source]}",
@@ -78,7 +107,6 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, t
             counts[source] += frame.height
             for alert in book.apply(engine.process(source, frame)):
                 alerts[alert.id] = alert
-        t = t_next
     return ReplayResult(list(rules), sorted(alerts.values(), key=lambda a: a.id), counts, since, until)
 
 

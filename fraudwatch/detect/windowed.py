@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, evidence_of, key_text, lowest_level, severity_of
+from fraudwatch.detect.base import (
+    Context,
+    Match,
+    evidence_aggs,
+    evidence_from_row,
+    key_text,
+    lowest_level,
+    severity_of,
+)
 from fraudwatch.detect.filters import compile_where
 from fraudwatch.detect.spec import Common, Duration
 
@@ -108,14 +116,16 @@ class WindowDetector:
             pl.col("ts").max().alias("_last"), pl.col("_n").sum().alias("_count"),
             pl.col(_VALUE).max().alias("_peak")).sort("_crossing")
         behind = taken.join(hot.select([*keys, "ts", _SEG]), left_on=[*keys, _OWNER], right_on=[*keys, "ts"])
-        rows = behind.sort("ts").partition_by([*keys, _SEG], as_dict=True)
+        facts = self.fact_aggs()
+        details = behind.sort("ts").group_by([*keys, _SEG]).agg(*evidence_aggs(behind.columns), *facts)
+        episodes = episodes.join(details, on=[*keys, _SEG], how="left").sort("_crossing")
+        fact_names = [f.meta.output_name() for f in facts]
         out = []
         for row in episodes.iter_rows(named=True):
             severity = severity_of(c, float(row["_peak"]))
             assert severity is not None
-            ev_rows = rows[tuple(row[k] for k in [*keys, _SEG])]
-            evidence = evidence_of(ev_rows)
-            evidence.update(self.facts(ev_rows))
+            evidence = evidence_from_row(row)
+            evidence.update({name: row[name] for name in fact_names})
             out.append(Match(
                 rule=c.id, key_type=c.key_type, key=key_text(row, c.key), severity=severity,
                 first_seen=row["_first"], detected_at=row["_crossing"], last_seen=row["_last"],
@@ -123,9 +133,10 @@ class WindowDetector:
         counted = scored.with_columns(pl.col(_COUNTED) | pl.col(_TAKEN)).drop(_OWNER, _TAKEN)
         return counted, out
 
-    def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
-        """Rule-specific facts for the alert (e.g. the distinct values seen), from the events behind it."""
-        return {}
+    def fact_aggs(self) -> list[pl.Expr]:
+        """Rule-specific facts for the alert (e.g. the distinct values seen), as aggregations over the events
+        behind it; each named after the evidence key it fills."""
+        return []
 
 
 def _rolling(frame: pl.DataFrame, keys: list[str], period: float, agg: pl.Expr) -> pl.DataFrame:
@@ -172,8 +183,8 @@ class Distinct:
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
                 return _rolling(frame, self.keys, c.window, pl.col(fld).drop_nulls().n_unique())
 
-            def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
-                return {fld: rows.get_column(fld).drop_nulls().unique(maintain_order=True).head(20).to_list()}
+            def fact_aggs(self) -> list[pl.Expr]:
+                return [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)]
 
         return _D(c, ctx, columns)
 
@@ -261,8 +272,8 @@ class ListMatch:
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
                 return _rolling(frame, self.keys, c.window, pl.len())
 
-            def facts(self, rows: pl.DataFrame) -> dict[str, Any]:
-                return {fld: rows.get_column(fld).unique(maintain_order=True).head(10).to_list()}
+            def fact_aggs(self) -> list[pl.Expr]:
+                return [pl.col(fld).unique(maintain_order=True).head(10).alias(fld)]
 
         d = _D(c, ctx, columns)
         d.where = d.where & compile_where({fld: op}, ctx.lists_dir, columns)  # the rule's own where, and the list
