@@ -163,6 +163,26 @@ class Threshold:
         return _D(c, ctx, columns)
 
 
+class _FieldDetector(WindowDetector):
+    """A window detector whose value aggregates one field of the events (distinct count, sum)."""
+
+    def __init__(self, common: Common, ctx: Context, columns: set[str], field: str, agg: pl.Expr,
+                 facts: list[pl.Expr] | None = None) -> None:
+        if field not in columns:
+            raise ValueError(f"unknown field '{field}'")
+        super().__init__(common, ctx, columns)
+        self.field, self.agg, self.facts = field, agg, facts or []
+
+    def needed(self) -> list[str]:
+        return [self.field]
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return _rolling(frame, self.keys, self.common.window, self.agg)
+
+    def fact_aggs(self) -> list[pl.Expr]:
+        return self.facts
+
+
 @dataclass(frozen=True, eq=False)
 class Distinct:
     """Distinct values of `field` per key in a window (usernames per IP, destinations per account)."""
@@ -172,21 +192,9 @@ class Distinct:
     type_name: ClassVar[str] = "distinct"
 
     def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
-        c, fld = self.common, self.field
-        if fld not in columns:
-            raise ValueError(f"unknown field '{fld}'")
-
-        class _D(WindowDetector):
-            def needed(self) -> list[str]:
-                return [fld]
-
-            def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _rolling(frame, self.keys, c.window, pl.col(fld).drop_nulls().n_unique())
-
-            def fact_aggs(self) -> list[pl.Expr]:
-                return [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)]
-
-        return _D(c, ctx, columns)
+        fld = self.field
+        return _FieldDetector(self.common, ctx, columns, fld, pl.col(fld).drop_nulls().n_unique(),
+                              [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,18 +206,8 @@ class Sum:
     type_name: ClassVar[str] = "sum"
 
     def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
-        c, fld = self.common, self.field
-        if fld not in columns:
-            raise ValueError(f"unknown field '{fld}'")
-
-        class _D(WindowDetector):
-            def needed(self) -> list[str]:
-                return [fld]
-
-            def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _rolling(frame, self.keys, c.window, pl.col(fld).cast(pl.Float64).fill_null(0).sum())
-
-        return _D(c, ctx, columns)
+        fld = self.field
+        return _FieldDetector(self.common, ctx, columns, fld, pl.col(fld).cast(pl.Float64).fill_null(0).sum())
 
 
 @dataclass(frozen=True, eq=False)
