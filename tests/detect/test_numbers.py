@@ -31,7 +31,7 @@ def sample_numbers() -> list[str]:
         ex = phonenumbers.example_number_for_non_geo_entity(cc)
         if ex is not None:
             out.append(f"{ex.country_code}{ex.national_number}")
-    return out + ["4490000000", "999999999999", "12", "0", "447911123456789"]
+    return [*out, "4490000000", "999999999999", "12", "0", "447911123456789"]
 
 
 def test_vectorised_classification_matches_phonenumbers() -> None:
