@@ -1,7 +1,7 @@
 """Loading rule sets and running them: one engine for the watcher and for replays.
 
-Shipped rules are rules/*.yaml; user folders come after and override a shipped rule with the same id. The engine enriches each batch once per source and hands it to every
-detector of that source.
+Shipped rules are rules/*.yaml; user folders come after and override a shipped rule with the same id. The
+engine enriches each batch once per source and hands it to every detector of that source.
 """
 
 from __future__ import annotations
