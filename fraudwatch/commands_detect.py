@@ -17,11 +17,12 @@ from fraudwatch.commands import _cell, _config, _out, dumps
 from fraudwatch.config import Config
 from fraudwatch.detect.replay import ReplayResult
 from fraudwatch.errors import StoreError, UsageError
+from fraudwatch.store.schema import ALERTS
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-ALERT_COLUMNS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
-                 "value", "action", "trusted", "report_only", "origin")
+# JSON alert objects: the alerts table's columns, less the long or internal ones (evidence is added parsed)
+ALERT_COLUMNS = tuple(n for n in ALERTS.names if n not in ("description", "evidence", "updates", "updated_at"))
 
 
 def parse_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:

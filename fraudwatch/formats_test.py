@@ -73,7 +73,7 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
             continue
         parser.parse(con, batch.table)
         if as_json:
-            _json_lines(con, names, batch.first_line_no)
+            _json_lines(con, parser, batch.first_line_no)
             continue
         for k, n in con.execute("SELECT k, count(*) FROM cls GROUP BY k").fetchall():
             if k == -1:
@@ -111,25 +111,15 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
     return 0
 
 
-def _json_lines(con: duckdb.DuckDBPyConnection, names: list[str], first_line_no: int) -> None:
+def _json_lines(con: duckdb.DuckDBPyConnection, parser: LineParser, first_line_no: int) -> None:
     from fraudwatch.commands import dumps
+    from fraudwatch.formats.trial import batch_results
 
-    kinds = con.execute("SELECT idx, k FROM cls ORDER BY idx").fetchall()
-    cur = con.execute("SELECT * FROM conv")
-    cols = [d[0] for d in cur.description]
-    rows = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
-    for idx, k in kinds:
-        row = rows.get(idx)
-        out: dict[str, object] = {"line": first_line_no + idx, "matched": False, "pattern": None, "fields": {}}
-        if k == -1:
+    for r in batch_results(con, parser, first_line_no):
+        out: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {
+            c: (v.isoformat() if isinstance(v, dt.datetime) else v) for c, v in r.fields.items()}}
+        if r.ignored:
             out["ignored"] = True
-        elif row is None:
-            out["reason"] = "no pattern matched"
-        else:
-            out["pattern"] = names[row["variant"]]
-            out["matched"] = not row["bad"]
-            if row["bad"]:
-                out["reason"] = row["bad"]
-            out["fields"] = {c: (v.isoformat() if isinstance(v, dt.datetime) else v) for c, v in row.items()
-                             if c not in ("idx", "off", "variant", "bad") and v is not None}
+        if r.reason:
+            out["reason"] = r.reason
         print(dumps(out))

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from fraudwatch.config import IngestConfig
 from fraudwatch.errors import FraudwatchError, SourceError
@@ -29,20 +28,6 @@ from fraudwatch.store.db import Store
 from fraudwatch.store.writer import BatchCounts, IdAllocator, write_bad_lines, write_parsed
 
 Progress = Callable[[Path, int], None]  # (file, bytes consumed so far in this file)
-RowsHook = Callable[[str, pl.DataFrame], None]  # (table, the rows just committed, as stored)
-
-
-def stored_rows(parsed: Parsed, parser: LineParser, path: Path, first_line_no: int, id_base: int) -> pl.DataFrame:
-    """The rows a batch stored, with the ids, provenance and columns they have in the table, sorted by time."""
-    names = {i: v.pattern.name for i, v in enumerate(parser.compiled.variants)}
-    good = pl.from_arrow(parsed.conv)
-    assert isinstance(good, pl.DataFrame)
-    return good.filter(pl.col("bad") == "").with_columns(
-        (pl.col("idx") + id_base).alias("id"), pl.lit(str(path)).alias("source"),
-        (pl.col("idx") + first_line_no).alias("line_no"), pl.col("off").alias("byte_offset"),
-        pl.lit(parser.fmt.name).alias("format"),
-        pl.col("variant").replace_strict(names, return_dtype=pl.Utf8).alias("pattern"),
-    ).drop("idx", "off", "variant", "bad").sort("ts", maintain_order=True)
 
 
 @dataclass
@@ -87,9 +72,7 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
 class Ingestor:
     """Backfills files into one open store."""
 
-    def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None,
-                 on_rows: RowsHook | None = None) -> None:
-        self.on_rows = on_rows  # called after each commit with the rows it stored (the live detection hook)
+    def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None) -> None:
         self.store = store
         self.con = store.con
         self.formats = formats
@@ -141,8 +124,6 @@ class Ingestor:
             batch = to_batch(chunk, opts.max_line_bytes, opts.max_raw_bytes)
             parsed = parser.parse(self.con, batch.table) if batch.table.num_rows else None
             counts, pos = self._write_batch(self.con, parser, path, ident, pos, chunk, batch, parsed)
-            if self.on_rows is not None and parsed is not None:
-                self.on_rows(parser.fmt.table, stored_rows(parsed, parser, path, batch.first_line_no, counts.id_base))
             summary.lines += batch.lines
             summary.counts.add(counts)
             end = chunk.end_offset

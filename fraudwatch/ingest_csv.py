@@ -144,10 +144,6 @@ def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: File
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    if ing.on_rows is not None and parsed and fmt.table == "cdrs":
-        rows = con.sql("SELECT * FROM cdrs WHERE source = ? AND line_no > ? ORDER BY stop_time",
-                       params=[str(path), data_start_line]).pl()
-        ing.on_rows(fmt.table, rows)
     summary.lines += total_rows
     summary.counts.parsed[fmt.table] += parsed
     summary.counts.ignored += ignored

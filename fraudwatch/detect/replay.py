@@ -23,8 +23,8 @@ from fraudwatch.detect.engine import Engine
 from fraudwatch.netaddr import IPNetwork
 from fraudwatch.store.schema import ALERTS
 
-_ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
-                 "value", "action", "trusted", "report_only", "description", "updates")
+_WRITTEN_HERE = ("evidence", "origin", "updated_at")  # alert columns save_alerts fills; the rest are Alert fields
+_ALERT_FIELDS = tuple(n for n in ALERTS.names if n not in _WRITTEN_HERE)
 
 TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
 ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}

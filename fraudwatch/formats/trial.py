@@ -41,22 +41,26 @@ def trial(fmt: LineFormat, lines: Sequence[str], tz: str = "UTC", ref_time: dt.d
         con.execute("SET TimeZone = 'UTC'")
         prepare_connection(con)
         parser.parse(con, batch)
-        kinds = dict(con.execute("SELECT idx, k FROM cls").fetchall())
-        cur = con.execute("SELECT * FROM conv ORDER BY idx")
-        names = [d[0] for d in cur.description]
-        rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        return batch_results(con, parser, first_line_no)
     finally:
         con.close()
+
+
+def batch_results(con: duckdb.DuckDBPyConnection, parser: LineParser, first_line_no: int) -> list[LineResult]:
+    """One result per line of the batch `parser.parse` just left on `con` (its `cls` and `conv`), in order."""
+    kinds = con.execute("SELECT idx, k FROM cls ORDER BY idx").fetchall()
+    cur = con.execute("SELECT * FROM conv")
+    names = [d[0] for d in cur.description]
+    rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
     variants = parser.compiled.variants
     out = []
-    for i in range(len(texts)):
-        k = kinds[i]
-        row = rows.get(i)
+    for idx, k in kinds:
+        row = rows.get(idx)
         if k < 0 or row is None:
-            out.append(LineResult(first_line_no + i, False, k == -1, None, {},
+            out.append(LineResult(first_line_no + idx, False, k == -1, None, {},
                                   None if k == -1 else "no pattern matched"))
             continue
         fields = {n: v for n, v in row.items() if n not in ("idx", "off", "variant", "bad") and v is not None}
         bad = row["bad"] or None
-        out.append(LineResult(first_line_no + i, bad is None, False, variants[k].pattern.name, fields, bad))
+        out.append(LineResult(first_line_no + idx, bad is None, False, variants[k].pattern.name, fields, bad))
     return out

@@ -22,7 +22,6 @@ REJECT_SCHEMA = pa.schema([("line_no", pa.int64()), ("off", pa.int64()), ("reaso
 @dataclass
 class BatchCounts:
     parsed: Counter[str] = field(default_factory=Counter)  # per event type (or table)
-    id_base: int = 0  # id of the batch's line 0 (row id = id_base + idx) in the format's table
     ignored: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -95,7 +94,6 @@ def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineP
         for reason, n in con.execute("SELECT bad, count(*) FROM conv WHERE bad <> '' GROUP BY ALL").fetchall():
             counts.reasons[reason] += n
     base = ids.take(table.name, lines)
-    counts.id_base = base
     names = parser.pattern_names_sql()
     col_list = ", ".join(f'"{c}"' for c in cols)
     con.execute(
