@@ -71,14 +71,17 @@ def key_text(row: dict[str, Any], key: tuple[str, ...]) -> str:
 
 
 def evidence_aggs(columns: list[str]) -> list[pl.Expr]:
-    """The evidence of `evidence_of` as per-group aggregations (for many matches at once)."""
+    """Aggregations collecting a match's evidence — event ids and (source, line, offset) pointers, up to bounds —
+    per group (`group_by(...).agg`); `evidence_from_row` turns a result row into the evidence dict."""
     aggs = []
     if "id" in columns:
         aggs.append(pl.col("id").head(EVIDENCE_IDS).alias("_ev_ids"))
     if "flowno" in columns:
         aggs.append(pl.col("flowno").head(EVIDENCE_IDS).alias("_ev_flownos"))
-    if {"source", "line_no", "byte_offset"} <= set(columns):
-        aggs.append(pl.struct("source", "line_no", "byte_offset").head(EVIDENCE_LINES).alias("_ev_lines"))
+    if {"source", "line_no"} <= set(columns):
+        offset = pl.col("byte_offset") if "byte_offset" in columns else pl.lit(None, dtype=pl.Int64)
+        aggs.append(pl.struct("source", "line_no", offset.alias("byte_offset")).head(EVIDENCE_LINES)
+                    .alias("_ev_lines"))
     return aggs
 
 
@@ -95,15 +98,8 @@ def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def evidence_of(frame: pl.DataFrame) -> dict[str, Any]:
-    """Ids and line pointers of (up to a bound) events of one match."""
-    out: dict[str, Any] = {}
-    if "id" in frame.columns:
-        out["ids"] = frame.get_column("id").head(EVIDENCE_IDS).to_list()
-    if "flowno" in frame.columns:
-        out["flownos"] = frame.get_column("flowno").head(EVIDENCE_IDS).to_list()
-    if {"source", "line_no", "byte_offset"} <= set(frame.columns):
-        out["lines"] = [list(r) for r in frame.select("source", "line_no", "byte_offset").head(EVIDENCE_LINES)
-                        .iter_rows()]
-    elif {"source", "line_no"} <= set(frame.columns):
-        out["lines"] = [[s, n, None] for s, n in frame.select("source", "line_no").head(EVIDENCE_LINES).iter_rows()]
-    return out
+    """The evidence of one match's events (the whole frame)."""
+    aggs = evidence_aggs(frame.columns)
+    if not aggs:
+        return {}
+    return evidence_from_row(frame.select(a.implode() for a in aggs).row(0, named=True))
