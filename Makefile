@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 DEMO    := demo
 # Debian packages the tests need (installed by `make debs` when run as root; the suite skips what it lacks
 # otherwise, and says so).
-DEBS    := python3-venv
+DEBS    := python3-venv nftables ipset iptables iproute2
 
 .PHONY: setup debs demo test lint typecheck unit bench clean
 

@@ -68,7 +68,7 @@ class Store:
         if current > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {current} is newer than this fraudwatch "
                              f"({SCHEMA_VERSION}); upgrade fraudwatch")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        for version in sorted(v for v in MIGRATIONS if v > current):
             con.execute("BEGIN")
             for statement in MIGRATIONS[version]:
                 con.execute(statement)
