@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "account and rejected input, read-only.")
     sm.add_argument("--json", action="store_true", help="print the sections as JSON")
 
+    from fraudwatch.commands_watch import add_parsers as watch_parsers
+
+    watch_parsers(sub, common)
+
     sim = sub.add_parser("simulate", parents=[common], help="write realistic VOS3000 traffic with labelled attacks",
                          description="Write sipproxy.log, mbx.log, kern.log, cdr/, customers.csv, labels.csv and a "
                                      "ready fraudwatch.toml into DIR. Deterministic for a seed.")
@@ -119,7 +123,7 @@ def run(argv: Sequence[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from fraudwatch import commands, commands_detect
+    from fraudwatch import commands, commands_detect, commands_watch
 
     if args.command == "alerts" and args.alerts_command is None:
         raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
@@ -132,6 +136,8 @@ def run(argv: Sequence[str]) -> int:
         "sql": commands.cmd_sql,
         "simulate": commands.cmd_simulate,
         "summary": commands.cmd_summary,
+        "watch": commands_watch.cmd_watch,
+        "status": commands_watch.cmd_status,
     }[args.command]
     return handler(args)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.netaddr import IPNetwork, parse_networks
+from fraudwatch.watch.settings import WatchConfig, parse_watch
 
 DEFAULT_LOCATIONS = (Path("fraudwatch.toml"), Path("/etc/fraudwatch/fraudwatch.toml"))
 
@@ -44,6 +45,7 @@ class Config:
     format_dirs: tuple[Path, ...] = ()
     rule_dirs: tuple[Path, ...] = ()
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
 
 class _Doc:
@@ -181,6 +183,7 @@ def parse_config(path: Path, text: str) -> Config:
         format_dirs=tuple(_resolve(base, d) for d in dirs),
         rule_dirs=tuple(_resolve(base, d) for d in rule_dirs),
         ingest=ingest,
+        watch=parse_watch(_table(raw, "watch", doc), doc),
     )
 
 

@@ -115,6 +115,7 @@ def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: File
     line_no = pos.line_no if pos and pos.line_no else 1
     data_start_line = line_no  # lines consumed so far (header counts as line 1)
     table, invalid, end = _read_rows(path, start, header, final=path.suffix == ".gz")
+    summary.end_offset = max(end, start)
     if end <= start and pos is not None:
         return
     # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).

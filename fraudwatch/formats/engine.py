@@ -25,7 +25,7 @@ SLICE_ROWS = 1 << 16  # rows per Arrow record batch: DuckDB parallelises an Arro
 
 def prepare_connection(con: duckdb.DuckDBPyConnection) -> None:
     """Register the helper functions the compiled SQL uses (idempotent per connection)."""
-    with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
+    with contextlib.suppress(duckdb.CatalogException, duckdb.NotImplementedException):  # already registered
         con.create_function("fw_ip", canonical_ip_array, [duckdb.sqltype("VARCHAR")],
                             duckdb.sqltype("VARCHAR"), type=PythonUDFType.ARROW,
                             null_handling=FunctionNullHandling.SPECIAL,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -102,15 +102,26 @@ def read_chunks(
     max_line_bytes: int = 64 << 10,
     max_raw_bytes: int = 4096,
     final: bool | None = None,
+    ident: Identity | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of whole lines from `offset` (line `line_no` already consumed).
 
     `final` says the file is complete (its unterminated last line counts); it defaults to True for .gz files.
+    With `ident`, a plain file is checked after every read to still begin with the fingerprinted bytes: a file
+    truncated and rewritten under the reader (copytruncate) would otherwise hand over the new content's bytes
+    at the old offset. The read stops there; the new content is a new file to the caller.
     """
     final = is_compressed(path) if final is None else final
     with open_binary(path) as f:
         _seek(f, offset)
-        yield from _chunks(f, offset, line_no, chunk_bytes, max_line_bytes, max_raw_bytes, final)
+        check = None
+        if ident is not None and not is_compressed(path):
+            fd, want, nbytes = f.fileno(), ident.fingerprint, ident.fp_bytes
+
+            def check() -> bool:
+                return hashlib.sha256(os.pread(fd, nbytes, 0)).hexdigest() == want
+
+        yield from _chunks(f, offset, line_no, chunk_bytes, max_line_bytes, max_raw_bytes, final, check)
 
 
 @dataclass
@@ -124,13 +135,15 @@ class _Skip:
 
 
 def _chunks(f: BinaryIO, offset: int, line_no: int, chunk_bytes: int, max_line_bytes: int,
-            max_raw_bytes: int, final: bool) -> Iterator[Chunk]:
+            max_raw_bytes: int, final: bool, same_file: Callable[[], bool] | None = None) -> Iterator[Chunk]:
     buf = b""  # bytes read but not yet yielded: the start of an unterminated line, at file offset `pos`
     pos = offset
     bad: list[BadLine] = []
     skip: _Skip | None = None
     while True:
         block = f.read(chunk_bytes)
+        if same_file is not None and block and not same_file():
+            return  # truncated and rewritten while we read: what we hold may be the new content's bytes
         eof = not block
         if skip is not None:
             nl = block.find(b"\n")

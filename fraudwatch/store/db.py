@@ -1,8 +1,8 @@
 """Opening the DuckDB file: the writer (migrates on open) and read-only connections.
 
 DuckDB allows one process to hold a database file for writing, and then no other process can open it at all.
-The writer is therefore opened only for as long as a command writes (ingest, and later the watcher), and
-read-only commands open the file read-only.
+The writer is therefore opened only for as long as a command writes, and read-only commands open the file
+read-only — or, while the watcher holds it, the read copy it publishes beside it (`fraudwatch.store.replica`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,18 @@ from fraudwatch.errors import StoreError
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
+class StoreLocked(StoreError):
+    """Another process (normally the watcher) holds the store file."""
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "lock" in first.lower():
-            raise StoreError(f"{path}: the store is in use by another fraudwatch process ({first})") from None
+            raise StoreLocked(f"{path}: the store is in use by another fraudwatch process ({first}); if that "
+                              "is the watcher, add files to its [[sources]] or stop it first") from None
         raise StoreError(f"{path}: cannot open the store: {first}") from None
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -33,7 +38,12 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection; fails with a clear message when the store does not exist yet."""
     if not path.exists():
         raise StoreError(f"{path}: no store here yet (run `fraudwatch ingest` first, or pass --db)")
-    con = _connect(path, read_only=True)
+    try:
+        con = _connect(path, read_only=True)
+    except StoreLocked:
+        from fraudwatch.store.replica import open_replica
+
+        return open_replica(path)
     version = _version(con)
     if version != SCHEMA_VERSION:
         con.close()

@@ -1,0 +1,172 @@
+"""The read copy: how other processes read the store while the watcher holds it.
+
+DuckDB lets one process open a database file for writing, and while it does no other process can open the file
+at all, not even read-only. The watcher holds the store for as long as it runs, so it publishes a read copy
+beside it (`<store>.read/`) every few seconds, from its own consistent snapshot:
+
+- append-only tables (events, CDRs, rejects) as immutable Parquet segments of the rows added since the last
+  publication (by DuckDB rowid, which only grows in a table nothing deletes from), merged when they get many;
+- every other table (alerts, positions, customers, bans, ...) in full, as it is small;
+- `manifest.json`, replaced atomically (write, fsync, rename), naming the files of each table.
+
+A reader (`open_read_only` when the store is locked, the notebooks, `fraudwatch report`) opens an in-memory
+DuckDB with one view per table over the files the manifest names, so every query it runs sees one publication.
+Files a newer manifest no longer names are deleted only after `GRACE_SECONDS`, so a reader that opened an older
+manifest keeps working meanwhile. The copy costs disk (Parquet with zstd, smaller than the store) and a little
+CPU each publication; it buys readers that never stop the writer and never see half a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from fraudwatch.errors import StoreError
+
+APPEND_ONLY = ("sip_events", "netfilter_events", "cdrs", "rejects")
+MANIFEST = "manifest.json"
+GRACE_SECONDS = 600.0
+MERGE_AT = 24  # segments of one table before the small ones are merged
+SMALL_SEGMENT = 64 << 20  # bytes: segments below this are merged together
+
+
+def replica_dir(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".read")
+
+
+@dataclass
+class Manifest:
+    published_at: str = ""
+    schema_version: int = 0
+    tables: dict[str, list[str]] = field(default_factory=dict)  # table -> files (relative to the folder)
+    rowids: dict[str, int] = field(default_factory=dict)  # append-only table -> last rowid published
+    trash: dict[str, float] = field(default_factory=dict)  # file -> when it left the manifest (epoch s)
+    seq: int = 0
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest | None:
+        try:
+            raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+    def save(self, folder: Path) -> None:
+        tmp = folder / f".{MANIFEST}.tmp"
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(self.__dict__, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / MANIFEST)
+
+
+class Publisher:
+    """Publishes the read copy from a connection of the writer's process (use a cursor of its own)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, store_path: Path) -> None:
+        self.con = con
+        self.folder = replica_dir(store_path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(self.folder) or Manifest()
+        self.last_seconds = 0.0
+
+    def _copy(self, select: str, params: list[Any], name: str) -> str:
+        tmp = self.folder / f".{name}.tmp"
+        self.con.execute(f"COPY ({select}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)", params)
+        os.replace(tmp, self.folder / name)
+        return name
+
+    def publish(self) -> Manifest:
+        """One publication from one snapshot; returns the new manifest."""
+        started = time.monotonic()
+        m = self.manifest
+        con = self.con
+        con.execute("BEGIN TRANSACTION")  # one snapshot for every table
+        try:
+            tables = [r[0] for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+            m.seq += 1
+            seq = m.seq
+            old_files = {f for files in m.tables.values() for f in files}
+            for t in tables:
+                if t in APPEND_ONLY:
+                    self._append(t, seq)
+                else:
+                    m.tables[t] = [self._copy(f"SELECT * FROM {t}", [], f"{t}.{seq}.parquet")]
+            (version,) = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0]
+        finally:
+            con.execute("ROLLBACK")
+        for t in [t for t in m.tables if t not in tables]:
+            del m.tables[t]
+        m.schema_version = int(version)
+        m.published_at = dt.datetime.now(dt.UTC).isoformat()
+        now = time.time()
+        for f in old_files - {f for files in m.tables.values() for f in files}:
+            m.trash[f] = now
+        m.save(self.folder)
+        self._empty_trash(now)
+        self.last_seconds = time.monotonic() - started
+        return m
+
+    def _append(self, t: str, seq: int) -> None:
+        m = self.manifest
+        (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {t}").fetchall()[0]
+        last = m.rowids.get(t, -1)
+        files = m.tables.get(t, [])
+        if top < last or not files:  # a new or replaced store: start this table over
+            files, last = [self._copy(f"SELECT * FROM {t} WHERE rowid <= ?", [top], f"{t}.{seq}.parquet")], top
+        elif top > last:
+            files = [*files, self._copy(f"SELECT * FROM {t} WHERE rowid > ? AND rowid <= ?", [last, top],
+                                        f"{t}.{seq}.parquet")]
+            last = top
+        small = [f for f in files if (self.folder / f).stat().st_size < SMALL_SEGMENT]
+        if len(files) > MERGE_AT and len(small) > 1:
+            listed = ", ".join(f"'{_sql_path(self.folder / f)}'" for f in small)
+            merged = self._copy(f"SELECT * FROM read_parquet([{listed}])", [], f"{t}.{seq}m.parquet")
+            files = [f for f in files if f not in small] + [merged]  # a table's rows have no order anyway
+        m.tables[t] = files
+        m.rowids[t] = last
+
+    def _empty_trash(self, now: float) -> None:
+        m = self.manifest
+        for f, when in list(m.trash.items()):
+            if now - when >= GRACE_SECONDS:
+                (self.folder / f).unlink(missing_ok=True)
+                del m.trash[f]
+        live = {f for files in m.tables.values() for f in files} | set(m.trash) | {MANIFEST}
+        for p in self.folder.iterdir():  # leftovers of a crash between a copy and its manifest
+            if p.name not in live and p.name.endswith(".parquet") and now - p.stat().st_mtime > GRACE_SECONDS:
+                p.unlink(missing_ok=True)
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with one view per table over the latest publication."""
+    folder = replica_dir(store_path)
+    m = Manifest.load(folder)
+    if m is None:
+        raise StoreError(f"{store_path}: the store is in use by the watcher and no read copy is published yet "
+                         f"(it appears in {folder} within [watch] publish_seconds of the start)")
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for t, files in m.tables.items():
+        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files)
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")
+    con.execute(f"CREATE VIEW replica_info AS SELECT '{m.published_at}'::TIMESTAMPTZ AS published_at")
+    return con
+
+
+def published_at(store_path: Path) -> dt.datetime | None:
+    m = Manifest.load(replica_dir(store_path))
+    return dt.datetime.fromisoformat(m.published_at) if m and m.published_at else None

@@ -1,0 +1,1 @@
+"""`fraudwatch watch`: the long-running service that tails every source into the store, detects and acts."""

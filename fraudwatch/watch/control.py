@@ -1,0 +1,181 @@
+"""The watcher's control socket: how other fraudwatch commands reach the store while the watcher holds it.
+
+A Unix socket beside the store (`<store>.sock`, mode 0600: only the watcher's user, who could open the store
+file anyway). One JSON object per line each way. Operations:
+
+- `ping`, `status`: the watcher's pid and its live status (what `fraudwatch status` shows);
+- `query`: one read-only SELECT, run at once on a cursor of the watcher's own database (so it sees every
+  committed row, with no publication delay) — a single statement, checked by DuckDB's own parser;
+- any name registered with `@op` (bans, silences, ...): run on the watcher's thread between two batches, since
+  that thread is the store's only writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from fraudwatch.errors import StoreError, UsageError
+
+if TYPE_CHECKING:
+    from fraudwatch.watch.service import Watcher
+
+OpFn = Callable[["Watcher", dict[str, Any]], dict[str, Any]]
+OPS: dict[str, OpFn] = {}
+MAX_ROWS = 100_000
+MAX_REQUEST = 1 << 20
+
+
+def op(name: str) -> Callable[[OpFn], OpFn]:
+    """Register a write operation the CLI may ask a running watcher to perform."""
+    def deco(fn: OpFn) -> OpFn:
+        OPS[name] = fn
+        return fn
+    return deco
+
+
+def socket_path(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".sock")
+
+
+def _jsonable(value: Any) -> Any:
+    from fraudwatch.commands import _json_default
+
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return _json_default(value)
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
+              max_rows: int = MAX_ROWS) -> dict[str, Any]:
+    cur = con.cursor()  # the writer's thread uses `con` itself, concurrently
+    try:
+        statements = cur.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise UsageError("only one SELECT statement may run through the watcher")
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            res = cur.execute(sql, params or [])
+            columns = [d[0] for d in res.description or []]
+            rows = res.fetchmany(max_rows + 1)
+        finally:
+            cur.execute("ROLLBACK")
+    finally:
+        cur.close()
+    return {"ok": True, "columns": columns, "rows": [[_jsonable(v) for v in r] for r in rows[:max_rows]],
+            "truncated": len(rows) > max_rows}
+
+
+def run_op(watcher: Watcher, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A registered operation, on the writer's thread."""
+    fn = OPS.get(name)
+    if fn is None:
+        raise UsageError(f"the watcher does not know the operation '{name}'")
+    return fn(watcher, args)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_REQUEST)
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+                raise ValueError("a request is a JSON object with 'op'")
+            result = self.server.dispatch(req["op"], req.get("args") or {})
+        except (ValueError, UsageError) as exc:
+            result = {"ok": False, "error": str(exc), "exit_code": 2}
+        except duckdb.Error as exc:
+            result = {"ok": False, "error": str(exc).splitlines()[0], "exit_code": 3}
+        except Exception as exc:  # the socket thread never dies of one request
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": 70}
+        self.wfile.write(json.dumps(result).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    watcher: Watcher
+
+    def dispatch(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        w = self.watcher
+        if name == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if name == "status":
+            published = w.publisher.manifest.published_at if w.publisher else None
+            return {"ok": True, "status": w.stats.snapshot(published)}
+        if name == "query":
+            assert w.store is not None
+            return run_query(w.store.con, str(args.get("sql", "")), list(args.get("params") or []))
+        return w.submit(name, args)
+
+
+class ControlServer:
+    def __init__(self, watcher: Watcher) -> None:
+        self.path = socket_path(watcher.cfg.store_path)
+        if len(os.fsencode(self.path)) > 107:
+            raise StoreError(f"{self.path}: path too long for a Unix socket (107 bytes); use a shorter store path")
+        if self.path.exists():
+            if _answers(self.path):
+                raise StoreError(f"{self.path}: another watcher answers on this store's socket")
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self.server = _Server(str(self.path), _Handler)
+        finally:
+            os.umask(old)
+        self.server.watcher = watcher
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                       name="fraudwatch-control", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _answers(path: Path) -> bool:
+    try:
+        return call(path, "ping", timeout=1.0).get("ok") is True
+    except OSError:
+        return False
+
+
+def call(path: Path, name: str, args: dict[str, Any] | None = None, timeout: float = 35.0) -> dict[str, Any]:
+    """One request to the socket at `path`; raises OSError when nothing listens there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(json.dumps({"op": name, "args": args or {}}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            got = s.recv(1 << 16)
+            if not got:
+                break
+            buf += got
+    result: dict[str, Any] = json.loads(buf) if buf else {"ok": False, "error": "no answer", "exit_code": 3}
+    return result
+
+
+def watcher_call(store_path: Path, name: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Ask the running watcher of this store; None when no watcher runs."""
+    path = socket_path(store_path)
+    if not path.exists():
+        return None
+    try:
+        return call(path, name, args)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None

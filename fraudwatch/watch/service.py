@@ -1,0 +1,473 @@
+"""The watcher's main loop: wake on file events (or the poll timer), read what changed, store it, detect, act.
+
+One thread owns the store's writing connection and does all of the reading, parsing, writing and detection, in
+passes. A pass stats every file of every source, reads the files whose signature changed (at most `chunk_bytes`
+per file per pass, so signals, control requests and the other sources are served between chunks), and feeds the
+rows it committed to live detection. The log files themselves are the queue: nothing is read that cannot be
+committed at once, so memory stays bounded at any input rate and a flood only makes the passes longer (the lag
+shows in `fraudwatch status`).
+
+Micro-batching: after the first file event the loop waits `batch_delay_ms` for more, so a trickle of lines
+becomes a few transactions per second, and a flood is read in chunks of up to `[ingest] chunk_bytes`.
+
+Other threads: watchdog's observer (only sets the wake event), the read-copy publisher (its own cursor, its own
+snapshot), the control socket and the metrics endpoint (both only read memory or hand requests to this loop).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import polars as pl
+
+from fraudwatch.config import Config, SourceConfig, load_config
+from fraudwatch.errors import FraudwatchError
+from fraudwatch.formats.csvspec import CsvFormat
+from fraudwatch.formats.detect import detect_format
+from fraudwatch.formats.registry import Format, load_formats
+from fraudwatch.ingest import Ingestor
+from fraudwatch.sources.reader import identify
+from fraudwatch.store import positions
+from fraudwatch.store.db import Store
+from fraudwatch.store.replica import Publisher
+from fraudwatch.watch.files import Signature, Tracker, files_of, gzip_size, watch_dirs
+from fraudwatch.watch.stats import Stats
+
+log = logging.getLogger("fraudwatch.watch")
+
+MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
+EVENT_TABLES = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
+
+
+@dataclass
+class FileState:
+    source: SourceConfig
+    format: str | None = None  # detected once per file
+
+
+@dataclass
+class Request:
+    """A control request handed to the loop; `reply` is set when it is done."""
+
+    op: str
+    args: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Watcher:
+    def __init__(self, cfg: Config, config_path: Path | None = None, *, install_signals: bool = True) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.install_signals = install_signals
+        self.wake = threading.Event()
+        self.stopping = False
+        self.reload_asked = False
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        self.tracker = Tracker()
+        self.files: dict[Path, FileState] = {}
+        self.stats = Stats(cfg.store_path)
+        self.store: Store | None = None
+        self.ingestor: Ingestor | None = None
+        self.formats: dict[str, Format] = {}
+        self.detection: Any = None  # LiveDetection, built in _load_rules
+        self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
+        self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
+        self.seen_rowid: dict[str, int] = {}
+        self.observer: Any = None
+        self.control: Any = None
+        self.metrics: Any = None
+        self.publisher: Publisher | None = None
+        self.threads: list[threading.Thread] = []
+        self.on_alerts: list[Callable[[list[Any]], None]] = []  # extra listeners (tests, control)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def run(self, max_seconds: float | None = None) -> int:
+        """Run until SIGTERM/SIGINT (or `stop()`, or `max_seconds`); returns the exit code."""
+        self._open()
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        failures = 0
+        try:
+            self.wake.set()  # a first pass at once: read what was written while we were down
+            while not self.stopping:
+                try:
+                    self._cycle()
+                    failures = 0
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception:  # one bad pass must not end the service; a persistent fault must
+                    failures += 1
+                    log.exception("pass failed (%d in a row)", failures)
+                    if failures >= MAX_FAILURES:
+                        log.error("giving up after %d failed passes in a row", failures)
+                        return 1
+                    time.sleep(min(5.0, 0.5 * failures))
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        finally:
+            self._close()
+        return 0
+
+    def _cycle(self) -> None:
+        woke = self.wake.wait(self.cfg.watch.poll_seconds)
+        if woke and self.cfg.watch.batch_delay_ms and not self.stopping:
+            time.sleep(self.cfg.watch.batch_delay_ms / 1000)
+        self.wake.clear()
+        if self.reload_asked:
+            self._reload()
+        self._serve_requests()
+        t0 = time.monotonic()
+        if self._pass():
+            self.wake.set()  # more to read at once
+        log.debug("pass %.3fs", time.monotonic() - t0)
+        self._periodic()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_asked = True
+        else:
+            self.stopping = True
+        self.wake.set()
+
+    def _open(self) -> None:
+        if self.install_signals:
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, self._signal)
+        self.formats = load_formats(self.cfg.format_dirs)
+        self.store = Store(self.cfg.store_path)
+        self.ingestor = Ingestor(self.store, self.formats, self.cfg.ingest)
+        con = self.store.con
+        for table in EVENT_TABLES:  # live detection covers rows stored from now on
+            self.seen_rowid[table] = int(con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}")
+                                         .fetchall()[0][0])
+        self._load_rules()
+        self._start_observer()
+        self.publisher = Publisher(con.cursor(), self.cfg.store_path)
+        self._thread("publisher", self._publish_loop)
+        from fraudwatch.watch.control import ControlServer
+
+        self.control = ControlServer(self)
+        self.control.start()
+        if self.cfg.watch.metrics:
+            from fraudwatch.watch.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self.cfg.watch.metrics, self.stats)
+            self.metrics.start()
+        self.stats.started(os.getpid(), self.cfg)
+        log.info("watching %d source(s) into %s", len(self.cfg.sources), self.cfg.store_path)
+
+    def _close(self) -> None:
+        self.stopping = True
+        if self.observer is not None:
+            self.observer.stop()
+        for server in (self.control, self.metrics):
+            if server is not None:
+                server.stop()
+        self._stop_actors()
+        for t in self.threads:
+            t.join(timeout=10)
+        if self.publisher is not None:
+            try:
+                self.publisher.publish()  # readers see everything that was stored
+            except Exception as exc:
+                log.error("last publication of the read copy failed: %s", exc)
+        self.stats.stopped()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=f"fraudwatch-{name}", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    # ----------------------------------------------------------------- configuration and rules
+
+    def _load_rules(self) -> None:
+        from fraudwatch.detect.base import Context
+        from fraudwatch.detect.engine import load_rules
+        from fraudwatch.detect.live import LiveDetection
+        from fraudwatch.detect.registry import shipped_rules_dir
+        from fraudwatch.detect.replay import credit_context
+
+        assert self.store is not None
+        rules = list(load_rules(self.cfg.rule_dirs).rules.values())
+        credit, names = credit_context(self.store.con)
+        ctx = Context(shipped_rules_dir() / "lists", credit, names)
+        self.detection = LiveDetection(self.store.con, rules, ctx, self.cfg.trusted_networks,
+                                       self.cfg.trusted_accounts)
+        log.info("%d rule(s) loaded", len(rules))
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the config, formats and rules. Positions live in the store, so nothing is re-read or
+        skipped; a broken config is reported and the running one kept."""
+        self.reload_asked = False
+        try:
+            cfg = load_config(self.config_path) if self.config_path else self.cfg
+            if cfg.store_path != self.cfg.store_path:
+                log.error("reload: the store path changed; that needs a restart (keeping %s)", self.cfg.store_path)
+                cfg = replace(cfg, store_path=self.cfg.store_path)
+            formats = load_formats(cfg.format_dirs)
+        except FraudwatchError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        self.cfg = cfg
+        self.formats = formats
+        assert self.store is not None and self.ingestor is not None
+        self.ingestor.formats, self.ingestor.options = formats, cfg.ingest
+        try:
+            self._load_rules()
+        except FraudwatchError as exc:
+            log.error("reload: rules not reloaded: %s", exc)
+        self.files.clear()
+        self._start_observer()
+        self.stats.reloaded(cfg)
+        log.info("configuration reloaded: %d source(s)", len(cfg.sources))
+
+    def _start_observer(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer = None
+        if not self.cfg.watch.inotify:
+            return
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        wake = self.wake
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                wake.set()
+
+        observer = Observer()
+        planned: dict[Path, bool] = {}
+        for src in self.cfg.sources:
+            for folder, recursive in watch_dirs(src):
+                planned[folder] = planned.get(folder, False) or recursive
+        for folder, recursive in planned.items():
+            if folder.is_dir():
+                try:
+                    observer.schedule(_Wake(), str(folder), recursive=recursive)
+                except OSError as exc:  # e.g. the inotify watch limit: the poll timer still reads everything
+                    log.warning("cannot watch %s (%s); polling it every %gs", folder, exc,
+                                self.cfg.watch.poll_seconds)
+        observer.daemon = True
+        observer.start()
+        self.observer = observer
+
+    # ----------------------------------------------------------------- the pass
+
+    def _pass(self) -> bool:
+        """Read every file that changed; returns True when some file has more to read right away."""
+        more = False
+        present: set[Path] = set()
+        for src in self.cfg.sources:
+            for path in files_of(src):
+                present.add(path)
+                state = self.files.get(path)
+                if state is None or state.source != src:
+                    state = self.files[path] = FileState(src)
+                more |= self._read_file(path, state)
+                if self.stopping:
+                    return False
+        self.tracker.forget_missing(present)
+        for gone in [p for p in self.files if p not in present]:
+            del self.files[gone]
+        self.stats.forget_missing(present)
+        self._detect()
+        return more
+
+    def _format_of(self, path: Path, state: FileState) -> Format | None:
+        name = state.format or state.source.format
+        if name is None:
+            try:
+                fmt = detect_format(path, self.formats)
+            except FraudwatchError:
+                return None  # too little to tell yet; try again when it grows
+            state.format = fmt.name
+            return fmt
+        fmt_or_none = self.formats.get(name)
+        if fmt_or_none is None:
+            self.stats.error(path, f"unknown format '{name}'")
+        return fmt_or_none
+
+    def _read_file(self, path: Path, state: FileState) -> bool:
+        sig = Signature.of(path)
+        if sig is None:
+            return False
+        fmt = self._format_of(path, state)
+        if fmt is None:
+            return False
+        is_csv = isinstance(fmt, CsvFormat)
+        settle = self.cfg.watch.settle_seconds if is_csv and path.suffix != ".gz" else 0.0
+        if not self.tracker.due(path, sig, settle):  # unchanged, or a CSV not settled yet (the timer returns)
+            self.stats.seen(path, fmt.name, sig.size)
+            return False
+        assert self.ingestor is not None and self.store is not None
+        if path.suffix == ".gz" and self._gzip_done(path, sig):
+            self.tracker.done(path, sig)
+            self.stats.seen(path, fmt.name, sig.size)
+            return False
+        started = time.monotonic()
+        summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
+                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes)
+        self.stats.read(path, fmt.name, summary, sig.size, time.monotonic() - started)
+        if summary.error:
+            self.stats.error(path, summary.error)
+            self.tracker.done(path, sig)  # not again until it changes
+            return False
+        if not summary.more:
+            self.tracker.done(path, sig)
+        if fmt.name == "vos3000-customers" and summary.lines:
+            self._refresh_credit()
+        return summary.more
+
+    def _gzip_done(self, path: Path, sig: Signature) -> bool:
+        """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""
+        assert self.store is not None
+        try:
+            ident = identify(path)
+        except (OSError, EOFError):
+            return False
+        if ident is None:
+            return True
+        pos = positions.find(self.store.con, path, ident)
+        size = gzip_size(path)
+        return pos is not None and size is not None and pos.byte_offset % (1 << 32) == size
+
+    def _refresh_credit(self) -> None:
+        from fraudwatch.detect.replay import credit_context
+
+        assert self.store is not None
+        ctx = getattr(getattr(self.detection, "engine", None), "ctx", None)
+        credit, names = credit_context(self.store.con)
+        if ctx is not None:
+            ctx.credit.clear()
+            ctx.credit.update(credit)
+            ctx.names.clear()
+            ctx.names.update(names)
+
+    def _detect(self) -> None:
+        """Feed the rows committed since the last pass to live detection, then act on what it decided."""
+        assert self.store is not None
+        con = self.store.con
+        changed: list[Any] = []
+        for table, order in EVENT_TABLES.items():
+            (top,) = con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
+            last = self.seen_rowid.get(table, -1)
+            if top <= last:
+                continue
+            frame = con.sql(f"SELECT * FROM {table} WHERE rowid > ? AND rowid <= ? ORDER BY {order}",
+                            params=[last, top]).pl()
+            self.seen_rowid[table] = int(top)
+            self.stats.events(table, frame)
+            if self.detection is not None and frame.height:
+                changed.extend(self._run_rules(table, frame))
+        if changed:
+            self._act(changed)
+
+    def _run_rules(self, table: str, frame: pl.DataFrame) -> list[Any]:
+        from fraudwatch.detect.replay import save_alerts
+
+        det = self.detection
+        alerts: list[Any] = det.book.apply(det.engine.process(table, frame))
+        if alerts:
+            save_alerts(det.con, alerts, "live")
+            det.alerts.update({a.id: a for a in alerts})
+        return alerts
+
+    def _act(self, alerts: list[Any]) -> None:
+        """Ban first, then notify (with what the ban did): a notification never delays a ban."""
+        done: dict[int, str] = {}
+        if self.enforcer is not None:
+            try:
+                done = self.enforcer.on_alerts(alerts, dt.datetime.now(dt.UTC))
+            except Exception as exc:  # a failing firewall must not stop detection or notification
+                log.error("enforcement failed on %d alert(s): %s", len(alerts), exc)
+        if self.notifier is not None:
+            try:
+                self.notifier.on_alerts(alerts, done)
+            except Exception as exc:
+                log.error("queueing notifications for %d alert(s) failed: %s", len(alerts), exc)
+        self.stats.alerted(alerts)
+        for listener in self.on_alerts:
+            listener(alerts)
+
+    # ----------------------------------------------------------------- periodic work
+
+    def _actors(self) -> list[Any]:
+        return [a for a in (self.enforcer, self.notifier) if a is not None]
+
+    def _stop_actors(self) -> None:
+        for actor in self._actors():
+            try:
+                actor.stop(dt.datetime.now(dt.UTC))
+            except Exception as exc:  # stopping must finish whatever one part says
+                log.error("stopping %s: %s", type(actor).__name__, exc)
+
+    def _periodic(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        for actor in self._actors():
+            try:
+                actor.tick(now)
+            except Exception as exc:
+                log.error("%s tick failed: %s", type(actor).__name__, exc)
+        self.stats.maybe_write(self.cfg.watch.status_seconds,
+                               self.publisher.manifest.published_at if self.publisher else None)
+
+    def _publish_loop(self) -> None:
+        assert self.publisher is not None
+        interval = self.cfg.watch.publish_seconds
+        while not self.stopping:
+            try:
+                self.publisher.publish()
+            except Exception as exc:  # readers get older data; the watcher goes on
+                log.error("publishing the read copy failed: %s", exc)
+            end = time.monotonic() + interval
+            while not self.stopping and time.monotonic() < end:
+                time.sleep(min(0.2, interval))
+
+    def _serve_requests(self) -> None:
+        with self.lock:
+            todo, self.requests = self.requests, []
+        for req in todo:
+            try:
+                req.result = self.handle(req.op, req.args)
+            except FraudwatchError as exc:
+                req.result = {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
+            except Exception as exc:
+                req.result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": 70}
+            req.done.set()
+
+    def submit(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """From another thread: run `op` in the loop (between passes) and wait for its result."""
+        req = Request(op, args)
+        with self.lock:
+            self.requests.append(req)
+        self.wake.set()
+        if not req.done.wait(timeout):
+            return {"ok": False, "error": "the watcher did not answer in time (busy?)", "exit_code": 3}
+        return req.result
+
+    def handle(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Control operations, run on the writer's thread."""
+        from fraudwatch.watch.control import run_op
+
+        assert self.store is not None
+        return run_op(self, op, args)

@@ -1,0 +1,65 @@
+"""The `[watch]` section: how the watcher batches, polls, publishes for readers and reports."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class _Doc(Protocol):
+    def error(self, reason: str, table: str | None, key: str | None, index: int = 0) -> Exception: ...
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    batch_delay_ms: int = 50  # after the first new data, wait this long for more before reading (0: at once)
+    poll_seconds: float = 1.0  # rescan every source at least this often (the fallback when inotify is silent)
+    settle_seconds: float = 2.0  # a CSV export is read once unchanged this long (never half a file)
+    publish_seconds: float = 10.0  # how often the read copy for other processes is refreshed (readers' delay)
+    status_seconds: float = 1.0  # how often the status file is rewritten
+    metrics: str = ""  # "127.0.0.1:9851": a Prometheus text endpoint on loopback ("" = off)
+    inotify: bool = True  # False: poll only (e.g. on NFS, where inotify sees no remote writes)
+
+
+_KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", "status_seconds", "metrics",
+         "inotify"}
+
+
+def _number(section: dict[str, Any], key: str, default: float, doc: _Doc, lo: float, hi: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise doc.error(f"'{key}' must be a number from {lo:g} to {hi:g}", "watch", key)
+    return float(value)
+
+
+def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
+    for key in section:
+        if key not in _KEYS:
+            raise doc.error(f"unknown key '{key}' in [watch] (allowed: {', '.join(sorted(_KEYS))})", "watch", key)
+    d = WatchConfig()
+    metrics = section.get("metrics", "")
+    if not isinstance(metrics, str):
+        raise doc.error("'metrics' must be \"HOST:PORT\" on loopback, or \"\"", "watch", "metrics")
+    if metrics:
+        host, _, port = metrics.rpartition(":")
+        try:
+            loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback or not port.isdigit() or not 0 < int(port) < 65536:
+            raise doc.error("'metrics' must be a loopback HOST:PORT such as \"127.0.0.1:9851\" (the endpoint has "
+                            "no authentication)", "watch", "metrics")
+    inotify = section.get("inotify", True)
+    if not isinstance(inotify, bool):
+        raise doc.error("'inotify' must be true or false", "watch", "inotify")
+    publish = _number(section, "publish_seconds", d.publish_seconds, doc, 1, 60)
+    return WatchConfig(
+        batch_delay_ms=int(_number(section, "batch_delay_ms", d.batch_delay_ms, doc, 0, 5000)),
+        poll_seconds=_number(section, "poll_seconds", d.poll_seconds, doc, 0.05, 60),
+        settle_seconds=_number(section, "settle_seconds", d.settle_seconds, doc, 0, 3600),
+        publish_seconds=publish,
+        status_seconds=_number(section, "status_seconds", d.status_seconds, doc, 0.1, 60),
+        metrics=metrics,
+        inotify=inotify,
+    )

@@ -1,0 +1,283 @@
+"""The watcher as a real process on real files: rotation while a writer appends, kill -9 and restart, CDR exports
+written in chunks, a partial last line, a source deleted and recreated, SIGHUP, readers while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run
+from tests.watch.harness import (
+    CDR_HEADER,
+    WatcherProcess,
+    cdr_row,
+    offline_count,
+    sip_line,
+    wait_until,
+    write_config,
+)
+
+WRITER = Path(__file__).with_name("writer.py")
+COUNT_SQL = "SELECT count(*) FROM sip_events"
+DISTINCT_SQL = "SELECT count(DISTINCT call_id) FROM sip_events"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "logs").mkdir()
+    yield tmp_path
+
+
+def _writer(path: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(WRITER), str(path), *args])
+
+
+def _watch(site: Path, sources: list[tuple[str, str]], extra: str = "") -> WatcherProcess:
+    return WatcherProcess(write_config(site, sources, extra), site / "store.duckdb")
+
+
+def _settled(w: WatcherProcess, expected: int, timeout: float = 60.0) -> int:
+    wait_until(lambda: w.count(COUNT_SQL) >= expected, timeout, every=0.1)
+    return w.count(COUNT_SQL)
+
+
+@pytest.mark.parametrize("mode", ["rename", "copytruncate"])
+def test_rotation_while_a_writer_appends_loses_and_repeats_nothing(site: Path, mode: str) -> None:
+    n = 6000
+    w = _watch(site, [("logs/sipproxy.log*", "vos3000-sipproxy")]).start()
+    try:
+        writer = _writer(site / "logs/sipproxy.log", "--count", str(n), "--rate", "4000", "--rotate", mode,
+                         "--rotate-every", "1500")
+        assert writer.wait(60) == 0
+        assert _settled(w, n) == n
+        assert w.count(DISTINCT_SQL) == n
+        assert w.count("SELECT count(*) FROM rejects") == 0
+        assert w.stop() == 0
+    finally:
+        w.close()
+    rotated = sorted(p.name for p in (site / "logs").iterdir())
+    assert rotated == ["sipproxy.log", "sipproxy.log.1", "sipproxy.log.2", "sipproxy.log.3"]
+    assert offline_count(site / "store.duckdb", COUNT_SQL) == n
+
+
+def test_kill_9_at_random_moments_then_restart_stores_every_line_exactly_once(site: Path) -> None:
+    n = 20000
+    rng = random.Random(7)
+    w = _watch(site, [("logs/sipproxy.log*", "vos3000-sipproxy")])
+    writer = _writer(site / "logs/sipproxy.log", "--count", str(n), "--rate", "2500", "--rotate", "rename",
+                     "--rotate-every", "7000")
+    kills = 0
+    try:
+        deadline = time.monotonic() + 60
+        while writer.poll() is None and time.monotonic() < deadline:
+            w.start()
+            time.sleep(rng.uniform(0.3, 1.5))  # it is mid-batch, mid-commit or idle: any instant
+            w.kill()
+            kills += 1
+        assert writer.wait(30) == 0
+        w.start()
+        assert _settled(w, n) == n
+        assert w.count(DISTINCT_SQL) == n
+        assert w.stop() == 0
+    finally:
+        w.close()
+        if writer.poll() is None:
+            writer.kill()
+    assert kills >= 3
+    assert offline_count(site / "store.duckdb", COUNT_SQL) == n
+
+
+def test_cdr_exports_written_in_chunks_are_read_once_complete(site: Path) -> None:
+    cdr = site / "cdr"
+    cdr.mkdir()
+    w = _watch(site, [("cdr", "vos3000-cdr")]).start()
+    try:
+        rows = 0
+        for k in range(3):
+            path = cdr / f"cdr_{k}.csv"
+            body = CDR_HEADER + "".join(cdr_row(1000 * k + i) for i in range(200))
+            with path.open("w", encoding="utf-8") as f:
+                for start in range(0, len(body), 1500):  # chunks that cut rows in half
+                    f.write(body[start:start + 1500])
+                    f.flush()
+                    time.sleep(0.1)
+            rows += 200
+        assert wait_until(lambda: w.count("SELECT count(*) FROM cdrs") >= rows, 30)
+        time.sleep(1.5)
+        assert w.count("SELECT count(*) FROM cdrs") == rows
+        assert w.count("SELECT count(*) FROM rejects") == 0
+        status = w.call("status")
+        assert status is not None
+        files = {Path(f["path"]).name: f for f in status["status"]["files"]}
+        assert {name: f["reads"] for name, f in files.items()} == {"cdr_0.csv": 1, "cdr_1.csv": 1, "cdr_2.csv": 1}
+        assert all(f["parsed"] == 200 and f["lag_bytes"] == 0 for f in files.values())
+    finally:
+        w.stop()
+        w.close()
+
+
+def test_partial_last_line_waits_for_its_newline(site: Path) -> None:
+    log = site / "logs/sipproxy.log"
+    log.write_text(sip_line(1) + sip_line(2), encoding="utf-8")
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")]).start()
+    try:
+        assert _settled(w, 2) == 2
+        line = sip_line(3)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line[:40])
+        time.sleep(1.0)
+        assert w.count(COUNT_SQL) == 2
+        status = w.call("status")
+        assert status is not None
+        assert status["status"]["files"][0]["lag_bytes"] == 40
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line[40:])
+        assert _settled(w, 3) == 3
+        assert w.count("SELECT count(*) FROM sip_events WHERE call_id = 't-3@test'") == 1
+    finally:
+        w.stop()
+        w.close()
+
+
+def test_source_deleted_and_recreated_is_read_from_its_start(site: Path) -> None:
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i) for i in range(100)), encoding="utf-8")
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")]).start()
+    try:
+        assert _settled(w, 100) == 100
+        log.unlink()
+        time.sleep(0.5)
+        log.write_text("".join(sip_line(i, "new") for i in range(100, 130)), encoding="utf-8")
+        assert _settled(w, 130) == 130
+        assert w.count("SELECT count(*) FROM sip_events WHERE call_id LIKE 'new-%'") == 30
+    finally:
+        w.stop()
+        w.close()
+
+
+def test_sighup_reloads_the_config_without_losing_a_position(site: Path) -> None:
+    a, b = site / "logs/a.log", site / "logs/b.log"
+    a.write_text("".join(sip_line(i, "a") for i in range(50)), encoding="utf-8")
+    b.write_text("".join(sip_line(i, "b") for i in range(70)), encoding="utf-8")
+    w = _watch(site, [("logs/a.log", "vos3000-sipproxy")]).start()
+    try:
+        assert _settled(w, 50) == 50
+        time.sleep(0.5)
+        assert w.count(COUNT_SQL) == 50  # b is not a source yet
+        write_config(site, [("logs/a.log", "vos3000-sipproxy"), ("logs/b.log", "vos3000-sipproxy")])
+        with a.open("a", encoding="utf-8") as f:
+            f.write("".join(sip_line(i, "a") for i in range(50, 60)))
+        w.signal(signal.SIGHUP)
+        assert _settled(w, 130) == 130
+        assert w.count(DISTINCT_SQL) == 130
+        # a broken config on reload is reported and the running one kept
+        (site / "fraudwatch.toml").write_text("[store\n", encoding="utf-8")
+        w.signal(signal.SIGHUP)
+        with b.open("a", encoding="utf-8") as f:
+            f.write(sip_line(70, "b"))
+        assert _settled(w, 131) == 131
+        assert w.proc is not None and w.proc.poll() is None
+    finally:
+        assert w.stop() == 0
+        w.close()
+    assert "reload failed, keeping the running configuration" in w.log.read_text()
+
+
+def test_readers_work_while_it_runs(site: Path, cli: object) -> None:
+    from collections.abc import Callable
+
+    run: Callable[..., Run] = cli  # type: ignore[assignment]
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i) for i in range(500)), encoding="utf-8")
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")]).start()
+    config = site / "fraudwatch.toml"
+    try:
+        assert _settled(w, 500) == 500
+
+        def published() -> bool:
+            got = run("--config", config, "sql", "SELECT count(*) AS n FROM sip_events", "--json")
+            return got.code == 0 and json.loads(got.out) == [{"n": 500}]
+
+        assert wait_until(published, 10)  # the read copy, within [watch] publish_seconds
+        got = run("--config", config, "alerts", "list", "--json")
+        assert got.code == 0, got.err
+        status = run("--config", config, "status", "--json")
+        assert status.code == 0, status.err
+        snap = json.loads(status.out)
+        assert snap["running"] is True and snap["pid"] == w.proc.pid  # type: ignore[union-attr]
+        (entry,) = snap["files"]
+        assert (entry["parsed"], entry["rejected"], entry["lag_bytes"]) == (500, 0, 0)
+        assert entry["last_event"].startswith("2026-11-01T00:08:1")
+        ingest = run("--config", config, "ingest", str(log))
+        assert ingest.code == 3 and "in use" in ingest.err
+    finally:
+        assert w.stop() == 0
+        w.close()
+    status = run("--config", config, "status", "--json")
+    snap = json.loads(status.out)
+    assert snap["running"] is False and snap["files"][0]["parsed"] == 500 and snap["files"][0]["lag_bytes"] == 0
+
+
+def test_sigterm_stops_it_within_seconds_under_load(site: Path) -> None:
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")]).start()
+    writer = _writer(site / "logs/sipproxy.log", "--count", "40000", "--rate", "20000")
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        assert w.stop(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+    finally:
+        writer.wait(30)
+        w.close()
+    stored = offline_count(site / "store.duckdb", COUNT_SQL)
+    w.start()
+    try:
+        assert _settled(w, 40000) == 40000
+    finally:
+        w.stop()
+        w.close()
+    assert 0 < stored <= 40000
+
+
+def test_bad_input_is_kept_aside_and_the_watcher_goes_on(site: Path) -> None:
+    log = site / "logs/sipproxy.log"
+    hostile = b"\x00\xff binary junk\n" + b"A" * 100_000 + b"\n" + b"not a sip line at all\n"
+    log.write_bytes(sip_line(1).encode() + hostile + sip_line(2).encode())
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")]).start()
+    try:
+        assert _settled(w, 2) == 2
+        assert wait_until(lambda: w.count("SELECT count(*) FROM rejects") == 3, 10)
+        assert w.count("SELECT count(DISTINCT byte_offset) FROM rejects WHERE source = ?", [str(log)]) == 3
+    finally:
+        assert w.stop() == 0
+        w.close()
+
+
+def test_status_without_a_watcher_reads_the_store(site: Path, cli: object) -> None:
+    from collections.abc import Callable
+
+    run: Callable[..., Run] = cli  # type: ignore[assignment]
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i) for i in range(20)) + sip_line(20)[:10], encoding="utf-8")
+    config = write_config(site, [("logs/sipproxy.log", "vos3000-sipproxy")])
+    assert run("--config", config, "ingest", "--quiet").code == 0
+    got = run("--config", config, "status", "--json")
+    assert got.code == 0, got.err
+    snap = json.loads(got.out)
+    assert snap["running"] is False
+    (entry,) = snap["files"]
+    assert (entry["parsed"], entry["lag_bytes"], entry["format"]) == (20, 10, "vos3000-sipproxy")
+    human = run("--config", config, "status")
+    assert human.code == 0 and "not running" in human.out
+    assert os.path.basename(str(log)) in human.out
+
+
