@@ -103,6 +103,7 @@ def read_chunks(
     max_raw_bytes: int = 4096,
     final: bool | None = None,
     ident: Identity | None = None,
+    until: int | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of whole lines from `offset` (line `line_no` already consumed).
 
@@ -110,6 +111,8 @@ def read_chunks(
     With `ident`, a plain file is checked after every read to still begin with the fingerprinted bytes: a file
     truncated and rewritten under the reader (copytruncate) would otherwise hand over the new content's bytes
     at the old offset. The read stops there; the new content is a new file to the caller.
+    With `until`, reading stops at that offset (the size the caller saw), so a file that grows faster than it is
+    read still yields control; what lies beyond is read next time.
     """
     final = is_compressed(path) if final is None else final
     with open_binary(path) as f:
@@ -121,7 +124,8 @@ def read_chunks(
             def check() -> bool:
                 return hashlib.sha256(os.pread(fd, nbytes, 0)).hexdigest() == want
 
-        yield from _chunks(f, offset, line_no, chunk_bytes, max_line_bytes, max_raw_bytes, final, check)
+        limit = None if until is None else max(0, until - offset)
+        yield from _chunks(f, offset, line_no, chunk_bytes, max_line_bytes, max_raw_bytes, final, check, limit)
 
 
 @dataclass
@@ -135,13 +139,18 @@ class _Skip:
 
 
 def _chunks(f: BinaryIO, offset: int, line_no: int, chunk_bytes: int, max_line_bytes: int,
-            max_raw_bytes: int, final: bool, same_file: Callable[[], bool] | None = None) -> Iterator[Chunk]:
+            max_raw_bytes: int, final: bool, same_file: Callable[[], bool] | None = None,
+            limit: int | None = None) -> Iterator[Chunk]:
     buf = b""  # bytes read but not yet yielded: the start of an unterminated line, at file offset `pos`
     pos = offset
     bad: list[BadLine] = []
     skip: _Skip | None = None
     while True:
-        block = f.read(chunk_bytes)
+        if limit is None:
+            block = f.read(chunk_bytes)
+        else:
+            block = f.read(min(chunk_bytes, limit)) if limit > 0 else b""
+            limit -= len(block)
         if same_file is not None and block and not same_file():
             return  # truncated and rewritten while we read: what we hold may be the new content's bytes
         eof = not block

@@ -290,7 +290,9 @@ class Watcher:
         for gone in [p for p in self.files if p not in present]:
             del self.files[gone]
         self.stats.forget_missing(present)
+        t0 = time.monotonic()
         self._detect()
+        log.debug("detect %.3fs", time.monotonic() - t0)
         return more
 
     def _format_of(self, path: Path, state: FileState) -> Format | None:
@@ -326,7 +328,8 @@ class Watcher:
             return False
         started = time.monotonic()
         summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
-                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes)
+                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
+                                       until=None if is_csv or path.suffix == ".gz" else sig.size)
         self.stats.read(path, fmt.name, summary, sig.size, time.monotonic() - started)
         if summary.error:
             self.stats.error(path, summary.error)

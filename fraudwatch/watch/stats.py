@@ -6,6 +6,7 @@ Kept in memory by the loop, written every `status_seconds` to `<store>.status.js
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -158,6 +159,10 @@ class Stats:
     def snapshot(self, published_at: str | None = None) -> dict[str, Any]:
         now = time.monotonic()
         with self.lock:
+            for fs in self.files.values():  # lag against the size now, not when the file was last looked at
+                with contextlib.suppress(OSError):
+                    size = os.stat(fs.path).st_size
+                    fs.size = max(fs.size, size) if fs.path.endswith(".gz") else size
             lat = sorted(self.latencies)
             return {
                 "pid": self.pid, "running": True, "started_at": self.started_at,

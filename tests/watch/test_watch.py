@@ -281,3 +281,26 @@ def test_status_without_a_watcher_reads_the_store(site: Path, cli: object) -> No
     assert os.path.basename(str(log)) in human.out
 
 
+
+
+def test_prometheus_endpoint_on_loopback(site: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i) for i in range(40)) + "junk line\n", encoding="utf-8")
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")], f'metrics = "127.0.0.1:{port}"\n').start()
+    try:
+        assert _settled(w, 40) == 40
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        label = f'{{path="{log}",format="vos3000-sipproxy"}}'
+        assert f"fraudwatch_lines_read_total{label} 41.0" in body
+        assert f"fraudwatch_lines_parsed_total{label} 40.0" in body
+        assert f"fraudwatch_lines_rejected_total{label} 1.0" in body
+        assert "# TYPE fraudwatch_lag_bytes gauge" in body
+    finally:
+        assert w.stop() == 0
+        w.close()
