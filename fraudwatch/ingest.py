@@ -151,9 +151,8 @@ class Ingestor:
         con.execute("BEGIN")
         try:
             counts = BatchCounts()
-            if parsed is not None:
-                parsed.register(con)
-                counts = write_parsed(con, self.ids, parser, str(path), batch.first_line_no, chunk.lines,
+            if parsed is not None:  # `cls` and `conv` are registered on `con` by the parse
+                counts = write_parsed(con, self.ids, parser, parsed, str(path), batch.first_line_no, chunk.lines,
                                       opts.max_raw_bytes)
             write_bad_lines(con, self.ids, str(path), parser.fmt.name, batch.bad)
             counts.rejected += len(batch.bad)

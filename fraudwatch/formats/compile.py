@@ -14,6 +14,7 @@ lines themselves: lines only ever reach DuckDB as column values.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fraudwatch.formats.spec import LineFormat, Pattern, TimeSpec
@@ -89,8 +90,18 @@ class CompiledFormat:
     fmt: LineFormat
     variants: tuple[Variant, ...]
     classify_sql: str
-    convert_sql: str
+    branches: tuple[str, ...]  # per variant: the SELECT converting the lines classified as it
     columns: tuple[str, ...]  # table columns conv carries, in order (beyond idx, off, variant, bad)
+
+    @property
+    def convert_sql(self) -> str:
+        return "\nUNION ALL\n".join(self.branches)
+
+    def convert_sql_for(self, present: Iterable[int]) -> str:
+        """The conversion of only the variants a batch has: binding the SQL (RE2 compiles every pattern in it)
+        is a fixed cost per batch that dominates small batches, so a trickle of one line kind pays for one."""
+        ks = sorted({k for k in present if 0 <= k < len(self.branches)}) or [0]
+        return "\nUNION ALL\n".join(self.branches[k] for k in ks)
 
 
 def variants_of(fmt: LineFormat) -> tuple[Variant, ...]:
@@ -152,4 +163,4 @@ def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch
             outer_cols.append(f"CASE {cases} ELSE {lit(d.default)} END AS {name}")
         bad_sql = f"concat_ws(', ', {', '.join(bad)})" if bad else "''"
         branches.append(f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})")
-    return CompiledFormat(fmt, variants, classify_sql(fmt), "\nUNION ALL\n".join(branches), columns)
+    return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from fraudwatch.formats.compile import CompiledFormat, compile_format
@@ -73,7 +74,8 @@ class LineParser:
             con.unregister("batch")
         cls = batch.append_column("k", k)
         con.register("cls", cls)
-        conv = con.sql(self.compiled.convert_sql).to_arrow_table()
+        present = pc.unique(k).to_pylist()
+        conv = con.sql(self.compiled.convert_sql_for(v for v in present if v is not None)).to_arrow_table()
         parsed = Parsed(cls, conv)
         parsed.register(con)
         return parsed

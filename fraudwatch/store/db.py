@@ -78,7 +78,8 @@ class Store:
         if current > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {current} is newer than this fraudwatch "
                              f"({SCHEMA_VERSION}); upgrade fraudwatch")
-        for version in sorted(v for v in MIGRATIONS if v > current):
+        applied = {int(r[0]) for r in con.execute("SELECT version FROM schema_version").fetchall()}
+        for version in sorted(v for v in MIGRATIONS if v not in applied):  # also one that landed out of order
             con.execute("BEGIN")
             for statement in MIGRATIONS[version]:
                 con.execute(statement)

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from fraudwatch.formats.engine import LineParser
+from fraudwatch.formats.engine import LineParser, Parsed
 from fraudwatch.sources.reader import BadLine
 from fraudwatch.store.schema import TABLES
 
@@ -70,29 +71,13 @@ def write_bad_lines(con: duckdb.DuckDBPyConnection, ids: IdAllocator, source: st
         con.unregister("bad_lines")
 
 
-def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, source: str,
-                 first_line_no: int, lines: int, max_raw_bytes: int) -> BatchCounts:
+def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed,
+                 source: str, first_line_no: int, lines: int, max_raw_bytes: int) -> BatchCounts:
     """Copy `conv` (good rows) into the format's table and the rest of `cls` into rejects."""
     fmt = parser.fmt
     table = TABLES[fmt.table]
     cols = parser.compiled.columns
-    counts = BatchCounts()
-    for k, n in con.execute("SELECT k, count(*) FROM cls WHERE k < 0 GROUP BY k").fetchall():
-        if k == -1:
-            counts.ignored += n
-        else:
-            counts.rejected += n
-            counts.reasons["no pattern matched"] += n
-    label = "event" if table.column("event") else f"'{table.name}'"
-    for label_value, good, n in con.execute(
-            f"SELECT {label}, bad = '', count(*) FROM conv GROUP BY ALL").fetchall():
-        if good:
-            counts.parsed[str(label_value)] += n
-        else:
-            counts.rejected += n
-    if counts.rejected > counts.reasons["no pattern matched"]:
-        for reason, n in con.execute("SELECT bad, count(*) FROM conv WHERE bad <> '' GROUP BY ALL").fetchall():
-            counts.reasons[reason] += n
+    counts = count_parsed(table.name, parsed)
     base = ids.take(table.name, lines)
     names = parser.pattern_names_sql()
     col_list = ", ".join(f'"{c}"' for c in cols)
@@ -109,4 +94,32 @@ def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineP
             "  SELECT conv.idx, conv.off, conv.bad, rtrim(cls.line, chr(10)) FROM conv JOIN cls USING (idx)"
             "  WHERE conv.bad <> '')",
             [rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes])
+    return counts
+
+
+
+def count_parsed(table_name: str, parsed: Parsed) -> BatchCounts:
+    """Per-event (or per-table) counts of a parsed batch, its ignored lines and the reasons of its rejected ones,
+    computed on the Arrow tables in memory: a query's fixed cost would dominate the small batches of a quiet log."""
+    counts = BatchCounts()
+    for item in pc.value_counts(parsed.cls.column("k").filter(pc.less(parsed.cls.column("k"), 0))).to_pylist():
+        k, n = item["values"], item["counts"]
+        if k == -1:
+            counts.ignored += n
+        else:
+            counts.rejected += n
+            counts.reasons["no pattern matched"] += n
+    conv = parsed.conv
+    good = pc.equal(conv.column("bad"), "")
+    labels = conv.column("event").filter(good) if "event" in conv.column_names else None
+    n_good = pc.sum(pc.cast(good, pa.int64())).as_py() or 0
+    if labels is not None:
+        for item in pc.value_counts(labels).to_pylist():
+            counts.parsed[str(item["values"])] += item["counts"]
+    elif n_good:
+        counts.parsed[table_name] += n_good
+    if conv.num_rows > n_good:
+        counts.rejected += conv.num_rows - n_good
+        for item in pc.value_counts(conv.column("bad").filter(pc.invert(good))).to_pylist():
+            counts.reasons[item["values"]] += item["counts"]
     return counts
