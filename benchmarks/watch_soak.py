@@ -13,6 +13,7 @@ At the end it checks the stored row count against the lines written and `fraudwa
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fraudwatch.sim.flood import write_sipproxy_flood  # noqa: E402
+from fraudwatch.store.db import open_read_only  # noqa: E402
 from fraudwatch.watch.control import watcher_call  # noqa: E402
 
 
@@ -92,13 +94,32 @@ def main() -> None:
                 if stop.is_set() and time.monotonic() > end_by:
                     break
 
+        readers: list[tuple[float, float, float]] = []  # (open + count, open + top-10 group by, data age)
+
+        def reader_check() -> None:
+            t = time.monotonic()
+            con = open_read_only(store)  # the read copy: the watcher holds the store
+            con.execute("SELECT count(*) FROM sip_events").fetchall()
+            a = time.monotonic() - t
+            con.close()
+            t = time.monotonic()
+            con = open_read_only(store)
+            con.execute("SELECT src_ip, count(*) FROM sip_events GROUP BY 1 ORDER BY 2 DESC LIMIT 10").fetchall()
+            b = time.monotonic() - t
+            (published,) = con.execute("SELECT published_at FROM replica_info").fetchall()[0]
+            con.close()
+            readers.append((a, b, (dt.datetime.now(dt.UTC) - published).total_seconds()))
+
         def sample() -> None:
             while not stop.is_set():
                 st = watcher_call(store, "status") or {}
                 files = st.get("status", {}).get("files", [])
                 samples.append({"t": time.monotonic() - t0, "rss": ps.memory_info().rss,
                                 "lag": sum(f["lag_bytes"] for f in files),
-                                "rate": sum(f["lines_per_s"] for f in files)})
+                                "rate": sum(f["lines_per_s"] for f in files),
+                                "publish": st.get("status", {}).get("publish_seconds")})
+                if len(samples) % 5 == 0:
+                    reader_check()
                 time.sleep(1.0)
 
         end_by = float("inf")
@@ -151,6 +172,13 @@ def main() -> None:
           f"{max(s['rss'] for s in last) / 2**20:.0f} MiB, peak {max(rss) / 2**20:.0f} MiB")
     print(f"  written -> queryable latency over {len(latencies)} probes: p50 {_pct(latencies, 0.5) * 1000:.0f} ms, "
           f"p99 {_pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    pubs = [s["publish"] for s in samples if s.get("publish") is not None]
+    if readers:
+        print(f"  readers while it runs ({len(readers)} checks, read copy): open + count(*) median "
+              f"{statistics.median(r[0] for r in readers) * 1000:.0f} ms, open + top-10 GROUP BY median "
+              f"{statistics.median(r[1] for r in readers) * 1000:.0f} ms; data age median "
+              f"{statistics.median(r[2] for r in readers):.1f} s, max {max(r[2] for r in readers):.1f} s; "
+              f"a publication takes median {statistics.median(pubs) * 1000 if pubs else float('nan'):.0f} ms")
     print(f"  status lines/s while flooding (median of 1 s samples): "
           f"{statistics.median(s['rate'] for s in samples if 5 < s['t'] < args.seconds):,.0f}")
     if not args.keep:

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     al_show = asub.add_parser("show", parents=[common], help="one alert with its evidence and raw lines")
     al_show.add_argument("id", type=int, metavar="ID")
     al_show.add_argument("--json", action="store_true")
+    from fraudwatch.commands_notify import add_alert_actions, add_notify_command
+
+    add_alert_actions(asub, common)
+    add_notify_command(sub, common)
 
     lint = sub.add_parser("lint", parents=[common], help="validate rule files (file, line and reason per error)")
     lint.add_argument("dirs", nargs="*", metavar="DIR", help="rule folders (default: shipped + config [rules] dirs)")
@@ -105,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fraudwatch.commands_watch import add_parsers as watch_parsers
 
     watch_parsers(sub, common)
+    from fraudwatch.commands_bans import add_parser as bans_parser
+
+    bans_parser(sub, common)
 
     sim = sub.add_parser("simulate", parents=[common], help="write realistic VOS3000 traffic with labelled attacks",
                          description="Write sipproxy.log, mbx.log, kern.log, cdr/, customers.csv, labels.csv and a "
@@ -127,6 +134,12 @@ def run(argv: Sequence[str]) -> int:
 
     if args.command == "alerts" and args.alerts_command is None:
         raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
+    from fraudwatch import commands_notify
+
+    if args.command == "alerts" and args.alerts_command in commands_notify.ALERT_ACTIONS:
+        return commands_notify.cmd_alerts(args)
+    from fraudwatch import commands_bans
+
     handler = {
         "detect": commands_detect.cmd_detect,
         "alerts": commands_detect.cmd_alerts,
@@ -136,8 +149,10 @@ def run(argv: Sequence[str]) -> int:
         "sql": commands.cmd_sql,
         "simulate": commands.cmd_simulate,
         "summary": commands.cmd_summary,
+        "notify": commands_notify.cmd_notify,
         "watch": commands_watch.cmd_watch,
         "status": commands_watch.cmd_status,
+        "bans": commands_bans.cmd_bans,
     }[args.command]
     return handler(args)
 

@@ -71,8 +71,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     result = run_detect(cfg, since, until, args.rules or [], args.dry_run)
     rules = result.rules
     if args.notify:
-        print("fraudwatch: --notify: no alert channels are configured ([alerts] channels); nothing was sent",
-              file=sys.stderr)
+        from fraudwatch.commands_notify import notify_alerts, print_notify_summary, replay_done
+
+        print_notify_summary("--dry-run: nothing was saved, so nothing was sent" if args.dry_run else
+                             notify_alerts(cfg, result.alerts, replay_done(result.alerts)))
     if args.json:
         print(dumps({"since": result.since, "until": result.until, "events": result.events, "rules": len(rules),
                      "alerts": [_alert_json(a.as_row()) for a in result.alerts]}))

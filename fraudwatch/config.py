@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.enforce.config import FirewallConfig, parse_firewall
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.netaddr import IPNetwork, parse_networks
+from fraudwatch.notify.config import AlertsConfig, parse_alerts
 from fraudwatch.watch.settings import WatchConfig, parse_watch
 
 DEFAULT_LOCATIONS = (Path("fraudwatch.toml"), Path("/etc/fraudwatch/fraudwatch.toml"))
@@ -45,7 +47,9 @@ class Config:
     format_dirs: tuple[Path, ...] = ()
     rule_dirs: tuple[Path, ...] = ()
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    firewall: FirewallConfig = field(default_factory=FirewallConfig)
 
 
 class _Doc:
@@ -183,7 +187,9 @@ def parse_config(path: Path, text: str) -> Config:
         format_dirs=tuple(_resolve(base, d) for d in dirs),
         rule_dirs=tuple(_resolve(base, d) for d in rule_dirs),
         ingest=ingest,
+        alerts=parse_alerts(raw.get("alerts", {}), doc),
         watch=parse_watch(_table(raw, "watch", doc), doc),
+        firewall=parse_firewall(raw, doc),
     )
 
 

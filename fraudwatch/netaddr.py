@@ -2,7 +2,9 @@
 
 Canonical form is what `ipaddress` prints (`compressed`), with IPv4-mapped IPv6 (::ffff:a.b.c.d) folded to the
 IPv4 address, since the kernel and the switch see the same host either way. Text that is not an address —
-including IPv4 with leading zeros, which is ambiguous (octal in some parsers) — has no canonical form.
+including IPv4 with leading zeros, which is ambiguous (octal in some parsers), and IPv6 with a zone id
+(`fe80::1%eth0`: `ipaddress` keeps any text after the `%`, which must never reach a log, a store or a firewall
+command) — has no canonical form.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
+    if "%" in text:  # a scope id: local to one host's interfaces, and free text to `ipaddress`
+        return None
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:

@@ -214,8 +214,105 @@ ALERTS = Table(
     ),
 )
 
+NOTIFY_OUTBOX = Table(
+    "notify_outbox",
+    "Every notification, recorded before it is sent (`fraudwatch alerts outbox`); the dispatcher sends pending "
+    "rows, retries a failing channel with backoff, and marks each row sent right after its channel accepted it.",
+    (
+        C("id", "BIGINT", "notification id, increasing"),
+        C("created_at", "TIMESTAMPTZ", "when it was queued (wall clock)"),
+        C("channel", "VARCHAR", "channel name from [[alerts.channels]]"),
+        C("kind", "VARCHAR", "alert (first notice), update (severity rose or realert), digest, quiet (held "
+                             "through quiet hours), test"),
+        C("rule", "VARCHAR", "rule id ('*' for a digest of several rules)"),
+        C("severity", "VARCHAR", "highest severity in the message"),
+        C("alert_ids", "VARCHAR", "JSON list of the alert ids in the message (first 1,000)"),
+        C("keys", "INTEGER", "how many (rule, key) alerts the message covers"),
+        C("title", "VARCHAR", "message title"),
+        C("body", "VARCHAR", "message body, already rendered and escaped for the channel's markup"),
+        C("body_format", "VARCHAR", "text, html or markdown (apprise body_format)"),
+        C("status", "VARCHAR", "pending, sent or failed (gave up after [alerts] give_up_after)"),
+        C("attempts", "INTEGER", "send attempts so far"),
+        C("next_attempt_at", "TIMESTAMPTZ", "earliest time of the next attempt (backoff)"),
+        C("last_error", "VARCHAR", "why the last attempt failed"),
+        C("sent_at", "TIMESTAMPTZ", "when the channel accepted it"),
+    ),
+)
+
+NOTIFY_STATE = Table(
+    "notify_state",
+    "Realert memory: per (rule, key), when it was last notified and at which severity.",
+    (
+        C("rule", "VARCHAR", "rule id"),
+        C("key", "VARCHAR", "the alert's key"),
+        C("severity", "VARCHAR", "severity last notified"),
+        C("notified_at", "TIMESTAMPTZ", "wall-clock time of the last notification"),
+        C("alert_id", "BIGINT", "alert last notified"),
+        C("suppressed", "BIGINT", "alerts and updates held back since then (realert interval)"),
+    ),
+)
+
+NOTIFY_DIGEST = Table(
+    "notify_digest",
+    "Alerts waiting in an open digest (a route's `digest` window, or quiet hours); flushed into the outbox as one "
+    "message per group when due.",
+    (
+        C("grp", "VARCHAR", "digest group: the rule id, or '*' for warnings held through quiet hours"),
+        C("kind", "VARCHAR", "digest or quiet"),
+        C("channels", "VARCHAR", "JSON list of the channel names the digest goes to"),
+        C("due_at", "TIMESTAMPTZ", "when the digest is sent"),
+        C("alert_id", "BIGINT", "alert id"),
+        C("rule", "VARCHAR", "rule id"),
+        C("severity", "VARCHAR", "alert severity"),
+        C("count", "BIGINT", "alert count (orders the digest's table)"),
+        C("row", "VARCHAR", "JSON: the alert's facts for the digest table (key, who, count, value, times, done)"),
+        C("added_at", "TIMESTAMPTZ", "when it joined the digest"),
+    ),
+)
+
+SILENCES = Table(
+    "silences",
+    "Silences from `fraudwatch alerts silence`: matching alerts are recorded but not notified until `until`.",
+    (
+        C("id", "BIGINT", "silence id (`fraudwatch alerts unsilence ID`)"),
+        C("key", "VARCHAR", "alert key, the first part of a composite key (the IP of 'ip|user'), or a CIDR network"),
+        C("rule", "VARCHAR", "only this rule id (NULL: every rule)"),
+        C("created_at", "TIMESTAMPTZ", "when it was created"),
+        C("until", "TIMESTAMPTZ", "when it ends"),
+        C("reason", "VARCHAR", "why (free text)"),
+        C("created_by", "VARCHAR", "login name of who created it"),
+        C("ended_at", "TIMESTAMPTZ", "when `unsilence` ended it early (NULL: runs until `until`)"),
+    ),
+)
+
+BANS = Table(
+    "bans",
+    "Firewall bans (fraudwatch.enforce), active and history: a row is active while `removed_at` is NULL and "
+    "`expires_at` is in the future; the kernel's sets are reconciled to the active rows.",
+    (
+        C("id", "BIGINT", "ban id, increasing"),
+        C("network", "VARCHAR", "what is banned, canonical: an address (192.0.2.7) or a network (2001:db8:1:2::/64)"),
+        C("family", "SMALLINT", "4 or 6"),
+        C("prefixlen", "SMALLINT", "network prefix length (32 or 128 for a single address)"),
+        C("source", "VARCHAR", "rule (an alert with action ban_ip) or cli (`fraudwatch bans add`)"),
+        C("rule", "VARCHAR", "rule id of the alert behind the ban (NULL for cli)"),
+        C("alert_id", "BIGINT", "alert behind the ban (NULL for cli)"),
+        C("severity", "VARCHAR", "alert severity when banned (NULL for cli)"),
+        C("reason", "VARCHAR", "why, for people: the alert's description or the --reason text"),
+        C("level", "INTEGER", "escalation level: 1 + earlier bans of the same network within the escalation window"),
+        C("created_at", "TIMESTAMPTZ", "when it was banned"),
+        C("expires_at", "TIMESTAMPTZ", "when the ban ends (extended when a longer ban of the same network comes)"),
+        C("removed_at", "TIMESTAMPTZ", "when it stopped being active (NULL: active until expires_at)"),
+        C("removed_reason", "VARCHAR", "expired, cli (bans remove), flush (bans flush), superseded (a network ban "
+                                       "covering it)"),
+        C("backend", "VARCHAR", "firewall backend that applied it (nftables, ipset, iptables, dry-run)"),
+    ),
+)
+
+NOTIFY_TABLES = (NOTIFY_OUTBOX, NOTIFY_STATE, NOTIFY_DIGEST, SILENCES)
+
 TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS,
-                                                ALERTS)}
+                                                ALERTS, *NOTIFY_TABLES, BANS)}
 
 # Tables formats may write into (their canonical fields are the table's columns).
 EVENT_TABLES = ("sip_events", "netfilter_events")
@@ -233,8 +330,10 @@ def create_table_sql(table: Table) -> str:
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # No unique indexes: DuckDB's ART indexes reject a key deleted and re-inserted in one transaction, and
     # the writer keeps positions and customers unique itself.
-    1: tuple(create_table_sql(t) for t in TABLES.values() if t.name != "alerts"),
+    1: tuple(create_table_sql(t) for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS)),
     2: (create_table_sql(ALERTS),),
+    4: (create_table_sql(BANS),),  # firewall bans (fraudwatch.enforce)
+    5: tuple(create_table_sql(t) for t in NOTIFY_TABLES),  # alert notifications (fraudwatch.notify)
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -111,8 +111,9 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         if name == "ping":
             return {"ok": True, "pid": os.getpid()}
         if name == "status":
-            published = w.publisher.manifest.published_at if w.publisher else None
-            return {"ok": True, "status": w.stats.snapshot(published)}
+            pub = w.publisher
+            return {"ok": True, "status": w.stats.snapshot(pub.manifest.published_at if pub else None,
+                                                            pub.last_seconds if pub else None)}
         if name == "query":
             assert w.store is not None
             return run_query(w.store.con, str(args.get("sql", "")), list(args.get("params") or []))

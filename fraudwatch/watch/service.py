@@ -82,6 +82,7 @@ class Watcher:
         self.ingestor: Ingestor | None = None
         self.formats: dict[str, Format] = {}
         self.detection: Any = None  # LiveDetection, built in _load_rules
+        self.ruleset: Any = None  # the RuleSet it was built from
         self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
         self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
         self.seen_rowid: dict[str, int] = {}
@@ -157,6 +158,7 @@ class Watcher:
             self.seen_rowid[table] = int(con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}")
                                          .fetchall()[0][0])
         self._load_rules()
+        self._build_actors()
         self._start_observer()
         self.publisher = Publisher(con.cursor(), self.cfg.store_path)
         self._thread("publisher", self._publish_loop)
@@ -207,12 +209,29 @@ class Watcher:
         from fraudwatch.detect.replay import credit_context
 
         assert self.store is not None
-        rules = list(load_rules(self.cfg.rule_dirs).rules.values())
+        self.ruleset = load_rules(self.cfg.rule_dirs)
+        rules = list(self.ruleset.rules.values())
         credit, names = credit_context(self.store.con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
         self.detection = LiveDetection(self.store.con, rules, ctx, self.cfg.trusted_networks,
                                        self.cfg.trusted_accounts)
         log.info("%d rule(s) loaded", len(rules))
+        self._warm_up(rules)
+
+    def _warm_up(self, rules: list[Any]) -> None:
+        from fraudwatch.watch.warmup import replay_recent, seed_open_alerts
+
+        assert self.store is not None
+        w = self.cfg.watch
+        started = time.monotonic()
+        seeded = seed_open_alerts(self.store.con, self.detection.book)
+        fed = 0
+        if w.warmup_seconds and w.warmup_rows:
+            fed = replay_recent(self.store.con, self.detection.engine, rules, self.seen_rowid,
+                                dt.timedelta(seconds=w.warmup_seconds), w.warmup_rows)
+        if seeded or fed:
+            log.info("warm-up: %d open alert(s) resumed, %d recent event(s) replayed into the rules in %.1fs",
+                     seeded, fed, time.monotonic() - started)
 
     def _reload(self) -> None:
         """SIGHUP: re-read the config, formats and rules. Positions live in the store, so nothing is re-read or
@@ -236,6 +255,8 @@ class Watcher:
         except FraudwatchError as exc:
             log.error("reload: rules not reloaded: %s", exc)
         self.files.clear()
+        self._stop_actors()
+        self._build_actors()
         self._start_observer()
         self.stats.reloaded(cfg)
         log.info("configuration reloaded: %d source(s)", len(cfg.sources))
@@ -414,6 +435,11 @@ class Watcher:
 
     # ----------------------------------------------------------------- periodic work
 
+    def _build_actors(self) -> None:
+        from fraudwatch.watch.actors import build_actors
+
+        build_actors(self)
+
     def _actors(self) -> list[Any]:
         return [a for a in (self.enforcer, self.notifier) if a is not None]
 
@@ -431,8 +457,9 @@ class Watcher:
                 actor.tick(now)
             except Exception as exc:
                 log.error("%s tick failed: %s", type(actor).__name__, exc)
-        self.stats.maybe_write(self.cfg.watch.status_seconds,
-                               self.publisher.manifest.published_at if self.publisher else None)
+        pub = self.publisher
+        self.stats.maybe_write(self.cfg.watch.status_seconds, pub.manifest.published_at if pub else None,
+                               pub.last_seconds if pub else None)
 
     def _publish_loop(self) -> None:
         assert self.publisher is not None

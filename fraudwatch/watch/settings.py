@@ -20,10 +20,12 @@ class WatchConfig:
     status_seconds: float = 1.0  # how often the status file is rewritten
     metrics: str = ""  # "127.0.0.1:9851": a Prometheus text endpoint on loopback ("" = off)
     inotify: bool = True  # False: poll only (e.g. on NFS, where inotify sees no remote writes)
+    warmup_seconds: float = 3600.0  # at start, replay at most this much recent past into the rules (0: none)
+    warmup_rows: int = 300_000  # ... and at most this many rows per table
 
 
 _KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", "status_seconds", "metrics",
-         "inotify"}
+         "inotify", "warmup_seconds", "warmup_rows"}
 
 
 def _number(section: dict[str, Any], key: str, default: float, doc: _Doc, lo: float, hi: float) -> float:
@@ -62,4 +64,6 @@ def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
         status_seconds=_number(section, "status_seconds", d.status_seconds, doc, 0.1, 60),
         metrics=metrics,
         inotify=inotify,
+        warmup_seconds=_number(section, "warmup_seconds", d.warmup_seconds, doc, 0, 7 * 86400),
+        warmup_rows=int(_number(section, "warmup_rows", d.warmup_rows, doc, 0, 100_000_000)),
     )

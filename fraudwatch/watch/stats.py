@@ -156,7 +156,7 @@ class Stats:
             for k in [k for k in self.files if k not in keep]:
                 del self.files[k]
 
-    def snapshot(self, published_at: str | None = None) -> dict[str, Any]:
+    def snapshot(self, published_at: str | None = None, publish_seconds: float | None = None) -> dict[str, Any]:
         now = time.monotonic()
         with self.lock:
             for fs in self.files.values():  # lag against the size now, not when the file was last looked at
@@ -167,19 +167,19 @@ class Stats:
             return {
                 "pid": self.pid, "running": True, "started_at": self.started_at,
                 "updated_at": dt.datetime.now(dt.UTC).isoformat(), "store": str(self.store_path),
-                "published_at": published_at, "sources": self.sources,
+                "published_at": published_at, "publish_seconds": publish_seconds, "sources": self.sources,
                 "files": [f.as_json(now) for f in sorted(self.files.values(), key=lambda f: f.path)],
                 "batches": self.batches,
                 "batch_seconds": {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "max": lat[-1] if lat else None},
                 "events": dict(self.events_by_table), "alerts": self.alerts, "last_alert": self.last_alert,
             }
 
-    def maybe_write(self, interval: float, published_at: str | None) -> None:
+    def maybe_write(self, interval: float, published_at: str | None, publish_seconds: float | None) -> None:
         now = time.monotonic()
         if now - self.written < interval:
             return
         self.written = now
-        self._write(self.snapshot(published_at))
+        self._write(self.snapshot(published_at, publish_seconds))
 
     def stopped(self) -> None:
         snap = self.snapshot()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -301,6 +302,32 @@ def test_prometheus_endpoint_on_loopback(site: Path) -> None:
         assert f"fraudwatch_lines_parsed_total{label} 40.0" in body
         assert f"fraudwatch_lines_rejected_total{label} 1.0" in body
         assert "# TYPE fraudwatch_lag_bytes gauge" in body
+    finally:
+        assert w.stop() == 0
+        w.close()
+
+
+def test_a_restart_mid_attack_resumes_its_windows_and_its_alert(site: Path) -> None:
+    """10 failures, restart, 6 more within the 30 s window: the rules see 16 (critical, a ban), and the attack
+    stays one alert, updated — not a warning for the first part and a second alert for the rest."""
+    from tests.watch.harness import fail_line
+
+    log = site / "logs/sipproxy.log"
+    ip = "192.0.2.77"
+    log.write_text("".join(fail_line(i, ip, i) for i in range(10)), encoding="utf-8")
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")])
+    sql = "SELECT count(*) FROM alerts WHERE rule = 'auth-failures-ip' AND key = ?"
+    w.start()
+    try:
+        assert wait_until(lambda: w.count(sql, [ip]) == 1, 20)
+        assert w.stop() == 0
+        with log.open("a", encoding="utf-8") as f:
+            f.write("".join(fail_line(10 + i, ip, 10 + i) for i in range(6)))
+        w.start()
+        crit = "SELECT count(*) FROM alerts WHERE rule = 'auth-failures-ip' AND key = ? AND severity = 'critical'"
+        assert wait_until(lambda: w.count(crit, [ip]) == 1, 20), w.log.read_text()
+        assert w.count(sql, [ip]) == 1
+        assert re.search(r"warm-up: [1-9]\d* open alert\(s\) resumed, 10 recent event", w.log.read_text())
     finally:
         assert w.stop() == 0
         w.close()

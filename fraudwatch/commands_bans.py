@@ -1,0 +1,124 @@
+"""CLI of the enforcement stage: `fraudwatch bans list|add|remove|flush|sync`.
+
+Each command opens the store as the writer (`Store`), builds an `Enforcer` on its connection and calls one of its
+operations, so the watcher can run the very same operations through its control channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.config import Config
+from fraudwatch.errors import FraudwatchError, UsageError
+
+BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
+HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "expires_at", "removed_at",
+                   "removed_reason", "reason")
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The `bans` subcommand and its actions."""
+    bans = sub.add_parser("bans", parents=[common], help="firewall bans: list, add, remove, flush, sync",
+                          description="Bans live in the store and in the firewall backend of [firewall] (default "
+                                      "dry-run). Trusted networks, [firewall] allow and this host's addresses are "
+                                      "never banned.")
+    bsub = bans.add_subparsers(dest="bans_command", metavar="ACTION", parser_class=type(bans))
+    ls = bsub.add_parser("list", parents=[common], help="active bans, soonest to expire first")
+    ls.add_argument("--all", action="store_true", help="also ended bans (history), newest first")
+    ls.add_argument("--limit", type=int, default=None, metavar="N", help="at most N rows")
+    ls.add_argument("--json", action="store_true", help="print as a JSON array")
+    add = bsub.add_parser("add", parents=[common], help="ban an address or network by hand")
+    add.add_argument("target", metavar="IP|CIDR")
+    add.add_argument("--ttl", metavar="SECONDS|1h", help="how long (default [firewall] ttl_manual)")
+    add.add_argument("--reason", metavar="TEXT", help="why (kept in the store)")
+    rm = bsub.add_parser("remove", parents=[common], help="end a ban now")
+    rm.add_argument("target", metavar="IP|CIDR")
+    fl = bsub.add_parser("flush", parents=[common], help="end every active ban and empty our sets")
+    fl.add_argument("--yes", action="store_true", help="really (required)")
+    sy = bsub.add_parser("sync", parents=[common], help="reconcile the firewall with the store now")
+    sy.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+class WatcherRefused(FraudwatchError):
+    """An operation the running watcher answered with an error; carries the watcher's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def cmd_bans(args: argparse.Namespace) -> int:
+    from fraudwatch.enforce import parse_duration
+    from fraudwatch.watch.control import watcher_call
+
+    action = getattr(args, "bans_command", None)
+    if action is None:
+        raise UsageError("bans: say list, add, remove, flush or sync (see fraudwatch bans --help)")
+    if action == "flush" and not args.yes:
+        raise UsageError("bans flush ends every active ban: add --yes to confirm")
+    req: dict[str, Any] = {}
+    if action == "list":
+        req = {"all": args.all, "limit": args.limit}
+    elif action in ("add", "remove"):
+        req = {"target": args.target}
+    if action == "add":
+        req["reason"] = args.reason
+        if args.ttl is not None:
+            req["ttl"] = parse_duration(args.ttl)
+            if req["ttl"] is None:
+                raise UsageError(f"--ttl {args.ttl!r}: give seconds or a duration like 90s, 15m, 1h, 2d, 1w")
+    cfg = _config(args)
+    name = f"bans.{action}"
+    result = watcher_call(cfg.store_path, name, req)  # a running watcher holds the store: it does it
+    if result is None:
+        result = _locally(cfg, name, req)
+    if not result.get("ok"):
+        code = int(result.get("exit_code") or 1)
+        if "report" in result and not args.json:
+            print(result.get("message", ""))
+        raise WatcherRefused(str(result.get("error") or "refused"), code)
+    if action == "list":
+        _print_bans(result["rows"], args.all, args.json)
+    elif action == "sync" and args.json:
+        print(dumps(result["report"]))
+    else:
+        print(result["message"])
+    return 0
+
+
+def _locally(cfg: Config, name: str, req: dict[str, Any]) -> dict[str, Any]:
+    """No watcher runs: open the store and do it here, with an enforcer of our own."""
+    from fraudwatch.enforce import Enforcer, ops
+    from fraudwatch.store.db import Store
+
+    now = dt.datetime.now(dt.UTC)
+    with Store(cfg.store_path) as store:
+        enforcer = Enforcer(store.con, cfg.firewall, cfg.trusted_networks)
+        if name in (ops.ADD, ops.REMOVE):
+            enforcer.start(now)  # setup + reconcile: the kernel matches the store before the change
+        elif name == ops.SYNC:
+            enforcer.refresh_allowlist()
+            enforcer.backend.setup()
+        elif name == ops.FLUSH:
+            enforcer.refresh_allowlist()
+        return ops.apply(enforcer, name, req, now)
+
+
+def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> None:
+    if as_json:
+        print(dumps(rows))
+        return
+    from rich.table import Table
+
+    columns = HISTORY_COLUMNS if history else BAN_COLUMNS
+    table = Table(show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[_cell(r.get(c)) for c in columns])
+    console = _out()
+    console.print(table)
+    console.print(f"{len(rows)} ban(s){'' if history else ' active'}")

@@ -1,0 +1,43 @@
+"""What the watcher does with alerts: the firewall enforcer (bans) and the notifier (outbox + dispatcher).
+
+Built from the config at start (and again on SIGHUP). The enforcer always runs — with the `dry-run` backend it
+records what it would ban — so `fraudwatch bans` is meaningful on every host; the notifier runs when
+`[alerts]` names channels. Importing the two packages also registers their write operations with the control
+socket (`bans add`, `alerts silence`, ...), so the CLI can reach a running watcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fraudwatch.watch.service import Watcher
+
+log = logging.getLogger("fraudwatch.watch")
+OP_MODULES = ("fraudwatch.enforce.ops", "fraudwatch.notify.ops")  # bans add/remove/...; alerts silence/...
+
+
+def build_actors(w: Watcher) -> None:
+    for module in OP_MODULES:  # register their write operations with the control socket
+        importlib.import_module(module)
+    from fraudwatch.enforce.enforcer import Enforcer
+    from fraudwatch.notify.dispatch import start_notifier
+
+    assert w.store is not None
+    w.enforcer = w.notifier = None
+    try:
+        enforcer = Enforcer(w.store.con, w.cfg.firewall, w.cfg.trusted_networks)
+        report = enforcer.start(dt.datetime.now(dt.UTC))
+        w.enforcer = enforcer
+        log.info("firewall: %s backend; %s", w.cfg.firewall.backend, report)
+    except Exception as exc:  # e.g. nft missing or no CAP_NET_ADMIN: detection and alerts go on without bans
+        log.error("firewall not started, no bans will be applied: %s", exc)
+    if w.cfg.alerts.channels:
+        try:
+            w.notifier = start_notifier(w.store.con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None)
+            log.info("notifications: %d channel(s)", len(w.cfg.alerts.channels))
+        except Exception as exc:
+            log.error("notifications not started: %s", exc)

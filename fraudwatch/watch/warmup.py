@@ -1,0 +1,88 @@
+"""Starting live detection where the last run left it.
+
+A restart (an upgrade, a reboot, a crash) must not blind the rules nor split an ongoing attack in two. So before
+the watcher reads anything new it
+
+1. seeds the alert book with the alerts still open — those whose last event is within their rule's cooldown of
+   the newest stored event — so an attack that goes on across the restart updates its alert instead of opening a
+   second one; and
+2. feeds the engine the recent past (the longest rule window, capped by `horizon` and by `max_rows` per table),
+   so sliding windows that span the restart are whole. The matches this produces were acted on by the run that
+   stored those events, so they are dropped here.
+
+State that needs weeks (hour-of-week baselines, the terms an account was seen with) is not rebuilt this way:
+those rules learn again, silently, for their `learn` period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+import duckdb
+
+from fraudwatch.detect.decide import Alert
+
+log = logging.getLogger("fraudwatch.watch")
+
+TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
+ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
+ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
+                "value", "action", "trusted", "report_only", "description", "evidence", "updates")
+
+
+def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
+    """Put the store's still-open alerts into `book.open`; returns how many."""
+    newest = _newest_event(con)
+    if newest is None:
+        return 0
+    seeded = 0
+    rows = con.execute(f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts ORDER BY id").fetchall()
+    for row in rows:
+        rec = dict(zip(ALERT_FIELDS, row, strict=True))
+        rule = book.rules.get(rec["rule"])
+        if rule is None:
+            continue
+        cooldown = dt.timedelta(seconds=float(rule.common.cooldown))
+        if newest - rec["last_seen"] > cooldown:
+            continue
+        evidence = rec["evidence"]
+        rec["evidence"] = json.loads(evidence) if isinstance(evidence, str) and evidence else {}
+        rec["count"], rec["updates"] = int(rec["count"]), int(rec["updates"] or 0)
+        rec["value"] = float(rec["value"] or 0)
+        book.open[(rec["rule"], rec["key"])] = Alert(**rec)
+        seeded += 1
+    return seeded
+
+
+def _newest_event(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    newest: dt.datetime | None = None
+    for table, col in TIME_COLUMN.items():
+        (t,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
+        if t is not None and (newest is None or t > newest):
+            newest = t
+    return newest
+
+
+def replay_recent(con: duckdb.DuckDBPyConnection, engine: Any, rules: list[Any], seen_rowid: dict[str, int],
+                  horizon: dt.timedelta, max_rows: int) -> int:
+    """Feed `engine` each table's events of the last `horizon` (up to the rows already stored); matches dropped."""
+    span = max((float(r.common.window) for r in rules), default=0.0)
+    horizon = min(horizon, dt.timedelta(seconds=span))
+    fed = 0
+    for table, col in TIME_COLUMN.items():
+        if not engine.detectors.get(table):
+            continue
+        (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
+        if newest is None:
+            continue
+        top = seen_rowid.get(table, -1)
+        frame = con.sql(
+            f"SELECT * FROM (SELECT * FROM {table} WHERE {col} > ? AND rowid <= ? ORDER BY rowid DESC LIMIT ?) "
+            f"ORDER BY {ORDER[table]}", params=[newest - horizon, top, max_rows]).pl()
+        if frame.height:
+            engine.process(table, frame)
+            fed += frame.height
+    return fed
