@@ -331,3 +331,29 @@ def test_a_restart_mid_attack_resumes_its_windows_and_its_alert(site: Path) -> N
     finally:
         assert w.stop() == 0
         w.close()
+
+
+def test_write_commands_reach_the_running_watcher(site: Path, cli: object) -> None:
+    """`bans add` and `alerts silence` while the watcher holds the store: run by the watcher, over its socket."""
+    from collections.abc import Callable
+
+    run: Callable[..., Run] = cli  # type: ignore[assignment]
+    (site / "logs/sipproxy.log").write_text(sip_line(1), encoding="utf-8")
+    trusted = '\n[trusted]\nnetworks = ["203.0.113.0/24"]\n'
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")], trusted).start()
+    config = site / "fraudwatch.toml"
+    try:
+        added = run("--config", config, "bans", "add", "192.0.2.5", "--ttl", "1h", "--reason", "manual test")
+        assert added.code == 0, added.err
+        listed = run("--config", config, "bans", "list", "--json")
+        assert listed.code == 0, listed.err
+        assert [b["network"] for b in json.loads(listed.out)] == ["192.0.2.5"]
+        assert w.count("SELECT count(*) FROM bans WHERE removed_at IS NULL") == 1
+        refused = run("--config", config, "bans", "add", "203.0.113.9")
+        assert refused.code != 0 and "trusted" in refused.err and "\n" not in refused.err.strip()
+        silenced = run("--config", config, "alerts", "silence", "192.0.2.5", "--for", "2h")
+        assert silenced.code == 0, silenced.err
+        assert w.count("SELECT count(*) FROM silences") == 1
+    finally:
+        assert w.stop() == 0
+        w.close()
