@@ -49,9 +49,11 @@ def main() -> None:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     pool_path = work / "pool.log"
     total = args.rate * args.seconds
-    if not pool_path.exists():
+    lines = pool_path.read_bytes().splitlines(keepends=True) if pool_path.exists() else []
+    if len(lines) < total:
         write_sipproxy_flood(pool_path, total, seed=3)
-    lines = pool_path.read_bytes().splitlines(keepends=True)[:total]
+        lines = pool_path.read_bytes().splitlines(keepends=True)
+    lines = lines[:total]
     log = work / "logs" / "sipproxy.log"
     log.unlink(missing_ok=True)
     log.touch()

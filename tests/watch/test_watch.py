@@ -357,3 +357,52 @@ def test_write_commands_reach_the_running_watcher(site: Path, cli: object) -> No
     finally:
         assert w.stop() == 0
         w.close()
+
+
+def test_a_hanging_notifier_does_not_delay_the_ban(site: Path) -> None:
+    """A webhook that hangs for 30 s when the alert fires: the ban is in the store within seconds, the
+    notification waits in the outbox, and SIGTERM still stops the watcher promptly."""
+    import http.server
+    import threading
+
+    from tests.watch.harness import fail_line
+
+    hits: list[float] = []
+    release = threading.Event()
+
+    class Hang(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(time.monotonic())
+            release.wait(30)  # bounded: the test releases it at the end
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    extra = (f'\n[alerts]\nsend_timeout = 40\n[[alerts.channels]]\nname = "hook"\nurl = "json://127.0.0.1:{port}/x"\n'
+             '\n[firewall]\nbackend = "dry-run"\n')
+    log = site / "logs/sipproxy.log"
+    log.touch()
+    w = _watch(site, [("logs/sipproxy.log", "vos3000-sipproxy")], extra).start()
+    try:
+        ip = "192.0.2.99"
+        t0 = time.monotonic()
+        with log.open("a", encoding="utf-8") as f:
+            f.write("".join(fail_line(i, ip, i) for i in range(20)))
+        assert wait_until(lambda: w.count("SELECT count(*) FROM bans WHERE network = ?", [ip]) == 1, 10)
+        banned_after = time.monotonic() - t0
+        assert wait_until(lambda: bool(hits), 10)  # the webhook was called (and hangs)
+        assert banned_after < 5
+        assert w.count("SELECT count(*) FROM notify_outbox WHERE status = 'pending'") >= 1
+        t1 = time.monotonic()
+        assert w.stop(timeout=20) == 0
+        assert time.monotonic() - t1 < 15
+    finally:
+        release.set()
+        w.close()
+        server.shutdown()
