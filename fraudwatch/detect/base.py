@@ -14,10 +14,13 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from fraudwatch.detect.filters import Selection
 from fraudwatch.detect.spec import Common
 
 EVIDENCE_IDS = 20  # event ids kept per match
 EVIDENCE_LINES = 5  # (source, line) pointers kept per match
+EVIDENCE_KEPT = 50  # ids (and fact values) an alert keeps, over all its matches
+LINES_KEPT = 10  # (source, line) pointers an alert keeps: a few raw lines to show
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ class Match:
 class Detector(Protocol):
     common: Common
 
-    def process(self, events: pl.DataFrame) -> list[Match]:
-        """Events of this rule's source, sorted by ts (a batch); matches for the events in this batch."""
+    def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
+        """Events of this rule's source, sorted by ts (a batch); matches for the events in this batch.
+        `selection`, when given, is the batch's shared memo of filtered events (`Selection(events)`)."""
         ...
 
 
@@ -70,6 +74,13 @@ def key_text(row: dict[str, Any], key: tuple[str, ...]) -> str:
     return "|".join("" if row.get(k) is None else str(row[k]) for k in key) if key else "*"
 
 
+def key_expr(key: tuple[str, ...]) -> pl.Expr:
+    """`key_text` as a polars expression (the same text), for whole frames of keys."""
+    if not key:
+        return pl.lit("*")
+    return pl.concat_str([pl.col(k).cast(pl.Utf8).fill_null("") for k in key], separator="|")
+
+
 def evidence_aggs(columns: list[str]) -> list[pl.Expr]:
     """Aggregations collecting a match's evidence — event ids and (source, line, offset) pointers, up to bounds —
     per group (`group_by(...).agg`); `evidence_from_row` turns a result row into the evidence dict."""
@@ -79,9 +90,10 @@ def evidence_aggs(columns: list[str]) -> list[pl.Expr]:
     if "flowno" in columns:
         aggs.append(pl.col("flowno").head(EVIDENCE_IDS).alias("_ev_flownos"))
     if {"source", "line_no"} <= set(columns):
-        offset = pl.col("byte_offset") if "byte_offset" in columns else pl.lit(None, dtype=pl.Int64)
-        aggs.append(pl.struct("source", "line_no", offset.alias("byte_offset")).head(EVIDENCE_LINES)
-                    .alias("_ev_lines"))
+        aggs += [pl.col("source").head(EVIDENCE_LINES).alias("_ev_sources"),
+                 pl.col("line_no").head(EVIDENCE_LINES).alias("_ev_line_nos")]
+        if "byte_offset" in columns:
+            aggs.append(pl.col("byte_offset").head(EVIDENCE_LINES).alias("_ev_offsets"))
     return aggs
 
 
@@ -92,8 +104,9 @@ def evidence_from_row(row: dict[str, Any]) -> dict[str, Any]:
         out["ids"] = row["_ev_ids"]
     if row.get("_ev_flownos") is not None:
         out["flownos"] = row["_ev_flownos"]
-    if row.get("_ev_lines") is not None:
-        out["lines"] = [[e["source"], e["line_no"], e["byte_offset"]] for e in row["_ev_lines"]]
+    if row.get("_ev_sources") is not None:
+        offsets = row.get("_ev_offsets") or [None] * len(row["_ev_sources"])
+        out["lines"] = [list(t) for t in zip(row["_ev_sources"], row["_ev_line_nos"], offsets, strict=True)]
     return out
 
 
@@ -103,3 +116,10 @@ def evidence_of(frame: pl.DataFrame) -> dict[str, Any]:
     if not aggs:
         return {}
     return evidence_from_row(frame.select(a.implode() for a in aggs).row(0, named=True))
+
+
+def column_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts, converted column by column (much faster than `iter_rows` on list columns)."""
+    names = frame.columns
+    return [dict(zip(names, values, strict=True)) for values in zip(*(frame.get_column(n).to_list() for n in names),
+                                                                       strict=True)]

@@ -8,15 +8,24 @@ and accounts are never proposed for a ban or a lock: their alerts say `trusted` 
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fraudwatch.detect.base import Match
+from fraudwatch.detect.base import EVIDENCE_KEPT, LINES_KEPT, Match
 from fraudwatch.netaddr import IPNetwork, parse_ip
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
-MAX_EVIDENCE_IDS = 50
+GROUP_KEY = "*"  # the key of a rule's switch-wide alert of grouped keys
+PRUNE_FROM = 1024  # open alerts before the book looks for ones that can no longer continue
+# rule types whose matches start within a bounded time before their latest event (see AlertBook._reach)
+BOUNDED_TYPES = frozenset({"threshold", "distinct", "sum", "spike", "list_match", "new_term", "seasonal"})
+MAX_EVIDENCE_IDS = EVIDENCE_KEPT
+
+
+def _hashable(x: Any) -> Any:
+    return tuple(x) if isinstance(x, list) else x
 
 
 @dataclass
@@ -52,6 +61,10 @@ class AlertBook:
         self.trusted_accounts = set(trusted_accounts)
         self.open: dict[tuple[str, str], Alert] = {}
         self.next_id = next_id
+        self.clock: dict[str, dt.datetime] = {}  # rule -> the latest event behind its matches
+        self.opened: dict[str, deque[dt.datetime]] = {}  # rule with `group` -> when its recent alerts opened
+        self.member_last: dict[tuple[str, str], dt.datetime] = {}  # a grouped key -> its last event
+        self._prune_at = PRUNE_FROM
 
     def is_trusted(self, key_type: str, key: str) -> bool:
         if key_type == "ip":  # the key's first field is the address, also in a composite key (ip|username)
@@ -65,15 +78,94 @@ class AlertBook:
         changed: dict[int, Alert] = {}
         for m in sorted(matches, key=lambda m: m.detected_at):
             common = self.rules[m.rule].common
+            cooldown = dt.timedelta(seconds=common.cooldown)
             slot = (m.rule, m.key)
             alert = self.open.get(slot)
-            if alert is not None and m.first_seen - alert.last_seen <= dt.timedelta(seconds=common.cooldown):
+            grouped = alert is not None and alert.key_type == "global" and m.key_type != "global"
+            last = self.member_last.get(slot) if grouped else alert.last_seen if alert is not None else None
+            if alert is not None and last is not None and m.first_seen - last <= cooldown \
+                    and not (grouped and m.severity == "critical"):
                 self._update(alert, m)
+                if grouped:
+                    self.member_last[slot] = max(last, m.last_seen)
+            elif self._joins_group(m, common):
+                alert = self._group(m, common)
+                self.open[slot] = alert
+                self.member_last[slot] = m.last_seen
             else:
                 alert = self._new(m, common)
                 self.open[slot] = alert
+                self.member_last.pop(slot, None)
+                if common.group:
+                    self.opened.setdefault(m.rule, deque()).append(m.detected_at)
             changed[alert.id] = alert
+            if m.rule not in self.clock or m.last_seen > self.clock[m.rule]:
+                self.clock[m.rule] = m.last_seen
+        if len(self.open) > self._prune_at:
+            self.prune()
         return list(changed.values())
+
+    def _reach(self, rule_id: str) -> dt.timedelta | None:
+        """How far before its rule's latest event a future match of a rule may start, plus the cooldown: an
+        open alert whose last event is further back can never be continued. None: no bound (credit_limit
+        carries an account's spend from its first CDR)."""
+        rule = self.rules[rule_id]
+        c = rule.common
+        if c.type not in BOUNDED_TYPES:
+            return None
+        reach = max(c.window, float(getattr(rule, "baseline", 0) or 0), float(getattr(rule, "bucket", 0) or 0))
+        return dt.timedelta(seconds=reach + c.cooldown)
+
+    def prune(self) -> None:
+        """Forget open alerts that no future match can continue (a long-running watcher stays bounded);
+        alerts are unchanged by it, however the stream is cut into batches."""
+        reach = {r: self._reach(r) for r in self.clock}
+        stale = [slot for slot, a in self.open.items()
+                 if (d := reach.get(a.rule)) is not None and a.last_seen < self.clock[a.rule] - d]
+        for slot in stale:
+            del self.open[slot]
+            self.member_last.pop(slot, None)
+        self._prune_at = max(PRUNE_FROM, 2 * len(self.open))
+
+    def _joins_group(self, m: Match, common: Any) -> bool:
+        """A new warning of a rule with `group: N` joins the rule's switch-wide alert once N alerts of it opened
+        within its cooldown (a botnet's members), and while that alert goes on — unless it is critical (each of
+        those keeps its own alert and action) or the rule is switch-wide already."""
+        if not common.group or m.severity == "critical" or m.key_type == "global":
+            return False
+        group = self.open.get((m.rule, GROUP_KEY))
+        if group is not None and m.first_seen - group.last_seen <= dt.timedelta(seconds=common.cooldown):
+            return True  # the botnet is still at it
+        recent = self.opened.get(m.rule)
+        if recent is None:
+            return False
+        horizon = m.detected_at - dt.timedelta(seconds=common.cooldown)
+        while recent and recent[0] < horizon:
+            recent.popleft()
+        return len(recent) >= int(common.group)
+
+    def _group(self, m: Match, common: Any) -> Alert:
+        """The rule's switch-wide alert for grouped keys, opened or updated with `m`."""
+        slot = (m.rule, GROUP_KEY)
+        alert = self.open.get(slot)
+        cooldown = dt.timedelta(seconds=common.cooldown)
+        if alert is None or m.first_seen - alert.last_seen > cooldown:
+            alert = Alert(self.next_id, m.rule, m.severity, "global", GROUP_KEY, m.first_seen, m.last_seen,
+                          m.detected_at, 0, 0.0, "alert", False, common.report_only,
+                          f"{common.description} (many {m.key_type} keys at once, grouped)",
+                          {"keys": [], "grouped_keys": 0})
+            self.next_id += 1
+            self.open[slot] = alert
+        else:
+            alert.updates += 1
+        alert.first_seen = min(alert.first_seen, m.first_seen)
+        alert.last_seen = max(alert.last_seen, m.last_seen)
+        alert.count += m.count
+        alert.evidence["grouped_keys"] += 1
+        alert.value = float(alert.evidence["grouped_keys"])
+        if len(alert.evidence["keys"]) < MAX_EVIDENCE_IDS:
+            alert.evidence["keys"].append(m.key)
+        return alert
 
     @staticmethod
     def _action(common: Any, severity: str, trusted: bool) -> str:
@@ -100,8 +192,17 @@ class AlertBook:
         alert.value = max(alert.value, m.value)
         alert.updates += 1
         for k, v in m.evidence.items():
-            if isinstance(v, list) and isinstance(alert.evidence.get(k), list):
-                merged = alert.evidence[k] + [x for x in v if x not in alert.evidence[k]]
-                alert.evidence[k] = merged[:MAX_EVIDENCE_IDS]
+            have = alert.evidence.get(k)
+            if isinstance(v, list) and isinstance(have, list):
+                kept = LINES_KEPT if k == "lines" else MAX_EVIDENCE_IDS
+                if len(have) >= kept:  # a full list stays as it is
+                    continue
+                if any(isinstance(x, list) for x in (*v[:1], *have[:1])):  # pointers, terms: lists
+                    seen = {_hashable(x) for x in have}
+                    fresh = [x for x in v if _hashable(x) not in seen]
+                else:
+                    seen = set(have)
+                    fresh = [x for x in v if x not in seen]
+                alert.evidence[k] = (have + fresh)[:kept]
             else:
                 alert.evidence[k] = v

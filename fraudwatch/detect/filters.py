@@ -18,8 +18,10 @@ Attacker text only ever meets these as data: lists and regexes come from rule fi
 from __future__ import annotations
 
 import functools
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ def normalise_prefix(entry: str) -> str:
 _NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "DOUBLE", "REAL", "FLOAT", "DECIMAL")
 
 
-def _kind(field: str) -> str | None:
+def field_kind(field: str) -> str | None:
     """number, text or bool: how a `where:` value for `field` must be written (None: anything goes)."""
     sql = ENRICHED_TYPES.get(field) or next(
         (col.type for t in TABLES.values() if (col := t.column(field)) is not None), None)
@@ -99,6 +101,104 @@ def compile_where(where: dict[str, Any], lists_dir: Path, columns: set[str]) -> 
     return expr
 
 
+_COSTLY_OPS = frozenset({"regex", "list", "prefix_list"})  # string scans, per row: worth doing on distinct values
+
+
+def _costly(cond: Any) -> bool:
+    if isinstance(cond, dict):
+        return any(k in _COSTLY_OPS or _costly(v) for k, v in cond.items())
+    if isinstance(cond, list):
+        return any(_costly(c) for c in cond)
+    return False
+
+
+@dataclass(frozen=True)
+class Conjunct:
+    """One top-level condition of a `where:`. `key` is its canonical text, so rules sharing a condition share
+    its evaluation; `field` names the one column a costly condition reads (evaluated on its distinct values)."""
+
+    key: str
+    expr: pl.Expr
+    costly: bool
+    field: str | None
+
+
+def compile_conjuncts(where: dict[str, Any], lists_dir: Path, columns: set[str]) -> list[Conjunct]:
+    """The `where:` as ANDed conditions, cheap ones first (sorted by text, so that rules share prefixes)."""
+    out = []
+    for k, v in where.items():
+        expr = _condition(k, v, lists_dir, columns)
+        costly = _costly({k: v}) if k in ("any", "not") else _costly(v)
+        single = k not in ("any", "not")
+        out.append(Conjunct(json.dumps({k: v}, sort_keys=True, default=str), expr, costly, k if single else None))
+    return sorted(out, key=lambda c: (c.costly, c.key))
+
+
+@dataclass
+class Selection:
+    """Which events of one batch meet rules' conditions, as boolean masks memoised for the batch: rules with the
+    same conditions (or the same cheap ones) share the work. A fresh Selection per batch."""
+
+    frame: pl.DataFrame
+    masks: dict[tuple[str, ...], pl.Series | None] = field(default_factory=dict)
+
+    def mask(self, conjuncts: Sequence[Conjunct]) -> pl.Series | None:
+        """The rows meeting every condition (None: all rows)."""
+        whole = tuple(c.key for c in conjuncts)
+        if whole in self.masks:
+            return self.masks[whole]
+        if not conjuncts:
+            self.masks[whole] = None
+            return None
+        *before, last = conjuncts
+        mask = self.mask(before)
+        if not last.costly:
+            own = self.masks.get((last.key,))
+            if own is None:
+                own = self.masks[(last.key,)] = self.frame.select(last.expr.alias("_m")).to_series().rechunk()
+            mask = own if mask is None else mask & own
+        else:  # only on the rows that passed the cheaper conditions
+            rows = pl.int_range(self.frame.height, dtype=pl.UInt32, eager=True)
+            inside = self.frame.with_columns(rows.alias("_row"))
+            inside = inside if mask is None else inside.filter(mask)
+            kept = apply_costly(inside, last).get_column("_row")
+            mask = pl.zeros(self.frame.height, dtype=pl.Boolean, eager=True).scatter(kept, True)
+        self.masks[whole] = mask
+        return mask
+
+    def __call__(self, conjuncts: Sequence[Conjunct], columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """The events meeting every condition, with only `columns` (all when None)."""
+        mask = self.mask(conjuncts)
+        frame = self.frame if columns is None else self.frame[list(columns)]
+        return frame if mask is None else frame.filter(mask)
+
+
+def apply_costly(frame: pl.DataFrame, c: Conjunct) -> pl.DataFrame:
+    """`frame` filtered by a costly condition; a single-column one is evaluated once per distinct value when the
+    column repeats (user-agents, statuses), which gives the same rows."""
+    if not frame.height:
+        return frame
+    if c.field is None or c.field not in frame.columns:
+        return frame.filter(c.expr)
+    values = frame.get_column(c.field).unique()
+    if values.len() * 4 > frame.height:
+        return frame.filter(c.expr)
+    ok = pl.DataFrame({c.field: values}).with_columns(c.expr.alias("_ok"))
+    good = ok.filter(pl.col("_ok") & pl.col(c.field).is_not_null()).get_column(c.field)
+    null_ok = bool(ok.filter(pl.col(c.field).is_null() & pl.col("_ok")).height)
+    keep = pl.col(c.field).is_in(good.implode())
+    return frame.filter((keep | pl.col(c.field).is_null()) if null_ok else keep.fill_null(False))
+
+
+def select(frame: pl.DataFrame, conjuncts: Sequence[Conjunct], selection: Selection | None = None,
+           columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """The events of `frame` meeting every condition (through the batch's shared `selection` when given), with
+    only `columns` when given."""
+    if selection is None or selection.frame is not frame:
+        selection = Selection(frame)
+    return selection(conjuncts, columns)
+
+
 def _condition(field: str, cond: Any, lists_dir: Path, columns: set[str]) -> pl.Expr:
     if field == "any":
         if not isinstance(cond, list) or not cond or not all(isinstance(c, dict) for c in cond):
@@ -112,7 +212,7 @@ def _condition(field: str, cond: Any, lists_dir: Path, columns: set[str]) -> pl.
     if field not in columns:
         raise FilterError(f"unknown field '{field}' (known: {', '.join(sorted(columns))})")
     col = pl.col(field)
-    kind = _kind(field)
+    kind = field_kind(field)
     if isinstance(cond, dict):
         if not cond:
             raise FilterError(f"'{field}' has an empty mapping of operators")
@@ -154,8 +254,12 @@ def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path, field: str, kind
         text = col.cast(pl.Utf8).str.to_lowercase()
         return text.str.contains_any(entries).fill_null(False) if entries else pl.lit(False)
     if op == "prefix_list":
-        prefixes = [p for p in (normalise_prefix(e) for e in load_list(lists_dir, str(arg))) if p]
-        number = normalise_number(col)
-        hits = [number.str.starts_with(p) for p in prefixes]
+        prefixes = {p for p in (normalise_prefix(e) for e in load_list(lists_dir, str(arg))) if p}
+        number = col if field == "callee_number" else normalise_number(col)  # enrichment normalised that one
+        # one hash lookup per prefix length, not one scan per prefix
+        by_length: dict[int, list[str]] = {}
+        for prefix in sorted(prefixes):
+            by_length.setdefault(len(prefix), []).append(prefix)
+        hits = [number.str.slice(0, n).is_in(group) for n, group in sorted(by_length.items())]
         return functools.reduce(lambda a, b: a | b, hits).fill_null(False) if hits else pl.lit(False)
     raise FilterError(f"unknown operator '{op}' (known: {', '.join(OPS)})")

@@ -30,6 +30,14 @@ _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
+class ParamError(ValueError):
+    """A rule parameter's value is wrong (raised by a rule class's `check`); the error points at `key`'s line."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Duration(float):
     """Seconds, written in YAML as '10s', '5m', '1h', '7d' (or a number of seconds)."""
 
@@ -70,6 +78,7 @@ class Common:
     cooldown: Duration  # quiet time after which an ongoing alert closes (default: the window)
     report_only: bool
     tags: tuple[str, ...]
+    group: int | None  # this many keys alerting within a cooldown: further warnings join one switch-wide alert
     samples: tuple[EventSample, ...]
     path: Path
     line: int | None
@@ -85,7 +94,7 @@ class Common:
         return Location(self.path, self.line)
 
 
-COMMON_KEYS = {f.name for f in dataclasses.fields(Common)} - {"path", "line"}
+COMMON_KEYS = {f.name for f in dataclasses.fields(Common)} - {"path", "line"} | {"enabled"}
 
 
 def _convert(value: Any, hint: Any, name: str) -> Any:
@@ -150,7 +159,8 @@ def build(cls: type[Any], raw: dict[str, Any], common: Common, lines: Lines) -> 
         try:
             check()
         except ValueError as exc:
-            raise ConfigError(f"rule '{common.id}': {exc}", lines.at(raw)) from None
+            where = lines.at(raw, exc.key) if isinstance(exc, ParamError) and exc.key in raw else lines.at(raw)
+            raise ConfigError(f"rule '{common.id}': {exc}", where) from None
     return obj
 
 
@@ -217,11 +227,14 @@ def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) 
         raise ConfigError(f"rule '{rid}': 'act_on' must be warning or critical (and the rule must have that level)",
                           lines.at(raw, "act_on") if "act_on" in raw else at)
     tags = raw.get("tags") or []
+    group = raw.get("group")
+    if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 2):
+        raise ConfigError(f"rule '{rid}': 'group' is a number of keys (2 or more)", lines.at(raw, "group"))
     return Common(
         id=rid, type=str(rtype), description=str(raw.get("description") or ""), source=source, where=where,
         key=tuple(key), window=window, warning=levels["warning"], critical=levels["critical"], action=action,
         act_on=act_on, cooldown=cooldown, report_only=bool(raw.get("report_only", False)),
-        tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])),
+        tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])), group=group,
         samples=_samples(raw.get("samples"), rid, lines, lines.at(raw, "samples")),
         path=lines.path, line=lines.of_node.get(id(raw)),
     )
@@ -231,6 +244,23 @@ def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) 
 class RuleFileResult:
     rules: list[Any] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)  # ids given `enabled: false`: rules loaded earlier are dropped
+
+
+def _disabled(raw: dict[str, Any], lines: Lines) -> str | None:
+    """The rule's id when the mapping turns a rule off (`enabled: false`, nothing else needed); None when it is
+    a rule to load."""
+    if "enabled" not in raw:
+        return None
+    enabled = raw["enabled"]
+    rid = raw.get("id")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"rule '{rid}': 'enabled' must be true or false", lines.at(raw, "enabled"))
+    if enabled:
+        return None
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise ConfigError("a rule with 'enabled: false' needs the 'id' of the rule it turns off", lines.at(raw))
+    return rid
 
 
 def load_rule_file(path: Path, registry: dict[str, type[Any]], collect: bool = False) -> RuleFileResult:
@@ -254,6 +284,10 @@ def load_rule_file(path: Path, registry: dict[str, type[Any]], collect: bool = F
         try:
             if not isinstance(raw, dict):
                 raise ConfigError("a rule is a mapping", Location(path, lines.of_node.get(id(raw))))
+            off = _disabled(raw, lines)
+            if off is not None:
+                result.disabled.append(off)
+                continue
             common = parse_common(raw, lines, registry)
             result.rules.append(build(registry[common.type], raw, common, lines))
         except ConfigError as exc:

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, evidence_of, key_text, severity_of
-from fraudwatch.detect.filters import compile_where
+from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, key_text, severity_of
+from fraudwatch.detect.filters import Selection, compile_conjuncts, select
 from fraudwatch.detect.spec import Common, Duration
 
 
@@ -24,25 +24,36 @@ class _Filtered:
             if k not in columns:
                 raise ValueError(f"unknown field '{k}' in 'key'")
         self.common = common
-        self.where = compile_where(common.where, ctx.lists_dir, columns)
+        self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key)
 
-    def select(self, events: pl.DataFrame) -> pl.DataFrame:
-        sel = events.filter(self.where)
+    def select(self, events: pl.DataFrame, selection: Selection | None = None) -> pl.DataFrame:
+        sel = select(events, self.conjuncts, selection)
         return sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys)) if self.keys else sel
+
+
+FORGET = Duration(90 * 86400)  # new_term: a term not learned again for this long is new again
 
 
 @dataclass(frozen=True, eq=False)
 class NewTerm:
     """First time a key is seen with a term (an account from a new IP or country, calling a new country).
 
-    A key's terms are learned silently for `learn` after the key is first seen; after that a new term is
-    scored: the value is the number of the key's new terms within `window` up to it. A match's events are the
-    first sightings of those new terms; episodes split on `cooldown`, as the alert book does across batches."""
+    Terms are learned from the events matching `learn_where` (default: the rule's own `where`). A key's terms
+    are learned silently for `learn` after its first learning event; after that an event matching `where` with
+    a term the key has not learned is scored, once per (key, term): the value is the number of the key's new
+    terms within `window` up to it. With a `learn_where` narrower than `where`, the scored-only events (say,
+    wrong passwords) never teach a term, so an attacker's address is not learned as the account's. A term
+    not learned again for `forget` is forgotten (new again), and a key whose terms are all forgotten starts
+    learning again (so a long-running watcher's memory stays bounded; this holds to within one batch). A
+    match's events are the first sightings of the new terms; episodes split on `cooldown`, as the alert book
+    does across batches."""
 
     common: Common
     terms: tuple[str, ...]
     learn: Duration
+    learn_where: dict[str, Any] | None = None
+    forget: Duration = FORGET
     type_name: ClassVar[str] = "new_term"
 
     def detector(self, ctx: Context, columns: set[str]) -> _NewTermDetector:
@@ -71,35 +82,62 @@ class _Episode:
     known_before: int
 
 
+PRUNE_EVERY = dt.timedelta(hours=1)  # of event time, between sweeps of forgotten terms
+
+
 class _NewTermDetector(_Filtered):
     def __init__(self, rule: NewTerm, ctx: Context, columns: set[str]) -> None:
         super().__init__(rule.common, ctx, columns, list(rule.terms))
         self.rule = rule
-        self.first_seen: dict[str, dt.datetime] = {}
-        self.known: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+        self.learn_conjuncts = None if rule.learn_where is None else \
+            compile_conjuncts(rule.learn_where, ctx.lists_dir, columns)
+        self.born: dict[str, dt.datetime] = {}  # key -> its first learning event
+        self.known: dict[str, dict[tuple[Any, ...], dt.datetime]] = {}  # key -> learned term -> last learned
+        self.judged: dict[str, dict[tuple[Any, ...], dt.datetime]] = {}  # key -> term scored new, unlearned
         self.recent: dict[str, deque[_Sighting]] = defaultdict(deque)
+        self.pruned: dt.datetime | None = None
 
-    def process(self, events: pl.DataFrame) -> list[Match]:
+    def _pairs(self, frame: pl.DataFrame) -> pl.DataFrame:
+        terms = list(self.rule.terms)
+        return frame.filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms)) \
+            .with_columns(key_expr(self.common.key).alias("_key"))
+
+    def _known(self, table: dict[str, dict[tuple[Any, ...], dt.datetime]], key: str, term: tuple[Any, ...],
+               ts: dt.datetime) -> bool:
+        last = table.get(key, {}).get(term)
+        return last is not None and ts - last <= dt.timedelta(seconds=self.rule.forget)
+
+    def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)
-        sel = self.select(events).filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms))
+        sel = self._pairs(self.select(events, selection)).with_row_index("_row")
+        learning = sel if self.learn_conjuncts is None else self._pairs(select(events, self.learn_conjuncts,
+                                                                               selection))
+        learn, forget = dt.timedelta(seconds=self.rule.learn), dt.timedelta(seconds=self.rule.forget)
+        # a key is born at its first learning event (again, once everything it knew is forgotten)
+        for key, first in learning.group_by("_key").agg(pl.col("ts").min()).iter_rows():
+            if key not in self.born or not self.known.get(key):
+                self.born[key] = first
         if not sel.height:
+            self._learn(learning)
             return []
-        sel = sel.with_row_index("_row")
-        firsts = sel.group_by([*self.keys, *terms]).agg(
-            pl.col("ts").min().alias("_first"), pl.col("_row").sort_by("ts").first())
-        learn, window = dt.timedelta(seconds=self.rule.learn), dt.timedelta(seconds=c.window)
-        cooldown = dt.timedelta(seconds=c.cooldown)
+        ready = pl.DataFrame({"_key": list(self.born), "_ready": [b + learn for b in self.born.values()]},
+                             schema={"_key": pl.Utf8, "_ready": sel.schema["ts"]})
+        # each (key, term)'s first scored sighting once the key has learned; and its first learning event
+        firsts = sel.join(ready, on="_key").filter(pl.col("ts") >= pl.col("_ready")) \
+            .group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_first"), pl.col("_row").sort_by("ts").first())
+        taught = learning.group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_taught"))
+        firsts = firsts.join(taught, on=["_key", *terms], how="left", nulls_equal=True)
+        window, cooldown = dt.timedelta(seconds=c.window), dt.timedelta(seconds=c.cooldown)
         episodes: dict[str, list[_Episode]] = defaultdict(list)
-        for row in firsts.sort("_first", "_row").iter_rows(named=True):
-            key = key_text(row, c.key)
+        for row in column_rows(firsts.sort("_first", "_row")):
+            key, ts = row["_key"], row["_first"]
             term = tuple(row[t] for t in terms)
-            ts = row["_first"]
-            born = self.first_seen.setdefault(key, ts)
-            if term in self.known[key]:
+            taught_at = row["_taught"]
+            if taught_at is not None and taught_at < ts:
+                continue  # learned before it was scored
+            if self._known(self.known, key, term, ts) or self._known(self.judged, key, term, ts):
                 continue
-            self.known[key].add(term)
-            if ts - born < learn:
-                continue
+            self.judged.setdefault(key, {})[term] = ts
             recent = self.recent[key]
             recent.append(_Sighting(ts, term, row["_row"]))
             while recent[0].ts <= ts - window:
@@ -116,7 +154,8 @@ class _NewTermDetector(_Filtered):
                 mine[-1].last_seen, mine[-1].peak = ts, max(mine[-1].peak, value)
                 mine[-1].behind += behind
             else:
-                mine.append(_Episode(start, ts, ts, value, behind, len(self.known[key]) - len(behind)))
+                mine.append(_Episode(start, ts, ts, value, behind, len(self.known.get(key, {}))))
+        self._learn(learning)
         out: list[Match] = []
         for key, items in episodes.items():
             for e in items:
@@ -130,7 +169,37 @@ class _NewTermDetector(_Filtered):
         for recent in self.recent.values():
             for s in recent:
                 s.row = None
+        newest = sel.get_column("ts").max()
+        if isinstance(newest, dt.datetime) and (self.pruned is None or newest - self.pruned >= PRUNE_EVERY):
+            self._prune(newest - forget, newest - window)
+            self.pruned = newest
         return out
+
+    def _learn(self, learning: pl.DataFrame) -> None:
+        terms = list(self.rule.terms)
+        for row in column_rows(learning.group_by(["_key", *terms]).agg(pl.col("ts").max())):
+            term = tuple(row[t] for t in terms)
+            mine = self.known.setdefault(row["_key"], {})
+            last = mine.get(term)
+            mine[term] = row["ts"] if last is None else max(last, row["ts"])
+            self.judged.get(row["_key"], {}).pop(term, None)
+
+    def _prune(self, forgotten: dt.datetime, stale: dt.datetime) -> None:
+        """Drop terms not learned (or scored) since `forgotten`, keys left with none, and sightings out of the
+        window — what `_known` would no longer count anyway."""
+        for table in (self.known, self.judged):
+            for key in list(table):
+                table[key] = {t: last for t, last in table[key].items() if last >= forgotten}
+                if not table[key]:
+                    del table[key]
+        for key in [k for k in self.born if k not in self.known and k not in self.judged]:
+            del self.born[key]
+        for key in list(self.recent):
+            recent = self.recent[key]
+            while recent and recent[0].ts <= stale:
+                recent.popleft()
+            if not recent:
+                del self.recent[key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +234,7 @@ class _SeasonalDetector(_Filtered):
         self.open: dict[str, dict[dt.datetime, set[Any] | list[int]]] = defaultdict(dict)  # key -> bucket -> tally
         self.closed: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
         self.clock: dt.datetime | None = None
+        self.start: dt.datetime | None = None  # the profile's first bucket: the first event the rule saw
 
     def _bucket(self, ts: dt.datetime) -> dt.datetime:
         epoch = dt.datetime(1970, 1, 1, tzinfo=ts.tzinfo)
@@ -174,12 +244,14 @@ class _SeasonalDetector(_Filtered):
     def _empty(self) -> set[Any] | list[int]:
         return set() if self.rule.field else [0]
 
-    def process(self, events: pl.DataFrame) -> list[Match]:
+    def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         if events.height:
-            newest = events.get_column("ts").max()
+            oldest, newest = events.get_column("ts").min(), events.get_column("ts").max()
             if isinstance(newest, dt.datetime):
                 self.clock = newest if self.clock is None else max(self.clock, newest)
-        sel = self.select(events)
+            if self.start is None and isinstance(oldest, dt.datetime):
+                self.start = self._bucket(oldest)
+        sel = self.select(events, selection)
         fld = self.rule.field
         cols = ["ts", *self.keys] + ([fld] if fld else [])
         agg = pl.col(fld).drop_nulls().unique().alias("_v") if fld else pl.len().alias("_v")
@@ -206,8 +278,14 @@ class _SeasonalDetector(_Filtered):
         for key in sorted(set(self.open) | set(self.closed)):
             series = self.closed[key]
             slots = self.open[key]
-            # buckets without events are zeros, not gaps: that is what a drop looks like
-            b = series[-1][0] + self.size if series else min(slots, default=current)
+            # buckets without events are zeros, not gaps: that is what a drop looks like. A key first seen
+            # after the profile began had zeros before (within the history kept).
+            if series:
+                b = series[-1][0] + self.size
+            else:
+                b = min(slots, default=current)
+                if self.start is not None:
+                    b = min(b, max(self.start, self._bucket(current - history)))
             while b < current:
                 slots.setdefault(b, self._empty())
                 b += self.size
@@ -224,6 +302,8 @@ class _SeasonalDetector(_Filtered):
                 series.popleft()
             if not slots:
                 del self.open[key]
+                if not any(v for _, v in series):  # all zeros: the same zeros come back if the key does
+                    del self.closed[key]
         return out
 
     def _score(self, key: str, bucket: dt.datetime, value: float) -> Match | None:
@@ -255,6 +335,9 @@ class _SeasonalDetector(_Filtered):
                                           "baseline_points": len(basis), "z": round(z, 2)})
 
 
+NO_CREDIT = 100.0  # the value of any spend by an account with nothing available (finite, above any level)
+
+
 @dataclass(frozen=True, eq=False)
 class CreditLimit:
     """Spend per account (sum of CDR `fee`) against what it may spend: balance plus credit limit from
@@ -278,10 +361,10 @@ class _CreditDetector(_Filtered):
         self.since: dict[str, dt.datetime] = {}  # account -> its first CDR: the spend behind an alert starts there
         self.recent: dict[str, deque[tuple[dt.datetime, float]]] = defaultdict(deque)
 
-    def process(self, events: pl.DataFrame) -> list[Match]:
+    def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         """One match per account with CDRs at or over a level in this batch: its events are those CDRs."""
         c = self.common
-        sel = self.select(events).filter(pl.col("customer_account").is_in(list(self.available)))
+        sel = self.select(events, selection).filter(pl.col("customer_account").is_in(list(self.available)))
         out = []
         window = dt.timedelta(seconds=c.window)
         for (account_value,), rows in sel.group_by(["customer_account"], maintain_order=True):
@@ -298,7 +381,7 @@ class _CreditDetector(_Filtered):
                     recent.popleft()
                 rate = sum(f for _, f in recent) / c.window  # per second
                 projected = self.spent[account] + rate * self.rule.horizon
-                used = self.spent[account] / available if available > 0 else float("inf")
+                used = self.spent[account] / available if available > 0 else NO_CREDIT * (self.spent[account] > 0)
                 value = used if used >= 1 or projected < available else max(used, c.warning or 0.0)
                 if severity_of(c, value):
                     hot.append(i)

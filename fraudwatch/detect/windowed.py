@@ -14,22 +14,27 @@ test the alert book applies across batches, so one batch or many give the same a
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 
 from fraudwatch.detect.base import (
+    EVIDENCE_IDS,
+    EVIDENCE_KEPT,
+    EVIDENCE_LINES,
+    LINES_KEPT,
     Context,
     Match,
     evidence_aggs,
-    evidence_from_row,
-    key_text,
+    key_expr,
     lowest_level,
     severity_of,
 )
-from fraudwatch.detect.filters import compile_where
-from fraudwatch.detect.spec import Common, Duration
+from fraudwatch.detect.filters import Selection, compile_conjuncts, select
+from fraudwatch.detect.spec import Common, Duration, ParamError
 
 _NEW = "_new"
 _VALUE = "_value"
@@ -57,10 +62,12 @@ class WindowDetector:
             if k not in columns:
                 raise ValueError(f"unknown field '{k}' in 'key'")
         self.common = common
-        self.where = compile_where(common.where, ctx.lists_dir, columns)
+        self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key) or ["_global"]
         self.history = common.window
         self.buffer: pl.DataFrame | None = None
+        # key -> (last hot event, event ids and lines sent) of its open episode: see _build
+        self.sent: dict[str, tuple[dt.datetime, int, int]] = {}
 
     def needed(self) -> list[str]:
         """Columns this detector reads besides ts and the key."""
@@ -70,20 +77,20 @@ class WindowDetector:
         """`frame` (sorted by ts) with a `_value` column: the metric at each event."""
         raise NotImplementedError
 
-    def process(self, events: pl.DataFrame) -> list[Match]:
-        sel = events.filter(self.where)
-        if self.keys == ["_global"]:
-            sel = sel.with_columns(pl.lit("*").alias("_global"))
-        if self.keys != ["_global"]:
-            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
+    def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         keep = [c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
                                           "byte_offset"])
-                if c in sel.columns]
-        sel = sel.select(keep).with_columns(pl.lit(True).alias(_NEW), pl.lit(False).alias(_COUNTED))
-        if self.buffer is not None and self.buffer.height:
-            sel = pl.concat([self.buffer, sel], how="diagonal_relaxed")
-        if not sel.height:
+                if c in events.columns]
+        sel = select(events, self.conjuncts, selection, keep)
+        if self.keys == ["_global"]:
+            sel = sel.with_columns(pl.lit("*").alias("_global"))
+        else:
+            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
+        sel = sel.with_columns(pl.lit(True).alias(_NEW), pl.lit(False).alias(_COUNTED))
+        if not sel.height and (self.buffer is None or not self.buffer.height):
             return []
+        if self.buffer is not None and self.buffer.height:
+            sel = pl.concat([self.buffer, sel], how="diagonal_relaxed", rechunk=True)
         sel = sel.sort("ts", maintain_order=True)
         scored, matches = self._matches(self.score(sel))
         newest: dt.datetime = scored.get_column("ts").max()  # type: ignore[assignment]
@@ -118,20 +125,60 @@ class WindowDetector:
         behind = taken.join(hot.select([*keys, "ts", _SEG]), left_on=[*keys, _OWNER], right_on=[*keys, "ts"])
         facts = self.fact_aggs()
         details = behind.sort("ts").group_by([*keys, _SEG]).agg(*evidence_aggs(behind.columns), *facts)
-        episodes = episodes.join(details, on=[*keys, _SEG], how="left").sort("_crossing")
-        fact_names = [f.meta.output_name() for f in facts]
-        out = []
-        for row in episodes.iter_rows(named=True):
-            severity = severity_of(c, float(row["_peak"]))
-            assert severity is not None
-            evidence = evidence_from_row(row)
-            evidence.update({name: row[name] for name in fact_names})
-            out.append(Match(
-                rule=c.id, key_type=c.key_type, key=key_text(row, c.key), severity=severity,
-                first_seen=row["_first"], detected_at=row["_crossing"], last_seen=row["_last"],
-                count=int(row["_count"]), value=float(row["_peak"]), evidence=evidence))
+        episodes = episodes.join(details, on=[*keys, _SEG], how="left").sort("_crossing") \
+            .with_columns(key_expr(c.key).alias("_key")).drop(keys)
+        out = self._build(episodes, [f.meta.output_name() for f in facts])
+        newest: dt.datetime = scored.get_column("ts").max()  # type: ignore[assignment]
+        horizon = newest - _delta(c.window + c.cooldown)  # an episode ending before this cannot continue
+        self.sent = {k: v for k, v in self.sent.items() if v[0] >= horizon}
         counted = scored.with_columns(pl.col(_COUNTED) | pl.col(_TAKEN)).drop(_OWNER, _TAKEN)
         return counted, out
+
+    def _build(self, episodes: pl.DataFrame, fact_names: list[str]) -> list[Match]:
+        """The matches of the episodes (sorted by crossing). An episode continuing the key's alert (within
+        `cooldown` of its last hot event, the alert book's test) carries no event pointers once the alert holds
+        all it keeps, so a flood of many keys over many batches does not convert and merge lists no one keeps."""
+        c = self.common
+        cooldown = _delta(c.cooldown)
+        keys, firsts, crossings, lasts, counts, peaks = (
+            episodes.get_column(n).to_list() for n in ("_key", "_first", "_crossing", "_last", "_count", "_peak"))
+        facts = {name: episodes.get_column(name).to_list() for name in fact_names}
+        want_ids: list[int] = []
+        want_lines: list[int] = []
+        for i, key in enumerate(keys):
+            last, sent_ids, sent_lines = self.sent.get(key, (None, 0, 0))
+            if last is None or firsts[i] - last > cooldown:
+                sent_ids = sent_lines = 0
+            if sent_ids < EVIDENCE_KEPT:
+                want_ids.append(i)
+            if sent_lines < LINES_KEPT:
+                want_lines.append(i)
+            n = int(counts[i])
+            self.sent[key] = (lasts[i] if last is None else max(last, lasts[i]),
+                              sent_ids + min(n, EVIDENCE_IDS), sent_lines + min(n, EVIDENCE_LINES))
+        evidence: list[dict[str, Any]] = [{} for _ in keys]
+        for column, name in (("_ev_ids", "ids"), ("_ev_flownos", "flownos")):
+            if column in episodes.columns and want_ids:
+                for i, values in zip(want_ids, episodes.get_column(column).gather(want_ids).to_list(), strict=True):
+                    evidence[i][name] = values
+        if "_ev_sources" in episodes.columns and want_lines:
+            sources, line_nos = (episodes.get_column(n).gather(want_lines).to_list()
+                                 for n in ("_ev_sources", "_ev_line_nos"))
+            offsets = episodes.get_column("_ev_offsets").gather(want_lines).to_list() \
+                if "_ev_offsets" in episodes.columns else [[None] * len(x) for x in sources]
+            for i, src, nos, offs in zip(want_lines, sources, line_nos, offsets, strict=True):
+                evidence[i]["lines"] = [[a, b, o] for a, b, o in zip(src, nos, offs, strict=True)]
+        out = []
+        for i, key in enumerate(keys):
+            severity = severity_of(c, float(peaks[i]))
+            assert severity is not None
+            ev = evidence[i]
+            for name in fact_names:
+                ev[name] = facts[name][i]
+            out.append(Match(rule=c.id, key_type=c.key_type, key=key, severity=severity, first_seen=firsts[i],
+                             detected_at=crossings[i], last_seen=lasts[i], count=int(counts[i]),
+                             value=float(peaks[i]), evidence=ev))
+        return out
 
     def fact_aggs(self) -> list[pl.Expr]:
         """Rule-specific facts for the alert (e.g. the distinct values seen), as aggregations over the events
@@ -146,6 +193,68 @@ def _rolling(frame: pl.DataFrame, keys: list[str], period: float, agg: pl.Expr) 
     return frame.join(rolled, on=[*keys, "ts"], how="left", maintain_order="left")
 
 
+def _asof(frame: pl.DataFrame, keys: list[str], at: pl.Expr, running: pl.DataFrame) -> pl.Series:
+    """Per row of `frame`, the last `_run` of `running` (sorted by `_t`) at or before `at` for the row's key —
+    the last of equal times, i.e. the running total after all of them; 0 before the first."""
+    left = frame.select(*keys, at.alias("_t"))
+    got = left.join_asof(running, on="_t", by=keys, strategy="backward", check_sortedness=False)
+    return got.get_column("_run").fill_null(0)
+
+
+def _covering(frame: pl.DataFrame, keys: list[str], spans: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (sorted by ts) with `_value`: per key, how many of the half-open spans [_a, _b) of `spans` hold
+    the event's ts. A sweep — +1 at each start, -1 at each end, a running sum per key read at each event time
+    with an as-of join — so it costs a few sorts whatever the window holds."""
+    steps = pl.concat([spans.select(*keys, pl.col("_a").alias("_t"), pl.lit(1, pl.Int64).alias("_d")),
+                       spans.select(*keys, pl.col("_b").alias("_t"), pl.lit(-1, pl.Int64).alias("_d"))])
+    running = steps.sort("_t").select(*keys, "_t", pl.col("_d").cum_sum().over(keys).alias("_run"))
+    return frame.with_columns(_asof(frame, keys, pl.col("ts"), running).alias(_VALUE))
+
+
+def _by_group(frame: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Expr]:
+    """`frame` (sorted by ts) re-sorted by `cols` then ts, with `_i` its original row, and an expression true on
+    the first row of each group: a sort, cheaper than `over` when the groups are many and small."""
+    ordered = frame.with_row_index("_i").sort([*cols, "_i"])
+    same = functools.reduce(lambda a, b: a & b, [pl.col(c).eq_missing(pl.col(c).shift(1)) for c in cols])
+    return ordered, ~same.fill_null(False)
+
+
+def _running_count(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """1, 2, 3 ... per key in ts order (`frame` sorted by ts)."""
+    if len(keys) == 1:  # one column: a window expression is cheaper than a sort
+        return frame.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(keys).alias("_run")).to_series()
+    ordered, first = _by_group(frame, keys)
+    idx = pl.int_range(pl.len(), dtype=pl.Int64)
+    start = pl.when(first).then(idx).forward_fill()
+    return ordered.select("_i", (idx - start + 1).alias("_run")).sort("_i").get_column("_run")
+
+
+def _previous_time(frame: pl.DataFrame, cols: list[str]) -> pl.Series:
+    """The ts of the previous event with the same `cols` values (null for the first), in `frame`'s order."""
+    ordered, first = _by_group(frame, cols)
+    return ordered.select("_i", pl.when(~first).then(pl.col("ts").shift(1)).alias("_prev")).sort("_i") \
+        .get_column("_prev")
+
+
+def _count_in_window(frame: pl.DataFrame, keys: list[str], period: float) -> pl.DataFrame:
+    """Events per key in (ts - period, ts]: the key's running count at ts less its running count at ts - period
+    (`frame` is sorted by ts)."""
+    running = frame.select(*keys, pl.col("ts").alias("_t")).with_columns(_running_count(frame, keys).alias("_run"))
+    upto = _asof(frame, keys, pl.col("ts"), running)
+    before = _asof(frame, keys, pl.col("ts") - _delta(period), running)
+    return frame.with_columns((upto - before).alias(_VALUE))
+
+
+def _distinct_in_window(frame: pl.DataFrame, keys: list[str], period: float, field: str) -> pl.DataFrame:
+    """Distinct non-null `field` values per key in (ts - period, ts]. An event is its value's first occurrence
+    in the windows ending in [max(ts, previous occurrence + period), ts + period): count those spans."""
+    w = _delta(period)
+    valued = frame.filter(pl.col(field).is_not_null())
+    prev = _previous_time(valued, [*keys, field])
+    spans = valued.select(*keys, pl.max_horizontal(pl.col("ts"), prev + w).alias("_a"), (pl.col("ts") + w).alias("_b"))
+    return _covering(frame, keys, spans)
+
+
 @dataclass(frozen=True, eq=False)
 class Threshold:
     """Count of matching events per key in a sliding window (REGISTER floods, 403 bursts, calls per minute)."""
@@ -158,7 +267,7 @@ class Threshold:
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _rolling(frame, self.keys, c.window, pl.len())
+                return _count_in_window(frame, self.keys, c.window)
 
         return _D(c, ctx, columns)
 
@@ -166,18 +275,19 @@ class Threshold:
 class _FieldDetector(WindowDetector):
     """A window detector whose value aggregates one field of the events (distinct count, sum)."""
 
-    def __init__(self, common: Common, ctx: Context, columns: set[str], field: str, agg: pl.Expr,
+    def __init__(self, common: Common, ctx: Context, columns: set[str], field: str,
+                 scorer: Callable[[pl.DataFrame, list[str], float], pl.DataFrame],
                  facts: list[pl.Expr] | None = None) -> None:
         if field not in columns:
             raise ValueError(f"unknown field '{field}'")
         super().__init__(common, ctx, columns)
-        self.field, self.agg, self.facts = field, agg, facts or []
+        self.field, self.scorer, self.facts = field, scorer, facts or []
 
     def needed(self) -> list[str]:
         return [self.field]
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return _rolling(frame, self.keys, self.common.window, self.agg)
+        return self.scorer(frame, self.keys, self.common.window)
 
     def fact_aggs(self) -> list[pl.Expr]:
         return self.facts
@@ -193,7 +303,8 @@ class Distinct:
 
     def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
         fld = self.field
-        return _FieldDetector(self.common, ctx, columns, fld, pl.col(fld).drop_nulls().n_unique(),
+        return _FieldDetector(self.common, ctx, columns, fld,
+                              lambda frame, keys, period: _distinct_in_window(frame, keys, period, fld),
                               [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)])
 
 
@@ -205,9 +316,18 @@ class Sum:
     field: str
     type_name: ClassVar[str] = "sum"
 
+    def check(self) -> None:
+        from fraudwatch.detect.filters import field_kind
+
+        kind = field_kind(self.field)
+        if kind is not None and kind != "number":
+            raise ParamError("field", f"'field' must be a numeric column, and '{self.field}' is {kind}")
+
     def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
         fld = self.field
-        return _FieldDetector(self.common, ctx, columns, fld, pl.col(fld).cast(pl.Float64).fill_null(0).sum())
+        total = pl.col(fld).cast(pl.Float64).fill_null(0).sum()
+        return _FieldDetector(self.common, ctx, columns, fld,
+                              lambda frame, keys, period: _rolling(frame, keys, period, total))
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,8 +349,8 @@ class Spike:
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                now = _rolling(frame, self.keys, c.window, pl.len()).rename({_VALUE: "_now"})
-                both = _rolling(now, self.keys, baseline, pl.len()).rename({_VALUE: "_long"})
+                now = _count_in_window(frame, self.keys, c.window).rename({_VALUE: "_now"})
+                both = _count_in_window(now, self.keys, baseline).rename({_VALUE: "_long"})
                 expected = (pl.col("_long") - pl.col("_now")) * (c.window / (baseline - c.window))
                 ratio = (pl.col("_now") + 1) / (expected + 1)
                 value = pl.when(pl.col("_now") >= min_count).then(ratio).otherwise(0.0)
@@ -268,11 +388,13 @@ class ListMatch:
                 return [fld]
 
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _rolling(frame, self.keys, c.window, pl.len())
+                return _count_in_window(frame, self.keys, c.window)
 
             def fact_aggs(self) -> list[pl.Expr]:
                 return [pl.col(fld).unique(maintain_order=True).head(10).alias(fld)]
 
         d = _D(c, ctx, columns)
-        d.where = d.where & compile_where({fld: op}, ctx.lists_dir, columns)  # the rule's own where, and the list
+        # the rule's own where, and the list
+        d.conjuncts = sorted([*d.conjuncts, *compile_conjuncts({fld: op}, ctx.lists_dir, columns)],
+                             key=lambda x: (x.costly, x.key))
         return d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ rules:
     warning: 10
     action: lock_account
     report_only: true
+  - id: users
+    type: distinct
+    description: usernames per address
+    where: {event: request, method: REGISTER}
+    key: src_ip
+    field: username
+    window: 10s
+    cooldown: 5m
+    warning: 3
+    critical: 10
+    group: 3
 """
 
 
@@ -135,3 +147,37 @@ def test_detector_matches_over_batches_make_one_alert(tmp_path: Path) -> None:
     (a,) = alerts.values()
     assert a.count == 40 and a.severity == "critical" and a.detected_at == at(1) and a.first_seen == at(0)
     assert a.last_seen == at(19.5)
+
+
+def test_the_book_forgets_alerts_that_can_no_longer_continue(tmp_path: Path) -> None:
+    """A watcher runs for months: alerts past the rule's window and cooldown leave the open set, and a later
+    match of the same key opens a new alert exactly as it would have without pruning."""
+    b = AlertBook(rules(tmp_path))
+    for i in range(1500):  # 1,500 scanners, each one episode, a minute apart
+        b.apply([match("flood", f"192.0.2.{i % 250}|{i}", 60 * i, 60 * i + 2)])
+    assert len(b.open) < 1100  # pruned when it passed 1,024: only the last window + cooldown remain open
+    (late,) = b.apply([match("flood", "192.0.2.0|0", 60 * 1500, 60 * 1500 + 1)])
+    assert late.id == 1501
+    (again,) = b.apply([match("flood", "192.0.2.0|0", 60 * 1500 + 3, 60 * 1500 + 5)])
+    assert again.id == late.id  # within the cooldown: the same alert
+    assert b._reach("flood") == dt.timedelta(seconds=20)  # window 10 s + cooldown (the window)
+    assert b._reach("spend") == dt.timedelta(hours=3)  # window 1 h + cooldown 2 h
+
+
+def test_a_botnet_beyond_group_keys_is_one_switch_wide_warning(tmp_path: Path) -> None:
+    b = AlertBook(rules(tmp_path))
+    opened = [b.apply([match("users", f"192.0.2.{i}", 10 * i, 10 * i + 5)])[0] for i in range(3)]
+    assert [a.key for a in opened] == ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
+    grouped = [b.apply([match("users", f"192.0.2.{i}", 10 * i, 10 * i + 5)])[0] for i in range(3, 40)]
+    assert {a.id for a in grouped} == {4} and grouped[-1].key_type == "global" and grouped[-1].key == "*"
+    g = grouped[-1]
+    assert g.evidence["grouped_keys"] == 37 and g.value == 37 and g.count == 37 * 3 and g.action == "alert"
+    assert g.evidence["keys"][:2] == ["192.0.2.3", "192.0.2.4"]
+    # a grouped address that goes on stays in the group; one that turns critical gets its own alert
+    (same,) = b.apply([match("users", "192.0.2.39", 400, 402)])
+    assert same.id == 4 and b.open[("users", "*")].evidence["grouped_keys"] == 37
+    (own,) = b.apply([match("users", "192.0.2.6", 401, 403, severity="critical", value=12)])
+    assert own.id == 5 and own.key == "192.0.2.6"
+    # after a quiet cooldown the group has emptied: the next address alerts on its own
+    (later,) = b.apply([match("users", "192.0.2.200", 5000, 5002)])
+    assert later.key == "192.0.2.200" and later.id == 6

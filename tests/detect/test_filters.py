@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from fraudwatch.detect.engine import columns_of
-from fraudwatch.detect.filters import FilterError, compile_where, load_list
+from fraudwatch.detect.filters import FilterError, Selection, compile_conjuncts, compile_where, load_list, select
 from tests.detect.frames import lists_dir, sip
 
 COLUMNS = columns_of("sip_events")
@@ -103,3 +103,27 @@ def test_list_files_skip_comments_and_blanks(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "x.txt").write_text("# header\n\n  alpha  # trailing comment\nbeta\n   \n", encoding="utf-8")
     assert load_list(folder, "x") == ("alpha", "beta")
+
+
+@pytest.mark.parametrize("where", [
+    {"user_agent": {"list": "scanners"}},
+    {"event": "request", "user_agent": {"list": "scanners"}},
+    {"callee": {"prefix_list": "premium"}, "event": {"ne": "auth_failure"}},
+    {"username": {"regex": "^[0-9]+$"}},
+    {"any": [{"user_agent": {"list": "scanners"}}, {"status": 403}]},
+    {"not": {"username": {"regex": "^[0-9]+$"}}},
+    {"user_agent": {"regex": "^$", "exists": False}},  # null user-agents pass: the null value is evaluated too
+])
+def test_a_shared_selection_gives_the_rows_of_the_plain_filter(tmp_path: Path, frame: pl.DataFrame,
+                                                               where: dict[str, Any]) -> None:
+    """Conditions evaluated cheap ones first, costly ones once per distinct value, and shared between rules
+    (`Selection`), select exactly what the compiled expression selects."""
+    folder = lists_dir(tmp_path, scanners=["friendly-scanner", "sipcli"], premium=["+44 90", "882"])
+    big = pl.concat([frame] * 20)  # values repeat, so costly conditions go through their distinct values
+    expected = big.filter(compile_where(where, folder, COLUMNS))
+    selection = Selection(big)
+    conjuncts = compile_conjuncts(where, folder, COLUMNS)
+    assert selection(conjuncts).equals(expected)
+    assert selection(conjuncts, ["id", "username"]).equals(expected.select("id", "username"))
+    assert select(big, conjuncts).equals(expected)  # without a shared selection
+    assert [c.costly for c in conjuncts] == sorted(c.costly for c in conjuncts)  # cheap ones first

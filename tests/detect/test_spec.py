@@ -227,6 +227,17 @@ CASES = [
           action: lock_account
           warning: 1
      """, 2, "action lock_account needs an account key"),
+    ("sum of a text field", """
+        - id: r1
+          type: sum
+          key: account
+          field: username
+          warning: 1
+     """, 5, "'field' must be a numeric column"),
+    ("enabled is not a bool", """
+        - id: r1
+          enabled: no way
+     """, 3, "'enabled' must be true or false"),
     ("yaml syntax", """
         - id: r1
           type: threshold
@@ -287,3 +298,50 @@ def test_a_file_may_be_a_bare_list_of_rules(tmp_path: Path) -> None:
     """)
     (r,) = load_rule_file(path, TYPES).rules
     assert isinstance(r, ListMatch) and r.match == "exact"
+
+
+def test_enabled_false_turns_off_a_shipped_rule_by_id(tmp_path: Path) -> None:
+    shipped = load_rules().rules
+    assert "options-probe-ip" in shipped
+    folder = tmp_path / "mine"
+    write(folder, """
+        rules:
+          - id: options-probe-ip
+            enabled: false
+          - id: my-flood
+            type: threshold
+            enabled: true
+            warning: 5
+    """)
+    loaded = load_rules([folder])
+    assert "options-probe-ip" not in loaded.rules and loaded.disabled == {"options-probe-ip"}
+    assert "my-flood" in loaded.rules and len(loaded.rules) == len(shipped)
+    # a later folder may bring it back under the same id
+    write(tmp_path / "later", """
+        - id: options-probe-ip
+          type: threshold
+          where: {method: OPTIONS}
+          warning: 3
+    """)
+    again = load_rules([folder, tmp_path / "later"])
+    assert again.rules["options-probe-ip"].common.warning == 3 and not again.disabled
+
+
+def test_a_replay_reads_the_columns_its_rules_name(tmp_path: Path) -> None:
+    from fraudwatch.detect.engine import rule_columns
+
+    folder = tmp_path / "r"
+    write(folder, """
+        - id: takeover
+          type: new_term
+          where: {event: auth_failure}
+          learn_where: {reason: {regex: ok}}
+          key: username
+          terms: [user_agent]
+          learn: 1h
+          warning: 1
+    """)
+    rules = load_rules([folder], shipped=False).rules.values()
+    cols = rule_columns(rules, "sip_events")
+    assert {"event", "reason", "username", "user_agent", "call_id", "status", "src_ip", "id", "line_no"} <= set(cols)
+    assert "callee" not in cols and "gateway" not in cols

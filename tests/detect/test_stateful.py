@@ -10,6 +10,7 @@ import pytest
 
 from fraudwatch.detect.base import Context, Match
 from fraudwatch.detect.enrich import Enricher
+from fraudwatch.detect.stateful import NO_CREDIT
 from tests.detect.frames import at, detector, events, lists_dir, run, sip
 
 HOUR = 3600
@@ -131,6 +132,18 @@ def test_seasonal_empty_bucket_is_a_zero(tmp_path: Path) -> None:
     assert [(m.first_seen, m.count, m.severity) for m in matches] == [(at(6 * HOUR), 0, "warning")]
 
 
+def test_seasonal_key_first_seen_late_has_zeros_since_the_profile_began(tmp_path: Path) -> None:
+    """A key's profile starts with the rule's first event, not the key's: a user silent for six hours, then 30
+    registrations in an hour, is scored against six zero hours (and the first key's steady traffic is quiet)."""
+    text = SEASONAL.replace("{direction}", "up").replace("min_value: 5", "min_value: 0") + "    key: account\n"
+    det = detector(tmp_path, text)
+    steady = [online(h * HOUR + i * 600, "steady", "10.0.0.1") for h in range(8) for i in range(6)]
+    burst = [online(6 * HOUR + i * 100, "late", "10.0.0.2") for i in range(30)]
+    matches = run(det, sip(*sorted(steady + burst, key=lambda r: float(str(r["t"]))), tick(8.5)))
+    assert [(m.key, m.first_seen, m.count) for m in matches] == [("late", at(6 * HOUR), 30)]
+    assert matches[0].evidence["baseline_median"] == 0 and matches[0].evidence["baseline_points"] >= 2
+
+
 def test_seasonal_empty_bucket_across_batches(tmp_path: Path) -> None:
     det = detector(tmp_path, SEASONAL.replace("{direction}", "down"))
     assert det.process(sip(*hourly([20] * 6))) == []
@@ -221,3 +234,4 @@ def test_credit_nothing_available_is_critical_at_the_first_fee(tmp_path: Path) -
     det = credit_detector(tmp_path)
     (m,) = run(det, cdrs(call(0, "broke", 0.5)))
     assert m.severity == "critical"
+    assert m.value == NO_CREDIT  # finite: it is stored, and written as JSON
