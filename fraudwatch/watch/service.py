@@ -40,12 +40,15 @@ from fraudwatch.sources.reader import identify
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
+from fraudwatch.store.schema import TABLES
 from fraudwatch.watch.files import Signature, Tracker, files_of, gzip_size, watch_dirs
 from fraudwatch.watch.stats import Stats
 
 log = logging.getLogger("fraudwatch.watch")
 
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
+TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
+ORDER_COLUMNS = {"sip_events": ("ts", "id"), "netfilter_events": ("ts", "id"), "cdrs": ("stop_time", "flowno")}
 EVENT_TABLES = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
 
 
@@ -397,7 +400,8 @@ class Watcher:
             last = self.seen_rowid.get(table, -1)
             if top <= last:
                 continue
-            frame = con.sql(f"SELECT * FROM {table} WHERE rowid > ? AND rowid <= ? ORDER BY {order}",
+            cols = ", ".join(f'"{c}"' for c in self._columns(table))
+            frame = con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? ORDER BY {order}",
                             params=[last, top]).pl()
             self.seen_rowid[table] = int(top)
             self.stats.events(table, frame)
@@ -405,6 +409,13 @@ class Watcher:
                 changed.extend(self._run_rules(table, frame))
         if changed:
             self._act(changed)
+
+    def _columns(self, table: str) -> list[str]:
+        """What the rules of `table` read (and the status needs): reading every column costs more than the rules."""
+        engine = getattr(self.detection, "engine", None)
+        needed = set(engine.columns(table)) if engine is not None and engine.detectors.get(table) else set()
+        needed |= {"source", TIME_COLUMN[table], *ORDER_COLUMNS[table]}
+        return [c for c in TABLES[table].names if c in needed]
 
     def _run_rules(self, table: str, frame: pl.DataFrame) -> list[Any]:
         from fraudwatch.detect.replay import save_alerts

@@ -79,8 +79,9 @@ def replay_recent(con: duckdb.DuckDBPyConnection, engine: Any, rules: list[Any],
         if newest is None:
             continue
         top = seen_rowid.get(table, -1)
+        cols = ", ".join(f'"{c}"' for c in engine.columns(table))
         frame = con.sql(
-            f"SELECT * FROM (SELECT * FROM {table} WHERE {col} > ? AND rowid <= ? ORDER BY rowid DESC LIMIT ?) "
+            f"SELECT * FROM (SELECT {cols} FROM {table} WHERE {col} > ? AND rowid <= ? ORDER BY rowid DESC LIMIT ?) "
             f"ORDER BY {ORDER[table]}", params=[newest - horizon, top, max_rows]).pl()
         if frame.height:
             engine.process(table, frame)
