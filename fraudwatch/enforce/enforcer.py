@@ -412,8 +412,7 @@ class Enforcer:
         self.con.execute("BEGIN")
         try:
             state.insert(self.con, new, self.backend.name)
-            for b in extended:
-                state.extend(self.con, b)
+            state.extend(self.con, extended)
             state.remove(self.con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC),
                          "superseded")
             self.con.execute("COMMIT")

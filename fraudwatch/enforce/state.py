@@ -105,8 +105,17 @@ def insert(con: duckdb.DuckDBPyConnection, bans: Sequence[Ban], backend: str) ->
         con.unregister("_fw_new_bans")
 
 
-def extend(con: duckdb.DuckDBPyConnection, ban: Ban) -> None:
-    con.execute("UPDATE bans SET expires_at = ? WHERE id = ?", [ban.expires_at, ban.id])
+def extend(con: duckdb.DuckDBPyConnection, bans: Sequence[Ban]) -> None:
+    """New expiry times, in one statement: an ongoing flood extends thousands of bans per batch."""
+    if not bans:
+        return
+    table = pa.table({"id": pa.array([b.id for b in bans], pa.int64()),
+                      "expires_at": pa.array([b.expires_at for b in bans], pa.timestamp("us", tz="UTC"))})
+    con.register("_fw_extended", table)
+    try:
+        con.execute("UPDATE bans SET expires_at = e.expires_at FROM _fw_extended e WHERE bans.id = e.id")
+    finally:
+        con.unregister("_fw_extended")
 
 
 def remove(con: duckdb.DuckDBPyConnection, ids: Iterable[int], now: dt.datetime, reason: str) -> None:

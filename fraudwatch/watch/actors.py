@@ -29,7 +29,7 @@ def build_actors(w: Watcher) -> None:
     assert w.store is not None
     w.enforcer = w.notifier = None
     try:
-        enforcer = Enforcer(w.store.con, w.cfg.firewall, w.cfg.trusted_networks)
+        enforcer = Enforcer(w.act_con, w.cfg.firewall, w.cfg.trusted_networks)
         report = enforcer.start(dt.datetime.now(dt.UTC))
         w.enforcer = enforcer
         log.info("firewall: %s backend; %s", w.cfg.firewall.backend, report)
@@ -37,7 +37,7 @@ def build_actors(w: Watcher) -> None:
         log.error("firewall not started, no bans will be applied: %s", exc)
     if w.cfg.alerts.channels:
         try:
-            w.notifier = start_notifier(w.store.con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None)
+            w.notifier = start_notifier(w.act_con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None)
             log.info("notifications: %d channel(s)", len(w.cfg.alerts.channels))
         except Exception as exc:
             log.error("notifications not started: %s", exc)

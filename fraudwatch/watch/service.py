@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -46,6 +47,7 @@ from fraudwatch.watch.stats import Stats
 
 log = logging.getLogger("fraudwatch.watch")
 
+FRAME_QUEUE = 2  # batches the acting thread may be behind the reader
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
 TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
 ORDER_COLUMNS = {"sip_events": ("ts", "id"), "netfilter_events": ("ts", "id"), "cdrs": ("stop_time", "flowno")}
@@ -86,6 +88,10 @@ class Watcher:
         self.formats: dict[str, Format] = {}
         self.detection: Any = None  # LiveDetection, built in _load_rules
         self.ruleset: Any = None  # the RuleSet it was built from
+        self.act_con: Any = None  # the acting thread's cursor: detection state writes, bans, outbox
+        self.act_lock = threading.RLock()  # held while rules run or actors act (control ops take it too)
+        self.frames: queue.Queue[Any] = queue.Queue(maxsize=FRAME_QUEUE)
+        self.actor_thread: threading.Thread | None = None
         self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
         self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
         self.seen_rowid: dict[str, int] = {}
@@ -160,8 +166,11 @@ class Watcher:
         for table in EVENT_TABLES:  # live detection covers rows stored from now on
             self.seen_rowid[table] = int(con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}")
                                          .fetchall()[0][0])
+        self.act_con = con.cursor()
         self._load_rules()
         self._build_actors()
+        self.actor_thread = threading.Thread(target=self._act_loop, name="fraudwatch-act", daemon=True)
+        self.actor_thread.start()
         self._start_observer()
         self.publisher = Publisher(con.cursor(), self.cfg.store_path)
         self._thread("publisher", self._publish_loop)
@@ -184,6 +193,9 @@ class Watcher:
         for server in (self.control, self.metrics):
             if server is not None:
                 server.stop()
+        if self.actor_thread is not None:
+            self._put(None)  # after what is queued: every committed row is detected and acted on
+            self.actor_thread.join(timeout=30)
         self._stop_actors()
         for t in self.threads:
             t.join(timeout=10)
@@ -216,7 +228,7 @@ class Watcher:
         rules = list(self.ruleset.rules.values())
         credit, names = credit_context(self.store.con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
-        self.detection = LiveDetection(self.store.con, rules, ctx, self.cfg.trusted_networks,
+        self.detection = LiveDetection(self.act_con, rules, ctx, self.cfg.trusted_networks,
                                        self.cfg.trusted_accounts)
         log.info("%d rule(s) loaded", len(rules))
         self._warm_up(rules)
@@ -249,6 +261,11 @@ class Watcher:
         except FraudwatchError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        self._drain()
+        with self.act_lock:
+            self._apply_reload(cfg, formats)
+
+    def _apply_reload(self, cfg: Config, formats: dict[str, Format]) -> None:
         self.cfg = cfg
         self.formats = formats
         assert self.store is not None and self.ingestor is not None
@@ -385,6 +402,12 @@ class Watcher:
         ctx = getattr(getattr(self.detection, "engine", None), "ctx", None)
         credit, names = credit_context(self.store.con)
         if ctx is not None:
+            with self.act_lock:
+                self._set_credit(ctx, credit, names)
+
+    @staticmethod
+    def _set_credit(ctx: Any, credit: dict[str, float], names: dict[str, str]) -> None:
+        if ctx is not None:
             ctx.credit.clear()
             ctx.credit.update(credit)
             ctx.names.clear()
@@ -394,7 +417,6 @@ class Watcher:
         """Feed the rows committed since the last pass to live detection, then act on what it decided."""
         assert self.store is not None
         con = self.store.con
-        changed: list[Any] = []
         for table, order in EVENT_TABLES.items():
             (top,) = con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
             last = self.seen_rowid.get(table, -1)
@@ -406,9 +428,7 @@ class Watcher:
             self.seen_rowid[table] = int(top)
             self.stats.events(table, frame)
             if self.detection is not None and frame.height:
-                changed.extend(self._run_rules(table, frame))
-        if changed:
-            self._act(changed)
+                self._put((table, frame))
 
     def _columns(self, table: str) -> list[str]:
         """What the rules of `table` read (and the status needs): reading every column costs more than the rules."""
@@ -461,13 +481,66 @@ class Watcher:
             except Exception as exc:  # stopping must finish whatever one part says
                 log.error("stopping %s: %s", type(actor).__name__, exc)
 
-    def _periodic(self) -> None:
+    def _tick_actors(self) -> None:
         now = dt.datetime.now(dt.UTC)
         for actor in self._actors():
             try:
                 actor.tick(now)
             except Exception as exc:
                 log.error("%s tick failed: %s", type(actor).__name__, exc)
+
+    # ----------------------------------------------------------------- the acting thread
+
+    def _put(self, item: Any) -> None:
+        """Queue work for the acting thread; blocks while it is FRAME_QUEUE batches behind (backpressure: the
+        files hold the rest), but never past a stop."""
+        while True:
+            try:
+                self.frames.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if not self._acting():  # the acting thread is gone: nothing would ever take it
+                    return
+
+    def _acting(self) -> bool:
+        return self.actor_thread is not None and self.actor_thread.is_alive()
+
+    def _drain(self, timeout: float = 60.0) -> None:
+        """Wait until the acting thread has handled everything queued so far."""
+        if not self._acting():
+            return
+        done = threading.Event()
+        self._put(done)
+        done.wait(timeout)
+
+    def _act_loop(self) -> None:
+        """Rules, bans and notifications on their own thread, so that reading and storing the next batch overlaps
+        with detecting the last one (both release the GIL for most of their work: DuckDB and polars)."""
+        last_tick = 0.0
+        while True:
+            try:
+                item = self.frames.get(timeout=0.2)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                with self.act_lock:
+                    if item:
+                        table, frame = item
+                        changed = self._run_rules(table, frame)
+                        if changed:
+                            self._act(changed)
+                    if time.monotonic() - last_tick >= 0.2:
+                        last_tick = time.monotonic()
+                        self._tick_actors()
+            except Exception:  # detection of one batch failing must not stop the next
+                log.exception("detection or action failed")
+
+    def _periodic(self) -> None:
         pub = self.publisher
         self.stats.maybe_write(self.cfg.watch.status_seconds, pub.manifest.published_at if pub else None,
                                pub.last_seconds if pub else None)
@@ -489,7 +562,8 @@ class Watcher:
             todo, self.requests = self.requests, []
         for req in todo:
             try:
-                req.result = self.handle(req.op, req.args)
+                with self.act_lock:  # operations use the enforcer / notifier
+                    req.result = self.handle(req.op, req.args)
             except FraudwatchError as exc:
                 req.result = {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
             except Exception as exc:
