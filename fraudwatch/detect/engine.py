@@ -17,7 +17,7 @@ import polars as pl
 
 from fraudwatch.detect.base import Context, Detector, Match
 from fraudwatch.detect.enrich import ENRICHED, Enricher
-from fraudwatch.detect.filters import FilterError, Selection
+from fraudwatch.detect.filters import Conjunct, FilterError, Selection
 from fraudwatch.detect.registry import TYPES, shipped_rules_dir
 from fraudwatch.detect.spec import load_rule_file
 from fraudwatch.errors import ConfigError, Location
@@ -128,6 +128,16 @@ class Engine:
         for rule in rules:
             source = rule.common.source
             self.detectors[source].append(rule.detector(ctx, columns_of(source)))
+        # the cheap conditions of each source's rules, distinct: evaluated together, once per batch
+        self.conditions: dict[str, list[Conjunct]] = {}
+        for source, detectors in self.detectors.items():
+            distinct: dict[str, Conjunct] = {}
+            for d in detectors:
+                for name in ("conjuncts", "learn_conjuncts"):
+                    for c in getattr(d, name, None) or ():
+                        if not c.costly:
+                            distinct.setdefault(c.key, c)
+            self.conditions[source] = list(distinct.values())
 
     def columns(self, source: str) -> list[str]:
         """The stored columns this engine's rules of `source` need (what a replay reads)."""
@@ -144,6 +154,7 @@ class Engine:
         # operation pays a per-chunk toll that, over all rules, cost more than the rules' own work
         frame = self.enrich(source, events.rechunk()).rechunk()
         selection = Selection(frame)
+        selection.prime(self.conditions[source])
         out: list[Match] = []
         for d in self.detectors[source]:
             out.extend(d.process(frame, selection))

@@ -28,6 +28,7 @@ from fraudwatch.netaddr import IPNetwork, parse_ip
 
 _TYPE_NAMES = {getattr(PhoneNumberType, n): n.lower() for n in dir(PhoneNumberType) if n.isupper()}
 CHALLENGE_TTL = dt.timedelta(minutes=5)
+SMALL_BATCH = 4096  # batches up to this many rows are enriched in plain Python: no queries' fixed cost
 TRUSTED_CACHE = 1 << 17  # addresses whose trust is remembered between batches
 
 ENRICHED = {
@@ -63,9 +64,35 @@ class Enricher:
         # Call-IDs whose last step was a challenge, and when (kept for CHALLENGE_TTL)
         self.challenged = pl.DataFrame(schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
 
+    def _small_maps(self, ips: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """`_trusted_map` and `_country_map` for a small batch, in plain Python (the same values and caches)."""
+        values = ips.to_list()
+        uniques = list(dict.fromkeys(v for v in values if v is not None))
+        if not self.trusted:
+            trusted = [False] * len(values)
+        else:
+            if len(self.known) + len(uniques) > TRUSTED_CACHE:
+                self.known.clear()
+            for ip in uniques:
+                if ip not in self.known:
+                    addr = parse_ip(ip)
+                    self.known[ip] = addr is not None and any(addr.version == n.version and addr in n
+                                                              for n in self.trusted)
+            trusted = [v is not None and self.known[v] for v in values]
+        missing = [ip for ip in uniques if ip not in self.countries]
+        if len(self.countries) + len(missing) > TRUSTED_CACHE:
+            self.countries.clear()
+            missing = uniques
+        if missing:
+            self.countries.update(zip(missing, iptocc.country_code(missing), strict=True))
+        countries = [None if v is None else self.countries[v] for v in values]
+        return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
+
     def _trusted_map(self, ips: pl.Series) -> pl.Series:
         if not self.trusted:
-            return pl.repeat(False, ips.len(), dtype=pl.Boolean, eager=True)
+            from fraudwatch.detect.filters import constant
+
+            return constant("", False, ips.len())
         uniques = ips.drop_nulls().unique().to_list()
         if len(self.known) + len(uniques) > TRUSTED_CACHE:
             self.known.clear()
@@ -96,10 +123,58 @@ class Enricher:
             frame = self._cdrs(frame)
         ip_col = "caller_ip" if source == "cdrs" else "src_ip"
         ips = frame.get_column(ip_col).cast(pl.Utf8)
-        frame = frame.with_columns(self._trusted_map(ips).alias("trusted_ip"),
-                                   self._country_map(ips).alias("src_country"))
+        small = frame.height <= SMALL_BATCH
+        trusted, country = self._small_maps(ips) if small else (self._trusted_map(ips), self._country_map(ips))
+        frame = frame.with_columns(trusted.alias("trusted_ip"), country.alias("src_country"))
         if source == "sip_events":
-            frame = self._challenges(frame)
+            frame = self._challenges_small(frame) if small else self._challenges(frame)
+        return frame
+
+    def _challenges_small(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`_challenges` step by step in plain Python, for a small batch: the same flags and the same memory."""
+        ts_type = frame.schema["ts"]
+        remembered = self.challenged
+        if remembered.schema["_open"] != ts_type:
+            remembered = remembered.cast({"_open": ts_type})
+        events, statuses, call_ids, times = (frame.get_column(n).to_list()
+                                             for n in ("event", "status", "call_id", "ts"))
+        steps = []  # (row, Call-ID, ts, is a challenge)
+        for i, (event, status, call_id) in enumerate(zip(events, statuses, call_ids, strict=True)):
+            if event != "response" or call_id is None or status is None:
+                continue
+            if status in (401, 407):
+                steps.append((i, call_id, times[i], True))
+            elif 200 <= status < 300:
+                steps.append((i, call_id, times[i], False))
+        repeated = [False] * frame.height
+        last: dict[str, tuple[bool, dt.datetime]] = {}  # Call-ID -> its last step in the batch
+        if steps:
+            ids = list(dict.fromkeys(s[1] for s in steps))
+            known = remembered.filter(pl.col("call_id").is_in(ids)) if remembered.height else remembered
+            opened = dict(zip(known.get_column("call_id").to_list(), known.get_column("_open").to_list(),
+                              strict=True))
+            for row, call_id, ts, challenge in steps:
+                before = last.get(call_id)
+                since = opened.get(call_id) if before is None else before[1] if before[0] else None
+                if challenge and since is not None and ts is not None and ts - since <= CHALLENGE_TTL:
+                    repeated[row] = True
+                last[call_id] = (challenge, ts)
+            kept = remembered.filter(~pl.col("call_id").is_in(list(last))) if remembered.height else remembered
+            fresh = pl.DataFrame({"call_id": [k for k, v in last.items() if v[0]],
+                                  "_open": [v[1] for v in last.values() if v[0]]},
+                                 schema={"call_id": pl.Utf8, "_open": ts_type})
+            state = pl.concat([kept, fresh]) if fresh.height else kept
+        else:
+            state = remembered
+        frame = frame.with_columns(pl.Series("challenge_repeat", repeated, dtype=pl.Boolean))
+        if frame.height and state.height:
+            newest = frame.get_column("ts").max()
+            if isinstance(newest, dt.datetime):
+                oldest = state.get_column("_open").min()
+                if not isinstance(oldest, dt.datetime) or oldest < newest - CHALLENGE_TTL \
+                        or state.get_column("_open").null_count():
+                    state = state.filter(pl.col("_open") >= newest - CHALLENGE_TTL)
+        self.challenged = state
         return frame
 
     def _cdrs(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -134,8 +209,9 @@ class Enricher:
                            many.with_columns(open_since.alias("_since"))]).sort("_row").with_columns(
             (pl.col("_ch") & (pl.col("ts") - pl.col("_since") <= CHALLENGE_TTL)).fill_null(False).alias("_repeat"))
         repeated = steps.filter("_repeat").get_column("_row")
-        flags = pl.zeros(frame.height, dtype=pl.Boolean, eager=True).scatter(repeated, True)
-        frame = frame.with_columns(flags.alias("challenge_repeat"))
+        from fraudwatch.detect.filters import flags
+
+        frame = frame.with_columns(flags(frame.height, repeated).alias("challenge_repeat"))
         # what to remember: each Call-ID's last step, when it is a challenge (a 2xx closes it), recent enough
         last = steps.group_by("call_id").agg(pl.col("_ch").last(), pl.col("ts").last().alias("_open"))
         kept = remembered.join(last, on="call_id", how="anti")

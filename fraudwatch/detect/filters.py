@@ -33,6 +33,22 @@ from fraudwatch.store.schema import TABLES
 OPS = ("in", "not_in", "lt", "le", "gt", "ge", "regex", "list", "prefix_list", "exists", "eq", "ne")
 
 
+EAGER_ROWS = 4096  # up to this many rows a constant column is built from a list: no query, whose fixed cost
+# dominates small batches
+
+
+def constant(name: str, value: bool, n: int) -> pl.Series:
+    """A Boolean column of `n` times `value`."""
+    if n <= EAGER_ROWS:
+        return pl.Series(name, [value] * n, dtype=pl.Boolean)
+    return pl.repeat(value, n, dtype=pl.Boolean, eager=True).alias(name)
+
+
+def flags(n: int, rows: pl.Series) -> pl.Series:
+    """A Boolean column of `n` rows, true at `rows`."""
+    return constant("", False, n).scatter(rows, True)
+
+
 class FilterError(ValueError):
     """A `where:` condition that cannot be compiled; the rule loader adds file and line."""
 
@@ -142,6 +158,17 @@ class Selection:
     frame: pl.DataFrame
     masks: dict[tuple[str, ...], pl.Series | None] = field(default_factory=dict)
 
+    def prime(self, conjuncts: Sequence[Conjunct]) -> None:
+        """Evaluate the cheap conditions among `conjuncts` (distinct by key) in one pass over the frame, rather
+        than one query each: on a small batch the fixed cost of a query is most of the work."""
+        wanted = [c for c in conjuncts if not c.costly and (c.key,) not in self.masks]
+        if not wanted:
+            return
+        names = [f"_m{i}" for i in range(len(wanted))]
+        got = self.frame.select(c.expr.alias(n) for c, n in zip(wanted, names, strict=True))
+        for c, n in zip(wanted, names, strict=True):
+            self.masks[(c.key,)] = got.get_column(n)
+
     def mask(self, conjuncts: Sequence[Conjunct]) -> pl.Series | None:
         """The rows meeting every condition (None: all rows)."""
         whole = tuple(c.key for c in conjuncts)
@@ -158,11 +185,12 @@ class Selection:
                 own = self.masks[(last.key,)] = self.frame.select(last.expr.alias("_m")).to_series().rechunk()
             mask = own if mask is None else mask & own
         else:  # only on the rows that passed the cheaper conditions
-            rows = pl.int_range(self.frame.height, dtype=pl.UInt32, eager=True)
+            rows = pl.Series("_row", range(self.frame.height), dtype=pl.UInt32) if self.frame.height <= EAGER_ROWS \
+                else pl.int_range(self.frame.height, dtype=pl.UInt32, eager=True)
             inside = self.frame.with_columns(rows.alias("_row"))
             inside = inside if mask is None else inside.filter(mask)
             kept = apply_costly(inside, last).get_column("_row")
-            mask = pl.zeros(self.frame.height, dtype=pl.Boolean, eager=True).scatter(kept, True)
+            mask = flags(self.frame.height, kept)
         self.masks[whole] = mask
         return mask
 
@@ -170,7 +198,11 @@ class Selection:
         """The events meeting every condition, with only `columns` (all when None)."""
         mask = self.mask(conjuncts)
         frame = self.frame if columns is None else self.frame[list(columns)]
-        return frame if mask is None else frame.filter(mask)
+        if mask is None:
+            return frame
+        if frame.height <= EAGER_ROWS:  # column by column: no query, whose fixed cost is most of a small batch
+            return pl.DataFrame([s.filter(mask) for s in frame.get_columns()])
+        return frame.filter(mask)
 
 
 def apply_costly(frame: pl.DataFrame, c: Conjunct) -> pl.DataFrame:

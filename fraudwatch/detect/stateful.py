@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, key_text, severity_of
-from fraudwatch.detect.filters import Selection, compile_conjuncts, select
+from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, select
 from fraudwatch.detect.spec import Common, Duration
 
 
@@ -29,7 +29,15 @@ class _Filtered:
 
     def select(self, events: pl.DataFrame, selection: Selection | None = None) -> pl.DataFrame:
         sel = select(events, self.conjuncts, selection)
-        return sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys)) if self.keys else sel
+        if not self.keys or not any(sel.get_column(k).null_count() for k in self.keys):
+            return sel
+        return sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
+
+
+def _any(selection: Selection, conjuncts: list[Any]) -> bool:
+    """Whether any event of the selection's batch meets `conjuncts` (from the batch's memoised masks)."""
+    mask = selection.mask(conjuncts)
+    return bool(selection.frame.height if mask is None else mask.any())
 
 
 FORGET = Duration(90 * 86400)  # new_term: a term not learned again for this long is new again
@@ -98,9 +106,12 @@ class _NewTermDetector(_Filtered):
         self.pruned: dt.datetime | None = None
 
     def _pairs(self, frame: pl.DataFrame) -> pl.DataFrame:
-        terms = list(self.rule.terms)
-        return frame.filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms)) \
-            .with_columns(key_expr(self.common.key).alias("_key"))
+        terms, key = list(self.rule.terms), self.common.key
+        if any(frame.get_column(t).null_count() for t in terms):
+            frame = frame.filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms))
+        if len(key) == 1 and frame.schema[key[0]] == pl.String and not frame.get_column(key[0]).null_count():
+            return frame.hstack([frame.get_column(key[0]).alias("_key")])  # the key text is the value
+        return frame.with_columns(key_expr(key).alias("_key"))
 
     def _known(self, table: dict[str, dict[tuple[Any, ...], dt.datetime]], key: str, term: tuple[Any, ...],
                ts: dt.datetime) -> bool:
@@ -109,27 +120,52 @@ class _NewTermDetector(_Filtered):
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)
+        if selection is None or selection.frame is not events:
+            selection = Selection(events)
+        if not _any(selection, self.conjuncts) and (self.learn_conjuncts is None
+                                                    or not _any(selection, self.learn_conjuncts)):
+            return []  # nothing to score and nothing to learn: no frame work
         sel = self._pairs(self.select(events, selection)).with_row_index("_row")
         learning = sel if self.learn_conjuncts is None else self._pairs(select(events, self.learn_conjuncts,
                                                                                selection))
         learn, forget = dt.timedelta(seconds=self.rule.learn), dt.timedelta(seconds=self.rule.forget)
+        small = sel.height + learning.height <= EAGER_ROWS and not sel.get_column("ts").null_count() \
+            and not learning.get_column("ts").null_count()
+        taught_small: dict[tuple[Any, ...], dt.datetime] = {}  # (key, *term) -> first learning event
+        if small:  # the same in plain Python: no queries' fixed cost
+            for key, *rest in zip(*(learning.get_column(n).to_list() for n in ("_key", *terms, "ts")), strict=True):
+                pair, ts = (key, *rest[:-1]), rest[-1]
+                if pair not in taught_small or ts < taught_small[pair]:
+                    taught_small[pair] = ts
+            born_small: dict[str, dt.datetime] = {}
+            for (key, *_), ts in taught_small.items():
+                if key not in born_small or ts < born_small[key]:
+                    born_small[key] = ts
+            born_rows = list(born_small.items())
+        else:
+            born_rows = list(learning.group_by("_key").agg(pl.col("ts").min()).iter_rows())
         # a key is born at its first learning event (again, once everything it knew is forgotten)
-        for key, first in learning.group_by("_key").agg(pl.col("ts").min()).iter_rows():
+        for key, first in born_rows:
             if key not in self.born or not self.known.get(key):
                 self.born[key] = first
         if not sel.height:
             self._learn(learning)
             return []
-        ready = pl.DataFrame({"_key": list(self.born), "_ready": [b + learn for b in self.born.values()]},
-                             schema={"_key": pl.Utf8, "_ready": sel.schema["ts"]})
-        # each (key, term)'s first scored sighting once the key has learned; and its first learning event
-        firsts = sel.join(ready, on="_key").filter(pl.col("ts") >= pl.col("_ready")) \
-            .group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_first"), pl.col("_row").sort_by("ts").first())
-        taught = learning.group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_taught"))
-        firsts = firsts.join(taught, on=["_key", *terms], how="left", nulls_equal=True)
+        if small:
+            firsts_rows = self._firsts_small(sel, taught_small, learn)
+        else:
+            ready = pl.DataFrame({"_key": list(self.born), "_ready": [b + learn for b in self.born.values()]},
+                                 schema={"_key": pl.Utf8, "_ready": sel.schema["ts"]})
+            # each (key, term)'s first scored sighting once the key has learned; and its first learning event
+            firsts = sel.join(ready, on="_key").filter(pl.col("ts") >= pl.col("_ready")) \
+                .group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_first"),
+                                                pl.col("_row").sort_by("ts").first())
+            taught = learning.group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_taught"))
+            firsts = firsts.join(taught, on=["_key", *terms], how="left", nulls_equal=True)
+            firsts_rows = column_rows(firsts.sort("_first", "_row"))
         window, cooldown = dt.timedelta(seconds=c.window), dt.timedelta(seconds=c.cooldown)
         episodes: dict[str, list[_Episode]] = defaultdict(list)
-        for row in column_rows(firsts.sort("_first", "_row")):
+        for row in firsts_rows:
             key, ts = row["_key"], row["_first"]
             term = tuple(row[t] for t in terms)
             taught_at = row["_taught"]
@@ -175,8 +211,40 @@ class _NewTermDetector(_Filtered):
             self.pruned = newest
         return out
 
+    def _firsts_small(self, sel: pl.DataFrame, taught: dict[tuple[Any, ...], dt.datetime],
+                      learn: dt.timedelta) -> list[dict[str, Any]]:
+        """Each (key, term)'s first scored sighting once its key has learned (`_first`, `_row`), with its first
+        learning event in the batch (`_taught`), sorted by (`_first`, `_row`): the frame version's rows."""
+        terms = list(self.rule.terms)
+        firsts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        columns = (sel.get_column(n).to_list() for n in ("_key", *terms, "ts", "_row"))
+        for key, *rest in zip(*columns, strict=True):
+            values, ts, row = rest[:-2], rest[-2], rest[-1]
+            born = self.born.get(key)
+            if born is None or ts < born + learn:
+                continue
+            pair = (key, *values)
+            got = firsts.get(pair)
+            if got is None or ts < got["_first"]:  # the earliest; the first row of equal times
+                firsts[pair] = {"_key": key, **dict(zip(terms, values, strict=True)), "_first": ts, "_row": row,
+                                "_taught": taught.get(pair)}
+        return sorted(firsts.values(), key=lambda r: (r["_first"], r["_row"]))
+
     def _learn(self, learning: pl.DataFrame) -> None:
         terms = list(self.rule.terms)
+        if learning.height <= EAGER_ROWS and not learning.get_column("ts").null_count():
+            latest: dict[tuple[Any, ...], dt.datetime] = {}
+            for key, *rest in zip(*(learning.get_column(n).to_list() for n in ("_key", *terms, "ts")), strict=True):
+                pair, ts = (key, *rest[:-1]), rest[-1]
+                if pair not in latest or ts > latest[pair]:
+                    latest[pair] = ts
+            for pair, ts in latest.items():
+                learned = tuple(pair[1:])
+                mine = self.known.setdefault(pair[0], {})
+                before = mine.get(learned)
+                mine[learned] = ts if before is None else max(before, ts)
+                self.judged.get(pair[0], {}).pop(learned, None)
+            return
         for row in column_rows(learning.group_by(["_key", *terms]).agg(pl.col("ts").max())):
             term = tuple(row[t] for t in terms)
             mine = self.known.setdefault(row["_key"], {})

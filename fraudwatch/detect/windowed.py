@@ -13,6 +13,7 @@ test the alert book applies across batches, so one batch or many give the same a
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from fraudwatch.detect.base import (
     lowest_level,
     severity_of,
 )
-from fraudwatch.detect.filters import Selection, compile_conjuncts, select
+from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant
 from fraudwatch.detect.spec import Common, Duration, ParamError
 
 _NEW = "_new"
@@ -42,6 +43,7 @@ _COUNTED = "_counted"  # the event is already behind a match
 _OWNER = "_owner"  # time of the hot event an event is counted for
 _TAKEN = "_taken"
 _SEG = "_seg"
+SMALL = 8192  # frames (kept and new events) up to this many rows are scored in plain Python (counts, distincts)
 
 
 def _us(seconds: float) -> str:
@@ -56,6 +58,8 @@ class WindowDetector:
     """Scores events on rolling per-key aggregates; subclasses say what the aggregate is."""
 
     history: float  # seconds of events to keep between batches
+    small: str | None = None  # "count" or "distinct": the value the small path computes (None: no small path)
+    field: str
 
     def __init__(self, common: Common, ctx: Context, columns: set[str]) -> None:
         for k in common.key:
@@ -68,6 +72,9 @@ class WindowDetector:
         self.buffer: pl.DataFrame | None = None
         # key -> (last hot event, event ids and lines sent) of its open episode: see _build
         self.sent: dict[str, tuple[dt.datetime, int, int]] = {}
+        # expressions built once, not per batch
+        self._global = pl.lit("*").alias("_global")
+        self._kept: dict[tuple[str, ...], list[str]] = {}
 
     def needed(self) -> list[str]:
         """Columns this detector reads besides ts and the key."""
@@ -77,26 +84,224 @@ class WindowDetector:
         """`frame` (sorted by ts) with a `_value` column: the metric at each event."""
         raise NotImplementedError
 
+    def could_be_hot(self, most: int) -> bool:
+        """Whether an event can reach the lowest level when its key has at most `most` events in the window
+        (new ones and those kept); True when the rule type has no such bound (sums)."""
+        return True
+
+    def _columns(self, columns: list[str]) -> list[str]:
+        kept = self._kept.get(tuple(columns))
+        if kept is None:
+            kept = self._kept[tuple(columns)] = [
+                c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
+                                          "byte_offset"]) if c in columns]
+        return kept
+
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
-        keep = [c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
-                                          "byte_offset"])
-                if c in events.columns]
-        sel = select(events, self.conjuncts, selection, keep)
-        if self.keys == ["_global"]:
-            sel = sel.with_columns(pl.lit("*").alias("_global"))
-        else:
-            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
-        sel = sel.with_columns(pl.lit(True).alias(_NEW), pl.lit(False).alias(_COUNTED))
-        if not sel.height and (self.buffer is None or not self.buffer.height):
+        if selection is None or selection.frame is not events:
+            selection = Selection(events)
+        # Only new events can be hot: a batch with none selected changes nothing (the kept window is trimmed
+        # against its own newest event), so it costs no frame work at all
+        mask = selection.mask(self.conjuncts)
+        if not (events.height if mask is None else mask.any()):
             return []
+        sel = selection(self.conjuncts, self._columns(events.columns))
+        if self.keys == ["_global"]:
+            sel = sel.with_columns(self._global)
+        elif any(sel.get_column(k).null_count() for k in self.keys):
+            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
+        if not sel.height:
+            return []
+        sel = sel.hstack([constant(_NEW, True, sel.height), constant(_COUNTED, False, sel.height)])
         if self.buffer is not None and self.buffer.height:
-            sel = pl.concat([self.buffer, sel], how="diagonal_relaxed", rechunk=True)
-        sel = sel.sort("ts", maintain_order=True)
+            if self.buffer.schema == sel.schema:
+                sel = pl.concat([self.buffer, sel], rechunk=True)
+            else:
+                sel = pl.concat([self.buffer, sel], how="diagonal_relaxed", rechunk=True)
+        if sel.get_column("ts").null_count() or not sel.get_column("ts").is_sorted():
+            sel = sel.sort("ts", maintain_order=True)
+        if self.small is not None and sel.height <= SMALL and self._plain_keys(sel):
+            counted, matches = self._matches_small(sel)
+            self._keep_window(counted)
+            return matches
+        if self._cold(sel):  # no new event can reach a level: no scoring, only the window to keep
+            self._keep_window(sel)
+            return []
         scored, matches = self._matches(self.score(sel))
-        newest: dt.datetime = scored.get_column("ts").max()  # type: ignore[assignment]
-        cutoff = newest - dt.timedelta(seconds=self.history)
-        self.buffer = scored.filter(pl.col("ts") > cutoff).drop(_VALUE).with_columns(pl.lit(False).alias(_NEW))
+        self._keep_window(scored.drop(_VALUE))
         return matches
+
+    def _plain_keys(self, frame: pl.DataFrame) -> bool:
+        """Whether the small path applies: the key text is the values joined (text keys, or none), and times
+        are in a unit it compares as integers."""
+        ts = frame.schema["ts"]
+        return isinstance(ts, pl.Datetime) and ts.time_unit in _UNIT_SCALE \
+            and (self.keys == ["_global"] or all(frame.schema[k] == pl.String for k in self.keys))
+
+    def _matches_small(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Match]]:
+        """`score` and `_matches` in plain Python, for frames (kept and new events) of at most SMALL rows: the
+        same values, flags, episodes and evidence, without the fixed cost of some twenty frame operations.
+        Only for counts and distinct counts (`small`); times are compared as integers of the column's unit,
+        and only the keys of new events are looked at."""
+        c = self.common
+        scale = _UNIT_SCALE[frame.schema["ts"].time_unit]  # type: ignore[attr-defined]
+        window, cooldown = _micros(_delta(c.window)) * scale, _micros(_delta(c.cooldown)) * scale
+        level = lowest_level(c)
+        n = frame.height
+        ts_column = frame.get_column("ts")
+        ts: list[int] = ts_column.cast(pl.Int64).to_list()
+        new: list[bool] = frame.get_column(_NEW).to_list()
+        if self.keys == ["_global"]:
+            keys = ["*"] * n
+        else:
+            parts = [frame.get_column(k).to_list() for k in self.keys]
+            keys = parts[0] if len(parts) == 1 else ["|".join(p) for p in zip(*parts, strict=True)]
+        fresh = {keys[i] for i in range(n) if new[i]}
+        rows_of: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            if k in fresh:
+                rows_of.setdefault(k, []).append(i)
+        values: list[Any] | None = None
+        if self.small == "distinct":
+            wanted = [i for rows in rows_of.values() for i in rows]
+            got = frame.get_column(self.field)[wanted].to_list() if wanted else []
+            values = [None] * n
+            for i, v in zip(wanted, got, strict=True):
+                values[i] = v
+        # the value at each new event: events (or distinct non-null values) of its key in (ts - window, ts]
+        value: dict[int, float] = {}  # hot new events only
+        for rows in rows_of.values():
+            left = right = 0
+            tally: dict[Any, int] = {}
+            for i in rows:
+                t = ts[i]
+                while right < len(rows) and ts[rows[right]] <= t:  # all events at this instant too
+                    if values is not None and (v := values[rows[right]]) is not None:
+                        tally[v] = tally.get(v, 0) + 1
+                    right += 1
+                while ts[rows[left]] <= t - window:
+                    if values is not None and (v := values[rows[left]]) is not None:
+                        tally[v] -= 1
+                        if not tally[v]:
+                            del tally[v]
+                    left += 1
+                if new[i]:
+                    x = float(len(tally) if values is not None else right - left)
+                    if x >= level:
+                        value[i] = x
+        if not value:
+            return frame, []
+        counted: list[bool] = frame.get_column(_COUNTED).to_list()
+        # each event is counted for the next hot event of its key, when that is less than a window later
+        taken: list[int] = []
+        owner: dict[int, int] = {}  # taken row -> its hot event's time
+        episodes: list[dict[str, Any]] = []
+        seg_of: dict[tuple[str, int], dict[str, Any]] = {}
+        for key in {keys[i] for i in value}:
+            rows = rows_of[key]
+            nxt: int | None = None
+            per_hot: dict[int, list[int]] = {}  # hot time -> [first taken row, taken rows]
+            for i in reversed(rows):
+                if i in value:
+                    nxt = ts[i]
+                if nxt is not None and not counted[i] and nxt - ts[i] < window:
+                    taken.append(i)
+                    owner[i] = nxt
+                    tally_of = per_hot.get(nxt)
+                    if tally_of is None:
+                        per_hot[nxt] = [i, 1]
+                    else:
+                        tally_of[0] = i  # going backwards in ts order: this one is earlier
+                        tally_of[1] += 1
+            peaks: dict[int, tuple[float, int]] = {}  # hot time -> (peak, a row at that time)
+            for i in rows:
+                if i in value:
+                    peaks[ts[i]] = (max(peaks[ts[i]][0], value[i]), peaks[ts[i]][1]) if ts[i] in peaks \
+                        else (value[i], i)
+            episode: dict[str, Any] | None = None
+            previous: int | None = None
+            for t in sorted(peaks):
+                peak, at = peaks[t]
+                start, count = per_hot.get(t, (at, 0))
+                if episode is None or previous is None or ts[start] - previous > cooldown:
+                    episode = {"_key": key, "_first": start, "_crossing": at, "_last": at, "_count": 0,
+                               "_peak": peak, "_rows": []}
+                    episodes.append(episode)
+                if ts[start] < ts[episode["_first"]]:
+                    episode["_first"] = start
+                episode["_last"] = at
+                episode["_count"] += count
+                episode["_peak"] = max(episode["_peak"], peak)
+                seg_of[(key, t)] = episode
+                previous = t
+        taken.sort()  # frame order is ts order
+        for i in taken:
+            seg_of[(keys[i], owner[i])]["_rows"].append(i)
+        episodes.sort(key=lambda e: ts[e["_crossing"]])
+        lists: dict[str, list[Any]] = {}
+        columns = frame.columns
+        wanted_columns = [(name, column, EVIDENCE_IDS) for name, column in
+                          (("_ev_ids", "id"), ("_ev_flownos", "flowno")) if column in columns]
+        if {"source", "line_no"} <= set(columns):
+            wanted_columns += [("_ev_sources", "source", EVIDENCE_LINES), ("_ev_line_nos", "line_no", EVIDENCE_LINES)]
+            if "byte_offset" in columns:
+                wanted_columns.append(("_ev_offsets", "byte_offset", EVIDENCE_LINES))
+        for name, column, head in wanted_columns:
+            lists[name] = _gathered(frame.get_column(column), [e["_rows"][:head] for e in episodes])
+        facts = self.small_facts()
+        for name, (fact, head, nulls) in facts.items():
+            per_episode = _gathered(frame.get_column(fact), [e["_rows"] for e in episodes])
+            lists[name] = [list(dict.fromkeys(v for v in got if nulls or v is not None))[:head]
+                           for got in per_episode]
+        times = _gathered(ts_column, [[e["_first"], e["_crossing"], e["_last"]] for e in episodes])
+        for j, name in enumerate(("_first", "_crossing", "_last")):
+            lists[name] = [t[j] for t in times]
+        for name in ("_key", "_count", "_peak"):
+            lists[name] = [e[name] for e in episodes]
+        matches = self._build_lists(lists, list(facts))
+        newest: dt.datetime = ts_column.max()  # type: ignore[assignment]
+        horizon = newest - _delta(c.window + c.cooldown)  # an episode ending before this cannot continue
+        self.sent = {k: v for k, v in self.sent.items() if v[0] >= horizon}
+        for i in taken:
+            counted[i] = True
+        frame = frame.clone()
+        frame.replace_column(frame.get_column_index(_COUNTED), pl.Series(_COUNTED, counted, dtype=pl.Boolean))
+        return frame, matches
+
+    def small_facts(self) -> dict[str, tuple[str, int, bool]]:
+        """`fact_aggs` for the small path: evidence name -> (field, how many distinct values, nulls included)."""
+        return {}
+
+    def _keep_window(self, frame: pl.DataFrame) -> None:
+        """Keep the events of `frame` (sorted by ts) inside the longest window of its newest, as old events."""
+        ts = frame.get_column("ts")
+        newest: dt.datetime = ts.max()  # type: ignore[assignment]
+        cutoff = newest - dt.timedelta(seconds=self.history)
+        if ts.null_count() or frame.height > EAGER_ROWS:  # big (or not a sorted run): filter
+            self.buffer = frame.filter(pl.col("ts") > cutoff).with_columns(pl.lit(False).alias(_NEW))
+            return
+        unit = frame.schema["ts"]
+        if not (isinstance(unit, pl.Datetime) and unit.time_unit in _UNIT_SCALE):
+            self.buffer = frame.filter(pl.col("ts") > cutoff).with_columns(pl.lit(False).alias(_NEW))
+            return
+        physical: list[int] = ts.cast(pl.Int64).to_list()
+        limit = physical[-1] - _micros(dt.timedelta(seconds=self.history)) * _UNIT_SCALE[unit.time_unit]
+        kept = frame.slice(bisect.bisect_right(physical, limit))  # the events after the cutoff
+        kept.replace_column(kept.get_column_index(_NEW), constant(_NEW, False, kept.height))
+        self.buffer = kept
+
+    def _cold(self, frame: pl.DataFrame) -> bool:
+        """True when no new event of `frame` (kept and new events, sorted) can be hot: every key of the new
+        events has fewer events in all of `frame` than a level needs (`could_be_hot`). A cheap bound, not a
+        score: when it cannot tell, the detector scores as usual."""
+        if not self.could_be_hot(frame.height):
+            return True
+        if self.keys == ["_global"]:  # one key: the bound above is all there is
+            return False
+        keys = frame.select(self.keys)
+        fresh = frame.filter(_NEW).select(self.keys).unique()
+        most = keys.join(fresh, on=self.keys, how="semi").group_by(self.keys).len().get_column("len").max()
+        return most is not None and not self.could_be_hot(int(most))  # type: ignore[arg-type]
 
     def _matches(self, scored: pl.DataFrame) -> tuple[pl.DataFrame, list[Match]]:
         """`scored` with the events now behind a match flagged, and one match per episode of a key in this
@@ -138,11 +343,22 @@ class WindowDetector:
         """The matches of the episodes (sorted by crossing). An episode continuing the key's alert (within
         `cooldown` of its last hot event, the alert book's test) carries no event pointers once the alert holds
         all it keeps, so a flood of many keys over many batches does not convert and merge lists no one keeps."""
+        names = set(episodes.columns)
+        return self._assemble(lambda n: episodes.get_column(n).to_list(),
+                              lambda n, rows: episodes.get_column(n).gather(rows).to_list(), names, fact_names)
+
+    def _build_lists(self, lists: dict[str, list[Any]], fact_names: list[str]) -> list[Match]:
+        """`_build` from the episodes as lists by column (the small path)."""
+        return self._assemble(lambda n: lists[n], lambda n, rows: [lists[n][i] for i in rows], set(lists),
+                              fact_names)
+
+    def _assemble(self, column: Callable[[str], list[Any]], gather: Callable[[str, list[int]], list[Any]],
+                  names: set[str], fact_names: list[str]) -> list[Match]:
         c = self.common
         cooldown = _delta(c.cooldown)
         keys, firsts, crossings, lasts, counts, peaks = (
-            episodes.get_column(n).to_list() for n in ("_key", "_first", "_crossing", "_last", "_count", "_peak"))
-        facts = {name: episodes.get_column(name).to_list() for name in fact_names}
+            column(n) for n in ("_key", "_first", "_crossing", "_last", "_count", "_peak"))
+        facts = {name: column(name) for name in fact_names}
         want_ids: list[int] = []
         want_lines: list[int] = []
         for i, key in enumerate(keys):
@@ -157,15 +373,14 @@ class WindowDetector:
             self.sent[key] = (lasts[i] if last is None else max(last, lasts[i]),
                               sent_ids + min(n, EVIDENCE_IDS), sent_lines + min(n, EVIDENCE_LINES))
         evidence: list[dict[str, Any]] = [{} for _ in keys]
-        for column, name in (("_ev_ids", "ids"), ("_ev_flownos", "flownos")):
-            if column in episodes.columns and want_ids:
-                for i, values in zip(want_ids, episodes.get_column(column).gather(want_ids).to_list(), strict=True):
+        for col, name in (("_ev_ids", "ids"), ("_ev_flownos", "flownos")):
+            if col in names and want_ids:
+                for i, values in zip(want_ids, gather(col, want_ids), strict=True):
                     evidence[i][name] = values
-        if "_ev_sources" in episodes.columns and want_lines:
-            sources, line_nos = (episodes.get_column(n).gather(want_lines).to_list()
-                                 for n in ("_ev_sources", "_ev_line_nos"))
-            offsets = episodes.get_column("_ev_offsets").gather(want_lines).to_list() \
-                if "_ev_offsets" in episodes.columns else [[None] * len(x) for x in sources]
+        if "_ev_sources" in names and want_lines:
+            sources, line_nos = (gather(n, want_lines) for n in ("_ev_sources", "_ev_line_nos"))
+            offsets = gather("_ev_offsets", want_lines) if "_ev_offsets" in names \
+                else [[None] * len(x) for x in sources]
             for i, src, nos, offs in zip(want_lines, sources, line_nos, offsets, strict=True):
                 evidence[i]["lines"] = [[a, b, o] for a, b, o in zip(src, nos, offs, strict=True)]
         out = []
@@ -184,6 +399,24 @@ class WindowDetector:
         """Rule-specific facts for the alert (e.g. the distinct values seen), as aggregations over the events
         behind it; each named after the evidence key it fills."""
         return []
+
+
+_UNIT_SCALE = {"us": 1, "ns": 1000}  # time units the small path compares as integers (per microsecond)
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
+
+
+def _gathered(column: pl.Series, groups: list[list[int]]) -> list[list[Any]]:
+    """The values of `column` at each group of rows, fetched in one gather."""
+    flat = [i for g in groups for i in g]
+    values = column[flat].to_list() if flat else []  # indexing by a list: no query
+    out, at = [], 0
+    for g in groups:
+        out.append(values[at:at + len(g)])
+        at += len(g)
+    return out
 
 
 def _rolling(frame: pl.DataFrame, keys: list[str], period: float, agg: pl.Expr) -> pl.DataFrame:
@@ -269,7 +502,12 @@ class Threshold:
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
                 return _count_in_window(frame, self.keys, c.window)
 
-        return _D(c, ctx, columns)
+            def could_be_hot(self, most: int) -> bool:  # the value is a count of events
+                return most >= lowest_level(c)
+
+        d = _D(c, ctx, columns)
+        d.small = "count"
+        return d
 
 
 class _FieldDetector(WindowDetector):
@@ -277,11 +515,16 @@ class _FieldDetector(WindowDetector):
 
     def __init__(self, common: Common, ctx: Context, columns: set[str], field: str,
                  scorer: Callable[[pl.DataFrame, list[str], float], pl.DataFrame],
-                 facts: list[pl.Expr] | None = None) -> None:
+                 facts: list[pl.Expr] | None = None, counted: bool = False) -> None:
         if field not in columns:
             raise ValueError(f"unknown field '{field}'")
         super().__init__(common, ctx, columns)
         self.field, self.scorer, self.facts = field, scorer, facts or []
+        self.counted = counted  # the value never exceeds the count of events (distinct values)
+        self.small = "distinct" if counted else None
+
+    def could_be_hot(self, most: int) -> bool:
+        return not self.counted or most >= lowest_level(self.common)
 
     def needed(self) -> list[str]:
         return [self.field]
@@ -291,6 +534,9 @@ class _FieldDetector(WindowDetector):
 
     def fact_aggs(self) -> list[pl.Expr]:
         return self.facts
+
+    def small_facts(self) -> dict[str, tuple[str, int, bool]]:
+        return {self.field: (self.field, 20, False)} if self.small == "distinct" else {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -305,7 +551,7 @@ class Distinct:
         fld = self.field
         return _FieldDetector(self.common, ctx, columns, fld,
                               lambda frame, keys, period: _distinct_in_window(frame, keys, period, fld),
-                              [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)])
+                              [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)], counted=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,6 +602,11 @@ class Spike:
                 value = pl.when(pl.col("_now") >= min_count).then(ratio).otherwise(0.0)
                 return both.with_columns(value.alias(_VALUE)).drop("_now", "_long")
 
+            def could_be_hot(self, most: int) -> bool:
+                # below min_count the value is 0; above, (now + 1) / (expected + 1) <= now + 1 (expected >= 0)
+                level = lowest_level(c)
+                return level <= 0 or (most >= min_count and most + 1 >= level)
+
         d = _D(c, ctx, columns)
         d.history = baseline
         return d
@@ -393,7 +644,14 @@ class ListMatch:
             def fact_aggs(self) -> list[pl.Expr]:
                 return [pl.col(fld).unique(maintain_order=True).head(10).alias(fld)]
 
+            def could_be_hot(self, most: int) -> bool:  # the value is a count of events
+                return most >= lowest_level(c)
+
+            def small_facts(self) -> dict[str, tuple[str, int, bool]]:
+                return {fld: (fld, 10, True)}
+
         d = _D(c, ctx, columns)
+        d.small = "count"
         # the rule's own where, and the list
         d.conjuncts = sorted([*d.conjuncts, *compile_conjuncts({fld: op}, ctx.lists_dir, columns)],
                              key=lambda x: (x.costly, x.key))
