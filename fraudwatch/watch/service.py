@@ -47,7 +47,7 @@ from fraudwatch.watch.stats import Stats
 
 log = logging.getLogger("fraudwatch.watch")
 
-FRAME_QUEUE = 2  # batches the acting thread may be behind the reader
+FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges what queued up)
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
 TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
 ORDER_COLUMNS = {"sip_events": ("ts", "id"), "netfilter_events": ("ts", "id"), "cdrs": ("stop_time", "flowno")}
@@ -515,30 +515,40 @@ class Watcher:
 
     def _act_loop(self) -> None:
         """Rules, bans and notifications on their own thread, so that reading and storing the next batch overlaps
-        with detecting the last one (both release the GIL for most of their work: DuckDB and polars)."""
+        with detecting the last one (both release the GIL for most of their work: DuckDB and polars). Batches that
+        queued up while the rules ran are merged: under a flood the rules see fewer, larger batches, which cost
+        them far less per event, so detection catches up instead of falling further behind."""
         last_tick = 0.0
         while True:
             try:
-                item = self.frames.get(timeout=0.2)
+                items = [self.frames.get(timeout=0.2)]
             except queue.Empty:
-                item = ()
-            if item is None:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            try:
+                items = []
+            while True:
+                try:
+                    items.append(self.frames.get_nowait())
+                except queue.Empty:
+                    break
+            for item in _merged(items):
+                if item is None:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                    continue
+                self._detect_batch(*item)
+            if time.monotonic() - last_tick >= 0.2:
+                last_tick = time.monotonic()
                 with self.act_lock:
-                    if item:
-                        table, frame = item
-                        changed = self._run_rules(table, frame)
-                        if changed:
-                            self._act(changed)
-                    if time.monotonic() - last_tick >= 0.2:
-                        last_tick = time.monotonic()
-                        self._tick_actors()
-            except Exception:  # detection of one batch failing must not stop the next
-                log.exception("detection or action failed")
+                    self._tick_actors()
+
+    def _detect_batch(self, table: str, frame: pl.DataFrame) -> None:
+        try:
+            with self.act_lock:
+                changed = self._run_rules(table, frame)
+                if changed:
+                    self._act(changed)
+        except Exception:  # detection of one batch failing must not stop the next
+            log.exception("detection or action failed on %d %s row(s)", frame.height, table)
 
     def _periodic(self) -> None:
         pub = self.publisher
@@ -586,3 +596,14 @@ class Watcher:
 
         assert self.store is not None
         return run_op(self, op, args)
+
+
+def _merged(items: list[Any]) -> list[Any]:
+    """Consecutive frames of one table become one frame (in arrival order); markers keep their place."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, tuple) and out and isinstance(out[-1], tuple) and out[-1][0] == item[0]:
+            out[-1] = (item[0], pl.concat([out[-1][1], item[1]], how="vertical_relaxed"))
+        else:
+            out.append(item)
+    return out
