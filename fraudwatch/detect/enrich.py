@@ -71,13 +71,7 @@ class Enricher:
         if not self.trusted:
             trusted = [False] * len(values)
         else:
-            if len(self.known) + len(uniques) > TRUSTED_CACHE:
-                self.known.clear()
-            for ip in uniques:
-                if ip not in self.known:
-                    addr = parse_ip(ip)
-                    self.known[ip] = addr is not None and any(addr.version == n.version and addr in n
-                                                              for n in self.trusted)
+            self._learn_trusted(uniques)
             trusted = [v is not None and self.known[v] for v in values]
         missing = [ip for ip in uniques if ip not in self.countries]
         if len(self.countries) + len(missing) > TRUSTED_CACHE:
@@ -88,12 +82,8 @@ class Enricher:
         countries = [None if v is None else self.countries[v] for v in values]
         return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
 
-    def _trusted_map(self, ips: pl.Series) -> pl.Series:
-        if not self.trusted:
-            from fraudwatch.detect.filters import constant
-
-            return constant("", False, ips.len())
-        uniques = ips.drop_nulls().unique().to_list()
+    def _learn_trusted(self, uniques: list[str]) -> None:
+        """Whether each address is in a trusted network, cached (bounded: a botnet brings many)."""
         if len(self.known) + len(uniques) > TRUSTED_CACHE:
             self.known.clear()
         for ip in uniques:
@@ -101,6 +91,14 @@ class Enricher:
                 addr = parse_ip(ip)
                 self.known[ip] = addr is not None and any(addr.version == n.version and addr in n
                                                           for n in self.trusted)
+
+    def _trusted_map(self, ips: pl.Series) -> pl.Series:
+        if not self.trusted:
+            from fraudwatch.detect.filters import constant
+
+            return constant("", False, ips.len())
+        uniques = ips.drop_nulls().unique().to_list()
+        self._learn_trusted(uniques)
         trusted = [ip for ip in uniques if self.known[ip]]
         return ips.is_in(pl.Series(trusted, dtype=pl.Utf8).implode()).fill_null(False)
 

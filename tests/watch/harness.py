@@ -107,16 +107,6 @@ class WatcherProcess:
             self.proc.wait(10)
 
 
-def offline_count(store: Path, sql: str) -> int:
-    import duckdb
-
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return int(con.execute(sql).fetchall()[0][0])
-    finally:
-        con.close()
-
-
 def fail_line(second: int, ip: str, n: int) -> str:
     """A 403 answer to a REGISTER from `ip` at 2026-11-01 00:00:00 + `second` (auth-failures-ip counts these)."""
     return (f"2026-11-01 00:{second // 60:02d}:{second % 60:02d}.000 [WARN] SEND 403 Forbidden to {ip}:5060 "

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Run
+from tests.test_ingest import count as offline_count
 from tests.watch.harness import (
     CDR_HEADER,
     WatcherProcess,
     cdr_row,
-    offline_count,
     sip_line,
     wait_until,
     write_config,
