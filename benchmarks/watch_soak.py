@@ -153,9 +153,16 @@ def main() -> None:
         poller.join(5)
         sampler.join(5)
         caught_up = time.monotonic() - t0 - wrote_for
+
+        def final_status() -> dict[str, Any]:
+            return (watcher_call(store, "status") or {}).get("status", {})
+
+        status = final_status()  # its counters move after each read call: wait for the last one (bounded)
+        while (status.get("files") or [{}])[0].get("lines") != written and time.monotonic() < end_by:
+            time.sleep(0.2)
+            status = final_status()
         stored = watcher_call(store, "query", {"sql": "SELECT count(*) FROM sip_events"}) or {}
         rejects = watcher_call(store, "query", {"sql": "SELECT count(*) FROM rejects"}) or {}
-        status = (watcher_call(store, "status") or {}).get("status", {})
     finally:
         proc.terminate()
         proc.wait(30)
