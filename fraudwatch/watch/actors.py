@@ -37,7 +37,16 @@ def build_actors(w: Watcher) -> None:
         log.error("firewall not started, no bans will be applied: %s", exc)
     if w.cfg.alerts.channels:
         try:
-            w.notifier = start_notifier(w.act_con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None)
+            w.notifier = start_notifier(w.act_con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None,
+                                        country=country_of)
             log.info("notifications: %d channel(s)", len(w.cfg.alerts.channels))
         except Exception as exc:
             log.error("notifications not started: %s", exc)
+
+
+def country_of(ip: str) -> str | None:
+    """ISO country of an address, offline (iptocc), for the 'who' line of a notification."""
+    import iptocc
+
+    got = iptocc.country_code([ip])
+    return got[0] if got else None

@@ -32,3 +32,4 @@ def test_errors_name_file_line_and_reason(text: str, line: int, reason: str) -> 
     with pytest.raises(ConfigError) as err:
         _cfg(text)
     assert str(err.value).startswith(f"/etc/fraudwatch/fw.toml:{line}: {reason}")
+
