@@ -1,4 +1,4 @@
-"""Detection as rows are stored: the ingest writer's hook. The same engine and alert book as a replay, fed
+"""Detection as rows are stored: the watcher's acting thread. The same engine and alert book as a replay, fed
 the batches the writer commits, so live and replayed alerts agree."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ class LiveDetection:
         self.con = con
         self.engine = Engine(rules, ctx, trusted)
         self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
-        self.alerts: dict[int, Alert] = {}
 
-    def __call__(self, table: str, rows: pl.DataFrame) -> None:
+    def __call__(self, table: str, rows: pl.DataFrame) -> list[Alert]:
+        """Run the rules on newly stored rows; save and return the alerts they opened or changed."""
         changed = self.book.apply(self.engine.process(table, rows))
         if changed:
             save_alerts(self.con, changed, "live")
-            self.alerts.update({a.id: a for a in changed})
+        return changed

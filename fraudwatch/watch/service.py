@@ -438,13 +438,7 @@ class Watcher:
         return [c for c in TABLES[table].names if c in needed]
 
     def _run_rules(self, table: str, frame: pl.DataFrame) -> list[Any]:
-        from fraudwatch.detect.replay import save_alerts
-
-        det = self.detection
-        alerts: list[Any] = det.book.apply(det.engine.process(table, frame))
-        if alerts:
-            save_alerts(det.con, alerts, "live")
-            det.alerts.update({a.id: a for a in alerts})
+        alerts: list[Any] = self.detection(table, frame)
         return alerts
 
     def _act(self, alerts: list[Any]) -> None:
