@@ -65,6 +65,7 @@ def collect_status(cfg: Config) -> dict[str, Any]:
 
 
 def _offline_status(cfg: Config) -> dict[str, Any]:
+    from fraudwatch.detect.replay import TIME_COLUMN
     from fraudwatch.errors import StoreError
     from fraudwatch.sources.reader import identify
     from fraudwatch.store import positions
@@ -92,7 +93,7 @@ def _offline_status(cfg: Config) -> dict[str, Any]:
             files.append(entry)
     if con is not None:
         by_source: dict[str, dict[str, Any]] = {}
-        for table, col in (("sip_events", "ts"), ("netfilter_events", "ts"), ("cdrs", "stop_time")):
+        for table, col in TIME_COLUMN.items():
             for source, n, last in con.execute(
                     f"SELECT source, count(*), max({col}) FROM {table} GROUP BY 1").fetchall():
                 by_source[source] = {"parsed": n, "last_event": last.isoformat() if last else None}
@@ -105,6 +106,7 @@ def _offline_status(cfg: Config) -> dict[str, Any]:
 
 
 def _store_facts(store_path: Path) -> dict[str, Any]:
+    from fraudwatch.detect.replay import TIME_COLUMN
     from fraudwatch.errors import StoreError
     from fraudwatch.store.db import open_read_only
     from fraudwatch.store.replica import replica_dir
@@ -123,7 +125,7 @@ def _store_facts(store_path: Path) -> dict[str, Any]:
     try:
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         events = 0
-        for table, col in (("sip_events", "ts"), ("netfilter_events", "ts"), ("cdrs", "stop_time")):
+        for table, col in TIME_COLUMN.items():
             events += int(con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [today]).fetchall()[0][0])
         facts["events_today"] = events
         row = con.execute("SELECT id, rule, severity, key, last_seen, action FROM alerts "

@@ -32,6 +32,7 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.config import Config, SourceConfig, load_config
+from fraudwatch.detect.replay import ORDER, TIME_COLUMN
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
@@ -49,9 +50,6 @@ log = logging.getLogger("fraudwatch.watch")
 
 FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges what queued up)
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
-TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
-ORDER_COLUMNS = {"sip_events": ("ts", "id"), "netfilter_events": ("ts", "id"), "cdrs": ("stop_time", "flowno")}
-EVENT_TABLES = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
 
 
 @dataclass
@@ -163,7 +161,7 @@ class Watcher:
         self.store = Store(self.cfg.store_path)
         self.ingestor = Ingestor(self.store, self.formats, self.cfg.ingest)
         con = self.store.con
-        for table in EVENT_TABLES:  # live detection covers rows stored from now on
+        for table in ORDER:  # live detection covers rows stored from now on
             self.seen_rowid[table] = int(con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}")
                                          .fetchall()[0][0])
         self.act_con = con.cursor()
@@ -417,7 +415,7 @@ class Watcher:
         """Feed the rows committed since the last pass to live detection, then act on what it decided."""
         assert self.store is not None
         con = self.store.con
-        for table, order in EVENT_TABLES.items():
+        for table, order in ORDER.items():
             (top,) = con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
             last = self.seen_rowid.get(table, -1)
             if top <= last:
@@ -434,7 +432,7 @@ class Watcher:
         """What the rules of `table` read (and the status needs): reading every column costs more than the rules."""
         engine = getattr(self.detection, "engine", None)
         needed = set(engine.columns(table)) if engine is not None and engine.detectors.get(table) else set()
-        needed |= {"source", TIME_COLUMN[table], *ORDER_COLUMNS[table]}
+        needed |= {"source", TIME_COLUMN[table], *ORDER[table].split(", ")}
         return [c for c in TABLES[table].names if c in needed]
 
     def _run_rules(self, table: str, frame: pl.DataFrame) -> list[Any]:

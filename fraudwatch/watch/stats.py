@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from fraudwatch.detect.replay import TIME_COLUMN
+
 if TYPE_CHECKING:
     from fraudwatch.config import Config
     from fraudwatch.ingest import FileSummary
 
 RATE_WINDOW = 10.0  # seconds of history behind lines/s
 LATENCY_SAMPLES = 2048
-TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
 
 
 def status_path(store_path: Path) -> Path:

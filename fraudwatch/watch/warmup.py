@@ -24,18 +24,17 @@ from typing import Any
 import duckdb
 
 from fraudwatch.detect.decide import Alert
+from fraudwatch.detect.replay import ORDER, TIME_COLUMN, data_range
 
 log = logging.getLogger("fraudwatch.watch")
 
-TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
-ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
 ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
                 "value", "action", "trusted", "report_only", "description", "evidence", "updates")
 
 
 def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
     """Put the store's still-open alerts into `book.open`; returns how many."""
-    newest = _newest_event(con)
+    newest = data_range(con, TIME_COLUMN)[1]
     if newest is None:
         return 0
     seeded = 0
@@ -55,15 +54,6 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
         book.open[(rec["rule"], rec["key"])] = Alert(**rec)
         seeded += 1
     return seeded
-
-
-def _newest_event(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
-    newest: dt.datetime | None = None
-    for table, col in TIME_COLUMN.items():
-        (t,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
-        if t is not None and (newest is None or t > newest):
-            newest = t
-    return newest
 
 
 def replay_recent(con: duckdb.DuckDBPyConnection, engine: Any, rules: list[Any], seen_rowid: dict[str, int],
