@@ -394,18 +394,15 @@ class Watcher:
         return pos is not None and size is not None and pos.byte_offset % (1 << 32) == size
 
     def _refresh_credit(self) -> None:
+        """New balances and limits for the credit-limit rules (the detectors share the context's dicts)."""
         from fraudwatch.detect.replay import credit_context
 
         assert self.store is not None
-        ctx = getattr(getattr(self.detection, "engine", None), "ctx", None)
+        if self.detection is None:
+            return
+        ctx = self.detection.engine.ctx
         credit, names = credit_context(self.store.con)
-        if ctx is not None:
-            with self.act_lock:
-                self._set_credit(ctx, credit, names)
-
-    @staticmethod
-    def _set_credit(ctx: Any, credit: dict[str, float], names: dict[str, str]) -> None:
-        if ctx is not None:
+        with self.act_lock:
             ctx.credit.clear()
             ctx.credit.update(credit)
             ctx.names.clear()

@@ -164,7 +164,8 @@ def traffic(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events("sip_events", sip), events("cdrs", cdr)
 
 
-def alerts(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[tuple[Any, ...]]:
+def _run(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[Any]:
+    """The final state of every alert the rules raise over `batches`."""
     rules = load_rules_text(tmp_path, RULES)
     ctx = Context(lists_dir(tmp_path, scanners=["friendly-scanner", "sipcli"]), credit={"c9": 100.0, "c1": 500.0})
     trusted = parse_networks(["198.51.100.0/28"])
@@ -174,7 +175,11 @@ def alerts(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[
     for source, frame in batches:
         for a in book.apply(engine.process(source, frame)):
             out[a.id] = a
-    return sorted(tuple(getattr(a, f) for f in FIELDS) for a in out.values())
+    return list(out.values())
+
+
+def alerts(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(getattr(a, f) for f in FIELDS) for a in _run(tmp_path, batches))
 
 
 def by_time(sip: pl.DataFrame, cdr: pl.DataFrame, cuts: list[float]) -> list[tuple[str, pl.DataFrame]]:
@@ -232,17 +237,8 @@ def test_replay_steps(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], w
 
 def _with_evidence(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> dict[tuple[Any, ...], Any]:
     tmp_path.mkdir()
-    rules = load_rules_text(tmp_path, RULES)
-    ctx = Context(lists_dir(tmp_path, scanners=["friendly-scanner", "sipcli"]), credit={"c9": 100.0, "c1": 500.0})
-    trusted = parse_networks(["198.51.100.0/28"])
-    engine = Engine(rules, ctx, trusted)
-    book = AlertBook({r.common.id: r for r in rules}, trusted, ["c1"])
-    out: dict[int, Any] = {}
-    for source, frame in batches:
-        for a in book.apply(engine.process(source, frame)):
-            out[a.id] = a
     return {(a.rule, a.key, a.first_seen): (*(getattr(a, f) for f in FIELDS), a.evidence, a.updates)
-            for a in out.values()}
+            for a in _run(tmp_path, batches)}
 
 
 @pytest.mark.parametrize("every", [7, 150, None])
