@@ -60,7 +60,7 @@ class FileState:
 
 @dataclass
 class Request:
-    """A control request handed to the loop; `reply` is set when it is done."""
+    """A control request handed to the loop; `done` is set when `result` holds its answer."""
 
     op: str
     args: dict[str, Any]
@@ -98,7 +98,6 @@ class Watcher:
         self.metrics: Any = None
         self.publisher: Publisher | None = None
         self.threads: list[threading.Thread] = []
-        self.on_alerts: list[Callable[[list[Any]], None]] = []  # extra listeners (tests, control)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -361,7 +360,7 @@ class Watcher:
             self.stats.seen(path, fmt.name, sig.size)
             return False
         assert self.ingestor is not None and self.store is not None
-        if path.suffix == ".gz" and self._gzip_done(path, sig):
+        if path.suffix == ".gz" and self._gzip_done(path):
             self.tracker.done(path, sig)
             self.stats.seen(path, fmt.name, sig.size)
             return False
@@ -380,7 +379,7 @@ class Watcher:
             self._refresh_credit()
         return summary.more
 
-    def _gzip_done(self, path: Path, sig: Signature) -> bool:
+    def _gzip_done(self, path: Path) -> bool:
         """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""
         assert self.store is not None
         try:
@@ -432,10 +431,6 @@ class Watcher:
         needed |= {"source", TIME_COLUMN[table], *ORDER[table].split(", ")}
         return [c for c in TABLES[table].names if c in needed]
 
-    def _run_rules(self, table: str, frame: pl.DataFrame) -> list[Any]:
-        alerts: list[Any] = self.detection(table, frame)
-        return alerts
-
     def _act(self, alerts: list[Any]) -> None:
         """Ban first, then notify (with what the ban did): a notification never delays a ban."""
         done: dict[int, str] = {}
@@ -450,8 +445,6 @@ class Watcher:
             except Exception as exc:
                 log.error("queueing notifications for %d alert(s) failed: %s", len(alerts), exc)
         self.stats.alerted(alerts)
-        for listener in self.on_alerts:
-            listener(alerts)
 
     # ----------------------------------------------------------------- periodic work
 
@@ -533,7 +526,7 @@ class Watcher:
     def _detect_batch(self, table: str, frame: pl.DataFrame) -> None:
         try:
             with self.act_lock:
-                changed = self._run_rules(table, frame)
+                changed = self.detection(table, frame)
                 if changed:
                     self._act(changed)
         except Exception:  # detection of one batch failing must not stop the next
