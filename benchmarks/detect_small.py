@@ -3,10 +3,12 @@
 and the polars lazy collects per call.
 
     .venv/bin/python benchmarks/detect_small.py [--lines 60000] [--sizes 15,200,3000] [--calls 200] [--keep DIR]
+        [--frames]
 
 It writes a sipproxy flood (fraudwatch.sim.flood), ingests it once into a store (not timed; kept in --keep DIR
 and reused when present), reads the rows in the watcher's order (ts, id) and feeds them to a fresh
 engine and alert book (as LiveDetection holds) in consecutive batches of each size, timing the rules alone.
+`--frames` uses the replay's frame detectors instead of the watcher's incremental ones, for comparison.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200, help="timed calls per size (fewer for big batches)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--keep", type=Path, default=None, help="folder for the flood and its store (reused)")
+    ap.add_argument("--frames", action="store_true", help="the replay's frame detectors, not the watcher's")
     args = ap.parse_args()
 
     import duckdb
@@ -87,7 +90,7 @@ def main() -> None:
           f"{'collects':>9} {'alerts':>7}")
     for size in (int(s) for s in args.sizes.split(",")):
         calls = min(args.calls, rows.height // size - args.warmup)
-        engine = Engine(rules, ctx, trusted)  # what LiveDetection holds
+        engine = Engine(rules, ctx, trusted, stream=not args.frames)  # what LiveDetection holds
         book = AlertBook({r.common.id: r for r in rules}, trusted)
         totals, engines, books, counts = [], [], [], []
         alerts: set[int] = set()

@@ -118,16 +118,20 @@ def _check_action(common: Any) -> None:
 
 
 class Engine:
-    """Enrich once per source, then every detector of that source; returns the matches of the batch."""
+    """Enrich once per source, then every detector of that source; returns the matches of the batch.
 
-    def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = ()) -> None:
+    `stream` builds the detectors for a stream of small batches (the watcher): sliding windows kept per key,
+    incrementally (`fraudwatch.detect.incremental`), rather than scored as frames (replays' big steps)."""
+
+    def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = (),
+                 stream: bool = False) -> None:
         self.ctx = ctx
         self.enrich = Enricher(trusted)
         self.detectors: dict[str, list[Detector]] = {s: [] for s in ENRICHED}
         self.rules = list(rules)
         for rule in rules:
             source = rule.common.source
-            self.detectors[source].append(rule.detector(ctx, columns_of(source)))
+            self.detectors[source].append(rule.detector(ctx, columns_of(source), stream=stream))
         # the cheap conditions of each source's rules, distinct: evaluated together, once per batch
         self.conditions: dict[str, list[Conjunct]] = {}
         for source, detectors in self.detectors.items():

@@ -20,7 +20,7 @@ class LiveDetection:
     def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context,
                  trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = ()) -> None:
         self.con = con
-        self.engine = Engine(rules, ctx, trusted)
+        self.engine = Engine(rules, ctx, trusted, stream=True)
         self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
 
     def __call__(self, table: str, rows: pl.DataFrame) -> list[Alert]:

@@ -139,7 +139,10 @@ def save_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], origin:
                  "origin": origin, "updated_at": now} for a in alerts])
             con.register("new_alerts", rows)
             try:
-                con.execute("DELETE FROM alerts WHERE id IN (SELECT id FROM new_alerts)")
+                # the lower bound lets DuckDB skip the row groups of older alerts (by their min/max) instead of
+                # probing the whole table: the watcher saves the alerts a batch changed, mostly recent ones
+                con.execute("DELETE FROM alerts WHERE id >= ? AND id IN (SELECT id FROM new_alerts)",
+                            [min(a.id for a in alerts)])
                 con.execute(f"INSERT INTO alerts ({', '.join(ALERTS.names)}) SELECT {', '.join(ALERTS.names)} "
                             "FROM new_alerts")
             finally:

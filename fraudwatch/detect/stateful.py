@@ -1,4 +1,7 @@
-"""Rule types whose memory is not a sliding window: new_term, seasonal and credit_limit."""
+"""Rule types whose memory is not a sliding window: new_term, seasonal and credit_limit.
+
+Their state grows with keys and terms, not with the events of a window, so one detector serves replays and the
+watcher alike (`stream` is accepted and changes nothing)."""
 
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ class NewTerm:
     forget: Duration = FORGET
     type_name: ClassVar[str] = "new_term"
 
-    def detector(self, ctx: Context, columns: set[str]) -> _NewTermDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> _NewTermDetector:
         if not self.common.key:
             raise ValueError("new_term needs a 'key'")
         return _NewTermDetector(self, ctx, columns)
@@ -290,7 +293,7 @@ class Seasonal:
         if self.direction not in ("up", "down", "both"):
             raise ValueError("'direction' must be up, down or both")
 
-    def detector(self, ctx: Context, columns: set[str]) -> _SeasonalDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> _SeasonalDetector:
         return _SeasonalDetector(self, ctx, columns)
 
 
@@ -416,7 +419,7 @@ class CreditLimit:
     horizon: Duration
     type_name: ClassVar[str] = "credit_limit"
 
-    def detector(self, ctx: Context, columns: set[str]) -> _CreditDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> _CreditDetector:
         return _CreditDetector(self, ctx, columns)
 
 

@@ -35,6 +35,12 @@ from fraudwatch.detect.base import (
     severity_of,
 )
 from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant
+from fraudwatch.detect.incremental import (
+    DistinctIncremental,
+    IncrementalDetector,
+    SpikeIncremental,
+    SumIncremental,
+)
 from fraudwatch.detect.spec import Common, Duration, ParamError
 
 _NEW = "_new"
@@ -401,6 +407,13 @@ class WindowDetector:
         return []
 
 
+def _has(columns: set[str], name: str) -> set[str]:
+    """`columns`, when the rule's `field` is one of them."""
+    if name not in columns:
+        raise ValueError(f"unknown field '{name}'")
+    return columns
+
+
 _UNIT_SCALE = {"us": 1, "ns": 1000}  # time units the small path compares as integers (per microsecond)
 
 
@@ -495,8 +508,10 @@ class Threshold:
     common: Common
     type_name: ClassVar[str] = "threshold"
 
-    def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         c = self.common
+        if stream:
+            return IncrementalDetector(c, ctx, columns)
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -547,8 +562,10 @@ class Distinct:
     field: str
     type_name: ClassVar[str] = "distinct"
 
-    def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         fld = self.field
+        if stream:
+            return DistinctIncremental(self.common, ctx, _has(columns, fld), field=fld, fact=(fld, 20, False))
         return _FieldDetector(self.common, ctx, columns, fld,
                               lambda frame, keys, period: _distinct_in_window(frame, keys, period, fld),
                               [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)], counted=True)
@@ -569,8 +586,10 @@ class Sum:
         if kind is not None and kind != "number":
             raise ParamError("field", f"'field' must be a numeric column, and '{self.field}' is {kind}")
 
-    def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         fld = self.field
+        if stream:
+            return SumIncremental(self.common, ctx, _has(columns, fld), field=fld)
         total = pl.col(fld).cast(pl.Float64).fill_null(0).sum()
         return _FieldDetector(self.common, ctx, columns, fld,
                               lambda frame, keys, period: _rolling(frame, keys, period, total))
@@ -590,8 +609,10 @@ class Spike:
         if self.baseline <= self.common.window:
             raise ValueError("'baseline' must be longer than 'window'")
 
-    def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         c, baseline, min_count = self.common, self.baseline, self.min_count
+        if stream:
+            return SpikeIncremental(c, ctx, columns, baseline, min_count)
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -627,12 +648,17 @@ class ListMatch:
         if self.match not in ("contains", "prefix", "exact"):
             raise ValueError("'match' must be contains, prefix or exact")
 
-    def detector(self, ctx: Context, columns: set[str]) -> WindowDetector:
+    def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         from fraudwatch.detect.filters import load_list
 
         op = {"contains": {"list": self.list}, "prefix": {"prefix_list": self.list},
               "exact": {"in": list(load_list(ctx.lists_dir, self.list))}}[self.match]
         c, fld = self.common, self.field
+        # the rule's own where, and the list
+        conjuncts = sorted([*compile_conjuncts(c.where, ctx.lists_dir, columns),
+                            *compile_conjuncts({fld: op}, ctx.lists_dir, columns)], key=lambda x: (x.costly, x.key))
+        if stream:
+            return IncrementalDetector(c, ctx, _has(columns, fld), conjuncts=conjuncts, fact=(fld, 10, True))
 
         class _D(WindowDetector):
             def needed(self) -> list[str]:
@@ -652,7 +678,5 @@ class ListMatch:
 
         d = _D(c, ctx, columns)
         d.small = "count"
-        # the rule's own where, and the list
-        d.conjuncts = sorted([*d.conjuncts, *compile_conjuncts({fld: op}, ctx.lists_dir, columns)],
-                             key=lambda x: (x.costly, x.key))
+        d.conjuncts = conjuncts
         return d

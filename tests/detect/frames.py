@@ -78,9 +78,10 @@ def lists_dir(tmp_path: Path, **lists: list[str]) -> Path:
     return folder
 
 
-def detector(tmp_path: Path, text: str, ctx: Context | None = None) -> Any:
+def detector(tmp_path: Path, text: str, ctx: Context | None = None, stream: bool = False) -> Any:
+    """The rule's detector: for replays (frames), or with `stream` for the watcher (incremental windows)."""
     r = rule(tmp_path, text)
-    return r.detector(ctx or Context(lists_dir(tmp_path)), columns_of(r.common.source))
+    return r.detector(ctx or Context(lists_dir(tmp_path)), columns_of(r.common.source), stream=stream)
 
 
 def run(det: Any, *batches: pl.DataFrame) -> list[Match]:

@@ -164,12 +164,12 @@ def traffic(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events("sip_events", sip), events("cdrs", cdr)
 
 
-def _run(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[Any]:
-    """The final state of every alert the rules raise over `batches`."""
+def _run(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]], stream: bool = False) -> list[Any]:
+    """The final state of every alert the rules raise over `batches` (with the watcher's detectors: `stream`)."""
     rules = load_rules_text(tmp_path, RULES)
     ctx = Context(lists_dir(tmp_path, scanners=["friendly-scanner", "sipcli"]), credit={"c9": 100.0, "c1": 500.0})
     trusted = parse_networks(["198.51.100.0/28"])
-    engine = Engine(rules, ctx, trusted)
+    engine = Engine(rules, ctx, trusted, stream=stream)
     book = AlertBook({r.common.id: r for r in rules}, trusted, ["c1"])
     out: dict[int, Any] = {}
     for source, frame in batches:
@@ -178,8 +178,8 @@ def _run(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[An
     return list(out.values())
 
 
-def alerts(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> list[tuple[Any, ...]]:
-    return sorted(tuple(getattr(a, f) for f in FIELDS) for a in _run(tmp_path, batches))
+def alerts(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]], stream: bool = False) -> list[tuple[Any, ...]]:
+    return sorted(tuple(getattr(a, f) for f in FIELDS) for a in _run(tmp_path, batches, stream))
 
 
 def by_time(sip: pl.DataFrame, cdr: pl.DataFrame, cuts: list[float]) -> list[tuple[str, pl.DataFrame]]:
@@ -215,19 +215,31 @@ def test_the_mix_raises_every_kind_of_alert(whole: list[tuple[Any, ...]]) -> Non
     assert [(a[1], a[2]) for a in credit] == [("c9", "critical")]
 
 
+STREAM = pytest.mark.parametrize("stream", [False, True], ids=["frames", "incremental"])
+
+
+@STREAM
 def test_every_seven_events(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame],
-                            whole: list[tuple[Any, ...]]) -> None:
+                            whole: list[tuple[Any, ...]], stream: bool) -> None:
     sip, cdr = data
     batches = [("sip_events", b) for b in split_every(sip, 7)] + [("cdrs", b) for b in split_every(cdr, 7)]
-    assert alerts(tmp_path, batches) == whole
+    assert alerts(tmp_path, batches, stream) == whole
 
 
+@STREAM
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_cuts(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], whole: list[tuple[Any, ...]],
-                     seed: int) -> None:
+                     seed: int, stream: bool) -> None:
     rng = random.Random(seed)
     cuts = [rng.uniform(0, HORIZON) for _ in range(rng.randrange(5, 60))]
-    assert alerts(tmp_path, by_time(*data, cuts)) == whole
+    assert alerts(tmp_path, by_time(*data, cuts), stream) == whole
+
+
+def test_one_batch_incremental(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame],
+                               whole: list[tuple[Any, ...]]) -> None:
+    """The watcher's detectors given the whole day at once: the replay's alerts."""
+    sip, cdr = data
+    assert alerts(tmp_path, [("sip_events", sip), ("cdrs", cdr)], stream=True) == whole
 
 
 def test_replay_steps(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], whole: list[tuple[Any, ...]]) -> None:
@@ -235,23 +247,26 @@ def test_replay_steps(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], w
     assert alerts(tmp_path, by_time(*data, cuts)) == whole
 
 
-def _with_evidence(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]]) -> dict[tuple[Any, ...], Any]:
+def _with_evidence(tmp_path: Path, batches: Iterable[tuple[str, pl.DataFrame]],
+                   stream: bool = False) -> dict[tuple[Any, ...], Any]:
     tmp_path.mkdir()
     return {(a.rule, a.key, a.first_seen): (*(getattr(a, f) for f in FIELDS), a.evidence, a.updates)
-            for a in _run(tmp_path, batches)}
+            for a in _run(tmp_path, batches, stream)}
 
 
 @pytest.mark.parametrize("every", [7, 150, None])
 def test_small_batch_paths_match_the_frame_paths(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame],
                                                  monkeypatch: pytest.MonkeyPatch, every: int | None) -> None:
     """Small batches are scored, enriched and filtered in plain Python (no queries' fixed cost); big ones with
-    frame operations. Both give the same alerts, evidence included, however the stream is cut."""
+    frame operations; the watcher's windows incrementally. All give the same alerts, evidence included, however
+    the stream is cut."""
     from fraudwatch.detect import enrich, filters, stateful, windowed
 
     sip, cdr = data
     batches = [("sip_events", sip), ("cdrs", cdr)] if every is None else \
         [("sip_events", b) for b in split_every(sip, every)] + [("cdrs", b) for b in split_every(cdr, every)]
     small = _with_evidence(tmp_path / "small", batches)
+    assert _with_evidence(tmp_path / "incremental", batches, stream=True) == small
     for module, name in ((windowed, "SMALL"), (windowed, "EAGER_ROWS"), (filters, "EAGER_ROWS"),
                          (stateful, "EAGER_ROWS"), (enrich, "SMALL_BATCH")):
         monkeypatch.setattr(module, name, 0)

@@ -1,14 +1,29 @@
-"""Sliding-window rule types on hand-built frames: exact (ts - window, ts] semantics, levels, keys, evidence."""
+"""Sliding-window rule types on hand-built frames: exact (ts - window, ts] semantics, levels, keys, evidence.
+Every test runs twice: with the frame detectors (replays) and with the incremental ones (the watcher)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.enrich import Enricher
-from tests.detect.frames import at, detector, events, lists_dir, run, sip
+from tests.detect import frames
+from tests.detect.frames import at, events, lists_dir, run, sip
+
+detector = frames.detector
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["frames", "incremental"])
+def _both_kinds(request: pytest.FixtureRequest) -> Iterator[None]:
+    global detector
+    detector = functools.partial(frames.detector, stream=request.param)
+    yield
+    detector = frames.detector
 
 THRESHOLD = """
     id: reg-flood
