@@ -30,6 +30,7 @@ _TYPE_NAMES = {getattr(PhoneNumberType, n): n.lower() for n in dir(PhoneNumberTy
 CHALLENGE_TTL = dt.timedelta(minutes=5)
 SMALL_BATCH = 4096  # batches up to this many rows are enriched in plain Python: no queries' fixed cost
 TRUSTED_CACHE = 1 << 17  # addresses whose trust is remembered between batches
+NUMBER_CACHE = 1 << 18  # called numbers whose class is remembered between batches
 
 ENRICHED = {
     "sip_events": ("trusted_ip", "src_country", "challenge_repeat"),
@@ -61,6 +62,9 @@ class Enricher:
         self.trusted = tuple(trusted)
         self.known: dict[str, bool] = {}  # address -> trusted, remembered across batches (bounded)
         self.countries: dict[str, str | None] = {}  # address -> country (bounded)
+        # callee_number -> callee_country, callee_class (bounded; null: no calling code fits)
+        self.classes = pl.DataFrame(schema={"callee_number": pl.Utf8, "callee_country": pl.Utf8,
+                                            "callee_class": pl.Utf8})
         # Call-IDs whose last step was a challenge, and when (kept for CHALLENGE_TTL)
         self.challenged = pl.DataFrame(schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
 
@@ -180,8 +184,21 @@ class Enricher:
 
         frame = frame.with_columns(pl.col("stop_time").alias("ts"), (pl.col("hold_seconds") > 0).alias("answered"),
                                    normalise_number(pl.col("callee_e164")).alias("callee_number"))
-        info = classify(frame.get_column("callee_number")).rename(
-            {"number": "callee_number", "country": "callee_country", "kind": "callee_class"})
+        # CDR streams call the same destinations again and again: each number is classified once, then
+        # remembered (up to NUMBER_CACHE; beyond, only the last batch's). Joins, not a dict: a million CDRs bring
+        # some 10^5 distinct numbers, and looking each up in Python costs more than classifying them.
+        numbers = frame.select(pl.col("callee_number").drop_nulls().unique())
+        info = self.classes.join(numbers, on="callee_number", how="semi")
+        missing = numbers.join(info, on="callee_number", how="anti")
+        if missing.height:
+            found = classify(missing.get_column("callee_number")).rename(
+                {"number": "callee_number", "country": "callee_country", "kind": "callee_class"})
+            fresh = missing.join(found, on="callee_number", how="left")
+            info = pl.concat([info, fresh])
+            if self.classes.height + fresh.height > NUMBER_CACHE:
+                self.classes = info
+            else:  # one chunk a batch: keep them few, joins on thousands of chunks are slower
+                self.classes = pl.concat([self.classes, fresh], rechunk=self.classes.n_chunks() >= 32)
         return frame.join(info, on="callee_number", how="left", maintain_order="left").sort("ts", maintain_order=True)
 
     def _challenges(self, frame: pl.DataFrame) -> pl.DataFrame:

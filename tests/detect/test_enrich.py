@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
+from fraudwatch.detect import enrich
 from fraudwatch.detect.enrich import Enricher
 from fraudwatch.netaddr import parse_networks
 from tests.detect.frames import at, events, sip
@@ -94,3 +96,32 @@ def test_cdr_enrichment_of_an_empty_frame() -> None:
     out = Enricher(())("cdrs", events("cdrs", []))
     assert out.height == 0 and {"ts", "callee_class", "trusted_ip"} <= set(out.columns)
     assert out.schema["callee_class"] == pl.Utf8
+
+
+@pytest.mark.parametrize("cache", [enrich.NUMBER_CACHE, 3])
+def test_cdr_classes_are_remembered_across_batches(monkeypatch: pytest.MonkeyPatch, cache: int) -> None:
+    """Each number is classified once while remembered (bounded: beyond the bound, the last batch's only);
+    remembered or not, a batch gets the same columns as from a fresh enricher."""
+    monkeypatch.setattr(enrich, "NUMBER_CACHE", cache)
+    classified: list[str] = []
+    classify = enrich.classify
+
+    def counting(numbers: pl.Series) -> pl.DataFrame:
+        classified.extend(numbers.to_list())
+        return classify(numbers)
+
+    callees = [["+44 7400 123456", "00449098790000", None], ["+44 7400 123456", "garbage", "+1 201 555 0123"],
+               ["00449098790000", "+44 7400 123456", "garbage", "4"], ["+1 201 555 0123"]]
+    e = Enricher(())
+    for i, batch in enumerate(callees):
+        frame = events("cdrs", [{"t": 10 * i + j, "callee_e164": c} for j, c in enumerate(batch)])
+        with monkeypatch.context() as m:
+            m.setattr(enrich, "classify", counting)
+            got = e("cdrs", frame)
+        assert got.equals(Enricher(())("cdrs", frame))
+    if cache > 3:
+        assert sorted(classified) == ["", "12015550123", "4", "447400123456", "449098790000"]
+    else:  # over 3, only the batch's numbers are kept: 4490... is forgotten by the second, 1201... by the third
+        assert sorted(classified) == ["", "12015550123", "12015550123", "4", "447400123456", "449098790000",
+                                      "449098790000"]
+        assert e.classes.get_column("callee_number").to_list() == ["12015550123"]
