@@ -117,11 +117,24 @@ def _check_action(common: Any) -> None:
         raise ValueError("action lock_account needs an account key")
 
 
+LONG_WINDOW = 300.0  # seconds: in a stream, rules keeping at least this much are kept incrementally
+
+
+def _long(rule: Any) -> bool:
+    """Whether a rule's window (or a spike's baseline) is long enough to keep incrementally in a stream.
+
+    Measured in the watcher's soak (benchmarks/watch_soak.py): incremental windows cost a batch what it adds,
+    but in Python, holding the GIL that the reader's thread needs; frame scoring re-reads the window but mostly
+    in polars, without the GIL. Short windows hold little, so frames are cheaper there; long ones (minutes to
+    hours) would grow a frame of a flood's every event and re-sort it per batch, so those are incremental."""
+    return bool(max(rule.common.window, float(getattr(rule, "baseline", 0.0))) >= LONG_WINDOW)
+
+
 class Engine:
     """Enrich once per source, then every detector of that source; returns the matches of the batch.
 
-    `stream` builds the detectors for a stream of small batches (the watcher): sliding windows kept per key,
-    incrementally (`fraudwatch.detect.incremental`), rather than scored as frames (replays' big steps)."""
+    `stream` builds the detectors for a stream of small batches (the watcher): long sliding windows are kept per
+    key, incrementally (`fraudwatch.detect.incremental`), rather than scored as frames (see `_long`)."""
 
     def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = (),
                  stream: bool = False) -> None:
@@ -131,7 +144,7 @@ class Engine:
         self.rules = list(rules)
         for rule in rules:
             source = rule.common.source
-            self.detectors[source].append(rule.detector(ctx, columns_of(source), stream=stream))
+            self.detectors[source].append(rule.detector(ctx, columns_of(source), stream=stream and _long(rule)))
         # the cheap conditions of each source's rules, distinct: evaluated together, once per batch
         self.conditions: dict[str, list[Conjunct]] = {}
         for source, detectors in self.detectors.items():

@@ -218,7 +218,16 @@ def test_the_mix_raises_every_kind_of_alert(whole: list[tuple[Any, ...]]) -> Non
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["frames", "incremental"])
 
 
+@pytest.fixture
+def every_window_incremental(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher keeps only long windows incrementally (engine.LONG_WINDOW); here every window is."""
+    from fraudwatch.detect import engine
+
+    monkeypatch.setattr(engine, "LONG_WINDOW", 0.0)
+
+
 @STREAM
+@pytest.mark.usefixtures("every_window_incremental")
 def test_every_seven_events(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame],
                             whole: list[tuple[Any, ...]], stream: bool) -> None:
     sip, cdr = data
@@ -227,6 +236,7 @@ def test_every_seven_events(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFra
 
 
 @STREAM
+@pytest.mark.usefixtures("every_window_incremental")
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_cuts(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], whole: list[tuple[Any, ...]],
                      seed: int, stream: bool) -> None:
@@ -235,6 +245,7 @@ def test_random_cuts(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame], wh
     assert alerts(tmp_path, by_time(*data, cuts), stream) == whole
 
 
+@pytest.mark.usefixtures("every_window_incremental")
 def test_one_batch_incremental(tmp_path: Path, data: tuple[pl.DataFrame, pl.DataFrame],
                                whole: list[tuple[Any, ...]]) -> None:
     """The watcher's detectors given the whole day at once: the replay's alerts."""
@@ -266,7 +277,11 @@ def test_small_batch_paths_match_the_frame_paths(tmp_path: Path, data: tuple[pl.
     batches = [("sip_events", sip), ("cdrs", cdr)] if every is None else \
         [("sip_events", b) for b in split_every(sip, every)] + [("cdrs", b) for b in split_every(cdr, every)]
     small = _with_evidence(tmp_path / "small", batches)
-    assert _with_evidence(tmp_path / "incremental", batches, stream=True) == small
+    from fraudwatch.detect import engine
+
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "LONG_WINDOW", 0.0)
+        assert _with_evidence(tmp_path / "incremental", batches, stream=True) == small
     for module, name in ((windowed, "SMALL"), (windowed, "EAGER_ROWS"), (filters, "EAGER_ROWS"),
                          (stateful, "EAGER_ROWS"), (enrich, "SMALL_BATCH")):
         monkeypatch.setattr(module, name, 0)
