@@ -66,7 +66,9 @@ class Enricher:
         self.classes = pl.DataFrame(schema={"callee_number": pl.Utf8, "callee_country": pl.Utf8,
                                             "callee_class": pl.Utf8})
         # Call-IDs whose last step was a challenge, and when (kept for CHALLENGE_TTL)
-        self.challenged = pl.DataFrame(schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
+        # (a frame for big batches, a dict in time order for small ones: each path converts what it finds)
+        self.challenged: pl.DataFrame | dict[str, dt.datetime] = pl.DataFrame(
+            schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
 
     def _small_maps(self, ips: pl.Series) -> tuple[pl.Series, pl.Series]:
         """`_trusted_map` and `_country_map` for a small batch, in plain Python (the same values and caches)."""
@@ -132,52 +134,51 @@ class Enricher:
             frame = self._challenges_small(frame) if small else self._challenges(frame)
         return frame
 
+    def _open_frame(self) -> pl.DataFrame:
+        """The open challenges as a frame (call_id, _open), for the frame path."""
+        if isinstance(self.challenged, dict):
+            self.challenged = pl.DataFrame({"call_id": list(self.challenged), "_open": list(self.challenged.values())},
+                                           schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
+        return self.challenged
+
+    def _open_dict(self) -> dict[str, dt.datetime]:
+        """The open challenges as a dict in time order (oldest first), for the plain-Python path: a small batch
+        then costs what it holds, not what the last five minutes of a flood left open."""
+        if isinstance(self.challenged, pl.DataFrame):
+            known = self.challenged.drop_nulls().sort("_open", maintain_order=True)
+            self.challenged = dict(zip(known.get_column("call_id").to_list(), known.get_column("_open").to_list(),
+                                       strict=True))
+        return self.challenged
+
     def _challenges_small(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`_challenges` step by step in plain Python, for a small batch: the same flags and the same memory."""
-        ts_type = frame.schema["ts"]
-        remembered = self.challenged
-        if remembered.schema["_open"] != ts_type:
-            remembered = remembered.cast({"_open": ts_type})
+        opened = self._open_dict()
         events, statuses, call_ids, times = (frame.get_column(n).to_list()
                                              for n in ("event", "status", "call_id", "ts"))
-        steps = []  # (row, Call-ID, ts, is a challenge)
+        repeated = [False] * frame.height
         for i, (event, status, call_id) in enumerate(zip(events, statuses, call_ids, strict=True)):
             if event != "response" or call_id is None or status is None:
                 continue
             if status in (401, 407):
-                steps.append((i, call_id, times[i], True))
+                ts = times[i]
+                since = opened.pop(call_id, None)  # re-inserted below: the dict stays in time order
+                if since is not None and ts is not None and ts - since <= CHALLENGE_TTL:
+                    repeated[i] = True
+                if ts is not None:
+                    opened[call_id] = ts
             elif 200 <= status < 300:
-                steps.append((i, call_id, times[i], False))
-        repeated = [False] * frame.height
-        last: dict[str, tuple[bool, dt.datetime]] = {}  # Call-ID -> its last step in the batch
-        if steps:
-            ids = list(dict.fromkeys(s[1] for s in steps))
-            known = remembered.filter(pl.col("call_id").is_in(ids)) if remembered.height else remembered
-            opened = dict(zip(known.get_column("call_id").to_list(), known.get_column("_open").to_list(),
-                              strict=True))
-            for row, call_id, ts, challenge in steps:
-                before = last.get(call_id)
-                since = opened.get(call_id) if before is None else before[1] if before[0] else None
-                if challenge and since is not None and ts is not None and ts - since <= CHALLENGE_TTL:
-                    repeated[row] = True
-                last[call_id] = (challenge, ts)
-            kept = remembered.filter(~pl.col("call_id").is_in(list(last))) if remembered.height else remembered
-            fresh = pl.DataFrame({"call_id": [k for k, v in last.items() if v[0]],
-                                  "_open": [v[1] for v in last.values() if v[0]]},
-                                 schema={"call_id": pl.Utf8, "_open": ts_type})
-            state = pl.concat([kept, fresh]) if fresh.height else kept
-        else:
-            state = remembered
-        frame = frame.with_columns(pl.Series("challenge_repeat", repeated, dtype=pl.Boolean))
-        if frame.height and state.height:
-            newest = frame.get_column("ts").max()
-            if isinstance(newest, dt.datetime):
-                oldest = state.get_column("_open").min()
-                if not isinstance(oldest, dt.datetime) or oldest < newest - CHALLENGE_TTL \
-                        or state.get_column("_open").null_count():
-                    state = state.filter(pl.col("_open") >= newest - CHALLENGE_TTL)
-        self.challenged = state
-        return frame
+                opened.pop(call_id, None)
+        newest = frame.get_column("ts").max() if frame.height else None
+        if isinstance(newest, dt.datetime):
+            horizon = newest - CHALLENGE_TTL
+            stale = []
+            for call_id, since in opened.items():  # oldest first: stop at the first one still open
+                if since >= horizon:
+                    break
+                stale.append(call_id)
+            for call_id in stale:
+                del opened[call_id]
+        return frame.with_columns(pl.Series("challenge_repeat", repeated, dtype=pl.Boolean))
 
     def _cdrs(self, frame: pl.DataFrame) -> pl.DataFrame:
         from fraudwatch.detect.filters import normalise_number
@@ -210,7 +211,7 @@ class Enricher:
         is_success = (response & (pl.col("status") >= 200) & (pl.col("status") < 300)).fill_null(False)
         steps = frame.select("call_id", "ts", is_challenge.alias("_ch"), is_success.alias("_ok")) \
             .with_row_index("_row").filter(pl.col("_ch") | pl.col("_ok")).drop("_ok")
-        remembered = self.challenged.cast({"_open": steps.schema["ts"]})
+        remembered = self._open_frame().cast({"_open": steps.schema["ts"]})
         # the challenge still open before this step: the previous step on the Call-ID if it was a challenge;
         # for the Call-ID's first step in this batch, the one remembered from earlier batches. Call-IDs with
         # one step in the batch (most of a flood's) need no per-Call-ID window.

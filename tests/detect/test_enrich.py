@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import polars as pl
 import pytest
 
@@ -60,6 +62,26 @@ def test_challenges_expire_after_the_ttl() -> None:
     assert repeats(split, challenge(0, "c1")) == [False]
     assert repeats(split, challenge(299, "c1"), first_id=2) == [True]
     assert repeats(split, challenge(900, "c1"), first_id=3) == [False]
+
+
+def test_challenges_carry_over_between_small_and_big_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small batches keep the open challenges in a dict, big ones in a frame: switching keeps them all."""
+    rng = random.Random(5)
+    rows = []
+    for i in range(600):  # 40 Call-IDs over 20 minutes: challenges, answers, repeats, expiries
+        step = challenge(i * 2.0, f"c{rng.randrange(40)}", rng.choice([401, 401, 407]))
+        rows.append(step if rng.random() < 0.8 else ok(i * 2.0, str(step["call_id"])))
+    frame = sip(*rows)
+    whole = repeats(Enricher(()), *rows)
+    assert 10 < sum(whole) < 500
+    monkeypatch.setattr(enrich, "SMALL_BATCH", 20)  # batches of 25 and more take the frame path
+    mixed: list[bool] = []
+    start, e = 0, Enricher(())
+    for size in [3, 30, 1, 7, 50, 2, 25, 5, 80, 19, 40] * 3:
+        mixed += e("sip_events", frame.slice(start, size)).get_column("challenge_repeat").to_list()
+        start += size
+    mixed += e("sip_events", frame.slice(start)).get_column("challenge_repeat").to_list()
+    assert mixed == whole
 
 
 def test_trusted_ip_for_ipv4_ipv6_and_mapped() -> None:
