@@ -1,9 +1,19 @@
 """Detection as rows are stored: the watcher's acting thread. The same engine and alert book as a replay, fed
-the batches the writer commits, so live and replayed alerts agree."""
+the batches the writer commits, so live and replayed alerts agree.
+
+An ongoing attack updates its alert on every batch, and a botnet keeps thousands of alerts going at once: saving
+each of them, and handing each to the firewall and the notifier, on every batch cost the watcher more than the
+rules did. So an alert is reported (saved and returned for acting) at once when it opens or when its severity
+or proposed action changes; an update that changes only counts and times is held and reported at most every
+`resave_seconds` (`flush`, on the acting thread's timer, and with `force` at a stop or reload). Bans and
+notifications never wait (they follow severity and action); the stored counts of an ongoing alert are at most
+that much behind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -15,17 +25,50 @@ from fraudwatch.detect.engine import Engine
 from fraudwatch.detect.replay import next_alert_id, save_alerts
 from fraudwatch.netaddr import IPNetwork
 
+RESAVE_SECONDS = 5.0
+FORGET_SECONDS = 3600.0  # an alert not updated for this long is forgotten here (reported at once if it returns)
+
 
 class LiveDetection:
     def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context,
-                 trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = ()) -> None:
+                 trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = (),
+                 resave_seconds: float = RESAVE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.con = con
         self.engine = Engine(rules, ctx, trusted, stream=True)
         self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
+        self.resave, self.clock = resave_seconds, clock
+        self.reported: dict[int, tuple[float, str, str]] = {}  # alert id -> (when reported, severity, action)
+        self.held: dict[int, Alert] = {}  # changed since reported, not yet due
+        self.last_forget = clock()
 
     def __call__(self, table: str, rows: pl.DataFrame) -> list[Alert]:
-        """Run the rules on newly stored rows; save and return the alerts they opened or changed."""
-        changed = self.book.apply(self.engine.process(table, rows))
-        if changed:
-            save_alerts(self.con, changed, "live")
-        return changed
+        """Run the rules on newly stored rows; save and return the alerts they opened or changed in a way that
+        matters now (see the module docstring); hold the rest."""
+        now = self.clock()
+        due = []
+        for a in self.book.apply(self.engine.process(table, rows)):
+            seen = self.reported.get(a.id)
+            if seen is None or seen[1] != a.severity or seen[2] != a.action or now - seen[0] >= self.resave:
+                due.append(a)
+                self.held.pop(a.id, None)
+            else:
+                self.held[a.id] = a
+        return self._report(due, now)
+
+    def flush(self, force: bool = False) -> list[Alert]:
+        """Save and return the held alerts whose time has come (all of them with `force`)."""
+        now = self.clock()
+        due = [a for a in self.held.values() if force or now - self.reported[a.id][0] >= self.resave]
+        for a in due:
+            del self.held[a.id]
+        if now - self.last_forget >= FORGET_SECONDS:
+            self.last_forget = now
+            self.reported = {k: v for k, v in self.reported.items() if now - v[0] < FORGET_SECONDS or k in self.held}
+        return self._report(due, now)
+
+    def _report(self, alerts: list[Alert], now: float) -> list[Alert]:
+        if alerts:
+            save_alerts(self.con, alerts, "live")
+            for a in alerts:
+                self.reported[a.id] = (now, a.severity, a.action)
+        return alerts

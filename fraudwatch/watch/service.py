@@ -267,6 +267,7 @@ class Watcher:
         self.formats = formats
         assert self.store is not None and self.ingestor is not None
         self.ingestor.formats, self.ingestor.options = formats, cfg.ingest
+        self._flush_alerts(force=True)  # the held updates of the rules being replaced
         try:
             self._load_rules()
         except FraudwatchError as exc:
@@ -513,6 +514,8 @@ class Watcher:
                     break
             for item in _merged(items):
                 if item is None:
+                    with self.act_lock:
+                        self._flush_alerts(force=True)
                     return
                 if isinstance(item, threading.Event):
                     item.set()
@@ -521,7 +524,19 @@ class Watcher:
             if time.monotonic() - last_tick >= 0.2:
                 last_tick = time.monotonic()
                 with self.act_lock:
+                    self._flush_alerts()
                     self._tick_actors()
+
+    def _flush_alerts(self, force: bool = False) -> None:
+        """Report the alert updates live detection held back (see fraudwatch.detect.live), and act on them."""
+        if self.detection is None:
+            return
+        try:
+            held = self.detection.flush(force)
+            if held:
+                self._act(held)
+        except Exception:
+            log.exception("saving or acting on held alert updates failed")
 
     def _detect_batch(self, table: str, frame: pl.DataFrame) -> None:
         try:

@@ -64,6 +64,7 @@ def test_live_arrival_order_micro_batches_equal_a_replay(tmp_path: Path, cli: Ca
                 rows = part.filter(pl.col("table") == table).get_column("row")
                 if rows.len():
                     live(table, frames[table][rows.to_list()])
+        live.flush(force=True)  # as the watcher does when it stops
         stored = live_store.con.execute("SELECT rule, key, severity, first_seen, detected_at, count FROM alerts"
                                         ).fetchall()
     assert len(cuts) > 40
