@@ -5,9 +5,9 @@ An ongoing attack updates its alert on every batch, and a botnet keeps thousands
 each of them, and handing each to the firewall and the notifier, on every batch cost the watcher more than the
 rules did. So an alert is reported (saved and returned for acting) at once when it opens or when its severity
 or proposed action changes; an update that changes only counts and times is held and reported at most every
-`resave_seconds` (`flush`, on the acting thread's timer, and with `force` at a stop or reload). Bans and
-notifications never wait (they follow severity and action); the stored counts of an ongoing alert are at most
-that much behind.
+`resave_seconds` (`flush`, on the acting thread's timer, and with `force` at a stop or reload). A first ban
+and a first notification never wait (they follow opening, severity and action); what the firewall does with an
+ongoing alert's updates (extending its ban) and its stored counts are at most that much behind.
 """
 
 from __future__ import annotations
