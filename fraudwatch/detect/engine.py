@@ -160,6 +160,13 @@ class Engine:
         """The stored columns this engine's rules of `source` need (what a replay reads)."""
         return rule_columns(self.rules, source)
 
+    def update_credit(self, credit: dict[str, float], names: dict[str, str]) -> None:
+        """New balances and limits for the credit-limit rules (the detectors share the context's dicts)."""
+        self.ctx.credit.clear()
+        self.ctx.credit.update(credit)
+        self.ctx.names.clear()
+        self.ctx.names.update(names)
+
     @property
     def sources(self) -> list[str]:
         return [s for s, ds in self.detectors.items() if ds]

@@ -403,19 +403,15 @@ class Watcher:
         return pos is not None and size is not None and pos.byte_offset % (1 << 32) == size
 
     def _refresh_credit(self) -> None:
-        """New balances and limits for the credit-limit rules (the detectors share the context's dicts)."""
+        """New balances and limits for the credit-limit rules."""
         from fraudwatch.detect.replay import credit_context
 
         assert self.store is not None
         if self.detection is None:
             return
-        ctx = self.detection.engine.ctx
         credit, names = credit_context(self.store.con)
         with self.act_lock:
-            ctx.credit.clear()
-            ctx.credit.update(credit)
-            ctx.names.clear()
-            ctx.names.update(names)
+            self.detection.engine.update_credit(credit, names)
 
     def _detect(self) -> None:
         """Feed the rows committed since the last pass to live detection, then act on what it decided."""
