@@ -76,9 +76,12 @@ class AlertBook:
 
     def apply(self, matches: Iterable[Match]) -> list[Alert]:
         changed: dict[int, Alert] = {}
+        cooldowns: dict[str, dt.timedelta] = {}
         for m in sorted(matches, key=lambda m: m.detected_at):
             common = self.rules[m.rule].common
-            cooldown = dt.timedelta(seconds=common.cooldown)
+            cooldown = cooldowns.get(m.rule)
+            if cooldown is None:
+                cooldown = cooldowns[m.rule] = dt.timedelta(seconds=common.cooldown)
             slot = (m.rule, m.key)
             alert = self.open.get(slot)
             grouped = alert is not None and alert.key_type == "global" and m.key_type != "global"
@@ -186,23 +189,30 @@ class AlertBook:
         if SEVERITY_RANK[m.severity] > SEVERITY_RANK[alert.severity]:
             alert.severity = m.severity
             alert.action = self._action(self.rules[alert.rule].common, m.severity, alert.trusted)
-        alert.last_seen = max(alert.last_seen, m.last_seen)
-        alert.first_seen = min(alert.first_seen, m.first_seen)
+        if m.last_seen > alert.last_seen:
+            alert.last_seen = m.last_seen
+        if m.first_seen < alert.first_seen:
+            alert.first_seen = m.first_seen
         alert.count += m.count
-        alert.value = max(alert.value, m.value)
+        if m.value > alert.value:
+            alert.value = m.value
         alert.updates += 1
+        evidence = alert.evidence
         for k, v in m.evidence.items():
-            have = alert.evidence.get(k)
+            have = evidence.get(k)
             if isinstance(v, list) and isinstance(have, list):
-                kept = LINES_KEPT if k == "lines" else MAX_EVIDENCE_IDS
-                if len(have) >= kept:  # a full list stays as it is
+                room = (LINES_KEPT if k == "lines" else MAX_EVIDENCE_IDS) - len(have)
+                if room <= 0 or not v:  # a full list stays as it is
                     continue
-                if any(isinstance(x, list) for x in (*v[:1], *have[:1])):  # pointers, terms: lists
+                if len(v) * len(have) <= 256:  # a few new values (an ongoing alert's): scanning is cheaper
+                    fresh = [x for x in v if x not in have]
+                elif any(isinstance(x, list) for x in (*v[:1], *have[:1])):  # pointers, terms: lists
                     seen = {_hashable(x) for x in have}
                     fresh = [x for x in v if _hashable(x) not in seen]
                 else:
                     seen = set(have)
                     fresh = [x for x in v if x not in seen]
-                alert.evidence[k] = (have + fresh)[:kept]
+                if fresh:
+                    evidence[k] = have + fresh[:room]
             else:
-                alert.evidence[k] = v
+                evidence[k] = v
