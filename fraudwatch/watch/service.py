@@ -167,6 +167,8 @@ class Watcher:
                 signal.signal(s, self._signal)
         self.formats = load_formats(self.cfg.format_dirs)
         self.store = Store(self.cfg.store_path)
+        if self.cfg.watch.memory_limit:
+            self.store.con.execute("SET memory_limit = ?", [self.cfg.watch.memory_limit])
         self.ingestor = Ingestor(self.store, self.formats, self.cfg.ingest)
         con = self.store.con
         for table in ORDER:  # live detection covers rows stored from now on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,10 +23,14 @@ class WatchConfig:
     inotify: bool = True  # False: poll only (e.g. on NFS, where inotify sees no remote writes)
     warmup_seconds: float = 3600.0  # at start, replay at most this much recent past into the rules (0: none)
     warmup_rows: int = 300_000  # ... and at most this many rows per table
+    # DuckDB's memory in the watcher (its cache of the store; big operations spill to disk). DuckDB's own default
+    # is 80% of the machine, which a watcher running for weeks on the switch would slowly take. "": that default.
+    memory_limit: str = "512MB"
 
 
 _KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", "status_seconds", "metrics",
-         "inotify", "warmup_seconds", "warmup_rows"}
+         "inotify", "warmup_seconds", "warmup_rows", "memory_limit"}
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 def _number(section: dict[str, Any], key: str, default: float, doc: _Doc, lo: float, hi: float) -> float:
@@ -56,6 +61,10 @@ def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
     if not isinstance(inotify, bool):
         raise doc.error("'inotify' must be true or false", "watch", "inotify")
     publish = _number(section, "publish_seconds", d.publish_seconds, doc, 1, 60)
+    memory = section.get("memory_limit", d.memory_limit)
+    if not isinstance(memory, str) or (memory and not _SIZE.fullmatch(memory.strip())):
+        raise doc.error("'memory_limit' must be a size such as \"512MB\" or \"2GB\", or \"\" for DuckDB's default",
+                        "watch", "memory_limit")
     return WatchConfig(
         batch_delay_ms=int(_number(section, "batch_delay_ms", d.batch_delay_ms, doc, 0, 5000)),
         poll_seconds=_number(section, "poll_seconds", d.poll_seconds, doc, 0.05, 60),
@@ -66,4 +75,5 @@ def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
         inotify=inotify,
         warmup_seconds=_number(section, "warmup_seconds", d.warmup_seconds, doc, 0, 7 * 86400),
         warmup_rows=int(_number(section, "warmup_rows", d.warmup_rows, doc, 0, 100_000_000)),
+        memory_limit=memory.strip(),
     )

@@ -18,6 +18,9 @@ def test_defaults_and_values() -> None:
     cfg = parse_config(Path("fw.toml"), "[watch]\nbatch_delay_ms = 0\npublish_seconds = 30\ninotify = false\n")
     assert (cfg.watch.batch_delay_ms, cfg.watch.publish_seconds, cfg.watch.inotify) == (0, 30.0, False)
     assert parse_config(Path("fw.toml"), "").watch.publish_seconds == 10.0
+    assert parse_config(Path("fw.toml"), "").watch.memory_limit == "512MB"
+    assert parse_config(Path("fw.toml"), "[watch]\nmemory_limit = ' 2GiB '\n").watch.memory_limit == "2GiB"
+    assert parse_config(Path("fw.toml"), "[watch]\nmemory_limit = ''\n").watch.memory_limit == ""
 
 
 @pytest.mark.parametrize(("text", "line", "reason"), [
@@ -27,6 +30,8 @@ def test_defaults_and_values() -> None:
     ("[watch]\nmetrics = '127.0.0.1:99999'\n", 2, "'metrics' must be a loopback HOST:PORT"),
     ("[watch]\ninotify = 'yes'\n", 2, "'inotify' must be true or false"),
     ("[watch]\npoll_seconds = true\n", 2, "'poll_seconds' must be a number"),
+    ("[watch]\nmemory_limit = '512'\n", 2, "'memory_limit' must be a size such as \"512MB\""),
+    ("[watch]\nmemory_limit = \"1GB'; SET threads = 1; --\"\n", 2, "'memory_limit' must be a size"),
 ])
 def test_errors_name_file_line_and_reason(text: str, line: int, reason: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -220,6 +220,8 @@ def test_readers_work_while_it_runs(site: Path, cli: object) -> None:
         assert entry["last_event"].startswith("2026-11-01T00:08:1")
         ingest = run("--config", config, "ingest", str(log))
         assert ingest.code == 3 and "in use" in ingest.err
+        limit = w.call("query", {"sql": "SELECT current_setting('memory_limit')"})
+        assert limit is not None and limit["rows"] == [["488.2 MiB"]]  # [watch] memory_limit's default: 512MB
     finally:
         assert w.stop() == 0
         w.close()
