@@ -220,8 +220,9 @@ def test_readers_work_while_it_runs(site: Path, cli: object) -> None:
         assert entry["last_event"].startswith("2026-11-01T00:08:1")
         ingest = run("--config", config, "ingest", str(log))
         assert ingest.code == 3 and "in use" in ingest.err
-        limit = w.call("query", {"sql": "SELECT current_setting('memory_limit')"})
-        assert limit is not None and limit["rows"] == [["488.2 MiB"]]  # [watch] memory_limit's default: 512MB
+        limits = w.call("query", {"sql": "SELECT current_setting('memory_limit'), "
+                                         "current_setting('checkpoint_threshold')"})
+        assert limits is not None and limits["rows"] == [["488.2 MiB", "61.0 MiB"]]  # 512MB (the default), 64MB
     finally:
         assert w.stop() == 0
         w.close()
