@@ -565,7 +565,7 @@ class Watcher:
                 t1 = time.monotonic()
                 if changed:
                     self._act(changed)
-                log.debug("rules %.3fs on %d %s row(s), %d alert(s) changed; acting %.3fs", t1 - t0, frame.height,
+                log.debug("rules %.3fs on %d %s row(s), %d alert(s) reported; acting %.3fs", t1 - t0, frame.height,
                           table, len(changed), time.monotonic() - t1)
         except Exception:  # detection of one batch failing must not stop the next
             log.exception("detection or action failed on %d %s row(s)", frame.height, table)
