@@ -106,7 +106,7 @@ def _fill(facts: dict[Any, None], taken: list[tuple[Any, ...]], most: int, nulls
 
 class IncrementalDetector:
     """Scores events on per-key windows kept incrementally; subclasses say what a window's value is (`_add`,
-    `_value`, `_expire`). The base class counts events."""
+    `_trim`, `_value`). The base class counts events."""
 
     history: float  # seconds of events to keep (the window, or a spike's baseline)
     field: str | None  # the events' field the value is made of (distinct, sum), None for counts
