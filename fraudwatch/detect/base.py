@@ -8,6 +8,7 @@ runs in the watcher and in `fraudwatch detect` replays, and batch boundaries do 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ EVIDENCE_IDS = 20  # event ids kept per match
 EVIDENCE_LINES = 5  # (source, line) pointers kept per match
 EVIDENCE_KEPT = 50  # ids (and fact values) an alert keeps, over all its matches
 LINES_KEPT = 10  # (source, line) pointers an alert keeps: a few raw lines to show
+EVIDENCE_COLUMNS = ("id", "flowno", "source", "line_no", "byte_offset")  # what a match points back with
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ class Detector(Protocol):
         """Events of this rule's source, sorted by ts (a batch); matches for the events in this batch.
         `selection`, when given, is the batch's shared memo of filtered events (`Selection(events)`)."""
         ...
+
+
+def check_columns(columns: set[str], key: Iterable[str], fields: Iterable[str] = ()) -> None:
+    """A rule's fields, then its key, must be columns of its source: a load error naming the field, not a
+    runtime one."""
+    for f in fields:
+        if f not in columns:
+            raise ValueError(f"unknown field '{f}'")
+    for k in key:
+        if k not in columns:
+            raise ValueError(f"unknown field '{k}' in 'key'")
 
 
 def severity_of(common: Common, value: float) -> str | None:

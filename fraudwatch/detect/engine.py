@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Detector, Match
+from fraudwatch.detect.base import EVIDENCE_COLUMNS, Context, Detector, Match
 from fraudwatch.detect.enrich import ENRICHED, Enricher
 from fraudwatch.detect.filters import Conjunct, FilterError, Selection
 from fraudwatch.detect.registry import TYPES, shipped_rules_dir
@@ -29,10 +29,9 @@ def columns_of(source: str) -> set[str]:
     return set(TABLES[source].names) | set(ENRICHED[source]) | {"ts"}
 
 
-# what enrichment reads, and what evidence points back with
+# what enrichment reads (and evidence points back with EVIDENCE_COLUMNS)
 ENRICH_INPUTS = {"sip_events": ("ts", "event", "status", "call_id", "src_ip"), "netfilter_events": ("ts", "src_ip"),
                  "cdrs": ("stop_time", "hold_seconds", "callee_e164", "caller_ip")}
-EVIDENCE_COLUMNS = ("id", "flowno", "source", "line_no", "byte_offset")
 _RULE_FIELDS = ("field", "terms")  # rule-type parameters that name columns
 _TYPE_FIELDS = {"credit_limit": ("fee", "customer_account")}
 

@@ -21,12 +21,14 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.detect.base import (
+    EVIDENCE_COLUMNS,
     EVIDENCE_IDS,
     EVIDENCE_KEPT,
     EVIDENCE_LINES,
     LINES_KEPT,
     Context,
     Match,
+    check_columns,
     key_expr,
     lowest_level,
     severity_of,
@@ -37,8 +39,6 @@ from fraudwatch.detect.spec import Common
 log = logging.getLogger(__name__)
 
 KEPT_EVENTS = 2_000_000  # events a detector keeps in its windows at most (its memory bound under a flood)
-EVIDENCE = ("id", "flowno", "source", "line_no", "byte_offset")  # what a match points back with
-log = logging.getLogger(__name__)
 _COMPACT = 64  # a key's lists drop their expired head once it is this long and half of the list
 
 
@@ -106,7 +106,7 @@ def _fill(facts: dict[Any, None], taken: list[tuple[Any, ...]], most: int, nulls
 
 class IncrementalDetector:
     """Scores events on per-key windows kept incrementally; subclasses say what a window's value is (`_add`,
-    `_trim`, `_value`). The base class counts events."""
+    `_trim`, `_measure`; a spike its own `_value`). The base class counts events."""
 
     history: float  # seconds of events to keep (the window, or a spike's baseline)
     field: str | None  # the events' field the value is made of (distinct, sum), None for counts
@@ -114,9 +114,7 @@ class IncrementalDetector:
 
     def __init__(self, common: Common, ctx: Context, columns: set[str], conjuncts: list[Conjunct] | None = None,
                  field: str | None = None, fact: tuple[str, int, bool] | None = None) -> None:
-        for k in common.key:
-            if k not in columns:
-                raise ValueError(f"unknown field '{k}' in 'key'")
+        check_columns(columns, common.key, [f for f in (field, fact[0] if fact else None) if f])
         self.common = common
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns) if conjuncts is None else conjuncts
         self.field, self.fact = field, fact
@@ -154,12 +152,16 @@ class IncrementalDetector:
         """The value of the window ending at `t` (an instant of this key); sets where the window starts."""
         self._trim(st, t - self.window)
         st.win = st.head
+        return self._measure(st)
+
+    def _measure(self, st: _Key) -> float:
+        """The value of the window from `st.head` on."""
         return len(st.times) - st.head
 
     # --- one batch -------------------------------------------------------------------------------------------
 
     def _columns(self, columns: list[str]) -> list[str]:
-        wanted = ["ts", *self.keys, *self.needed(), *EVIDENCE, *([self.fact[0]] if self.fact else [])]
+        wanted = ["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS, *([self.fact[0]] if self.fact else [])]
         return [c for c in dict.fromkeys(wanted) if c in columns]
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
@@ -193,7 +195,7 @@ class IncrementalDetector:
         n = sel.height
         times: list[int] = sel.get_column("ts").dt.epoch("us").to_list()
         values: list[Any] = sel.get_column(self.field).to_list() if self.field else []
-        wanted = [*EVIDENCE, *([self.fact[0]] if self.fact else [])]
+        wanted = [*EVIDENCE_COLUMNS, *([self.fact[0]] if self.fact else [])]
         rows = list(zip(*(sel.get_column(c).to_list() if c in sel.columns else [None] * n for c in wanted),
                         strict=True))
         by_key: dict[str, list[int]] = {}
@@ -289,7 +291,7 @@ class IncrementalDetector:
         tz = getattr(dtype, "time_zone", None)
         stamps = pl.Series([t for e in episodes for t in (e.first, e.crossing, e.last)], dtype=pl.Int64) \
             .cast(pl.Datetime("us", tz)).to_list()
-        ids = [(name, at) for name, at in (("ids", 0), ("flownos", 1)) if EVIDENCE[at] in columns]
+        ids = [(name, at) for name, at in (("ids", 0), ("flownos", 1)) if EVIDENCE_COLUMNS[at] in columns]
         lines = {"source", "line_no"} <= columns
         for i, ep in enumerate(episodes):
             last, sent_ids, sent_lines = self.sent.get(ep.key, (None, 0, 0))
@@ -338,9 +340,7 @@ class DistinctIncremental(IncrementalDetector):
             h += 1
         st.head = h
 
-    def _value(self, st: _Key, t: int) -> float:
-        self._trim(st, t - self.window)
-        st.win = st.head
+    def _measure(self, st: _Key) -> float:
         return len(st.tally) if st.tally is not None else 0
 
 
@@ -362,9 +362,7 @@ class SumIncremental(IncrementalDetector):
             h += 1
         st.head = h
 
-    def _value(self, st: _Key, t: int) -> float:
-        self._trim(st, t - self.window)
-        st.win = st.head
+    def _measure(self, st: _Key) -> float:
         total = float(st.tally)
         if total >= self.level - 1e-6 * max(1.0, abs(self.level)):
             total = math.fsum(st.values[st.head:])

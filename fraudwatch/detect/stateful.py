@@ -13,19 +13,23 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, key_text, severity_of
+from fraudwatch.detect.base import (
+    Context,
+    Match,
+    check_columns,
+    column_rows,
+    evidence_of,
+    key_expr,
+    key_text,
+    severity_of,
+)
 from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, select
 from fraudwatch.detect.spec import Common, Duration
 
 
 class _Filtered:
     def __init__(self, common: Common, ctx: Context, columns: set[str], fields: list[str]) -> None:
-        for f in fields:
-            if f not in columns:
-                raise ValueError(f"unknown field '{f}'")
-        for k in common.key:
-            if k not in columns:
-                raise ValueError(f"unknown field '{k}' in 'key'")
+        check_columns(columns, common.key, fields)
         self.common = common
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key)

@@ -23,12 +23,14 @@ from typing import Any, ClassVar
 import polars as pl
 
 from fraudwatch.detect.base import (
+    EVIDENCE_COLUMNS,
     EVIDENCE_IDS,
     EVIDENCE_KEPT,
     EVIDENCE_LINES,
     LINES_KEPT,
     Context,
     Match,
+    check_columns,
     evidence_aggs,
     key_expr,
     lowest_level,
@@ -68,9 +70,7 @@ class WindowDetector:
     field: str
 
     def __init__(self, common: Common, ctx: Context, columns: set[str]) -> None:
-        for k in common.key:
-            if k not in columns:
-                raise ValueError(f"unknown field '{k}' in 'key'")
+        check_columns(columns, common.key)
         self.common = common
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key) or ["_global"]
@@ -99,8 +99,7 @@ class WindowDetector:
         kept = self._kept.get(tuple(columns))
         if kept is None:
             kept = self._kept[tuple(columns)] = [
-                c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), "id", "flowno", "source", "line_no",
-                                          "byte_offset"]) if c in columns]
+                c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS]) if c in columns]
         return kept
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
@@ -407,13 +406,6 @@ class WindowDetector:
         return []
 
 
-def _has(columns: set[str], name: str) -> set[str]:
-    """`columns`, when the rule's `field` is one of them."""
-    if name not in columns:
-        raise ValueError(f"unknown field '{name}'")
-    return columns
-
-
 _UNIT_SCALE = {"us": 1, "ns": 1000}  # time units the small path compares as integers (per microsecond)
 
 
@@ -531,8 +523,7 @@ class _FieldDetector(WindowDetector):
     def __init__(self, common: Common, ctx: Context, columns: set[str], field: str,
                  scorer: Callable[[pl.DataFrame, list[str], float], pl.DataFrame],
                  facts: list[pl.Expr] | None = None, counted: bool = False) -> None:
-        if field not in columns:
-            raise ValueError(f"unknown field '{field}'")
+        check_columns(columns, (), [field])
         super().__init__(common, ctx, columns)
         self.field, self.scorer, self.facts = field, scorer, facts or []
         self.counted = counted  # the value never exceeds the count of events (distinct values)
@@ -565,7 +556,7 @@ class Distinct:
     def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         fld = self.field
         if stream:
-            return DistinctIncremental(self.common, ctx, _has(columns, fld), field=fld, fact=(fld, 20, False))
+            return DistinctIncremental(self.common, ctx, columns, field=fld, fact=(fld, 20, False))
         return _FieldDetector(self.common, ctx, columns, fld,
                               lambda frame, keys, period: _distinct_in_window(frame, keys, period, fld),
                               [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)], counted=True)
@@ -589,7 +580,7 @@ class Sum:
     def detector(self, ctx: Context, columns: set[str], stream: bool = False) -> WindowDetector | IncrementalDetector:
         fld = self.field
         if stream:
-            return SumIncremental(self.common, ctx, _has(columns, fld), field=fld)
+            return SumIncremental(self.common, ctx, columns, field=fld)
         total = pl.col(fld).cast(pl.Float64).fill_null(0).sum()
         return _FieldDetector(self.common, ctx, columns, fld,
                               lambda frame, keys, period: _rolling(frame, keys, period, total))
@@ -658,7 +649,7 @@ class ListMatch:
         conjuncts = sorted([*compile_conjuncts(c.where, ctx.lists_dir, columns),
                             *compile_conjuncts({fld: op}, ctx.lists_dir, columns)], key=lambda x: (x.costly, x.key))
         if stream:
-            return IncrementalDetector(c, ctx, _has(columns, fld), conjuncts=conjuncts, fact=(fld, 10, True))
+            return IncrementalDetector(c, ctx, columns, conjuncts=conjuncts, fact=(fld, 10, True))
 
         class _D(WindowDetector):
             def needed(self) -> list[str]:
