@@ -98,25 +98,24 @@ class Enricher:
                 self.known[ip] = addr is not None and any(addr.version == n.version and addr in n
                                                           for n in self.trusted)
 
-    def _trusted_map(self, ips: pl.Series) -> pl.Series:
+    def _trusted_map(self, ips: pl.Series, uniques: list[str]) -> pl.Series:
+        """Whether each address is trusted (`uniques`: its distinct non-null addresses)."""
         if not self.trusted:
             from fraudwatch.detect.filters import constant
 
             return constant("", False, ips.len())
-        uniques = ips.drop_nulls().unique().to_list()
         self._learn_trusted(uniques)
         trusted = [ip for ip in uniques if self.known[ip]]
         return ips.is_in(pl.Series(trusted, dtype=pl.Utf8).implode()).fill_null(False)
 
-    def _country_map(self, ips: pl.Series) -> pl.Series:
-        """ISO country of each address (offline, iptocc), looked up once per distinct address."""
-        uniques = [ip for ip in ips.drop_nulls().unique().to_list() if ip not in self.countries]
+    def _country_map(self, ips: pl.Series, wanted: list[str]) -> pl.Series:
+        """ISO country of each address (offline, iptocc), looked up once per distinct address (`wanted`)."""
+        uniques = [ip for ip in wanted if ip not in self.countries]
         if len(self.countries) + len(uniques) > TRUSTED_CACHE:
             self.countries.clear()
-            uniques = ips.drop_nulls().unique().to_list()
+            uniques = wanted
         if uniques:
             self.countries.update(zip(uniques, iptocc.country_code(uniques), strict=True))
-        wanted = ips.drop_nulls().unique().to_list()
         table = pl.DataFrame({"ip": wanted, "cc": [self.countries[ip] for ip in wanted]},
                              schema={"ip": pl.Utf8, "cc": pl.Utf8})
         return ips.replace_strict(table.get_column("ip"), table.get_column("cc"), default=None,
@@ -128,7 +127,11 @@ class Enricher:
         ip_col = "caller_ip" if source == "cdrs" else "src_ip"
         ips = frame.get_column(ip_col).cast(pl.Utf8)
         small = frame.height <= SMALL_BATCH
-        trusted, country = self._small_maps(ips) if small else (self._trusted_map(ips), self._country_map(ips))
+        if small:
+            trusted, country = self._small_maps(ips)
+        else:
+            uniques = ips.drop_nulls().unique().to_list()
+            trusted, country = self._trusted_map(ips, uniques), self._country_map(ips, uniques)
         frame = frame.with_columns(trusted.alias("trusted_ip"), country.alias("src_country"))
         if source == "sip_events":
             frame = self._challenges_small(frame) if small else self._challenges(frame)
