@@ -79,14 +79,18 @@ class Enricher:
         else:
             self._learn_trusted(uniques)
             trusted = [v is not None and self.known[v] for v in values]
+        self._learn_countries(uniques)
+        countries = [None if v is None else self.countries[v] for v in values]
+        return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
+
+    def _learn_countries(self, uniques: list[str]) -> None:
+        """The country of each address (offline, iptocc), cached (bounded: a botnet brings many)."""
         missing = [ip for ip in uniques if ip not in self.countries]
         if len(self.countries) + len(missing) > TRUSTED_CACHE:
             self.countries.clear()
             missing = uniques
         if missing:
             self.countries.update(zip(missing, iptocc.country_code(missing), strict=True))
-        countries = [None if v is None else self.countries[v] for v in values]
-        return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
 
     def _learn_trusted(self, uniques: list[str]) -> None:
         """Whether each address is in a trusted network, cached (bounded: a botnet brings many)."""
@@ -110,12 +114,7 @@ class Enricher:
 
     def _country_map(self, ips: pl.Series, wanted: list[str]) -> pl.Series:
         """ISO country of each address (offline, iptocc), looked up once per distinct address (`wanted`)."""
-        uniques = [ip for ip in wanted if ip not in self.countries]
-        if len(self.countries) + len(uniques) > TRUSTED_CACHE:
-            self.countries.clear()
-            uniques = wanted
-        if uniques:
-            self.countries.update(zip(uniques, iptocc.country_code(uniques), strict=True))
+        self._learn_countries(wanted)
         table = pl.DataFrame({"ip": wanted, "cc": [self.countries[ip] for ip in wanted]},
                              schema={"ip": pl.Utf8, "cc": pl.Utf8})
         return ips.replace_strict(table.get_column("ip"), table.get_column("cc"), default=None,
