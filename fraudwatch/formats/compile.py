@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fraudwatch.formats.spec import LineFormat, Pattern, TimeSpec
 from fraudwatch.store.schema import TABLES, Column
@@ -92,6 +93,16 @@ class CompiledFormat:
     classify_sql: str
     branches: tuple[str, ...]  # per variant: the SELECT converting the lines classified as it
     columns: tuple[str, ...]  # table columns conv carries, in order (beyond idx, off, variant, bad)
+    # per variant: the same conversion of captures made outside DuckDB, from `caps(idx, off, k, m)` where `m` is
+    # a struct of every group name of the format ('' when the group took no part), as regexp_extract gives them
+    captured: tuple[str, ...] = ()
+    group_names: tuple[str, ...] = ()  # the fields of `caps.m`, in order
+    variant_groups: tuple[tuple[str, ...], ...] = ()  # each variant's groups, in regex order
+
+    def captured_sql_for(self, present: Iterable[int]) -> str:
+        """`convert_sql_for` over captures made outside DuckDB (no regex to compile: a small fixed cost)."""
+        ks = sorted({k for k in present if 0 <= k < len(self.captured)}) or [0]
+        return "\nUNION ALL\n".join(self.captured[k] for k in ks)
 
     @property
     def convert_sql(self) -> str:
@@ -130,37 +141,48 @@ def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch
                                                                      "format", "pattern"})
     derived = {d.column: d for d in fmt.derives}
     branches = []
+    captured = []
     variants = variants_of(fmt)
     for k, v in enumerate(variants):
         groups = tuple(_GROUP_NAME.findall(v.regex))  # this variant's own groups, in regex order
         extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "
                    f"AS m FROM cls WHERE k = {k}")
-        conv: list[str] = []
-        bad: list[str] = []
-        for name in columns:
-            col = table.column(name)
-            assert col is not None
-            if name == "ts":
-                conv.append(f"{time_expr(v.pattern.time, 'm.ts', tz, year, ref_epoch)} AS ts")
-                bad.append("CASE WHEN ts IS NULL THEN 'bad ts' END")
-            elif name in groups:
-                conv.append(f"{convert_expr(col, f'm.{name}')} AS {name}")
-                bad.append(f"CASE WHEN m.{name} <> '' AND {name} IS NULL THEN 'bad {name}' END")
-            elif name in v.pattern.set:
-                conv.append(f"CAST({lit(v.pattern.set[name])} AS {col.type}) AS {name}")
-            elif name in derived:
-                conv.append(f"CAST(NULL AS {col.type}) AS {name}")  # filled in the outer select
-            else:
-                conv.append(f"CAST(NULL AS {col.type}) AS {name}")
-        inner = f"SELECT idx, off, m, {', '.join(conv)} FROM ({extract})"
-        outer_cols = []
-        for name in columns:
-            d = derived.get(name)
-            if d is None or name in groups or name in v.pattern.set:
-                outer_cols.append(name)
-                continue
-            cases = " ".join(f"WHEN regexp_matches({d.source}, {lit(rx)}) THEN {lit(val)}" for rx, val in d.cases)
-            outer_cols.append(f"CASE {cases} ELSE {lit(d.default)} END AS {name}")
-        bad_sql = f"concat_ws(', ', {', '.join(bad)})" if bad else "''"
-        branches.append(f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})")
-    return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns)
+        branches.append(_branch(k, v, groups, extract, table, columns, derived, tz, year, ref_epoch))
+        captured.append(_branch(k, v, groups, f"SELECT idx, off, m FROM caps WHERE k = {k}", table, columns,
+                                derived, tz, year, ref_epoch))
+    own = tuple(tuple(_GROUP_NAME.findall(v.regex)) for v in variants)
+    names = tuple(dict.fromkeys(g for groups in own for g in groups))
+    return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns, tuple(captured), names, own)
+
+
+def _branch(k: int, v: Variant, groups: tuple[str, ...], extract: str, table: Any, columns: tuple[str, ...],
+            derived: dict[str, Any], tz: str, year: int, ref_epoch: float) -> str:
+    """The SELECT converting the captures of variant `k` (from `extract`: idx, off, m) into typed columns."""
+    conv: list[str] = []
+    bad: list[str] = []
+    for name in columns:
+        col = table.column(name)
+        assert col is not None
+        if name == "ts":
+            conv.append(f"{time_expr(v.pattern.time, 'm.ts', tz, year, ref_epoch)} AS ts")
+            bad.append("CASE WHEN ts IS NULL THEN 'bad ts' END")
+        elif name in groups:
+            conv.append(f"{convert_expr(col, f'm.{name}')} AS {name}")
+            bad.append(f"CASE WHEN m.{name} <> '' AND {name} IS NULL THEN 'bad {name}' END")
+        elif name in v.pattern.set:
+            conv.append(f"CAST({lit(v.pattern.set[name])} AS {col.type}) AS {name}")
+        elif name in derived:
+            conv.append(f"CAST(NULL AS {col.type}) AS {name}")  # filled in the outer select
+        else:
+            conv.append(f"CAST(NULL AS {col.type}) AS {name}")
+    inner = f"SELECT idx, off, m, {', '.join(conv)} FROM ({extract})"
+    outer_cols = []
+    for name in columns:
+        d = derived.get(name)
+        if d is None or name in groups or name in v.pattern.set:
+            outer_cols.append(name)
+            continue
+        cases = " ".join(f"WHEN regexp_matches({d.source}, {lit(rx)}) THEN {lit(val)}" for rx, val in d.cases)
+        outer_cols.append(f"CASE {cases} ELSE {lit(d.default)} END AS {name}")
+    bad_sql = f"concat_ws(', ', {', '.join(bad)})" if bad else "''"
+    return f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})"

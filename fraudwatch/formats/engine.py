@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -59,6 +62,10 @@ class LineParser:
         year = dt.datetime.fromtimestamp(ref_epoch, dt.UTC).year if ref_epoch else dt.datetime.now(dt.UTC).year
         self.fmt = fmt
         self.compiled = compiled(fmt, tz, year, ref_epoch or dt.datetime.now(dt.UTC).timestamp())
+        self.tz = tz
+        self._re: list[tuple[str | None, re.Pattern[str]]] | None = None  # for `capture`, compiled on first use
+        self._converter: Any = None  # for `parse_small`, built on first use
+        self._converter_for: Sequence[str] | None = None
 
     def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """Parse `batch` (columns idx BIGINT, off BIGINT, line VARCHAR); leaves `cls` and `conv` registered.
@@ -79,6 +86,74 @@ class LineParser:
         parsed = Parsed(cls, conv)
         parsed.register(con)
         return parsed
+
+    def capture(self, lines: Sequence[str], offsets: Sequence[int]) -> pa.Table:
+        """Classification and capture in Python, for batches too small to pay DuckDB's fixed cost of compiling
+        every pattern (about 50 ms a batch): the first variant that fully matches, as `classify_sql` picks it,
+        and its groups ('' for a group that took no part, as regexp_extract gives them). `caps(idx, off, k, m)`
+        holds the matched lines only (ignored and unmatched lines are left out); `convert_captured` types them.
+
+        The patterns are RE2 syntax that Python's `re` reads the same (named groups, classes, lazy repeats;
+        RE2 refuses backreferences and lookaround, so formats have none); `re.ASCII` keeps \\d, \\w and \\s
+        ASCII as in RE2. tests/formats/test_capture.py holds the two to the same rows on every known line."""
+        return self._caps_table(self._captures(lines, offsets))
+
+    def parse_small(self, con: duckdb.DuckDBPyConnection, lines: Sequence[str], offsets: Sequence[int],
+                    columns: Sequence[str] | None = None) -> pa.Table:
+        """`conv` for a small batch without DuckDB's per-batch fixed cost where it can: captured in Python, typed in
+        Python where the reading is certain (`fraudwatch.formats.pyconvert`), the rest by the ingest's SQL.
+        `columns` narrows the output to those (and ts); which rows are kept or rejected does not change."""
+        rows = self._captures(lines, offsets)
+        if self._converter is None or self._converter_for != columns:
+            from fraudwatch.formats.pyconvert import CaptureConverter
+
+            self._converter = CaptureConverter(self.compiled, self.tz, con, columns)
+            self._converter_for = columns
+        done, left = self._converter.convert(rows)
+        if not left:
+            return done
+        rest = self.convert_captured(con, self._caps_table([rows[i] for i in left]))
+        return pa.concat_tables([done, rest.select(done.column_names).cast(done.schema)])
+
+    def _captures(self, lines: Sequence[str], offsets: Sequence[int]) -> list[tuple[int, int, int, tuple[str, ...]]]:
+        """(idx, off, variant, its groups in regex order ('' for one that took no part)) of the matched lines."""
+        matchers = self._matchers()
+        out: list[tuple[int, int, int, tuple[str, ...]]] = []
+        for i, line in enumerate(lines):
+            for k, (contains, rx) in enumerate(matchers):
+                if contains is not None and contains not in line:
+                    continue
+                m = rx.fullmatch(line)
+                if m is not None:
+                    out.append((i, offsets[i], k, m.groups("")))
+                    break
+        return out
+
+    def _caps_table(self, rows: Sequence[tuple[int, int, int, tuple[str, ...]]]) -> pa.Table:
+        names = self.compiled.group_names
+        at = [{g: j for j, g in enumerate(self.compiled.variant_groups[k])} for k in range(len(self.compiled.variants))]
+        columns = []
+        for n in names:
+            columns.append(pa.array([r[3][at[r[2]][n]] if n in at[r[2]] else "" for r in rows], pa.string()))
+        struct = pa.StructArray.from_arrays(columns, names=list(names)) if names \
+            else pa.array([{}] * len(rows), pa.struct([]))
+        return pa.table({"idx": pa.array([r[0] for r in rows], pa.int64()),
+                         "off": pa.array([r[1] for r in rows], pa.int64()),
+                         "k": pa.array([r[2] for r in rows], pa.int32()), "m": struct})
+
+    def convert_captured(self, con: duckdb.DuckDBPyConnection, caps: pa.Table) -> pa.Table:
+        """`conv` (the same typed rows and `bad` as `parse`) from `capture`'s table."""
+        con.register("caps", caps)
+        try:
+            sql = self.compiled.captured_sql_for(pc.unique(caps.column("k")).to_pylist())
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.unregister("caps")
+
+    def _matchers(self) -> list[tuple[str | None, re.Pattern[str]]]:
+        if self._re is None:
+            self._re = [(v.pattern.contains, re.compile(v.regex, re.ASCII)) for v in self.compiled.variants]
+        return self._re
 
     def pattern_names_sql(self) -> str:
         """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""

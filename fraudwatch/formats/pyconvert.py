@@ -1,0 +1,195 @@
+"""Typing captured fields without DuckDB, for the sentry's small batches: the rows the ingest SQL would give,
+for the values whose reading is beyond doubt, and the rest left to that SQL.
+
+`convert_sql` costs DuckDB some 25 ms per batch whatever its size (binding and planning a few hundred
+expressions), which a tick of a few hundred lines cannot afford. Here (column by column, in polars and Arrow) a
+row is typed only when every one of its values has a shape whose SQL reading is certain: a timestamp that fully
+matches the strict shape of the pattern's *first* time format (4-digit year, 2-digit fields, a fraction of the
+length the code takes) in a zone where the local time is unambiguous; integers of plain ASCII digits; addresses
+through the very expression the SQL uses (the IPv4 RE2 check, then `canonical_ip`); text as captured. Anything
+else — another time format, a zone in the format, an inferred year, a derived column, a sign, a space, a
+non-ASCII digit — sends the row to the SQL, so the two paths cannot disagree on it.
+tests/formats/test_capture.py holds them to the same rows on every known line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraudwatch.formats.compile import IP_COLUMNS, IPV4, PORT_COLUMNS, CompiledFormat, lit
+from fraudwatch.netaddr import canonical_ip_array
+from fraudwatch.store.schema import TABLES
+
+# strict shapes (ASCII digits only: the same in every regex engine), and chrono's reading of each code
+_CODES = {"%Y": ("[0-9]{4}", "%Y"), "%m": ("[0-9]{2}", "%m"), "%d": ("[0-9]{2}", "%d"), "%H": ("[0-9]{2}", "%H"),
+          "%M": ("[0-9]{2}", "%M"), "%S": ("[0-9]{2}", "%S"), "%g": ("[0-9]{1,3}", "%.f"), "%f": ("[0-9]{1,6}", "%.f")}
+_RANGES = {"SMALLINT": 1 << 15, "INTEGER": 1 << 31, "BIGINT": 1 << 63}
+_TYPES = {"VARCHAR": pl.String, "SMALLINT": pl.Int16, "INTEGER": pl.Int32, "BIGINT": pl.Int64}
+_ARROW = {"VARCHAR": pa.string(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+          "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+_DIGITS = "^[0-9]{1,18}$"
+
+
+@dataclass(frozen=True)
+class _Time:
+    shape: str  # the strict shape, anchored
+    chrono: str  # the same format for polars' strptime
+
+
+def _time_reader(formats: Sequence[str]) -> _Time | None:
+    """The strict shape of the first format, when all its codes are ones read here (a fraction only after a
+    dot: chrono reads the dot with it)."""
+    shape: list[str] = []
+    chrono: list[str] = []
+    seen: set[str] = set()
+    i, f = 0, formats[0]
+    while i < len(f):
+        if f[i] == "%":
+            code = f[i:i + 2]
+            if code not in _CODES or code in seen:
+                return None
+            if code in ("%g", "%f"):
+                if not shape or shape[-1] != re.escape(".") or seen & {"%g", "%f"}:
+                    return None
+                shape[-1], chrono[-1] = r"\.", ""
+            seen.add(code)
+            shape.append(_CODES[code][0])
+            chrono.append(_CODES[code][1])
+            i += 2
+        else:
+            if f[i] == "%" or not f[i].isascii():
+                return None
+            shape.append(re.escape(f[i]))
+            chrono.append(f[i])
+            i += 1
+    if not {"%Y", "%m", "%d"} <= seen:
+        return None
+    return _Time("^" + "".join(shape) + "$", "".join(chrono))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One variant: its time reader, the columns it outputs (group, constant or null), the groups only checked."""
+
+    time: _Time
+    out: tuple[tuple[str, str, Any], ...]  # (column, "group" | "const", constant) for each output column but ts
+    checked: tuple[str, ...]  # groups not output whose value may still be bad (numbers, addresses)
+
+
+class CaptureConverter:
+    """Types the captures of one compiled format; see the module docstring for what it leaves to the SQL.
+
+    `columns` narrows the output to what the caller reads (ts always); a row is still left out, or left to the
+    SQL, for its other values exactly as for the output ones, so it is kept or rejected as ingest would."""
+
+    def __init__(self, compiled: CompiledFormat, tz: str, con: duckdb.DuckDBPyConnection,
+                 columns: Sequence[str] | None = None) -> None:
+        table = TABLES[compiled.fmt.table]
+        self.types = {c: table.column(c).type for c in compiled.columns}  # type: ignore[union-attr]
+        self.order = list(compiled.columns)
+        wanted = set(columns) if columns is not None else set(compiled.columns)
+        self.columns = [c for c in compiled.columns if c in wanted or c == "ts"]
+        self.tz = tz
+        self.variant_groups = compiled.variant_groups
+        derived = {d.column for d in compiled.fmt.derives}
+        self.plans: list[_Plan | None] = []  # None: the variant is left to the SQL
+        for v in compiled.variants:
+            spec = v.pattern.time
+            reader = None if spec.has_zone or spec.infer_year else _time_reader(spec.formats)
+            groups = set(compiled.variant_groups[len(self.plans)])
+            if reader is None or "ts" not in groups \
+                    or any(c in derived and c not in groups and c not in v.pattern.set for c in compiled.columns) \
+                    or any(self.types[c] not in _TYPES for c in groups if c != "ts"):
+                self.plans.append(None)
+                continue
+            out: list[tuple[str, str, Any]] = []
+            for c in self.columns:
+                if c == "ts":
+                    continue
+                if c in groups:
+                    out.append((c, "group", None))
+                elif c in v.pattern.set:  # what the SQL's CAST makes of the constant, asked once
+                    value = con.execute(f"SELECT CAST({lit(v.pattern.set[c])} AS {self.types[c]})").fetchall()[0][0]
+                    out.append((c, "const", value))
+                else:
+                    out.append((c, "const", None))
+            checked = tuple(c for c in compiled.columns if c in groups and c != "ts" and c not in wanted
+                            and (c in IP_COLUMNS or self.types[c] != "VARCHAR"))
+            self.plans.append(_Plan(reader, tuple(out), checked))
+        self.schema = pa.schema([("idx", pa.int64()), ("off", pa.int64()), ("variant", pa.int32()),
+                                 *((c, _ARROW[self.types[c]]) for c in self.columns), ("bad", pa.string())])
+
+    def convert(self, rows: Sequence[tuple[int, int, int, tuple[str, ...]]]) -> tuple[pa.Table, list[int]]:
+        """`conv` for the rows (idx, off, k, captures) read here, and the positions of those left to the SQL."""
+        by_variant: dict[int, list[int]] = {}
+        for pos, row in enumerate(rows):
+            by_variant.setdefault(row[2], []).append(pos)
+        parts: list[pl.DataFrame] = []
+        left: list[int] = []
+        for k, positions in by_variant.items():
+            plan = self.plans[k]
+            if plan is None:
+                left += positions
+                continue
+            frame, ok = self._variant(k, plan, [rows[p] for p in positions])
+            left += [p for p, good in zip(positions, ok, strict=True) if not good]
+            parts.append(frame)
+        if not parts:
+            return self.schema.empty_table(), left
+        done = pl.concat(parts).sort("idx").to_arrow()
+        return done.cast(self.schema), sorted(left)
+
+    def _variant(self, k: int, plan: _Plan, rows: list[tuple[int, int, int, tuple[str, ...]]]) \
+            -> tuple[pl.DataFrame, list[bool]]:
+        """The typed rows of one variant that are read here, and for each row whether it is: one polars query
+        (an eager operation costs a query's fixed cost each, and a tick can afford a few)."""
+        idx, offs, _, groups = zip(*rows, strict=True)
+        raw: dict[str, Any] = dict(zip(self.variant_groups[k], zip(*groups, strict=True), strict=True))
+        data: dict[str, pl.Series] = {"idx": pl.Series(idx, dtype=pl.Int64), "off": pl.Series(offs, dtype=pl.Int64)}
+        used = [c for c, how, _ in plan.out if how == "group"] + list(plan.checked)
+        for c in ("ts", *used):
+            data[c] = pl.Series(c, raw[c], dtype=pl.String)
+        for c in used:
+            if c in IP_COLUMNS:  # the SQL's ip_expr, with the same function behind fw_ip
+                arrow = data[c].to_arrow()
+                data[f"_ip_{c}"] = pl.Series(pc.if_else(pc.match_substring_regex(arrow, IPV4), arrow,
+                                                        canonical_ip_array(arrow)), dtype=pl.String)
+        ts = (pl.col("ts").str.strptime(pl.Datetime("us"), plan.time.chrono, strict=False)
+              .dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC"))
+        ok = pl.col("ts").str.contains(plan.time.shape) & ts.is_not_null()
+        values: dict[str, pl.Expr] = {}
+        for c in used:
+            kind, empty = self.types[c], pl.col(c) == ""
+            if c in IP_COLUMNS:
+                value = pl.col(f"_ip_{c}")
+            elif kind == "VARCHAR":
+                value = pl.col(c)
+            else:
+                ok = ok & (pl.col(c).str.contains(_DIGITS) | empty)  # anything but plain digits: the SQL reads it
+                number = pl.col(c).cast(pl.Int64, strict=False)
+                top = 65536 if c in PORT_COLUMNS else _RANGES[kind]
+                value = pl.when(number < top).then(number).cast(_TYPES[kind])
+            values[c] = pl.when(~empty).then(value)
+        flags = [pl.when((pl.col(c) != "") & values[c].is_null()).then(pl.lit(f"bad {c}"))
+                 for c in sorted(used, key=self.order.index)]
+        bad = pl.concat_str(flags, separator=", ", ignore_nulls=True).fill_null("") if flags else pl.lit("")
+        out = [pl.col("idx"), pl.col("off"), pl.lit(k, pl.Int32).alias("variant")]
+        for c in self.columns:
+            if c == "ts":
+                out.append(ts.alias("ts"))
+            elif c in values:
+                out.append(values[c].alias(c))
+            else:
+                const = next(v for name, _, v in plan.out if name == c)
+                out.append(pl.lit(const, _TYPES[self.types[c]]).alias(c))
+        frame = pl.DataFrame(data).lazy().select(*out, bad.alias("bad"), ok.alias("_ok")).collect()
+        keep = frame.get_column("_ok").to_list()
+        return frame.filter(pl.col("_ok")).drop("_ok"), keep
