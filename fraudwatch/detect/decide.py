@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,24 @@ PRUNE_FROM = 1024  # open alerts before the book looks for ones that can no long
 # rule types whose matches start within a bounded time before their latest event (see AlertBook._reach)
 BOUNDED_TYPES = frozenset({"threshold", "distinct", "sum", "spike", "list_match", "new_term", "seasonal"})
 MAX_EVIDENCE_IDS = EVIDENCE_KEPT
+
+
+def key_trusted(key_type: str, key: str, networks: Sequence[IPNetwork], accounts: Collection[str]) -> bool:
+    """Whether an alert key is trusted: its address (the first field of a composite key such as ip|username) in a
+    trusted network, or its account a trusted one."""
+    if key_type == "ip":
+        addr = parse_ip(key.split("|", 1)[0])
+        return addr is not None and any(addr.version == n.version and addr in n for n in networks)
+    if key_type == "account":
+        return key.split("|", 1)[0] in accounts
+    return False
+
+
+def proposed_action(common: Any, severity: str, trusted: bool) -> str:
+    """The rule's action once an alert reaches its `act_on` severity; never a ban or lock for trusted keys."""
+    if trusted or SEVERITY_RANK[severity] < SEVERITY_RANK[common.act_on]:
+        return "alert"
+    return str(common.action)
 
 
 def _hashable(x: Any) -> Any:
@@ -67,12 +85,7 @@ class AlertBook:
         self._prune_at = PRUNE_FROM
 
     def is_trusted(self, key_type: str, key: str) -> bool:
-        if key_type == "ip":  # the key's first field is the address, also in a composite key (ip|username)
-            addr = parse_ip(key.split("|", 1)[0])
-            return addr is not None and any(addr.version == n.version and addr in n for n in self.trusted_networks)
-        if key_type == "account":
-            return key.split("|", 1)[0] in self.trusted_accounts
-        return False
+        return key_trusted(key_type, key, self.trusted_networks, self.trusted_accounts)
 
     def apply(self, matches: Iterable[Match]) -> list[Alert]:
         changed: dict[int, Alert] = {}
@@ -170,17 +183,10 @@ class AlertBook:
             alert.evidence["keys"].append(m.key)
         return alert
 
-    @staticmethod
-    def _action(common: Any, severity: str, trusted: bool) -> str:
-        """The rule's action once the alert reaches `act_on` severity; never a ban or lock for trusted keys."""
-        if trusted or SEVERITY_RANK[severity] < SEVERITY_RANK[common.act_on]:
-            return "alert"
-        return str(common.action)
-
     def _new(self, m: Match, common: Any) -> Alert:
         trusted = self.is_trusted(m.key_type, m.key)
         alert = Alert(self.next_id, m.rule, m.severity, m.key_type, m.key, m.first_seen, m.last_seen,
-                      m.detected_at, m.count, m.value, self._action(common, m.severity, trusted), trusted,
+                      m.detected_at, m.count, m.value, proposed_action(common, m.severity, trusted), trusted,
                       common.report_only, common.description, dict(m.evidence))
         self.next_id += 1
         return alert
@@ -188,7 +194,7 @@ class AlertBook:
     def _update(self, alert: Alert, m: Match) -> None:
         if SEVERITY_RANK[m.severity] > SEVERITY_RANK[alert.severity]:
             alert.severity = m.severity
-            alert.action = self._action(self.rules[alert.rule].common, m.severity, alert.trusted)
+            alert.action = proposed_action(self.rules[alert.rule].common, m.severity, alert.trusted)
         if m.last_seen > alert.last_seen:
             alert.last_seen = m.last_seen
         if m.first_seen < alert.first_seen:
