@@ -8,12 +8,14 @@ kernel timeout (capped at `kernel_timeout_max`) would run out before the ban doe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
+import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
 
@@ -28,16 +30,53 @@ from fraudwatch.netaddr import IPNetwork
 
 if TYPE_CHECKING:
     from fraudwatch.detect.decide import Alert
+    from fraudwatch.detect.early import Decision
 
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 LAPSE_SECONDS = 5  # a stale kernel entry this close to its timeout is left to lapse rather than deleted
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
+EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.early)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Proposal(Protocol):
+    """What `_on_alerts` reads of an alert, or of an early decision (which has no alert id yet)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def key_type(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def report_only(self) -> bool: ...
+    @property
+    def description(self) -> str: ...
+
+
+def _locked(method: _F) -> _F:
+    """One caller at a time: the acting thread (alerts, ticks), the early-ban thread and control requests."""
+
+    @functools.wraps(method)
+    def wrapper(self: Enforcer, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Enforcer:
     """Bans in the store and the kernel. The watcher calls `start`, `on_alerts`, `tick`, `stop`; the CLI calls
-    `ban`, `unban`, `flush`, `reconcile`. All store writes go through `con`."""
+    `ban`, `unban`, `flush`, `reconcile`; the early-ban thread calls `on_early`. All store writes go through `con`,
+    and the public methods take `lock`, so those threads may share it."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: FirewallConfig, trusted: Sequence[IPNetwork], *,
                  command_prefix: Sequence[str] = (), backend: Backend | None = None,
@@ -58,21 +97,32 @@ class Enforcer:
         self._dirty = False
         self._prior: dict[str, int] | None = None  # network -> its bans within the escalation window (levels)
         self.refused: list[tuple[str, str]] = []  # the latest refusals: (input, why), for the watcher's status
+        self.lock = threading.RLock()
 
     # -- the watcher's interface ---------------------------------------------------------------------------
+    @_locked
     def start(self, now: dt.datetime) -> ReconcileReport:
         """Idempotent setup of our table/sets/chain, then a reconcile (restores active bans after a restart)."""
         self.refresh_allowlist()
         self.backend.setup()
         return self.reconcile(now)
 
+    @_locked
     def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
         """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch."""
         with no_gc(len(alerts) > BULK):
             return self._on_alerts(alerts, now)
 
-    def _on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
-        """One pass with its lookups hoisted: a botnet brings 100k alerts in a batch."""
+    @_locked
+    def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
+        """Ban the keys of early decisions (`fraudwatch.detect.early`) at once, as their rules' alerts would; what
+        was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`)."""
+        with no_gc(len(decisions) > BULK):
+            return list(self._on_alerts(decisions, now).values())
+
+    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime) -> dict[int, str]:
+        """One pass with its lookups hoisted: a botnet brings 100k alerts in a batch. Early decisions have no
+        alert id: their results are keyed by -1, -2, ... and their bans say `early`."""
         self._ensure_loaded(now)
         out: dict[int, str] = {}
         t_now = now.timestamp()
@@ -91,10 +141,11 @@ class Enforcer:
         prior = self._prior_counts(now)
         kernel_max = self.cfg.kernel_timeout_max
         v6_prefix = self.cfg.ipv6_prefix
-        for a in alerts:
+        linked: list[Ban] = []
+        for i, a in enumerate(alerts):
             if a.action != "ban_ip":
                 continue
-            aid = a.id
+            aid = -1 - i if a.id is None else a.id
             if a.key_type != "ip":
                 article = "an" if a.key_type[:1] in "aeiou" else "a"
                 out[aid] = f"not banned: the key is {article} {a.key_type}, not an address"
@@ -127,6 +178,14 @@ class Enforcer:
                 out[aid] = f"report-only: would ban {net.text} for {span(ttl)} (level {level}){already}"
                 continue
             if existing is not None:
+                if existing.source == EARLY and existing.alert_id is None and existing.rule == a.rule \
+                        and a.id is not None:  # the alert behind an early ban
+                    existing.alert_id = a.id
+                    linked.append(existing)
+                    ahead = f", {t_now - existing.created:.1f} s before this alert" if existing.created else ""
+                    out[aid] = (f"banned {existing.net.text} until {when(existing.expires)} (level {existing.level}; "
+                                f"ban #{existing.id}, decided early on the log's newest lines{ahead})")
+                    continue
                 if existing.net == net and expires > existing.expires + 1:
                     existing.expires = expires
                     extended.append(existing)
@@ -142,7 +201,8 @@ class Enforcer:
                 out[aid] = self._refuse(text, f"not banned: the IPv{version} set is full ({cap} entries, "
                                               "[firewall] maxelem)", level=logging.ERROR)
                 continue
-            ban = Ban(next_id, net, level, expires, t_now, "rule", a.rule, aid, a.severity, a.description)
+            ban = Ban(next_id, net, level, expires, t_now, "rule" if a.id is not None else EARLY, a.rule, a.id,
+                      a.severity, a.description)
             next_id += 1
             counts[version] += 1
             if net.prefixlen == (32 if version == 4 else 128):
@@ -160,6 +220,8 @@ class Enforcer:
             if self._next_expiry is None or first < self._next_expiry:
                 self._next_expiry = first
         error = self._commit(new, extended, superseded, t_now, entries)
+        if linked:
+            state.link(self.con, [(b.id, b.alert_id) for b in linked])
         if new or extended:
             log.info("firewall: banned %d, extended %d, superseded %d (%s)%s", len(new), len(extended),
                      len(superseded), self.backend.name, f"; error: {error}" if error else "")
@@ -169,6 +231,7 @@ class Enforcer:
                     out[aid] = text + err_suffix(error)
         return out
 
+    @_locked
     def tick(self, now: dt.datetime) -> ReconcileReport | None:
         """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure)."""
         self._ensure_loaded(now)
@@ -178,6 +241,7 @@ class Enforcer:
                or time.monotonic() - self._last_reconcile >= self.reconcile_interval)
         return self.reconcile(now) if due else None
 
+    @_locked
     def stop(self, now: dt.datetime) -> None:
         """Bans stay in the kernel (and expire there) unless `unban_on_stop`; the store keeps them either way,
         so the next start restores what is still due."""
@@ -187,6 +251,7 @@ class Enforcer:
             log.info("firewall: removed our %s objects on stop (unban_on_stop)", self.backend.name)
 
     # -- operations for the CLI (and the watcher's control channel) -------------------------------------------
+    @_locked
     def ban(self, text: str, now: dt.datetime, ttl: int | None = None, reason: str | None = None) -> str:
         """Ban an address or network by hand; raises BanRefused for allowlisted or invalid input."""
         self._ensure_loaded(now)
@@ -217,6 +282,7 @@ class Enforcer:
         extra = f" (replaces {len(superseded)} ban(s) inside it)" if superseded else ""
         return f"banned {render(net)} until {when(expires)} (ban #{ban.id}){extra}" + err_suffix(error)
 
+    @_locked
     def unban(self, text: str, now: dt.datetime) -> str:
         self._ensure_loaded(now)
         try:
@@ -233,6 +299,7 @@ class Enforcer:
         error = self._apply([], [net], now.timestamp())
         return f"unbanned {render(net)} (ban #{ban.id})" + err_suffix(error)
 
+    @_locked
     def flush(self, now: dt.datetime) -> int:
         """End every active ban and empty our sets/chain; how many bans ended."""
         self._ensure_loaded(now)
@@ -244,6 +311,7 @@ class Enforcer:
         self._kernel.clear()
         return len(ids)
 
+    @_locked
     def reconcile(self, now: dt.datetime) -> ReconcileReport:
         """Make the kernel hold exactly the active bans, with timeouts that outlast the next reconcile."""
         with no_gc(len(self._active) > BULK):

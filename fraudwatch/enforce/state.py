@@ -118,6 +118,20 @@ def extend(con: duckdb.DuckDBPyConnection, bans: Sequence[Ban]) -> None:
         con.unregister("_fw_extended")
 
 
+def link(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[int, int | None]]) -> None:
+    """Record the alert behind each early ban, (ban id, alert id), in one statement: a flood's botnet links
+    thousands at once."""
+    if not pairs:
+        return
+    table = pa.table({"id": pa.array([b for b, _ in pairs], pa.int64()),
+                      "alert_id": pa.array([a for _, a in pairs], pa.int64())})
+    con.register("_fw_linked", table)
+    try:
+        con.execute("UPDATE bans SET alert_id = l.alert_id FROM _fw_linked l WHERE bans.id = l.id")
+    finally:
+        con.unregister("_fw_linked")
+
+
 def remove(con: duckdb.DuckDBPyConnection, ids: Iterable[int], now: dt.datetime, reason: str) -> None:
     id_list = list(ids)
     if id_list:

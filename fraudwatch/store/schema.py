@@ -294,9 +294,10 @@ BANS = Table(
         C("network", "VARCHAR", "what is banned, canonical: an address (192.0.2.7) or a network (2001:db8:1:2::/64)"),
         C("family", "SMALLINT", "4 or 6"),
         C("prefixlen", "SMALLINT", "network prefix length (32 or 128 for a single address)"),
-        C("source", "VARCHAR", "rule (an alert with action ban_ip) or cli (`fraudwatch bans add`)"),
+        C("source", "VARCHAR", "rule (an alert with action ban_ip), early (a ban_ip rule's level reached on the log's "
+          "newest lines, before its alert: see docs/enforcement.md) or cli (`fraudwatch bans add`)"),
         C("rule", "VARCHAR", "rule id of the alert behind the ban (NULL for cli)"),
-        C("alert_id", "BIGINT", "alert behind the ban (NULL for cli)"),
+        C("alert_id", "BIGINT", "alert behind the ban (NULL for cli; for early, set when the alert comes)"),
         C("severity", "VARCHAR", "alert severity when banned (NULL for cli)"),
         C("reason", "VARCHAR", "why, for people: the alert's description or the --reason text"),
         C("level", "INTEGER", "escalation level: 1 + earlier bans of the same network within the escalation window"),

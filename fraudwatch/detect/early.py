@@ -1,0 +1,172 @@
+"""Early bans: the ban-proposing rules evaluated on lines as they are written, for the firewall only.
+
+The watcher's rules run on what it has stored, in batches that a flood makes a second or more long; an attacker's
+burst waits for the batch it lands in. Early bans run the rules that propose a ban on the log's newest lines
+(`fraudwatch.watch.sentry` tails the files in a process of its own) and hand the firewall a decision the moment
+a key reaches the level its rule bans at. They keep nothing else: no evidence, no alert. The alert still comes
+from the watcher's rules, and the ban it proposes finds the address banned already (the enforcer links the two).
+
+Why this never bans what the watcher would not: an early gate is the rule's own window (the same incremental
+window code, `fraudwatch.detect.incremental`) over a subset of the rule's events — those written since the
+sentry started, minus any it skipped to keep up, minus a decided key's events until it is re-armed. Only rule
+types whose value cannot fall when events are added are gated (`MONOTONE`: counts, distinct counts, list matches
+counted), so a subset reaches a level only if the whole stream does: the watcher's alert for that key reaches it
+too. Spikes are not gated (fewer baseline events make a spike look bigger), nor are report-only rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from fraudwatch.detect.base import Context, lowest_level, severity_of
+from fraudwatch.detect.decide import key_trusted, proposed_action
+from fraudwatch.detect.enrich import ENRICHED, Enricher
+from fraudwatch.detect.filters import Conjunct, Selection
+from fraudwatch.detect.incremental import IncrementalDetector, _Key
+from fraudwatch.netaddr import IPNetwork
+
+MONOTONE = frozenset({"threshold", "distinct", "list_match"})
+LINE_SOURCES = ("sip_events", "netfilter_events")  # what the sentry reads: log lines, not CSV exports
+DECIDED_KEPT = 200_000  # decided keys remembered at most (a botnet's); the oldest are re-armed first
+
+
+def early_rules(rules: Sequence[Any]) -> list[Any]:
+    """The rules an early gate can stand in for: they propose a ban, on log lines, with a monotone value."""
+    return [r for r in rules if r.common.action == "ban_ip" and r.common.type in MONOTONE
+            and not r.common.report_only and r.common.source in LINE_SOURCES]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A key reached the level its rule bans at (the enforcer reads it as it reads an alert)."""
+
+    rule: str
+    key: str
+    severity: str
+    value: float
+    at: dt.datetime  # event time of the line that decided it
+    description: str
+    key_type: str = "ip"
+    action: str = "ban_ip"
+    report_only: bool = False
+    id: int | None = None  # no alert yet
+
+
+class Gate:
+    """One rule's window, kept only until a key reaches the rule's ban level; that key's events are then skipped
+    for the rule's window and cooldown (`rearm`), after which it starts again from nothing."""
+
+    def __init__(self, rule: Any, ctx: Context, columns: set[str], trusted: Sequence[IPNetwork]) -> None:
+        det = rule.detector(ctx, columns, stream=True)
+        if not isinstance(det, IncrementalDetector):
+            raise TypeError(f"rule '{rule.common.id}': no incremental window to gate")
+        c = self.common = rule.common
+        self.rule, self.det = rule, det
+        self.conjuncts: list[Conjunct] = det.conjuncts
+        self.level = float(c.critical) if c.act_on == "critical" else lowest_level(c)
+        self.rearm = round((c.window + c.cooldown) * 1_000_000)
+        self.trusted = tuple(trusted)
+        self.decided: dict[str, int] = {}  # key -> event time (us) until which its events are skipped
+        self.columns = ["ts", *det.keys, *([det.field] if det.field else [])]
+
+    def process(self, events: pl.DataFrame, selection: Selection) -> list[Decision]:
+        mask = selection.mask(self.conjuncts)
+        if mask is not None and not mask.any():
+            return []
+        sel = selection(self.conjuncts, [c for c in self.columns if c in events.columns])
+        needed = ["ts", *self.det.keys]
+        if any(sel.get_column(k).null_count() for k in needed):
+            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in needed))
+        if not sel.height:
+            return []
+        if not sel.get_column("ts").is_sorted():
+            sel = sel.sort("ts", maintain_order=True)
+        det, decided, state, level = self.det, self.decided, self.det.state, self.level
+        times: list[int] = sel.get_column("ts").dt.epoch("us").to_list()
+        values: list[Any] = sel.get_column(det.field).to_list() if det.field else []
+        valued, add, value_of = det.valued, det._add, det._value
+        out: list[Decision] = []
+        touched: set[str] = set()
+        for j, k in enumerate(det._key_texts(sel)):
+            t = times[j]
+            until = decided.get(k)
+            if until is not None:
+                if t < until:
+                    continue
+                del decided[k]
+            st = state.get(k)
+            if st is None:
+                st = state[k] = _Key()
+            st.times.append(t)
+            if valued:
+                add(st, values[j])
+            st.last = t
+            v = value_of(st, t)
+            if v < level:
+                touched.add(k)
+                continue
+            del state[k]  # decided: counted afresh once re-armed
+            touched.discard(k)
+            decided[k] = t + self.rearm
+            severity = severity_of(self.common, v) or "critical"
+            if proposed_action(self.common, severity, key_trusted("ip", k, self.trusted, ())) == "ban_ip":
+                at = dt.datetime.fromtimestamp(t / 1_000_000, dt.UTC)
+                out.append(Decision(self.common.id, k, severity, v, at, self.common.description))
+        for k in touched:
+            state[k].compact()
+        det._after(times[-1], len(times))  # forget idle keys now and then (and bound what is kept)
+        if len(decided) > DECIDED_KEPT:
+            newest = times[-1]
+            self.decided = {k: u for k, u in decided.items() if u > newest}
+            if len(self.decided) > DECIDED_KEPT:
+                self.decided = dict(sorted(self.decided.items(), key=lambda kv: kv[1])[-DECIDED_KEPT // 2:])
+        return out
+
+
+class EarlyBans:
+    """The early gates of a rule set: enrich a batch of new lines once per source, then every gate of it."""
+
+    def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = ()) -> None:
+        from fraudwatch.detect.engine import columns_of
+
+        self.enrich = Enricher(trusted)
+        self.gates: dict[str, list[Gate]] = {s: [] for s in ENRICHED}
+        for rule in early_rules(rules):
+            source = rule.common.source
+            self.gates[source].append(Gate(rule, ctx, columns_of(source), trusted))
+        self.conditions: dict[str, list[Conjunct]] = {}
+        for source, gates in self.gates.items():
+            distinct: dict[str, Conjunct] = {}
+            for g in gates:
+                for c in g.conjuncts:
+                    if not c.costly:
+                        distinct.setdefault(c.key, c)
+            self.conditions[source] = list(distinct.values())
+
+    @property
+    def rules(self) -> list[str]:
+        return [g.common.id for gates in self.gates.values() for g in gates]
+
+    def columns(self, source: str) -> list[str]:
+        """The stored columns the gates of `source` read."""
+        from fraudwatch.detect.engine import rule_columns
+
+        return rule_columns([g.rule for g in self.gates[source]], source)
+
+    def process(self, source: str, events: pl.DataFrame) -> list[Decision]:
+        gates = self.gates.get(source)
+        if not gates or not events.height:
+            return []
+        frame = self.enrich(source, events.rechunk()).rechunk()
+        selection = Selection(frame)
+        selection.prime(self.conditions[source])
+        out: list[Decision] = []
+        for g in gates:
+            out.extend(g.process(frame, selection))
+        return out
+
