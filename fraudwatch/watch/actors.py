@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fraudwatch.watch.service import Watcher
@@ -29,12 +30,14 @@ def build_actors(w: Watcher) -> None:
     assert w.store is not None
     w.enforcer = w.notifier = None
     try:
-        enforcer = Enforcer(w.act_con, w.cfg.firewall, w.cfg.trusted_networks)
+        # a cursor of its own: the early-ban thread calls it while the acting thread saves alerts
+        enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks)
         report = enforcer.start(dt.datetime.now(dt.UTC))
         w.enforcer = enforcer
         log.info("firewall: %s backend; %s", w.cfg.firewall.backend, report)
     except Exception as exc:  # e.g. nft missing or no CAP_NET_ADMIN: detection and alerts go on without bans
         log.error("firewall not started, no bans will be applied: %s", exc)
+    start_sentry(w)
     if w.cfg.alerts.channels:
         try:
             w.notifier = start_notifier(w.act_con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None,
@@ -50,3 +53,39 @@ def country_of(ip: str) -> str | None:
 
     got = iptocc.country_code([ip])
     return got[0] if got else None
+
+
+def start_sentry(w: Watcher) -> None:
+    """Early bans (fraudwatch.watch.sentry) when they are on and can do something: a firewall that bans, rules
+    they can stand in for, and log sources."""
+    from fraudwatch.detect.early import early_rules
+
+    w.sentry = None
+    w.stats.early = None
+    if not w.cfg.watch.early_bans or w.enforcer is None or w.cfg.firewall.backend == "dry-run" \
+            or not w.cfg.sources or not early_rules(list(w.ruleset.rules.values()) if w.ruleset else []):
+        return
+    from fraudwatch.watch.sentry import Sentry
+
+    enforcer = w.enforcer
+
+    def on_bans(decisions: list[Any]) -> None:
+        t0 = time.monotonic()
+        with enforcer.lock:
+            t1 = time.monotonic()
+            done = enforcer.on_early(decisions, dt.datetime.now(dt.UTC))
+        log.debug("early bans: %d decision(s), waited %.3fs for the firewall, acted in %.3fs", len(decisions),
+                  t1 - t0, time.monotonic() - t1)
+        for d, what in list(zip(decisions, done, strict=False))[:5]:
+            log.info("early ban: %s %s (%s %s): %s", d.rule, d.key, d.severity, f"{d.value:g}", what)
+        if len(decisions) > 5:
+            log.info("early ban: %d more decision(s)", len(decisions) - 5)
+
+    try:
+        sentry = Sentry(w.cfg, on_bans)
+        sentry.start()
+    except Exception as exc:  # bans still come from the rules' alerts
+        log.error("early bans not started: %s", exc)
+        return
+    w.sentry = sentry
+    w.stats.early = sentry

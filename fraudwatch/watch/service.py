@@ -104,6 +104,7 @@ class Watcher:
         self.actor_thread: threading.Thread | None = None
         self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
         self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
+        self.sentry: Any = None  # fraudwatch.watch.sentry.Sentry while early bans run
         self.seen_rowid: dict[str, int] = {}
         self.observer: Any = None
         self.control: Any = None
@@ -477,6 +478,9 @@ class Watcher:
         return [a for a in (self.enforcer, self.notifier) if a is not None]
 
     def _stop_actors(self) -> None:
+        if self.sentry is not None:
+            self.sentry.stop()
+            self.sentry = self.stats.early = None
         for actor in self._actors():
             try:
                 actor.stop(dt.datetime.now(dt.UTC))

@@ -26,10 +26,14 @@ class WatchConfig:
     # DuckDB's memory in the watcher (its cache of the store; big operations spill to disk). DuckDB's own default
     # is 80% of the machine, which a watcher running for weeks on the switch would slowly take. "": that default.
     memory_limit: str = "512MB"
+    # Ban-proposing rules also run on the logs' newest lines in a process of their own (the sentry), so that a
+    # burst is banned in milliseconds even while a flood keeps the rules seconds behind (fraudwatch.detect.early).
+    # Only with a firewall backend that bans (not dry-run).
+    early_bans: bool = True
 
 
 _KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", "status_seconds", "metrics",
-         "inotify", "warmup_seconds", "warmup_rows", "memory_limit"}
+         "inotify", "warmup_seconds", "warmup_rows", "memory_limit", "early_bans"}
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
@@ -60,6 +64,9 @@ def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
     inotify = section.get("inotify", True)
     if not isinstance(inotify, bool):
         raise doc.error("'inotify' must be true or false", "watch", "inotify")
+    early = section.get("early_bans", d.early_bans)
+    if not isinstance(early, bool):
+        raise doc.error("'early_bans' must be true or false", "watch", "early_bans")
     publish = _number(section, "publish_seconds", d.publish_seconds, doc, 1, 60)
     memory = section.get("memory_limit", d.memory_limit)
     if not isinstance(memory, str) or (memory and not _SIZE.fullmatch(memory.strip())):
@@ -76,4 +83,5 @@ def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
         warmup_seconds=_number(section, "warmup_seconds", d.warmup_seconds, doc, 0, 7 * 86400),
         warmup_rows=int(_number(section, "warmup_rows", d.warmup_rows, doc, 0, 100_000_000)),
         memory_limit=memory.strip(),
+        early_bans=early,
     )

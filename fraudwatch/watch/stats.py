@@ -81,6 +81,7 @@ class Stats:
         self.started_at = ""
         self.sources: list[dict[str, Any]] = []
         self.written = 0.0
+        self.early: Any = None  # the sentry (fraudwatch.watch.sentry) while early bans run
         self.lock = threading.Lock()  # the metrics endpoint reads from another thread
 
     def started(self, pid: int, cfg: Config) -> None:
@@ -173,6 +174,7 @@ class Stats:
                 "batches": self.batches,
                 "batch_seconds": {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "max": lat[-1] if lat else None},
                 "events": dict(self.events_by_table), "alerts": self.alerts, "last_alert": self.last_alert,
+                "early_bans": self.early.status() if self.early is not None else None,
             }
 
     def maybe_write(self, interval: float, published_at: str | None, publish_seconds: float | None) -> None:

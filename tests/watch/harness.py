@@ -52,17 +52,18 @@ def wait_until(pred: Callable[[], bool], timeout: float = 30.0, every: float = 0
 
 
 class WatcherProcess:
-    def __init__(self, config: Path, store: Path) -> None:
+    def __init__(self, config: Path, store: Path, prefix: tuple[str, ...] = ()) -> None:
         self.config = config
         self.store = store
+        self.prefix = prefix  # e.g. ("ip", "netns", "exec", NS): run it inside a network namespace
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = config.parent / "watch.log"
 
     def start(self, timeout: float = 30.0) -> WatcherProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "fraudwatch", "--config", str(self.config), "watch"],
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent)
+            argv = [*self.prefix, sys.executable, "-m", "fraudwatch", "--config", str(self.config), "watch"]
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent)
         if not wait_until(lambda: self.call("ping") is not None or self.proc is None or
                           self.proc.poll() is not None, timeout):
             raise AssertionError(f"watcher did not start:\n{self.log.read_text()}")

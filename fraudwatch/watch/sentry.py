@@ -1,0 +1,174 @@
+"""The sentry: a process of the watcher's own that tails the logs and decides early bans.
+
+Under a flood the watcher stores and scores lines in batches a second or more long, and a burst of password
+guesses waits for its batch: seconds before the ban. The sentry reads the same files every `TICK` (its own
+offsets, `fraudwatch.watch.tail`), runs only the gates of the rules that propose a ban on what was appended
+(`fraudwatch.detect.early`), and sends each decision to the watcher at once; the watcher's early-ban thread hands
+it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
+Python (the rules hold the interpreter's lock for most of a flood); it only reads the logs, and owns nothing:
+if it dies the watcher logs it and starts another, and bans come from the rules' alerts meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import multiprocessing as mp
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from fraudwatch.config import Config
+
+log = logging.getLogger("fraudwatch.watch")
+TICK = 0.02  # seconds between looks at the files
+STATS_SECONDS = 5.0  # how often the sentry reports its counters
+# The sentry's nice value: it runs on the CPU the watcher leaves. Measured on 2 cores under a 20,000 lines/s
+# flood (benchmarks/ban_latency.py), a sentry at the watcher's priority or above took the CPU the watcher needed
+# to store and score the flood, and both fell behind.
+PRIORITY = 0
+RESTARTS = 5  # restarts after the sentry exits unasked, before the watcher goes on without it
+
+
+def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
+    """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
+    logging.basicConfig(level=level, format="fraudwatch sentry: %(levelname)s %(message)s")
+    os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)  # never at the expense of the watcher: see PRIORITY
+    from fraudwatch.detect.base import Context
+    from fraudwatch.detect.early import LINE_SOURCES, EarlyBans
+    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.registry import shipped_rules_dir
+    from fraudwatch.formats.registry import load_formats
+    from fraudwatch.watch.tail import LogTail
+
+    parent = os.getppid()
+    rules = list(load_rules(cfg.rule_dirs).rules.values())
+    early = EarlyBans(rules, Context(shipped_rules_dir() / "lists"), cfg.trusted_networks)
+    tail = LogTail(cfg.sources, load_formats(cfg.format_dirs), cfg.ingest,
+                   {s: early.columns(s) for s in LINE_SOURCES if early.gates[s]})
+    tail.poll()  # the files' ends: from here on
+    conn.send(("ready", early.rules))
+    busy, longest, last_stats = 0.0, 0.0, time.monotonic()
+    while os.getppid() == parent:
+        if conn.poll():
+            return  # "stop"
+        t0 = time.monotonic()
+        decisions = []
+        for table, frame in tail.poll().items():
+            decisions.extend(early.process(table, frame))
+        if decisions:
+            conn.send(("bans", decisions))
+        t1 = time.monotonic()
+        busy += t1 - t0
+        longest = max(longest, t1 - t0)
+        if t1 - last_stats >= STATS_SECONDS:
+            s = tail.stats
+            conn.send(("stats", {"lines": s.lines, "bytes": s.bytes, "skipped_bytes": s.skipped_bytes,
+                                 "busy": round(busy / (t1 - last_stats), 3), "longest_tick": round(longest, 3),
+                                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                                 "errors": s.errors[-3:]}))
+            busy, longest, last_stats = 0.0, 0.0, t1
+        time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
+
+
+class Sentry:
+    """The watcher's handle on the sentry process: start it, hand its decisions to `on_bans` (on a thread of
+    its own), restart it when it exits unasked (`RESTARTS` times), stop it."""
+
+    def __init__(self, cfg: Config, on_bans: Callable[[list[Any]], None]) -> None:
+        self.cfg, self.on_bans = cfg, on_bans
+        self.proc: Any = None
+        self.conn: Connection | None = None
+        self.thread: threading.Thread | None = None
+        self.stopping = False
+        self.restarts = 0
+        self.rules: list[str] = []
+        self.stats: dict[str, Any] = {}
+        self.decisions = 0
+
+    def start(self) -> None:
+        self.rules, self.stats = [], {}  # until this process says it is ready
+        ctx = mp.get_context("spawn")  # not fork: the watcher has threads and an open store
+        parent_end, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level),
+                                name="fraudwatch-sentry", daemon=True)
+        self.proc.start()
+        child_end.close()
+        self.conn = parent_end
+        self.thread = threading.Thread(target=self._receive, name="fraudwatch-early", daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        while not self.stopping:
+            try:
+                if not conn.poll(0.5):
+                    continue
+                messages = [conn.recv()]
+                while conn.poll():  # all that waits, as one firewall batch: a flood decides on every tick
+                    messages.append(conn.recv())
+            except (EOFError, OSError):
+                break
+            bans = [d for kind, payload in messages if kind == "bans" for d in payload]
+            if bans:
+                self.decisions += len(bans)
+                try:
+                    self.on_bans(bans)
+                except Exception:  # a failing firewall must not end the early bans
+                    log.exception("early bans: acting on %d decision(s) failed", len(bans))
+            for kind, payload in messages:
+                self._note(kind, payload)
+        if not self.stopping:
+            self._lost()
+
+    def _note(self, kind: str, payload: Any) -> None:
+        if kind == "ready":
+            self.rules = list(payload)
+            log.info("early bans: the sentry (pid %d) follows the logs for %d rule(s): %s", self.proc.pid,
+                     len(payload), ", ".join(payload))
+        elif kind == "stats":
+            self.stats = dict(payload)
+            log.debug("early bans: sentry %s", payload)
+
+    def _lost(self) -> None:
+        if self.proc is not None:
+            self.proc.join(2)  # reap it, for its exit code
+        code = self.proc.exitcode if self.proc is not None else None
+        if self.restarts >= RESTARTS:
+            log.error("early bans: the sentry exited (code %s) %d times; going on without it (bans come from the "
+                      "rules' alerts)", code, self.restarts + 1)
+            return
+        self.restarts += 1
+        log.error("early bans: the sentry exited (code %s); starting another", code)
+        time.sleep(min(10.0, 0.5 * 2 ** self.restarts))
+        if not self.stopping:
+            self.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping = True
+        if self.conn is not None:
+            with contextlib.suppress(OSError):  # it is gone already
+                self.conn.send("stop")
+        if self.proc is not None:
+            self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.terminate()  # ours, by its handle
+                self.proc.join(2)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(2)
+        if self.conn is not None:
+            self.conn.close()
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": self.proc.pid if self.proc is not None else None,
+                "alive": bool(self.proc is not None and self.proc.is_alive()), "rules": self.rules,
+                "decisions": self.decisions, "restarts": self.restarts, **self.stats,
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}

@@ -1,0 +1,143 @@
+"""Following log files from their end, for early bans: what was appended since the last look, parsed into rows
+shaped like the store's (the format's patterns, and the ingest's own conversion SQL), never stored.
+
+The watcher's reader owns the store and the read positions; this follows the same files with offsets of its
+own, in memory, from where they ended when it started (what was there already is the reader's). A file whose
+inode changes, or that shrinks, was rotated or truncated: it is followed from its start. When more than
+`max_behind` bytes are waiting (the sentry fell behind), the oldest are skipped and counted: early bans are
+only worth having while they are early, and the watcher's own rules see every line anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraudwatch.config import IngestConfig, SourceConfig
+from fraudwatch.errors import FraudwatchError
+from fraudwatch.formats.csvspec import CsvFormat
+from fraudwatch.formats.detect import detect_format
+from fraudwatch.formats.engine import LineParser, prepare_connection
+from fraudwatch.formats.registry import Format
+from fraudwatch.sources.lines import to_batch
+from fraudwatch.sources.reader import read_chunks
+from fraudwatch.store.schema import TABLES
+from fraudwatch.watch.files import files_of
+
+log = logging.getLogger("fraudwatch.watch")
+MAX_BEHIND = 1 << 20  # bytes waiting in one file beyond which the oldest are skipped (a flood's ~0.3 s)
+
+
+@dataclass
+class _Followed:
+    inode: int
+    offset: int
+    parser: LineParser | None  # None: not a line format (a CSV export), or not known yet
+
+
+@dataclass
+class TailStats:
+    lines: int = 0
+    bytes: int = 0
+    skipped_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class LogTail:
+    """`poll()` returns the rows appended to the line sources since the last poll, per table, in time order."""
+
+    def __init__(self, sources: Sequence[SourceConfig], formats: dict[str, Format], options: IngestConfig,
+                 columns: dict[str, list[str]], max_behind: int = MAX_BEHIND) -> None:
+        self.sources, self.formats, self.options = list(sources), formats, options
+        self.columns = {t: [c for c in TABLES[t].names if c in cols] for t, cols in columns.items() if cols}
+        self.max_behind = max_behind
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET threads = 1")  # a few hundred lines a poll: no gain in more, only contention
+        prepare_connection(self.con)
+        self.parts: dict[str, list[pl.DataFrame]] = {}
+        self.files: dict[Path, _Followed] = {}
+        self.first = True
+        self.stats = TailStats()
+
+    def poll(self) -> dict[str, pl.DataFrame]:
+        self.parts = {t: [] for t in self.columns}
+        present: set[Path] = set()
+        for src in self.sources:
+            for path in files_of(src):
+                if path.suffix == ".gz":
+                    continue
+                present.add(path)
+                try:
+                    self._follow(path, src)
+                except (OSError, FraudwatchError, duckdb.Error) as exc:  # the watcher reports the file's errors
+                    self.stats.errors = [*self.stats.errors[-9:], f"{path}: {exc}"]
+        for gone in [p for p in self.files if p not in present]:
+            del self.files[gone]
+        self.first = False
+        out: dict[str, pl.DataFrame] = {}
+        for table, parts in self.parts.items():
+            if parts:
+                frame = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+                out[table] = frame.sort("ts", maintain_order=True, nulls_last=True)
+        return out
+
+    def _follow(self, path: Path, src: SourceConfig) -> None:
+        st = os.stat(path)
+        f = self.files.get(path)
+        if f is None or f.inode != st.st_ino or st.st_size < f.offset:
+            # at the start, from the end (what is there is the reader's); a file appearing later, from its start
+            f = self.files[path] = _Followed(st.st_ino, st.st_size if self.first else 0, None)
+        if st.st_size <= f.offset:
+            return
+        if f.parser is None:
+            name = src.format
+            fmt = self.formats.get(name) if name else detect_format(path, self.formats)
+            if fmt is None or isinstance(fmt, CsvFormat) or fmt.table not in self.columns:
+                f.offset = st.st_size  # nothing for the gates here: keep up without reading
+                return
+            f.parser = LineParser(fmt, src.timezone, st.st_mtime)
+        if st.st_size - f.offset > self.max_behind:
+            start = self._line_start(path, st.st_size - self.max_behind)
+            self.stats.skipped_bytes += start - f.offset
+            f.offset = start
+        opts = self.options
+        for chunk in read_chunks(path, f.offset, 0, self.max_behind, opts.max_line_bytes, opts.max_raw_bytes,
+                                 until=st.st_size):
+            batch = to_batch(chunk, opts.max_line_bytes, opts.max_raw_bytes)
+            if batch.table.num_rows:
+                self._parse(f.parser, path, batch.table)
+            self.stats.lines += chunk.lines
+            self.stats.bytes += chunk.end_offset - f.offset
+            f.offset = chunk.end_offset
+
+    def _parse(self, parser: LineParser, path: Path, batch: pa.Table) -> None:
+        """The batch's rows (`LineParser.parse_small`: DuckDB's fixed cost per batch is what a tick cannot
+        afford); rejected lines are left out."""
+        table = parser.fmt.table
+        conv = parser.parse_small(self.con, batch.column("line").to_pylist(), batch.column("off").to_pylist(),
+                                  self.columns[table])
+        conv = conv.filter(pc.equal(pc.field("bad"), ""))
+        if not conv.num_rows:
+            return
+        cols = [c for c in self.columns[table] if c in conv.column_names]
+        frame = pl.from_arrow(conv.select(cols))
+        assert isinstance(frame, pl.DataFrame)
+        self.parts[table].append(frame.with_columns(pl.lit(str(path)).alias("source"),
+                                                    pl.Series("byte_offset", conv.column("off").to_pylist())))
+
+    @staticmethod
+    def _line_start(path: Path, offset: int) -> int:
+        """The offset of the first line that starts at or after `offset`."""
+        with path.open("rb") as fh:
+            fh.seek(max(0, offset - 1))
+            fh.readline()  # the rest of the line `offset` falls in
+            return fh.tell()

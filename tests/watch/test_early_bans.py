@@ -1,0 +1,135 @@
+"""Early bans end to end: a real watcher in a network namespace this test creates, with the nftables backend; its
+sentry process bans a burst of password guesses from the log's newest lines before the watcher's own rules have
+even read them, and the rules' alert then finds the ban and is linked to it. The sentry is restarted when it dies,
+and ends with the watcher."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.enforce.netns import require_root_and, sh
+from tests.watch.harness import WatcherProcess, wait_until, write_config
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    require_root_and("nft")
+    ns = f"fwtE{uuid.uuid4().hex[:6]}"
+    if sh("ip", "netns", "add", ns, check=False).returncode != 0:
+        pytest.skip("cannot create a network namespace")
+    try:
+        yield ns
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def _burst(ip: str) -> str:
+    now = dt.datetime.now(dt.UTC)
+    return "".join(f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d} [WARN] SEND 403 Forbidden to {ip}:5060 "
+                   f'method=REGISTER user="1001" callid="e-{ip}-{n}@test" reason="password error"\n'
+                   for n in range(15))
+
+
+def _in_set(ns: str, ip: str) -> bool:
+    out = sh("ip", "netns", "exec", ns, "nft", "-j", "list", "set", "inet", "fraudwatch", "fraudwatch4",
+             check=False).stdout
+    return f'"{ip}"' in out
+
+
+def _early(w: WatcherProcess) -> dict[str, Any]:
+    got = w.call("status")
+    return ((got or {}).get("status") or {}).get("early_bans") or {}
+
+
+def _bans(w: WatcherProcess, ip: str) -> list[list[Any]]:
+    got = w.call("query", {"sql": "SELECT source, rule, alert_id FROM bans WHERE network = ?", "params": [ip]})
+    assert got is not None and got.get("ok"), got
+    return [list(r) for r in got["rows"]]
+
+
+def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: Path, namespace: str) -> None:
+    log = tmp_path / "sipproxy.log"
+    log.touch()
+    # the watcher's own reading: without inotify, every 60 s or when a control request wakes it (`_wake`), so
+    # the sentry is the only one that can ban a burst before the test asks the watcher to read it
+    config = write_config(tmp_path, [("sipproxy.log", "vos3000-sipproxy")],
+                          'warmup_seconds = 0\ninotify = false\n[firewall]\nbackend = "nftables"\n')
+    text = config.read_text(encoding="utf-8").replace("poll_seconds = 0.2", "poll_seconds = 60")
+    config.write_text(text, encoding="utf-8")
+    w = WatcherProcess(config, tmp_path / "store.duckdb", ("ip", "netns", "exec", namespace)).start()
+    try:
+        assert wait_until(lambda: bool(_early(w).get("rules")), 60), w.log.read_text()
+        first = _early(w)
+        assert "auth-failures-ip" in first["rules"] and first["alive"]
+
+        with log.open("a", encoding="utf-8") as f:
+            f.write(_burst("192.0.2.50"))
+        written = time.monotonic()
+        assert wait_until(lambda: _in_set(namespace, "192.0.2.50"), 10, 0.01), w.log.read_text()
+        assert time.monotonic() - written < 5
+        assert w.count("SELECT count(*) FROM sip_events WHERE src_ip = '192.0.2.50'") == 0  # not read by the watcher
+        # then the watcher reads the burst; the rules' alert finds the early ban and is linked to it
+        _wake(w)
+        assert wait_until(lambda: (b := _bans(w, "192.0.2.50")) != [] and b[0][2] is not None, 30), \
+            w.log.read_text()
+        ((source, rule, alert_id),) = _bans(w, "192.0.2.50")
+        assert (source, rule) == ("early", "auth-failures-ip")
+        assert w.count("SELECT count(*) FROM alerts WHERE id = ? AND rule = 'auth-failures-ip'", [alert_id]) == 1
+
+        # the sentry dies: the watcher starts another, and early bans go on
+        pid = first["pid"]
+        os.kill(pid, 9)  # the sentry is this test's (its watcher's child), named by the watcher's own status
+        assert wait_until(lambda: _early(w).get("restarts") == 1 and _early(w).get("pid") not in (None, pid)
+                          and bool(_early(w).get("alive")), 60), w.log.read_text()
+        second = _early(w)["pid"]
+        assert wait_until(lambda: bool(_early(w).get("rules")), 60)  # ready: it has found the files' ends
+        with log.open("a", encoding="utf-8") as f:
+            f.write(_burst("192.0.2.51"))
+        assert wait_until(lambda: _in_set(namespace, "192.0.2.51"), 10, 0.01)
+        assert _bans(w, "192.0.2.51")[0][0] == "early"
+    finally:
+        code = w.stop(30)
+    assert code == 0
+    assert not _alive(second)  # it ended with the watcher
+    assert "early ban: auth-failures-ip 192.0.2.50" in w.log.read_text()
+
+
+def _wake(w: WatcherProcess) -> None:
+    """A request the watcher's loop serves (listing the bans): it reads its files on the way."""
+    assert (w.call("bans.list") or {}).get("ok")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def test_early_bans_stay_off_with_dry_run_or_when_turned_off(tmp_path: Path) -> None:
+    log = tmp_path / "sipproxy.log"
+    log.touch()
+    config = write_config(tmp_path, [("sipproxy.log", "vos3000-sipproxy")], "warmup_seconds = 0\n")
+    w = WatcherProcess(config, tmp_path / "store.duckdb").start()
+    try:
+        got = w.call("status")
+        assert got is not None and got["status"]["early_bans"] is None  # dry-run: nothing to be early about
+    finally:
+        assert w.stop() == 0
+    from fraudwatch.config import load_config
+    from fraudwatch.errors import ConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\npath = "s.duckdb"\n[watch]\nearly_bans = "yes"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="early_bans"):
+        load_config(bad)
