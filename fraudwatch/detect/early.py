@@ -67,7 +67,7 @@ class Gate:
             raise TypeError(f"rule '{rule.common.id}': no incremental window to gate")
         c = self.common = rule.common
         self.rule, self.det = rule, det
-        self.conjuncts: list[Conjunct] = det.conjuncts
+        self.conjuncts: list[Conjunct] = det.conjuncts  # what the source's shared conditions come from
         self.level = float(c.critical) if c.act_on == "critical" else lowest_level(c)
         self.rearm = round((c.window + c.cooldown) * 1_000_000)
         self.trusted = tuple(trusted)
@@ -75,17 +75,9 @@ class Gate:
         self.columns = ["ts", *det.keys, *([det.field] if det.field else [])]
 
     def process(self, events: pl.DataFrame, selection: Selection) -> list[Decision]:
-        mask = selection.mask(self.conjuncts)
-        if mask is not None and not mask.any():
+        sel = self.det.selected(events, selection, [c for c in self.columns if c in events.columns])
+        if sel is None:
             return []
-        sel = selection(self.conjuncts, [c for c in self.columns if c in events.columns])
-        needed = ["ts", *self.det.keys]
-        if any(sel.get_column(k).null_count() for k in needed):
-            sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in needed))
-        if not sel.height:
-            return []
-        if not sel.get_column("ts").is_sorted():
-            sel = sel.sort("ts", maintain_order=True)
         det, decided, state, level = self.det, self.decided, self.det.state, self.level
         times: list[int] = sel.get_column("ts").dt.epoch("us").to_list()
         values: list[Any] = sel.get_column(det.field).to_list() if det.field else []

@@ -167,19 +167,24 @@ class IncrementalDetector:
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         if selection is None or selection.frame is not events:
             selection = Selection(events)
+        sel = self.selected(events, selection, self._columns(events.columns))
+        if sel is None:
+            return []
+        episodes = self._run(sel)
+        return self._assemble(episodes, sel.schema["ts"], set(sel.columns)) if episodes else []
+
+    def selected(self, events: pl.DataFrame, selection: Selection, columns: list[str]) -> pl.DataFrame | None:
+        """The rule's events of the batch (`columns` of them) with a time and a key, in time order; None if none."""
         mask = selection.mask(self.conjuncts)
         if not (events.height if mask is None else mask.any()):  # nothing selected: nothing changes
-            return []
-        sel = selection(self.conjuncts, self._columns(events.columns))
+            return None
+        sel = selection(self.conjuncts, columns)
         needed = ["ts", *self.keys]
         if any(sel.get_column(k).null_count() for k in needed):
             sel = sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in needed))
         if not sel.height:
-            return []
-        if not sel.get_column("ts").is_sorted():
-            sel = sel.sort("ts", maintain_order=True)
-        episodes = self._run(sel)
-        return self._assemble(episodes, sel.schema["ts"], set(sel.columns)) if episodes else []
+            return None
+        return sel if sel.get_column("ts").is_sorted() else sel.sort("ts", maintain_order=True)
 
     def _key_texts(self, sel: pl.DataFrame) -> list[str]:
         if not self.keys:
