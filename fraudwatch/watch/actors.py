@@ -76,10 +76,11 @@ def start_sentry(w: Watcher) -> None:
             done = enforcer.on_early(decisions, dt.datetime.now(dt.UTC))
         log.debug("early bans: %d decision(s), waited %.3fs for the firewall, acted in %.3fs", len(decisions),
                   t1 - t0, time.monotonic() - t1)
-        for d, what in list(zip(decisions, done, strict=False))[:5]:
-            log.info("early ban: %s %s (%s %s): %s", d.rule, d.key, d.severity, f"{d.value:g}", what)
-        if len(decisions) > 5:
-            log.info("early ban: %d more decision(s)", len(decisions) - 5)
+        banned = [(d, what) for d, what in zip(decisions, done, strict=True) if what.startswith("banned")]
+        if banned:  # one line per batch: a flood's botnet is decided a few hundred at a time
+            shown = "; ".join(f"{d.key} by {d.rule} ({d.severity} {d.value:g})" for d, _ in banned[:3])
+            log.info("early bans: banned %d on the log's newest lines: %s%s", len(banned), shown,
+                     f"; and {len(banned) - 3} more" if len(banned) > 3 else "")
 
     try:
         sentry = Sentry(w.cfg, on_bans)

@@ -62,7 +62,10 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
         t0 = time.monotonic()
         decisions = []
         for table, frame in tail.poll().items():
-            decisions.extend(early.process(table, frame))
+            try:
+                decisions.extend(early.process(table, frame))
+            except Exception:  # one batch it cannot score must not end early bans
+                log.exception("early bans: scoring %d %s row(s) failed", frame.height, table)
         if decisions:
             conn.send(("bans", decisions))
         t1 = time.monotonic()

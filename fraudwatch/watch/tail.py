@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudwatch.config import IngestConfig, SourceConfig
-from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.engine import LineParser, prepare_connection
@@ -78,8 +77,8 @@ class LogTail:
                 present.add(path)
                 try:
                     self._follow(path, src)
-                except (OSError, FraudwatchError, duckdb.Error) as exc:  # the watcher reports the file's errors
-                    self.stats.errors = [*self.stats.errors[-9:], f"{path}: {exc}"]
+                except Exception as exc:
+                    self._failed(path, exc)
         for gone in [p for p in self.files if p not in present]:
             del self.files[gone]
         self.first = False
@@ -89,6 +88,20 @@ class LogTail:
                 frame = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
                 out[table] = frame.sort("ts", maintain_order=True, nulls_last=True)
         return out
+
+    def _failed(self, path: Path, exc: Exception) -> None:
+        """Note the error and go past what is there now: whatever it was cannot fail again on every tick (the
+        watcher reads, counts and keeps aside every line itself)."""
+        self.stats.errors = [*self.stats.errors[-9:], f"{path}: {type(exc).__name__}: {exc}"[:300]]
+        f = self.files.get(path)
+        if f is not None:
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                return
+            if size > f.offset:
+                self.stats.skipped_bytes += size - f.offset
+                f.offset = size
 
     def _follow(self, path: Path, src: SourceConfig) -> None:
         st = os.stat(path)

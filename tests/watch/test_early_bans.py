@@ -99,7 +99,8 @@ def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: 
         code = w.stop(30)
     assert code == 0
     assert not _alive(second)  # it ended with the watcher
-    assert "early ban: auth-failures-ip 192.0.2.50" in w.log.read_text()
+    assert "early bans: banned 1 on the log's newest lines: 192.0.2.50 by auth-failures-ip (critical 15)" \
+        in w.log.read_text()
 
 
 def _wake(w: WatcherProcess) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from fraudwatch.config import IngestConfig, SourceConfig
 from fraudwatch.formats.registry import load_formats
 from fraudwatch.watch.tail import LogTail
@@ -21,7 +23,7 @@ def _tail(log: Path, max_behind: int = 1 << 20) -> LogTail:
 
 def _ips(frames: dict[str, object]) -> list[str]:
     frame = frames.get("sip_events")
-    return [] if frame is None else frame.get_column("src_ip").to_list()  # type: ignore[attr-defined]
+    return [] if frame is None else frame.get_column("src_ip").to_list()
 
 
 def test_only_lines_appended_after_the_start_are_read(tmp_path: Path) -> None:
@@ -94,3 +96,28 @@ def test_falling_behind_skips_the_oldest_and_counts_them(tmp_path: Path) -> None
     assert "192.0.2.13" in ips and len(ips) < 201
     assert tail.stats.skipped_bytes > 0
     assert tail.stats.skipped_bytes + tail.stats.bytes == log.stat().st_size
+
+
+def test_an_error_on_a_file_is_noted_and_passed_not_met_on_every_tick(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudwatch.formats.engine import LineParser
+
+    log = tmp_path / "sipproxy.log"
+    log.touch()
+    tail = _tail(log)
+    tail.poll()
+    original = LineParser.parse_small
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ValueError("a line no one foresaw")
+
+    monkeypatch.setattr(LineParser, "parse_small", broken)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(fail_line(6, "192.0.2.14", 1))
+    assert tail.poll() == {}
+    assert "ValueError: a line no one foresaw" in tail.stats.errors[-1]
+    assert tail.stats.skipped_bytes == log.stat().st_size
+    monkeypatch.setattr(LineParser, "parse_small", original)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(fail_line(7, "192.0.2.15", 2))
+    assert _ips(tail.poll()) == ["192.0.2.15"]
