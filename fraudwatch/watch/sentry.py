@@ -7,6 +7,10 @@ offsets, `fraudwatch.watch.tail`), runs only the gates of the rules that propose
 it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
 Python (the rules hold the interpreter's lock for most of a flood); it only reads the logs, and owns nothing:
 if it dies the watcher logs it and starts another, and bans come from the rules' alerts meanwhile.
+
+It runs at the watcher's own priority. Measured on 2 cores under a 20,000 lines/s flood
+(benchmarks/ban_latency.py): at nice 5 or 10 it got too little CPU to keep up and skipped most of the flood,
+so bans fell back to the rules' pace; at nice -5 it took the CPU the watcher needed and both fell behind.
 """
 
 from __future__ import annotations
@@ -29,10 +33,6 @@ from fraudwatch.config import Config
 log = logging.getLogger("fraudwatch.watch")
 TICK = 0.02  # seconds between looks at the files
 STATS_SECONDS = 5.0  # how often the sentry reports its counters
-# The sentry's nice value: it runs on the CPU the watcher leaves. Measured on 2 cores under a 20,000 lines/s
-# flood (benchmarks/ban_latency.py), a sentry at the watcher's priority or above took the CPU the watcher needed
-# to store and score the flood, and both fell behind.
-PRIORITY = 0
 RESTARTS = 5  # restarts after the sentry exits unasked, before the watcher goes on without it
 
 
@@ -40,7 +40,6 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
     logging.basicConfig(level=level, format="fraudwatch sentry: %(levelname)s %(message)s")
-    os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)  # never at the expense of the watcher: see PRIORITY
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.early import LINE_SOURCES, EarlyBans
     from fraudwatch.detect.engine import load_rules
