@@ -77,11 +77,11 @@ def _time_reader(formats: Sequence[str]) -> _Time | None:
 
 @dataclass(frozen=True)
 class _Plan:
-    """One variant: its time reader, the columns it outputs (group, constant or null), the groups only checked."""
+    """One variant: its time reader, the groups it reads, and the select typing them."""
 
     time: _Time
-    out: tuple[tuple[str, str, Any], ...]  # (column, "group" | "const", constant) for each output column but ts
-    checked: tuple[str, ...]  # groups not output whose value may still be bad (numbers, addresses)
+    used: tuple[str, ...]  # the groups it reads besides ts: the output ones, and those only checked
+    exprs: tuple[pl.Expr, ...]  # the select that types them (see `_exprs`)
 
 
 class CaptureConverter:
@@ -121,9 +121,10 @@ class CaptureConverter:
                     out.append((c, "const", value))
                 else:
                     out.append((c, "const", None))
-            checked = tuple(c for c in compiled.columns if c in groups and c != "ts" and c not in wanted
-                            and (c in IP_COLUMNS or self.types[c] != "VARCHAR"))
-            self.plans.append(_Plan(reader, tuple(out), checked))
+            checked = [c for c in compiled.columns if c in groups and c != "ts" and c not in wanted
+                       and (c in IP_COLUMNS or self.types[c] != "VARCHAR")]  # a bad value still rejects the row
+            used = [c for c, how, _ in out if how == "group"] + checked
+            self.plans.append(_Plan(reader, tuple(used), self._exprs(len(self.plans), reader, out, used)))
         self.schema = pa.schema([("idx", pa.int64()), ("off", pa.int64()), ("variant", pa.int32()),
                                  *((c, _ARROW[self.types[c]]) for c in self.columns), ("bad", pa.string())])
 
@@ -149,47 +150,51 @@ class CaptureConverter:
 
     def _variant(self, k: int, plan: _Plan, rows: list[tuple[int, int, int, tuple[str, ...]]]) \
             -> tuple[pl.DataFrame, list[bool]]:
-        """The typed rows of one variant that are read here, and for each row whether it is: one polars query
-        (an eager operation costs a query's fixed cost each, and a tick can afford a few)."""
+        """The typed rows of one variant that are read here, and for each row whether it is: one polars query,
+        its expressions built once per variant (`_exprs`)."""
         idx, offs, _, groups = zip(*rows, strict=True)
         raw: dict[str, Any] = dict(zip(self.variant_groups[k], zip(*groups, strict=True), strict=True))
         data: dict[str, pl.Series] = {"idx": pl.Series(idx, dtype=pl.Int64), "off": pl.Series(offs, dtype=pl.Int64)}
-        used = [c for c, how, _ in plan.out if how == "group"] + list(plan.checked)
-        for c in ("ts", *used):
+        for c in ("ts", *plan.used):
             data[c] = pl.Series(c, raw[c], dtype=pl.String)
-        for c in used:
+        for c in plan.used:
             if c in IP_COLUMNS:  # the SQL's ip_expr, with the same function behind fw_ip
                 arrow = data[c].to_arrow()
                 data[f"_ip_{c}"] = pl.Series(pc.if_else(pc.match_substring_regex(arrow, IPV4), arrow,
                                                         canonical_ip_array(arrow)), dtype=pl.String)
-        ts = (pl.col("ts").str.strptime(pl.Datetime("us"), plan.time.chrono, strict=False)
+        frame = pl.DataFrame(data).select(plan.exprs)
+        keep = frame.get_column("_ok").to_list()
+        return frame.filter(pl.col("_ok")).drop("_ok"), keep
+
+    def _exprs(self, k: int, time: _Time, out: list[tuple[str, str, Any]], used: list[str]) -> tuple[pl.Expr, ...]:
+        """The select typing variant `k`'s captures: the output columns, `bad` and `_ok` (read here)."""
+        ts = (pl.col("ts").str.strptime(pl.Datetime("us"), time.chrono, strict=False)
               .dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC"))
-        ok = pl.col("ts").str.contains(plan.time.shape) & ts.is_not_null()
+        ok = pl.col("ts").str.contains(time.shape) & ts.is_not_null()
         values: dict[str, pl.Expr] = {}
-        for c in used:
+        flags: list[pl.Expr] = []
+        for c in sorted(used, key=self.order.index):
             kind, empty = self.types[c], pl.col(c) == ""
             if c in IP_COLUMNS:
                 value = pl.col(f"_ip_{c}")
             elif kind == "VARCHAR":
-                value = pl.col(c)
+                values[c] = pl.when(~empty).then(pl.col(c))  # text is never bad
+                continue
             else:
                 ok = ok & (pl.col(c).str.contains(_DIGITS) | empty)  # anything but plain digits: the SQL reads it
                 number = pl.col(c).cast(pl.Int64, strict=False)
                 top = 65536 if c in PORT_COLUMNS else _RANGES[kind]
                 value = pl.when(number < top).then(number).cast(_TYPES[kind])
             values[c] = pl.when(~empty).then(value)
-        flags = [pl.when((pl.col(c) != "") & values[c].is_null()).then(pl.lit(f"bad {c}"))
-                 for c in sorted(used, key=self.order.index)]
+            flags.append(pl.when(~empty & values[c].is_null()).then(pl.lit(f"bad {c}")))
         bad = pl.concat_str(flags, separator=", ", ignore_nulls=True).fill_null("") if flags else pl.lit("")
-        out = [pl.col("idx"), pl.col("off"), pl.lit(k, pl.Int32).alias("variant")]
+        select = [pl.col("idx"), pl.col("off"), pl.lit(k, pl.Int32).alias("variant")]
+        constants = {c: v for c, how, v in out if how == "const"}
         for c in self.columns:
             if c == "ts":
-                out.append(ts.alias("ts"))
+                select.append(ts.alias("ts"))
             elif c in values:
-                out.append(values[c].alias(c))
+                select.append(values[c].alias(c))
             else:
-                const = next(v for name, _, v in plan.out if name == c)
-                out.append(pl.lit(const, _TYPES[self.types[c]]).alias(c))
-        frame = pl.DataFrame(data).lazy().select(*out, bad.alias("bad"), ok.alias("_ok")).collect()
-        keep = frame.get_column("_ok").to_list()
-        return frame.filter(pl.col("_ok")).drop("_ok"), keep
+                select.append(pl.lit(constants.get(c), _TYPES[self.types[c]]).alias(c))
+        return (*select, bad.alias("bad"), ok.alias("_ok"))
