@@ -1,12 +1,13 @@
 """Early bans end to end: a real watcher in a network namespace this test creates, with the nftables backend; its
 sentry process bans a burst of password guesses from the log's newest lines before the watcher's own rules have
 even read them, and the rules' alert then finds the ban and is linked to it. The sentry is restarted when it dies,
-and ends with the watcher."""
+is replaced on a reload, and ends with the watcher."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -95,6 +96,17 @@ def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: 
             f.write(_burst("192.0.2.51"))
         assert wait_until(lambda: _in_set(namespace, "192.0.2.51"), 10, 0.01)
         assert _bans(w, "192.0.2.51")[0][0] == "early"
+
+        # a reload (SIGHUP) replaces the sentry with one built from the new configuration
+        w.signal(signal.SIGHUP)
+        assert wait_until(lambda: _early(w).get("pid") not in (None, second) and bool(_early(w).get("rules")), 60), \
+            w.log.read_text()
+        assert not _alive(second)
+        second = _early(w)["pid"]
+        with log.open("a", encoding="utf-8") as f:
+            f.write(_burst("192.0.2.52"))
+        assert wait_until(lambda: _in_set(namespace, "192.0.2.52"), 10, 0.01)
+        assert _bans(w, "192.0.2.52")[0][0] == "early"
     finally:
         code = w.stop(30)
     assert code == 0
