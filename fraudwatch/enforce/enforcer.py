@@ -178,14 +178,6 @@ class Enforcer:
                 out[aid] = f"report-only: would ban {net.text} for {span(ttl)} (level {level}){already}"
                 continue
             if existing is not None:
-                if existing.source == EARLY and existing.alert_id is None and existing.rule == a.rule \
-                        and a.id is not None:  # the alert behind an early ban
-                    existing.alert_id = a.id
-                    linked.append(existing)
-                    ahead = f", {t_now - existing.created:.1f} s before this alert" if existing.created else ""
-                    out[aid] = (f"banned {existing.net.text} until {when(existing.expires)} (level {existing.level}; "
-                                f"ban #{existing.id}, decided early on the log's newest lines{ahead})")
-                    continue
                 if existing.net == net and expires > existing.expires + 1:
                     existing.expires = expires
                     extended.append(existing)
@@ -194,6 +186,13 @@ class Enforcer:
                 else:
                     out[aid] = (f"already banned: {existing.net.text} until {when(existing.expires)} "
                                 f"(ban #{existing.id})")
+                if existing.source == EARLY and existing.alert_id is None and existing.rule == a.rule \
+                        and a.id is not None:  # the alert behind an early ban: it is this alert's ban
+                    existing.alert_id = a.id
+                    linked.append(existing)
+                    ahead = f", {t_now - existing.created:.1f} s before this alert" if existing.created else ""
+                    out[aid] = (f"banned {existing.net.text} until {when(existing.expires)} (level {existing.level}; "
+                                f"ban #{existing.id}, decided early on the log's newest lines{ahead})")
                 continue
             version = net.version
             cap = caps[version]

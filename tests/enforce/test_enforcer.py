@@ -276,3 +276,28 @@ def test_nftables_setup_replaces_our_chain_when_its_priority_changed() -> None:
     second = runner.log[1][1] or ""
     assert "flush chain inet fraudwatch input\ndelete chain inet fraudwatch input\nadd chain" in second
     assert "priority -100;" in second
+
+
+def test_early_decisions_ban_at_once_and_their_alert_is_linked(tmp_path: Path) -> None:
+    from fraudwatch.detect.early import Decision
+
+    e = make(tmp_path, ttl_critical=86400)
+    decide = [Decision("sip-bruteforce", "192.0.2.9", "critical", 15.0, T0, "brute force"),
+              Decision("sip-bruteforce", "198.51.100.9", "critical", 15.0, T0, "brute force")]
+    done = e.on_early(decide, T0)  # 198.51.100.0/24 is trusted here
+    assert done[0] == "banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1)"
+    assert done[1] == "not banned: trusted network 198.51.100.0/24"
+    assert kernel(e) == {"192.0.2.9"}
+    rows = e.con.execute("SELECT source, rule, alert_id, severity FROM bans").fetchall()
+    assert rows == [("early", "sip-bruteforce", None, "critical")]
+    # the rules' alert comes 2 s later: the same ban, now with its alert, a little longer, said so
+    later = T0 + dt.timedelta(seconds=2)
+    out = e.on_alerts([alert(7, "192.0.2.9", severity="critical")], later)
+    assert out[7] == ("banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1; ban #1, decided early on the log's "
+                      "newest lines, 2.0 s before this alert)")
+    assert e.con.execute("SELECT count(*), max(alert_id), max(expires_at) FROM bans").fetchall()[0] == \
+        (1, 7, T0 + dt.timedelta(seconds=86402))
+    # another rule's alert for the address is not this ban's alert
+    out = e.on_alerts([alert(8, "192.0.2.9", severity="critical", rule="scanner")], later)
+    assert out[8].startswith("already banned") or out[8].startswith("extended")
+    assert e.con.execute("SELECT alert_id FROM bans").fetchall() == [(7,)]
