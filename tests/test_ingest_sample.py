@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import ROOT, Run
 
@@ -78,3 +79,47 @@ def test_sample_lines_match_the_stored_rows(tmp_path: Path, cli: Callable[..., R
     kern_min, kern_max = con.execute("SELECT min(ts), max(ts) FROM netfilter_events").fetchall()[0]
     assert kern_min.year == kern_max.year == 2026
     con.close()
+
+
+def test_small_batches_store_what_big_ones_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest parses batches of up to SMALL_PARSE lines in Python (LineParser.parse_batch_small) and bigger ones in
+    DuckDB: the first hours of the sample day, with hostile lines added, read in 16 KB chunks (the small path) store
+    the same rows and rejects as read by DuckDB alone."""
+    import fraudwatch.ingest as ingest_module
+    from fraudwatch.config import IngestConfig
+    from fraudwatch.formats.registry import load_formats
+    from fraudwatch.ingest import Ingestor
+    from fraudwatch.store.db import Store
+
+    folder = copy_sample(tmp_path)
+    hostile = ("not a line of this format\n", "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to 999.1.2.3:5060 "
+               'method=REGISTER callid="z"\n', "\x00\xff binary\n")
+    logs = []
+    for log in sorted(p for p in folder.iterdir() if p.suffix == ".log"):
+        head = log.read_bytes().splitlines(keepends=True)[:3000]
+        part = tmp_path / log.name
+        part.write_bytes(b"".join(head[:1500]) + "".join(hostile).encode("utf-8", "surrogateescape") +
+                         b"".join(head[1500:]))
+        os.utime(part, (log.stat().st_mtime, log.stat().st_mtime))
+        logs.append(part)
+    assert len(logs) >= 3
+
+    def tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
+        store = Store(db)
+        ingestor = Ingestor(store, load_formats(), IngestConfig(chunk_bytes=16384))
+        for log in logs:
+            assert ingestor.ingest(log).error is None
+        out = {t: store.con.execute(f"SELECT * EXCLUDE (id) FROM {t} ORDER BY source, byte_offset").fetchall()
+               for t in ("sip_events", "netfilter_events")}
+        out["rejects"] = store.con.execute("SELECT * EXCLUDE (id, ingested_at) FROM rejects "
+                                           "ORDER BY source, byte_offset").fetchall()
+        store.close()
+        return out
+
+    small = tables(tmp_path / "small.duckdb")
+    monkeypatch.setattr(ingest_module, "SMALL_PARSE", 0)
+    duck = tables(tmp_path / "duck.duckdb")
+    assert len(duck["sip_events"]) > 3000 and duck["netfilter_events"]
+    assert len(duck["rejects"]) >= 3 * len(logs) - 1
+    for name in duck:
+        assert small[name] == duck[name], name

@@ -78,6 +78,7 @@ class LineParser:
         self._re: list[tuple[str | None, re.Pattern[str]]] | None = None  # for `capture`, compiled on first use
         self._converter: Any = None  # for `parse_small`, built on first use
         self._converter_for: Sequence[str] | None = None
+        self._ignore_re: re.Pattern[str] | None = None
 
     def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """Parse `batch` (columns idx BIGINT, off BIGINT, line VARCHAR); leaves `cls` and `conv` registered.
@@ -115,7 +116,20 @@ class LineParser:
         """`conv` for a small batch without DuckDB's per-batch fixed cost where it can: captured in Python, typed in
         Python where the reading is certain (`fraudwatch.formats.pyconvert`), the rest by the ingest's SQL.
         `columns` narrows the output to those (and ts); which rows are kept or rejected does not change."""
-        rows = self._captures(lines, offsets)
+        return self._typed(con, self._captures(lines, offsets), columns)
+
+    def parse_batch_small(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
+        """`parse` for a small batch: the same `cls` (with ignored and unmatched lines classified as
+        `classify_sql` does) and `conv`, registered the same way, from `capture` and `parse_small`'s typing."""
+        lines = batch.column("line").to_pylist()
+        ks: list[int] = []
+        rows = self._captures(lines, batch.column("off").to_pylist(), batch.column("idx").to_pylist(), ks)
+        parsed = Parsed(batch.append_column("k", pa.array(ks, pa.int32())), self._typed(con, rows, None))
+        parsed.register(con)
+        return parsed
+
+    def _typed(self, con: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, int, tuple[str, ...]]],
+               columns: Sequence[str] | None) -> pa.Table:
         if self._converter is None or self._converter_for != columns:
             from fraudwatch.formats.pyconvert import CaptureConverter
 
@@ -127,9 +141,11 @@ class LineParser:
         rest = self.convert_captured(con, self._caps_table([rows[i] for i in left]))
         return pa.concat_tables([done, rest.select(done.column_names).cast(done.schema)])
 
-    def _captures(self, lines: Sequence[str], offsets: Sequence[int]) -> list[tuple[int, int, int, tuple[str, ...]]]:
-        """(idx, off, variant, its groups in regex order ('' for one that took no part)) of the matched lines."""
-        matchers = self._matchers()
+    def _captures(self, lines: Sequence[str], offsets: Sequence[int], idx: Sequence[int] | None = None,
+                  ks: list[int] | None = None) -> list[tuple[int, int, int, tuple[str, ...]]]:
+        """(idx, off, variant, its groups in regex order ('' for one that took no part)) of the matched lines;
+        `ks`, when given, gets every line's class as `classify_sql` gives it (-1 ignored, -2 unmatched)."""
+        matchers, ignore = self._matchers(), self._ignore()
         out: list[tuple[int, int, int, tuple[str, ...]]] = []
         for i, line in enumerate(lines):
             for k, (contains, rx) in enumerate(matchers):
@@ -137,8 +153,13 @@ class LineParser:
                     continue
                 m = rx.fullmatch(line)
                 if m is not None:
-                    out.append((i, offsets[i], k, m.groups("")))
+                    out.append((i if idx is None else idx[i], offsets[i], k, m.groups("")))
+                    if ks is not None:
+                        ks.append(k)
                     break
+            else:
+                if ks is not None:
+                    ks.append(-1 if ignore is not None and ignore.fullmatch(line) else -2)
         return out
 
     def _caps_table(self, rows: Sequence[tuple[int, int, int, tuple[str, ...]]]) -> pa.Table:
@@ -161,6 +182,13 @@ class LineParser:
             return con.sql(sql).to_arrow_table()
         finally:
             con.unregister("caps")
+
+    def _ignore(self) -> re.Pattern[str] | None:
+        """The format's ignore rules as `classify_sql` joins them."""
+        if self._ignore_re is None and self.fmt.ignores:
+            alternation = "|".join(f"(?:{i.regex})" for i in self.fmt.ignores)
+            self._ignore_re = re.compile(_for_backtracking(alternation), re.ASCII)
+        return self._ignore_re
 
     def _matchers(self) -> list[tuple[str | None, re.Pattern[str]]]:
         if self._re is None:

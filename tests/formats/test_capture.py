@@ -75,7 +75,12 @@ def _all(fmt: LineFormat, lines: list[str], tz: str = "UTC") -> tuple[list[dict[
     offsets = list(range(len(lines)))
     batch = pa.table({"idx": pa.array(offsets, pa.int64()), "off": pa.array(offsets, pa.int64()),
                       "line": pa.array(lines, pa.large_string())})
-    sql = parser.parse(con, batch).conv
+    parsed = parser.parse(con, batch)
+    sql = parsed.conv
+    # the whole of `parse` for small batches (what ingest uses for them): every line's class too
+    small_parsed = parser.parse_batch_small(con, batch)
+    assert small_parsed.cls.column("k").to_pylist() == parsed.cls.column("k").to_pylist()
+    assert _rows(small_parsed.conv) == _rows(sql)
     captured = parser.convert_captured(con, parser.capture(lines, offsets))
     small = parser.parse_small(con, lines, offsets)
     # narrowed to a few columns (what the sentry reads): the same rows kept and rejected, the same values
