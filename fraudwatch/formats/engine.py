@@ -54,6 +54,24 @@ class Parsed:
 _UNROLLED = {r'(?:[^"\\]|\\.)*': r'[^"\\]*(?:\\.[^"\\]*)*', r"(?:[^'\\]|\\.)*": r"[^'\\]*(?:\\.[^'\\]*)*"}
 
 
+# RE2 syntax Python's re reads differently or not at all (POSIX classes, \Q...\E, Unicode classes, \C, \z): a
+# format using any of it is parsed by DuckDB only.
+_RE2_ONLY = ("[[:", "\\Q", "\\E", "\\p", "\\P", "\\C", "\\z")
+
+
+class SqlOnly(Exception):
+    """The format's patterns cannot run in Python's re (see _RE2_ONLY): DuckDB parses it."""
+
+
+def _python_pattern(regex: str) -> re.Pattern[str]:
+    if any(token in regex for token in _RE2_ONLY):
+        raise SqlOnly(regex)
+    try:
+        return re.compile(_for_backtracking(regex), re.ASCII)
+    except re.error:
+        raise SqlOnly(regex) from None
+
+
 def _for_backtracking(regex: str) -> str:
     for idiom, unrolled in _UNROLLED.items():
         regex = regex.replace(idiom, unrolled)
@@ -79,6 +97,7 @@ class LineParser:
         self._converter: Any = None  # for `parse_small`, built on first use
         self._converter_for: Sequence[str] | None = None
         self._ignore_re: re.Pattern[str] | None = None
+        self._python_ok: bool | None = None
 
     def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """Parse `batch` (columns idx BIGINT, off BIGINT, line VARCHAR); leaves `cls` and `conv` registered.
@@ -116,11 +135,18 @@ class LineParser:
         """`conv` for a small batch without DuckDB's per-batch fixed cost where it can: captured in Python, typed in
         Python where the reading is certain (`fraudwatch.formats.pyconvert`), the rest by the ingest's SQL.
         `columns` narrows the output to those (and ts); which rows are kept or rejected does not change."""
+        if not self.python_ok:
+            batch = pa.table({"idx": pa.array(range(len(lines)), pa.int64()), "off": pa.array(offsets, pa.int64()),
+                              "line": pa.array(lines, pa.large_string())})
+            return self.parse(con, batch).conv
         return self._typed(con, self._captures(lines, offsets), columns)
 
     def parse_batch_small(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """`parse` for a small batch: the same `cls` (with ignored and unmatched lines classified as
-        `classify_sql` does) and `conv`, registered the same way, from `capture` and `parse_small`'s typing."""
+        `classify_sql` does) and `conv`, registered the same way, from `capture` and `parse_small`'s typing.
+        A format whose patterns Python cannot run the same is parsed by `parse`."""
+        if not self.python_ok:
+            return self.parse(con, batch)
         lines = batch.column("line").to_pylist()
         ks: list[int] = []
         rows = self._captures(lines, batch.column("off").to_pylist(), batch.column("idx").to_pylist(), ks)
@@ -186,15 +212,25 @@ class LineParser:
     def _ignore(self) -> re.Pattern[str] | None:
         """The format's ignore rules as `classify_sql` joins them."""
         if self._ignore_re is None and self.fmt.ignores:
-            alternation = "|".join(f"(?:{i.regex})" for i in self.fmt.ignores)
-            self._ignore_re = re.compile(_for_backtracking(alternation), re.ASCII)
+            self._ignore_re = _python_pattern("|".join(f"(?:{i.regex})" for i in self.fmt.ignores))
         return self._ignore_re
 
     def _matchers(self) -> list[tuple[str | None, re.Pattern[str]]]:
         if self._re is None:
-            self._re = [(v.pattern.contains, re.compile(_for_backtracking(v.regex), re.ASCII))
-                        for v in self.compiled.variants]
+            self._re = [(v.pattern.contains, _python_pattern(v.regex)) for v in self.compiled.variants]
         return self._re
+
+    @property
+    def python_ok(self) -> bool:
+        """Whether the format's patterns run in Python's re (else DuckDB parses every batch)."""
+        if self._python_ok is None:
+            try:
+                self._matchers()
+                self._ignore()
+                self._python_ok = True
+            except SqlOnly:
+                self._python_ok = False
+        return self._python_ok
 
     def pattern_names_sql(self) -> str:
         """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""

@@ -156,3 +156,32 @@ def test_capture_leaves_out_ignored_and_unmatched_lines() -> None:
     caps = LineParser(fmt, "UTC", REF).capture(lines, [0, 100])
     assert caps.column("idx").to_pylist() == [1]
     assert caps.column("off").to_pylist() == [100]
+
+
+def test_a_format_python_cannot_read_the_same_is_parsed_by_duckdb(tmp_path: Path) -> None:
+    """RE2 syntax Python's re reads differently ([[:alpha:]], \\Q...\\E, \\pL ...) keeps a format on the SQL path."""
+    (tmp_path / "posix.yaml").write_text(
+        "name: posix-test\ndescription: a user format with a POSIX class\ntable: sip_events\n"
+        "time:\n  formats: ['%Y-%m-%d %H:%M:%S']\n"
+        "prefix: '(?P<ts>\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d) '\n"
+        "patterns:\n  - name: request\n"
+        "    regex: 'RECV (?P<method>[[:alpha:]]+) from (?P<src_ip>[0-9.]+)'\n"
+        "    set: {event: request}\n"
+        "    samples:\n      - line: '2026-11-20 03:14:07 RECV REGISTER from 192.0.2.1'\n"
+        "        expect: {method: REGISTER, src_ip: 192.0.2.1}\n", encoding="utf-8")
+    fmt = load_formats([tmp_path])["posix-test"]
+    assert isinstance(fmt, LineFormat)
+    parser = LineParser(fmt, "UTC", REF)
+    assert not parser.python_ok
+    lines = ["2026-11-20 03:14:07 RECV REGISTER from 192.0.2.1\n", "2026-11-20 03:14:07 RECV R:G from 192.0.2.1\n"]
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    prepare_connection(con)
+    offsets = [0, 1]
+    batch = pa.table({"idx": pa.array(offsets, pa.int64()), "off": pa.array(offsets, pa.int64()),
+                      "line": pa.array(lines, pa.large_string())})
+    expected = parser.parse(con, batch)
+    got = parser.parse_batch_small(con, batch)
+    assert got.cls.column("k").to_pylist() == expected.cls.column("k").to_pylist() == [0, -2]
+    assert _rows(got.conv) == _rows(expected.conv)
+    assert [r["method"] for r in _rows(parser.parse_small(con, lines, offsets))] == ["REGISTER"]
