@@ -10,7 +10,6 @@ only worth having while they are early, and the watcher's own rules see every li
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from fraudwatch.sources.reader import read_chunks
 from fraudwatch.store.schema import TABLES
 from fraudwatch.watch.files import files_of
 
-log = logging.getLogger("fraudwatch.watch")
 MAX_BEHIND = 1 << 20  # bytes waiting in one file beyond which the oldest are skipped (a flood's ~0.3 s)
 
 
@@ -39,7 +37,8 @@ MAX_BEHIND = 1 << 20  # bytes waiting in one file beyond which the oldest are sk
 class _Followed:
     inode: int
     offset: int
-    parser: LineParser | None  # None: not a line format (a CSV export), or not known yet
+    parser: LineParser | None  # None: not known yet, or nothing for the gates (`skip`)
+    skip: bool = False  # a CSV export, or a table no gate reads: kept up with, never read
 
 
 @dataclass
@@ -111,11 +110,14 @@ class LogTail:
             f = self.files[path] = _Followed(st.st_ino, st.st_size if self.first else 0, None)
         if st.st_size <= f.offset:
             return
+        if f.skip:
+            f.offset = st.st_size
+            return
         if f.parser is None:
             name = src.format
             fmt = self.formats.get(name) if name else detect_format(path, self.formats)
             if fmt is None or isinstance(fmt, CsvFormat) or fmt.table not in self.columns:
-                f.offset = st.st_size  # nothing for the gates here: keep up without reading
+                f.offset, f.skip = st.st_size, True  # nothing for the gates here: keep up without reading
                 return
             f.parser = LineParser(fmt, src.timezone, st.st_mtime)
         if st.st_size - f.offset > self.max_behind:
