@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from fraudwatch.formats.compile import CompiledFormat, compile_format
+from fraudwatch.formats.compile import CompiledFormat, compile_format, variants_of
 from fraudwatch.formats.spec import LineFormat
 from fraudwatch.netaddr import canonical_ip_array
 
@@ -83,6 +83,24 @@ def compiled(fmt: LineFormat, tz: str, year: int, ref_epoch: float) -> CompiledF
     return compile_format(fmt, tz, year, ref_epoch)
 
 
+@functools.lru_cache(maxsize=64)
+def _python_patterns(fmt: LineFormat) -> tuple[list[tuple[str | None, re.Pattern[str]]], re.Pattern[str] | None]:
+    """The format's variants (contains hint, pattern) and ignore rules for Python's re, compiled once per format
+    (the watcher makes a parser per pass); raises SqlOnly when they cannot run there."""
+    matchers = [(v.pattern.contains, _python_pattern(v.regex)) for v in variants_of(fmt)]
+    ignore = _python_pattern("|".join(f"(?:{i.regex})" for i in fmt.ignores)) if fmt.ignores else None
+    return matchers, ignore
+
+
+@functools.lru_cache(maxsize=64)
+def _converter(fmt: LineFormat, tz: str, columns: tuple[str, ...] | None) -> Any:
+    """The typing of `parse_small` for a format, zone and column set, built once (it does not depend on the
+    year or the reference time a parser has: formats needing those are left to the SQL)."""
+    from fraudwatch.formats.pyconvert import CaptureConverter
+
+    return CaptureConverter(compiled(fmt, tz, 1970, 0.0), tz, columns)
+
+
 class LineParser:
     """Parses batches of one format for one source (its zone and reference time fix the SQL)."""
 
@@ -93,11 +111,6 @@ class LineParser:
         self.fmt = fmt
         self.compiled = compiled(fmt, tz, year, ref_epoch or dt.datetime.now(dt.UTC).timestamp())
         self.tz = tz
-        self._re: list[tuple[str | None, re.Pattern[str]]] | None = None  # for `capture`, compiled on first use
-        self._converter: Any = None  # for `parse_small`, built on first use
-        self._converter_for: Sequence[str] | None = None
-        self._ignore_re: re.Pattern[str] | None = None
-        self._python_ok: bool | None = None
 
     def parse(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """Parse `batch` (columns idx BIGINT, off BIGINT, line VARCHAR); leaves `cls` and `conv` registered.
@@ -156,12 +169,7 @@ class LineParser:
 
     def _typed(self, con: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, int, tuple[str, ...]]],
                columns: Sequence[str] | None) -> pa.Table:
-        if self._converter is None or self._converter_for != columns:
-            from fraudwatch.formats.pyconvert import CaptureConverter
-
-            self._converter = CaptureConverter(self.compiled, self.tz, con, columns)
-            self._converter_for = columns
-        done, left = self._converter.convert(rows)
+        done, left = _converter(self.fmt, self.tz, None if columns is None else tuple(columns)).convert(rows)
         if not left:
             return done
         rest = self.convert_captured(con, self._caps_table([rows[i] for i in left]))
@@ -210,27 +218,19 @@ class LineParser:
             con.unregister("caps")
 
     def _ignore(self) -> re.Pattern[str] | None:
-        """The format's ignore rules as `classify_sql` joins them."""
-        if self._ignore_re is None and self.fmt.ignores:
-            self._ignore_re = _python_pattern("|".join(f"(?:{i.regex})" for i in self.fmt.ignores))
-        return self._ignore_re
+        return _python_patterns(self.fmt)[1]
 
     def _matchers(self) -> list[tuple[str | None, re.Pattern[str]]]:
-        if self._re is None:
-            self._re = [(v.pattern.contains, _python_pattern(v.regex)) for v in self.compiled.variants]
-        return self._re
+        return _python_patterns(self.fmt)[0]
 
     @property
     def python_ok(self) -> bool:
         """Whether the format's patterns run in Python's re (else DuckDB parses every batch)."""
-        if self._python_ok is None:
-            try:
-                self._matchers()
-                self._ignore()
-                self._python_ok = True
-            except SqlOnly:
-                self._python_ok = False
-        return self._python_ok
+        try:
+            _python_patterns(self.fmt)
+        except SqlOnly:
+            return False
+        return True
 
     def pattern_names_sql(self) -> str:
         """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""

@@ -14,7 +14,9 @@ tests/formats/test_capture.py holds them to the same rows on every known line.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,20 @@ _TYPES = {"VARCHAR": pl.String, "SMALLINT": pl.Int16, "INTEGER": pl.Int32, "BIGI
 _ARROW = {"VARCHAR": pa.string(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
           "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
 _DIGITS = "^[0-9]{1,18}$"
+
+
+_CASTS = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cast(literal: str, sql_type: str) -> Any:
+    """What the SQL's CAST makes of a format's constant (asked of DuckDB once: its casts are the reference)."""
+    with _CASTS:
+        con = duckdb.connect(":memory:")
+        try:
+            return con.execute(f"SELECT CAST({literal} AS {sql_type})").fetchall()[0][0]
+        finally:
+            con.close()
 
 
 @dataclass(frozen=True)
@@ -90,8 +106,7 @@ class CaptureConverter:
     `columns` narrows the output to what the caller reads (ts always); a row is still left out, or left to the
     SQL, for its other values exactly as for the output ones, so it is kept or rejected as ingest would."""
 
-    def __init__(self, compiled: CompiledFormat, tz: str, con: duckdb.DuckDBPyConnection,
-                 columns: Sequence[str] | None = None) -> None:
+    def __init__(self, compiled: CompiledFormat, tz: str, columns: Sequence[str] | None = None) -> None:
         table = TABLES[compiled.fmt.table]
         self.types = {c: table.column(c).type for c in compiled.columns}  # type: ignore[union-attr]
         self.order = list(compiled.columns)
@@ -117,8 +132,7 @@ class CaptureConverter:
                 if c in groups:
                     out.append((c, "group", None))
                 elif c in v.pattern.set:  # what the SQL's CAST makes of the constant, asked once
-                    value = con.execute(f"SELECT CAST({lit(v.pattern.set[c])} AS {self.types[c]})").fetchall()[0][0]
-                    out.append((c, "const", value))
+                    out.append((c, "const", _cast(lit(v.pattern.set[c]), self.types[c])))
                 else:
                     out.append((c, "const", None))
             checked = [c for c in compiled.columns if c in groups and c != "ts" and c not in wanted
