@@ -127,9 +127,13 @@ def classify_sql(fmt: LineFormat) -> str:
             cond = f"contains(line, {lit(v.pattern.contains)}) AND {cond}"
         whens.append(f"WHEN {cond} THEN {k}")
     if fmt.ignores:
-        alternation = "|".join(f"(?:{i.regex})" for i in fmt.ignores)
-        whens.append(f"WHEN regexp_full_match(line, {lit(alternation)}) THEN -1")
+        whens.append(f"WHEN regexp_full_match(line, {lit(ignore_regex(fmt))}) THEN -1")
     return f"SELECT CAST(CASE {' '.join(whens)} ELSE -2 END AS INTEGER) AS k FROM batch"
+
+
+def ignore_regex(fmt: LineFormat) -> str:
+    """The format's ignore rules as one regex (a line no pattern matched is ignored when it fully matches)."""
+    return "|".join(f"(?:{i.regex})" for i in fmt.ignores)
 
 
 _GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
@@ -142,17 +146,19 @@ def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch
     derived = {d.column: d for d in fmt.derives}
     branches = []
     captured = []
+    own = []  # each variant's groups
     variants = variants_of(fmt)
     for k, v in enumerate(variants):
         groups = tuple(_GROUP_NAME.findall(v.regex))  # this variant's own groups, in regex order
+        own.append(groups)
         extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "
                    f"AS m FROM cls WHERE k = {k}")
         branches.append(_branch(k, v, groups, extract, table, columns, derived, tz, year, ref_epoch))
         captured.append(_branch(k, v, groups, f"SELECT idx, off, m FROM caps WHERE k = {k}", table, columns,
                                 derived, tz, year, ref_epoch))
-    own = tuple(tuple(_GROUP_NAME.findall(v.regex)) for v in variants)
     names = tuple(dict.fromkeys(g for groups in own for g in groups))
-    return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns, tuple(captured), names, own)
+    return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns, tuple(captured), names,
+                          tuple(own))
 
 
 def _branch(k: int, v: Variant, groups: tuple[str, ...], extract: str, table: Any, columns: tuple[str, ...],

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from fraudwatch.formats.compile import CompiledFormat, compile_format, variants_of
+from fraudwatch.formats.compile import CompiledFormat, compile_format, ignore_regex, variants_of
 from fraudwatch.formats.spec import LineFormat
 from fraudwatch.netaddr import canonical_ip_array
 
@@ -88,7 +88,7 @@ def _python_patterns(fmt: LineFormat) -> tuple[list[tuple[str | None, re.Pattern
     """The format's variants (contains hint, pattern) and ignore rules for Python's re, compiled once per format
     (the watcher makes a parser per pass); raises SqlOnly when they cannot run there."""
     matchers = [(v.pattern.contains, _python_pattern(v.regex)) for v in variants_of(fmt)]
-    ignore = _python_pattern("|".join(f"(?:{i.regex})" for i in fmt.ignores)) if fmt.ignores else None
+    ignore = _python_pattern(ignore_regex(fmt)) if fmt.ignores else None
     return matchers, ignore
 
 
