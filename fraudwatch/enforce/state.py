@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudwatch.enforce.targets import Target, TargetError, parse_target
-from fraudwatch.store.schema import BANS
+from fraudwatch.store.schema import ARROW_TYPES, BANS
 
 
 @dataclass(slots=True)
@@ -40,9 +40,7 @@ class Ban:
         return dt.datetime.fromtimestamp(self.expires, dt.UTC)
 
 
-_ARROW_TYPES = {"BIGINT": pa.int64(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "VARCHAR": pa.string(),
-                "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
-_SCHEMA = pa.schema([(c.name, _ARROW_TYPES[c.type]) for c in BANS.columns])
+_SCHEMA = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in BANS.columns])
 
 
 def next_id(con: duckdb.DuckDBPyConnection) -> int:

@@ -1,12 +1,13 @@
-"""Typing captured fields without DuckDB, for the sentry's small batches: the rows the ingest SQL would give,
-for the values whose reading is beyond doubt, and the rest left to that SQL.
+"""Typing captured fields without DuckDB, for small batches (ingest's and the sentry's): the rows the ingest SQL
+would give, for the values whose reading is beyond doubt, and the rest left to that SQL.
 
 `convert_sql` costs DuckDB some 25 ms per batch whatever its size (binding and planning a few hundred
 expressions), which a tick of a few hundred lines cannot afford. Here (column by column, in polars and Arrow) a
 row is typed only when every one of its values has a shape whose SQL reading is certain: a timestamp that fully
 matches the strict shape of the pattern's *first* time format (4-digit year, 2-digit fields, a fraction of the
 length the code takes) in a zone where the local time is unambiguous; integers of plain ASCII digits; addresses
-through the very expression the SQL uses (the IPv4 RE2 check, then `canonical_ip`); text as captured. Anything
+through `canonical_ip`, the function behind the SQL's `fw_ip` (its IPv4 check before it only spares calls
+that would return the text unchanged); text as captured. Anything
 else — another time format, a zone in the format, an inferred year, a derived column, a sign, a space, a
 non-ASCII digit — sends the row to the SQL, so the two paths cannot disagree on it.
 tests/formats/test_capture.py holds them to the same rows on every known line.
@@ -24,19 +25,16 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from fraudwatch.formats.compile import IP_COLUMNS, IPV4, PORT_COLUMNS, CompiledFormat, lit
+from fraudwatch.formats.compile import IP_COLUMNS, PORT_COLUMNS, CompiledFormat, lit
 from fraudwatch.netaddr import canonical_ip_array
-from fraudwatch.store.schema import TABLES
+from fraudwatch.store.schema import ARROW_TYPES, TABLES
 
 # strict shapes (ASCII digits only: the same in every regex engine), and chrono's reading of each code
 _CODES = {"%Y": ("[0-9]{4}", "%Y"), "%m": ("[0-9]{2}", "%m"), "%d": ("[0-9]{2}", "%d"), "%H": ("[0-9]{2}", "%H"),
           "%M": ("[0-9]{2}", "%M"), "%S": ("[0-9]{2}", "%S"), "%g": ("[0-9]{1,3}", "%.f"), "%f": ("[0-9]{1,6}", "%.f")}
 _RANGES = {"SMALLINT": 1 << 15, "INTEGER": 1 << 31, "BIGINT": 1 << 63}
 _TYPES = {"VARCHAR": pl.String, "SMALLINT": pl.Int16, "INTEGER": pl.Int32, "BIGINT": pl.Int64}
-_ARROW = {"VARCHAR": pa.string(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
-          "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
 _DIGITS = "^[0-9]{1,18}$"
 
 
@@ -81,7 +79,7 @@ def _time_reader(formats: Sequence[str]) -> _Time | None:
             chrono.append(_CODES[code][1])
             i += 2
         else:
-            if f[i] == "%" or not f[i].isascii():
+            if not f[i].isascii():
                 return None
             shape.append(re.escape(f[i]))
             chrono.append(f[i])
@@ -116,31 +114,24 @@ class CaptureConverter:
         self.variant_groups = compiled.variant_groups
         derived = {d.column for d in compiled.fmt.derives}
         self.plans: list[_Plan | None] = []  # None: the variant is left to the SQL
-        for v in compiled.variants:
+        for k, v in enumerate(compiled.variants):
             spec = v.pattern.time
             reader = None if spec.has_zone or spec.infer_year else _time_reader(spec.formats)
-            groups = set(compiled.variant_groups[len(self.plans)])
+            groups = set(compiled.variant_groups[k])
             if reader is None or "ts" not in groups \
                     or any(c in derived and c not in groups and c not in v.pattern.set for c in compiled.columns) \
                     or any(self.types[c] not in _TYPES for c in groups if c != "ts"):
                 self.plans.append(None)
                 continue
-            out: list[tuple[str, str, Any]] = []
-            for c in self.columns:
-                if c == "ts":
-                    continue
-                if c in groups:
-                    out.append((c, "group", None))
-                elif c in v.pattern.set:  # what the SQL's CAST makes of the constant, asked once
-                    out.append((c, "const", _cast(lit(v.pattern.set[c]), self.types[c])))
-                else:
-                    out.append((c, "const", None))
+            # what the SQL's CAST makes of each constant the output has, asked once
+            constants = {c: _cast(lit(v.pattern.set[c]), self.types[c]) for c in self.columns
+                         if c in v.pattern.set and c not in groups}
             checked = [c for c in compiled.columns if c in groups and c != "ts" and c not in wanted
                        and (c in IP_COLUMNS or self.types[c] != "VARCHAR")]  # a bad value still rejects the row
-            used = [c for c, how, _ in out if how == "group"] + checked
-            self.plans.append(_Plan(reader, tuple(used), self._exprs(len(self.plans), reader, out, used)))
+            used = [c for c in self.columns if c in groups and c != "ts"] + checked
+            self.plans.append(_Plan(reader, tuple(used), self._exprs(k, reader, constants, used)))
         self.schema = pa.schema([("idx", pa.int64()), ("off", pa.int64()), ("variant", pa.int32()),
-                                 *((c, _ARROW[self.types[c]]) for c in self.columns), ("bad", pa.string())])
+                                 *((c, ARROW_TYPES[self.types[c]]) for c in self.columns), ("bad", pa.string())])
 
     def convert(self, rows: Sequence[tuple[int, int, int, tuple[str, ...]]]) -> tuple[pa.Table, list[int]]:
         """`conv` for the rows (idx, off, k, captures) read here, and the positions of those left to the SQL."""
@@ -172,16 +163,15 @@ class CaptureConverter:
         for c in ("ts", *plan.used):
             data[c] = pl.Series(c, raw[c], dtype=pl.String)
         for c in plan.used:
-            if c in IP_COLUMNS:  # the SQL's ip_expr, with the same function behind fw_ip
-                arrow = data[c].to_arrow()
-                data[f"_ip_{c}"] = pl.Series(pc.if_else(pc.match_substring_regex(arrow, IPV4), arrow,
-                                                        canonical_ip_array(arrow)), dtype=pl.String)
+            if c in IP_COLUMNS:  # the SQL's ip_expr: its IPv4 check only spares fw_ip, the same function, calls
+                data[f"_ip_{c}"] = pl.Series(canonical_ip_array(data[c].to_arrow()), dtype=pl.String)
         frame = pl.DataFrame(data).select(plan.exprs)
         keep = frame.get_column("_ok").to_list()
         return frame.filter(pl.col("_ok")).drop("_ok"), keep
 
-    def _exprs(self, k: int, time: _Time, out: list[tuple[str, str, Any]], used: list[str]) -> tuple[pl.Expr, ...]:
-        """The select typing variant `k`'s captures: the output columns, `bad` and `_ok` (read here)."""
+    def _exprs(self, k: int, time: _Time, constants: dict[str, Any], used: list[str]) -> tuple[pl.Expr, ...]:
+        """The select typing variant `k`'s captures: the output columns (the others constants or null), `bad`
+        and `_ok` (read here)."""
         ts = (pl.col("ts").str.strptime(pl.Datetime("us"), time.chrono, strict=False)
               .dt.replace_time_zone(self.tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC"))
         ok = pl.col("ts").str.contains(time.shape) & ts.is_not_null()
@@ -203,7 +193,6 @@ class CaptureConverter:
             flags.append(pl.when(~empty & values[c].is_null()).then(pl.lit(f"bad {c}")))
         bad = pl.concat_str(flags, separator=", ", ignore_nulls=True).fill_null("") if flags else pl.lit("")
         select = [pl.col("idx"), pl.col("off"), pl.lit(k, pl.Int32).alias("variant")]
-        constants = {c: v for c, how, v in out if how == "const"}
         for c in self.columns:
             if c == "ts":
                 select.append(ts.alias("ts"))

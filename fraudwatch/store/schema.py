@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 
 @dataclass(frozen=True)
 class Column:
@@ -317,6 +319,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CD
 
 # Tables formats may write into (their canonical fields are the table's columns).
 EVENT_TABLES = ("sip_events", "netfilter_events")
+# Arrow types of the column types that rows built outside DuckDB carry (bans, typed captures)
+ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "VARCHAR": pa.string(),
+               "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
 
 
 def create_table_sql(table: Table) -> str:
