@@ -26,7 +26,7 @@ import polars as pl
 from fraudwatch.detect.base import Context, lowest_level, severity_of
 from fraudwatch.detect.decide import key_trusted, proposed_action
 from fraudwatch.detect.enrich import ENRICHED, Enricher
-from fraudwatch.detect.filters import Conjunct, Selection
+from fraudwatch.detect.filters import Conjunct, Selection, shared_conditions
 from fraudwatch.detect.incremental import IncrementalDetector, _Key
 from fraudwatch.netaddr import IPNetwork
 
@@ -131,14 +131,7 @@ class EarlyBans:
         for rule in early_rules(rules):
             source = rule.common.source
             self.gates[source].append(Gate(rule, ctx, columns_of(source), trusted))
-        self.conditions: dict[str, list[Conjunct]] = {}
-        for source, gates in self.gates.items():
-            distinct: dict[str, Conjunct] = {}
-            for g in gates:
-                for c in g.conjuncts:
-                    if not c.costly:
-                        distinct.setdefault(c.key, c)
-            self.conditions[source] = list(distinct.values())
+        self.conditions = {s: shared_conditions(g.conjuncts for g in gates) for s, gates in self.gates.items()}
 
     @property
     def rules(self) -> list[str]:

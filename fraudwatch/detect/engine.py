@@ -17,7 +17,7 @@ import polars as pl
 
 from fraudwatch.detect.base import EVIDENCE_COLUMNS, Context, Detector, Match
 from fraudwatch.detect.enrich import ENRICHED, Enricher
-from fraudwatch.detect.filters import Conjunct, FilterError, Selection
+from fraudwatch.detect.filters import Conjunct, FilterError, Selection, shared_conditions
 from fraudwatch.detect.registry import TYPES, shipped_rules_dir
 from fraudwatch.detect.spec import load_rule_file
 from fraudwatch.errors import ConfigError, Location
@@ -145,15 +145,10 @@ class Engine:
             source = rule.common.source
             self.detectors[source].append(rule.detector(ctx, columns_of(source), stream=stream and _long(rule)))
         # the cheap conditions of each source's rules, distinct: evaluated together, once per batch
-        self.conditions: dict[str, list[Conjunct]] = {}
-        for source, detectors in self.detectors.items():
-            distinct: dict[str, Conjunct] = {}
-            for d in detectors:
-                for name in ("conjuncts", "learn_conjuncts"):
-                    for c in getattr(d, name, None) or ():
-                        if not c.costly:
-                            distinct.setdefault(c.key, c)
-            self.conditions[source] = list(distinct.values())
+        self.conditions: dict[str, list[Conjunct]] = {
+            source: shared_conditions(getattr(d, name, None) or () for d in detectors
+                                      for name in ("conjuncts", "learn_conjuncts"))
+            for source, detectors in self.detectors.items()}
 
     def columns(self, source: str) -> list[str]:
         """The stored columns this engine's rules of `source` need (what a replay reads)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,16 @@ def compile_conjuncts(where: dict[str, Any], lists_dir: Path, columns: set[str])
         single = k not in ("any", "not")
         out.append(Conjunct(json.dumps({k: v}, sort_keys=True, default=str), expr, costly, k if single else None))
     return sorted(out, key=lambda c: (c.costly, c.key))
+
+
+def shared_conditions(groups: Iterable[Iterable[Conjunct]]) -> list[Conjunct]:
+    """The cheap conditions of several detectors, each once: what `Selection.prime` evaluates together."""
+    distinct: dict[str, Conjunct] = {}
+    for conjuncts in groups:
+        for c in conjuncts:
+            if not c.costly:
+                distinct.setdefault(c.key, c)
+    return list(distinct.values())
 
 
 @dataclass
