@@ -81,8 +81,10 @@ SMALL_PARSE = 2000
 class Ingestor:
     """Backfills files into one open store."""
 
-    def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None) -> None:
+    def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None,
+                 on_commit: Callable[[str], None] | None = None) -> None:
         self.store = store
+        self.on_commit = on_commit  # called with the table's name after each committed chunk
         self.con = store.con
         self.formats = formats
         self.options = options or IngestConfig()
@@ -99,7 +101,7 @@ class Ingestor:
         summary = FileSummary(path, format_name)
         path = path.absolute()  # rows and positions name the file absolutely, whatever the working folder
         try:
-            fmt = self._format_for(path, format_name)
+            fmt = self.format_for(path, format_name)
             summary.format = fmt.name
             if isinstance(fmt, CsvFormat):
                 from fraudwatch.ingest_csv import ingest_csv
@@ -113,12 +115,20 @@ class Ingestor:
             summary.error = f"{path}: {exc.strerror or exc}"
         return summary
 
-    def _format_for(self, path: Path, name: str | None) -> Format:
+    def format_for(self, path: Path, name: str | None) -> Format:
+        """The format `name`, or the one `path`'s first lines show; SourceError when neither is found."""
         if name is None:
             return detect_format(path, self.formats)
         if name not in self.formats:
             raise SourceError(f"unknown format '{name}' (known: {', '.join(sorted(self.formats))})")
         return self.formats[name]
+
+    def table_of(self, path: Path, name: str | None) -> str | None:
+        """The table a file's rows go to, or None when its format is not known (the ingest will say why)."""
+        try:
+            return self.format_for(path, name).table
+        except (FraudwatchError, OSError):
+            return None
 
     def _ingest_lines(self, path: Path, fmt: Format, tz: str, summary: FileSummary,
                       progress: Progress | None, budget_bytes: int | None = None,
@@ -141,6 +151,8 @@ class Ingestor:
             parsed = None if not n else parser.parse_batch_small(self.con, batch.table) if n <= SMALL_PARSE \
                 else parser.parse(self.con, batch.table)
             counts, pos = self._write_batch(self.con, parser, path, ident, pos, chunk, batch, parsed)
+            if self.on_commit is not None:
+                self.on_commit(fmt.table)
             summary.lines += batch.lines
             summary.counts.add(counts)
             end = summary.end_offset = chunk.end_offset

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from fraudwatch.errors import SourceError
 from fraudwatch.formats.compile import convert_expr, lit
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, header_columns
-from fraudwatch.sources.reader import BadLine, identify, open_binary
+from fraudwatch.sources.reader import BadLine, Identity, identify, open_binary
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
 from fraudwatch.store.writer import write_bad_lines
@@ -68,14 +70,40 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
     return outer, cols
 
 
-def _read_rows(path: Path, start: int, header: bytes, final: bool) -> tuple[pa.Table, list[tuple[int, str]], int]:
-    """Rows after `start` as text columns, invalid rows (row number, text), and the offset of the end."""
+# Rows a CSV piece holds, about: DuckDB writes the rows of a transaction straight into the store file only by
+# whole row groups (122,880 rows); the rest go through the write-ahead log and are written again at the next
+# checkpoint. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of 110k rows took 9.6 s, of 245k 7.3-7.8 s,
+# one piece of all rows 6.6-7.0 s but 1 GB of memory.
+PIECE_ROWS = 250_000
+PROBE_BYTES = 1 << 20
+
+
+def _pieces(path: Path, start: int, size: int, final: bool) -> Iterator[tuple[bytes, int]]:
+    """The file from `start` in pieces of whole rows: (bytes, offset of their end). The first is at most
+    `PROBE_BYTES`, to measure the rows; the next are about PIECE_ROWS rows, and at least `size` bytes. The last
+    unterminated row is held back unless `final` (a compressed file is complete)."""
     with open_binary(path) as f:
-        data = f.read()
-    end = len(data) if final and data and not data.endswith(b"\n") else data.rfind(b"\n") + 1
-    body = data[start:end]
-    if not body.strip():
-        return pa.table({}), [], end
+        f.seek(start)
+        carry, offset, want = b"", start, min(size, PROBE_BYTES)
+        while True:
+            data = f.read(max(want - len(carry), 1))
+            if not data:
+                break
+            data = carry + data
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut:
+                if offset == start:
+                    want = max(size, cut * PIECE_ROWS // max(data.count(b"\n", 0, cut), 1))
+                offset += cut
+                yield data[:cut], offset
+        if final and carry:
+            yield carry, offset + len(carry)
+
+
+def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tuple[int, str]], str]:
+    """`body`'s rows as text columns, its invalid rows (row number, text), and the encoding it was read in:
+    UTF-8, or GB18030 (VOS3000's Chinese locale) once a piece is not UTF-8, for the rest of the file."""
     invalid: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -83,12 +111,12 @@ def _read_rows(path: Path, start: int, header: bytes, final: bool) -> tuple[pa.T
         return "skip"
 
     names = [f"c{i}" for i in range(len(decode_header(header).rstrip("\r\n").split(",")))]
-    enc = "utf8"
-    try:
-        header.decode("utf-8-sig")
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        enc = "gb18030"
+    if enc == "utf8":
+        try:
+            header.decode("utf-8-sig")
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            enc = "gb18030"
     table = pacsv.read_csv(
         io.BytesIO(body),
         read_options=pacsv.ReadOptions(column_names=names, encoding=enc, use_threads=False),
@@ -96,10 +124,12 @@ def _read_rows(path: Path, start: int, header: bytes, final: bool) -> tuple[pa.T
         convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
-    return table, invalid, end
+    return table, invalid, enc
 
 
 def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: FileSummary) -> None:
+    """Rows after the stored position, in pieces of about `[ingest] chunk_bytes`, each committed with its
+    rejects and the new position (memory stays bounded, and `ing.on_commit` sees rows as they are stored)."""
     ident = identify(path)
     if ident is None:
         return
@@ -112,45 +142,69 @@ def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: File
         raise SourceError(f"{path}: header lacks required column(s) {', '.join(missing)} for format {fmt.name}")
     pos = positions.find(con, path, ident)
     start = max(pos.byte_offset if pos else 0, len(header))
-    line_no = pos.line_no if pos and pos.line_no else 1
-    data_start_line = line_no  # lines consumed so far (header counts as line 1)
-    table, invalid, end = _read_rows(path, start, header, final=path.suffix == ".gz")
-    summary.end_offset = max(end, start)
-    if end <= start and pos is not None:
-        return
-    # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).
-    bad_numbers = {n for n, _ in invalid}
-    total_rows = table.num_rows + len(invalid)
-    valid_numbers = [n for n in range(1, total_rows + 1) if n not in bad_numbers]
-    rows = pa.array([data_start_line + n for n in valid_numbers], pa.int64())
-    raw = pa.array([""] * table.num_rows, pa.string())
-    batch = table.append_column("row", rows).append_column("raw", raw) if table.num_rows else None
-    cap = ing.options.max_raw_bytes
-    bad_lines = [BadLine(data_start_line + max(n, 0), -1, "wrong number of fields",
-                         text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]
-    con.execute("BEGIN")
-    try:
-        parsed = ignored = rejected = 0
-        if batch is not None:
-            select, cols = conversion_sql(fmt, mapping, tz)
-            con.register("csvbatch", batch)
-            try:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE csvconv AS {select}")
-            finally:
-                con.unregister("csvbatch")
-            parsed, ignored, rejected = _store_rows(ing, fmt, cols, str(path), summary)
-        write_bad_lines(con, ing.ids, str(path), fmt.name, bad_lines)
-        positions.advance(con, pos, path, ident, fmt.name, end, data_start_line + total_rows)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    summary.lines += total_rows
-    summary.counts.parsed[fmt.table] += parsed
-    summary.counts.ignored += ignored
-    summary.counts.rejected += rejected + len(bad_lines)
-    if bad_lines:
-        summary.counts.reasons["wrong number of fields"] += len(bad_lines)
+    line_no = pos.line_no if pos and pos.line_no else 1  # lines consumed so far (the header is line 1)
+    summary.end_offset = start
+    file = _CsvFile(ing, path, ident, fmt, conversion_sql(fmt, mapping, tz), summary)
+    enc = "utf8"
+    for body, end in _pieces(path, start, ing.options.chunk_bytes, final=path.suffix == ".gz"):
+        table, invalid, enc = (pa.table({}), [], enc) if not body.strip() else _read_rows(body, header, enc)
+        pos, line_no = file.commit(pos, table, invalid, end, line_no)
+        summary.end_offset = end
+        if ing.on_commit is not None:
+            ing.on_commit(fmt.table)
+    if pos is None:  # nothing after the header yet: the file is known from now on
+        file.commit(pos, pa.table({}), [], start, line_no)
+
+
+@dataclass(frozen=True)
+class _CsvFile:
+    ing: Ingestor
+    path: Path
+    ident: Identity
+    fmt: CsvFormat
+    conversion: tuple[str, list[str]]  # conversion_sql's SELECT and columns
+    summary: FileSummary
+
+    def commit(self, pos: positions.Position | None, table: pa.Table, invalid: list[tuple[int, str]], end: int,
+               line_no: int) -> tuple[positions.Position, int]:
+        """One transaction: a piece's rows, its rejects and the file's new position; returns the position and
+        the lines consumed after it."""
+        ing, path, fmt, summary = self.ing, self.path, self.fmt, self.summary
+        con = ing.con
+        # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).
+        bad_numbers = {n for n, _ in invalid}
+        total_rows = table.num_rows + len(invalid)
+        valid_numbers = [n for n in range(1, total_rows + 1) if n not in bad_numbers]
+        rows = pa.array([line_no + n for n in valid_numbers], pa.int64())
+        raw = pa.array([""] * table.num_rows, pa.string())
+        batch = table.append_column("row", rows).append_column("raw", raw) if table.num_rows else None
+        cap = ing.options.max_raw_bytes
+        bad_lines = [BadLine(line_no + max(n, 0), -1, "wrong number of fields",
+                             text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]
+        con.execute("BEGIN")
+        try:
+            parsed = ignored = rejected = 0
+            if batch is not None:
+                select, cols = self.conversion
+                con.register("csvbatch", batch)
+                try:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE csvconv AS {select}")
+                finally:
+                    con.unregister("csvbatch")
+                parsed, ignored, rejected = _store_rows(ing, fmt, cols, str(path), summary)
+            write_bad_lines(con, ing.ids, str(path), fmt.name, bad_lines)
+            new_pos = positions.advance(con, pos, path, self.ident, fmt.name, end, line_no + total_rows)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        summary.lines += total_rows
+        summary.counts.parsed[fmt.table] += parsed
+        summary.counts.ignored += ignored
+        summary.counts.rejected += rejected + len(bad_lines)
+        if bad_lines:
+            summary.counts.reasons["wrong number of fields"] += len(bad_lines)
+        return new_pos, line_no + total_rows
 
 
 def _store_rows(ing: Ingestor, fmt: CsvFormat, cols: list[str], source: str,
@@ -187,11 +241,15 @@ def _store_rows(ing: Ingestor, fmt: CsvFormat, cols: list[str], source: str,
         con.execute(f"DELETE FROM customers WHERE account IN (SELECT account FROM ({good}))")
         con.execute(f"INSERT INTO customers ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} FROM ({good})")
         return good_rows, 0, rejected
-    # CDRs: skip rows whose key is already stored (overlapping exports), looking only at the batch's time range.
-    cur = con.execute(
-        f"INSERT INTO {table.name} ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} FROM ({good}) g "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} t WHERE t.{key} = g.{key} "
-        f"AND t.start_time BETWEEN (SELECT min(start_time) FROM csvconv) AND (SELECT max(start_time) FROM csvconv))")
+    # CDRs: skip rows whose key is already stored (overlapping exports), looking only at the batch's time range;
+    # when nothing is stored in that range (a file read in pieces, a new day) there is nothing to look up.
+    lo, hi = con.execute("SELECT min(start_time), max(start_time) FROM csvconv WHERE bad = ''").fetchall()[0]
+    (stored,) = con.execute(f"SELECT count(*) FROM {table.name} WHERE start_time BETWEEN ? AND ?",
+                            [lo, hi]).fetchall()[0]
+    new = "" if not stored else (f" WHERE NOT EXISTS (SELECT 1 FROM {table.name} t WHERE t.{key} = g.{key} "
+                                 "AND t.start_time BETWEEN ? AND ?)")
+    cur = con.execute(f"INSERT INTO {table.name} ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} "
+                      f"FROM ({good}) g{new}", [lo, hi] if stored else [])
     inserted_row = cur.fetchall()[0]
     inserted = int(inserted_row[0]) if inserted_row else 0
     return inserted, good_rows - inserted, rejected

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from fraudwatch import ingest_csv
 from fraudwatch.config import IngestConfig
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest import FileSummary, Ingestor
@@ -210,6 +212,50 @@ def test_cdr_csv_grows_overlaps_and_uses_chinese_gb18030_labels(
     assert count(db, "SELECT count(*) FROM cdrs") == 7
     assert count(db, "SELECT count(*) FROM cdrs WHERE flowno = 9 AND fee = 1.25 AND callee_e164 = '8613800138000' "
                      "AND start_time = TIMESTAMPTZ '2026-11-20 08:00:00+00'") == 1
+
+
+def test_cdr_csv_read_in_small_pieces_stores_what_one_piece_does(tmp_path: Path, formats: dict[str, Format],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV is committed piece by piece (`PIECE_ROWS`): the rows, their line numbers, the rejects, the
+    duplicates skipped and the position are those of one piece, and a .gz's unterminated last row is read."""
+    header = "flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n"
+    rng = random.Random(5)
+    rows: list[str] = []
+    for i in range(1, 400):
+        row = f"{i},{1763607600000 + i * 1000},{1763607660000 + i * 1000},60,0.25,1000{i % 7},0044790{i},198.51.100.7"
+        if i % 97 == 0:
+            row += ",one,too,many"
+        elif i % 89 == 0:
+            row = row.replace(",0.25,", ",lots,")
+        elif i % 53 == 0:
+            row = ""
+        rows.append(row)
+        if i > 50 and rng.random() < 0.3:  # an export overlapping itself: a row from a few pieces back again
+            rows.append(rows[rng.randrange(len(rows) - 50, len(rows))])
+    body = header + "\n".join(rows)
+    stored: dict[str, tuple[object, ...]] = {}
+    for name, piece_rows in (("whole", 10**6), ("pieces", 7)):
+        monkeypatch.setattr(ingest_csv, "PIECE_ROWS", piece_rows)
+        for suffix in (".csv", ".csv.gz"):
+            path = tmp_path / name / f"e_cdr_20261120{suffix}"
+            path.parent.mkdir(exist_ok=True)
+            data = (body + ("" if suffix.endswith(".gz") else "\n")).encode()
+            path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+            db = tmp_path / f"{name}{suffix}.duckdb"
+            s = ingest(db, formats, path, None, IngestConfig(chunk_bytes=301))
+            con = duckdb.connect(str(db), read_only=True)
+            stored[name + suffix] = (
+                s.lines, s.parsed, s.counts.ignored, s.counts.rejected, sorted(s.counts.reasons.items()),
+                con.execute("SELECT flowno, start_time, fee, line_no FROM cdrs ORDER BY flowno").fetchall(),
+                con.execute("SELECT line_no, reason, raw FROM rejects ORDER BY line_no").fetchall(),
+                con.execute("SELECT byte_offset, line_no FROM positions").fetchall())
+            con.close()
+    assert stored["whole.csv"] == stored["pieces.csv"] and stored["whole.csv.gz"] == stored["pieces.csv.gz"]
+    lines, parsed, ignored, rejected, _, cdrs, rejects, _ = stored["pieces.csv"]
+    blank = sum(1 for r in rows if not r)
+    assert lines == parsed + ignored + rejected == len(rows) - blank  # blank rows are not rows
+    assert parsed == 399 - blank - 4 - 4 and ignored > 50 and len(rejects) == rejected > 8
+    assert stored["pieces.csv.gz"][5] == cdrs  # the last row, unterminated in the .gz, is stored there too
 
 
 def test_unreadable_and_missing_paths_are_one_line_errors(tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
