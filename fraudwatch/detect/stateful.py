@@ -158,8 +158,12 @@ class _NewTermDetector(_Filtered):
         if not sel.height:
             self._learn(learning)
             return []
+        # (key -> term -> first learning event in this batch), for how many terms a key knew before an episode
+        taught_in_batch: dict[str, dict[tuple[Any, ...], dt.datetime]] = defaultdict(dict)
         if small:
             firsts_rows = self._firsts_small(sel, taught_small, learn)
+            for pair, ts in taught_small.items():
+                taught_in_batch[str(pair[0])][pair[1:]] = ts
         else:
             ready = pl.DataFrame({"_key": list(self.born), "_ready": [b + learn for b in self.born.values()]},
                                  schema={"_key": pl.Utf8, "_ready": sel.schema["ts"]})
@@ -170,6 +174,8 @@ class _NewTermDetector(_Filtered):
             taught = learning.group_by(["_key", *terms]).agg(pl.col("ts").min().alias("_taught"))
             firsts = firsts.join(taught, on=["_key", *terms], how="left", nulls_equal=True)
             firsts_rows = column_rows(firsts.sort("_first", "_row"))
+            for row in column_rows(taught.join(firsts.select("_key").unique(), on="_key", how="semi")):
+                taught_in_batch[str(row["_key"])][tuple(row[t] for t in terms)] = row["_taught"]
         window, cooldown = dt.timedelta(seconds=c.window), dt.timedelta(seconds=c.cooldown)
         episodes: dict[str, list[_Episode]] = defaultdict(list)
         for row in firsts_rows:
@@ -197,7 +203,7 @@ class _NewTermDetector(_Filtered):
                 mine[-1].last_seen, mine[-1].peak = ts, max(mine[-1].peak, value)
                 mine[-1].behind += behind
             else:
-                mine.append(_Episode(start, ts, ts, value, behind, len(self.known.get(key, {}))))
+                mine.append(_Episode(start, ts, ts, value, behind, self._known_before(key, start, taught_in_batch)))
         self._learn(learning)
         out: list[Match] = []
         for key, items in episodes.items():
@@ -217,6 +223,14 @@ class _NewTermDetector(_Filtered):
             self._prune(newest - forget, newest - window)
             self.pruned = newest
         return out
+
+    def _known_before(self, key: str, start: dt.datetime,
+                      taught_in_batch: dict[str, dict[tuple[Any, ...], dt.datetime]]) -> int:
+        """The terms `key` knew before `start`: those of earlier batches, and those this batch taught earlier
+        (so the count does not depend on where the stream was cut into batches)."""
+        known = self.known.get(key, {})
+        return len(known) + sum(1 for term, ts in taught_in_batch.get(key, {}).items()
+                                if ts < start and term not in known)
 
     def _firsts_small(self, sel: pl.DataFrame, taught: dict[tuple[Any, ...], dt.datetime],
                       learn: dt.timedelta) -> list[dict[str, Any]]:
