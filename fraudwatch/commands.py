@@ -72,29 +72,48 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for src in cfg.sources:
             for p in expand_paths([src.path]):
                 jobs.append((p, args.format or src.format, args.timezone or src.timezone))
-    # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
-    jobs.sort(key=lambda job: job[1] != "vos3000-customers")
     total = sum(p.stat().st_size for p, _, _ in jobs)
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
+    detected = None
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, formats, cfg.ingest)
+        tables = [ing.table_of(p, fmt) for p, fmt, _ in jobs]
+        # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
+        order = sorted(range(len(jobs)), key=lambda i: tables[i] != "customers")
+        jobs, tables = [jobs[i] for i in order], [tables[i] for i in order]
+        alongside = None
+        if args.detect:
+            from fraudwatch.commands_detect import detect_alongside
+
+            alongside = detect_alongside(cfg, store.con, tables)
+            ing.on_commit = alongside.on_commit if alongside is not None else None
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
-        with progress:
-            task = progress.add_task("ingest", total=total or 1)
-            done = 0
-            for path, fmt, tz in jobs:
-                progress.update(task, description=f"ingest {path.name}")
+        try:
+            with progress:
+                task = progress.add_task("ingest", total=total or 1)
+                done = 0
+                for i, (path, fmt, tz) in enumerate(jobs):
+                    progress.update(task, description=f"ingest {path.name}")
+                    if alongside is not None:
+                        alongside.begin(i)
 
-                def advance(_path: Path, n: int, base: int = done) -> None:
-                    progress.update(task, completed=base + n)
+                    def advance(_path: Path, n: int, base: int = done) -> None:
+                        progress.update(task, completed=base + n)
 
-                summaries.append(ing.ingest(path, fmt, tz, advance))
-                done += path.stat().st_size
-                progress.update(task, completed=done)
-    detected = None
-    if args.detect:
+                    summaries.append(ing.ingest(path, fmt, tz, advance))
+                    done += path.stat().st_size
+                    progress.update(task, completed=done)
+            if alongside is not None:
+                from fraudwatch.commands_detect import finish_alongside
+
+                detected = finish_alongside(alongside, store.con)
+        finally:
+            if alongside is not None:
+                alongside.close()
+    how = "alongside the ingest" if detected is not None else "replay after the ingest"
+    if args.detect and detected is None:
         from fraudwatch.commands_detect import run_detect
 
         detected = run_detect(cfg, None, None, [], dry_run=False)
@@ -102,11 +121,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
         if detected is not None:
             out["alerts"] = len(detected.alerts)
+            out["detection"] = how
         print(dumps(out))
     else:
         _print_ingest(summaries, cfg.store_path)
         if detected is not None:
-            _out().print(f"detection over the stored events: {len(detected.alerts)} alert(s) "
+            _out().print(f"detection over the stored events ({how}): {len(detected.alerts)} alert(s) "
                          "(fraudwatch alerts list)")
     for s in summaries:
         if s.error:

@@ -8,8 +8,9 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,6 +19,9 @@ from fraudwatch.config import Config
 from fraudwatch.detect.replay import ReplayResult
 from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.store.schema import ALERTS
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.alongside import Alongside
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -60,6 +64,31 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
             save_alerts(con, result.alerts, "replay", (result.since, result.until))
     finally:
         con.close()
+    return result
+
+
+def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None]) -> Alongside | None:
+    """`ingest --detect`'s scoring alongside the ingest (fraudwatch.detect.alongside), when the store holds no
+    events yet; None: the store is replayed after the ingest."""
+    from fraudwatch.detect.alongside import Alongside, Setup
+    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.registry import shipped_rules_dir
+
+    rules = list(load_rules(cfg.rule_dirs).rules.values())
+    if not Alongside.applies(con, rules):
+        return None
+    setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
+                  list(cfg.trusted_accounts), 1)
+    return Alongside(con, rules, setup, tables)
+
+
+def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> ReplayResult | None:
+    """The alerts scored alongside the ingest, saved as a replay's; None when the store is to be replayed."""
+    from fraudwatch.detect.replay import save_alerts
+
+    result = alongside.finish()
+    if result is not None and result.since and result.until:
+        save_alerts(con, result.alerts, "replay", (result.since, result.until))
     return result
 
 

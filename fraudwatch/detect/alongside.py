@@ -1,0 +1,303 @@
+"""Detection alongside a backfill: `ingest --detect` scores the rows in a process of its own while the next
+chunks are read, instead of replaying the store once the ingest is done.
+
+The ingest and the rules each keep about one core busy, so on two cores the ingest with detection takes little
+longer than the ingest alone. The result must be the replay's, which scores every source in event-time order.
+So the scoring process is sent each committed chunk's rows (the columns the rules read, from the store, as a
+replay reads them) and a *watermark*: it scores only what is older than the watermark, in time order.
+
+- The watermark is the newest event time read so far, less MARGIN, of the tables the current file writes. A
+  table a later file will write holds it back entirely (that file may start anywhere in time); tables no file
+  writes any more do not hold it. So several sources ingested one after the other are scored once the last
+  file of each has started, and memory is bounded by HELD_ROWS.
+- Every chunk is checked: an event older than a watermark already sent means the files were not in time order
+  (two servers' logs of the same hours, rotated logs named newest first). The scoring process is then dropped and
+  the store replayed after the ingest, as before: the same alerts, only later.
+- It applies to a store that holds no events of the rules' tables yet; otherwise the replay (of the whole store,
+  as `fraudwatch detect` does) runs after the ingest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraudwatch.detect.replay import ORDER, STEP_ROWS, TIME_COLUMN, ReplayResult, data_range
+from fraudwatch.netaddr import IPNetwork
+
+log = logging.getLogger("fraudwatch.detect")
+# How far back in time a file may step and still be scored alongside. Rows within it of the newest wait for the
+# next chunk, so it is small: a flood writes tens of thousands of lines a second.
+MARGIN = dt.timedelta(seconds=2)
+HELD_ROWS = 4_000_000  # rows the scoring process holds below no watermark before it gives way to the replay
+QUEUED = 4  # chunks received and not yet scored, at most: then the ingest waits (memory stays bounded)
+# The column whose newest value bounds what is still to come, by table: CDR exports come in order of start or of
+# stop (flowno), and a CDR stops after it starts, so the newest start read so far bounds the stops to come.
+FRONTIER_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_time"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the scoring process needs to build the replay's engine and alert book."""
+
+    rule_dirs: list[Path]
+    lists_dir: Path
+    credit: dict[str, float]
+    names: dict[str, str]
+    trusted: list[IPNetwork]
+    trusted_accounts: list[str]
+    next_id: int
+    held_rows: int = HELD_ROWS
+
+
+class Alongside:
+    """The ingest's side: feed committed rows and watermarks, and take the alerts at the end (or None: replay)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], setup: Setup,
+                 job_tables: Sequence[str | None]) -> None:
+        from fraudwatch.detect.engine import rule_columns
+
+        self.con = con
+        self.setup = setup
+        self.sources = [s for s in TIME_COLUMN if any(r.common.source == s for r in rules)]
+        self.columns = {s: rule_columns(rules, s) for s in self.sources}
+        self.jobs = list(job_tables)
+        self.current = -1
+        self.seen_rowid = dict.fromkeys(self.sources, -1)
+        self.newest: dict[str, dt.datetime] = {}  # table -> newest FRONTIER_COLUMN value fed
+        self.sent: dt.datetime | None = None  # the watermark last sent
+        self.proc: Any = None
+        self.conn: Connection | None = None
+        self.gave_way: str | None = None
+
+    @staticmethod
+    def applies(con: duckdb.DuckDBPyConnection, rules: Sequence[Any]) -> bool:
+        """Whether the store holds no events of the rules' tables (so the ingest's rows are all there will be)."""
+        tables = {r.common.source for r in rules} & set(TIME_COLUMN)
+        return all(not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t} LIMIT 1)").fetchall()[0][0]
+                   for t in tables)
+
+    def begin(self, job: int) -> None:
+        """File `job` (an index into `job_tables`) is about to be read."""
+        self.current = job
+        if self.proc is None and self.gave_way is None and self.jobs[job] in self.sources:
+            self._start()  # after the account files, which come first: the credit rule reads their balances
+        self._advance()
+
+    def on_commit(self, table: str) -> None:
+        """The ingest committed a chunk of `table`: send its rows, then the watermark that follows."""
+        if self.conn is None or table not in self.seen_rowid:
+            return
+        try:
+            self._feed(table)
+            self._advance()
+        except (OSError, EOFError) as exc:
+            self._give_way(f"the scoring process is gone ({exc})")
+
+    def finish(self) -> ReplayResult | None:
+        """Score what is held and return the alerts; None when the store is to be replayed instead."""
+        if self.conn is None:
+            return None
+        try:
+            self.conn.send(("end", None))
+            # the store's checkpoint, which its close would do, while the last rows are scored
+            self.con.execute("CHECKPOINT")
+            while True:
+                kind, value = self.conn.recv()
+                if kind == "done":
+                    break
+                if kind == "gave_way":
+                    self._give_way(value)
+                    return None
+        except (OSError, EOFError) as exc:
+            self._give_way(f"the scoring process is gone ({exc})")
+            return None
+        alerts, counts = value
+        self.close()
+        since, until = data_range(self.con, self.sources)
+        return ReplayResult([], alerts, counts, since, until + dt.timedelta(microseconds=1) if until else None)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.proc is not None:
+            self.proc.join(timeout=5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
+            self.proc = None
+
+    # --------------------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        from fraudwatch.detect.replay import credit_context, next_alert_id
+
+        credit, names = credit_context(self.con)
+        setup = dataclasses.replace(self.setup, credit=credit, names=names, next_id=next_alert_id(self.con))
+        ctx = mp.get_context("spawn")
+        parent_end, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=score_alongside, args=(setup, child_end, logging.getLogger().level),
+                                name="fraudwatch-detect", daemon=True)
+        # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
+        # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
+        saved = os.environ.get("POLARS_MAX_THREADS")
+        os.environ["POLARS_MAX_THREADS"] = "1"
+        try:
+            self.proc.start()
+        finally:
+            if saved is None:
+                del os.environ["POLARS_MAX_THREADS"]
+            else:
+                os.environ["POLARS_MAX_THREADS"] = saved
+        child_end.close()
+        self.conn = parent_end
+
+    def _feed(self, table: str) -> None:
+        assert self.conn is not None
+        col, front = TIME_COLUMN[table], FRONTIER_COLUMN[table]
+        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]))
+        (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
+        last, self.seen_rowid[table] = self.seen_rowid[table], int(top)
+        rows = self.con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? AND {col} IS NOT NULL "
+                            f"ORDER BY {ORDER[table]}", params=[last, top]).to_arrow_table()
+        if not rows.num_rows:
+            return
+        oldest = pc.min(rows.column(col)).as_py()
+        if self.sent is not None and oldest < self.sent:
+            self._give_way(f"{table} has events of {oldest} after events up to {self.sent} were scored "
+                           "(the input is not in time order)")
+            return
+        newest = pc.max(rows.column(front)).as_py()
+        if newest is not None and (table not in self.newest or newest > self.newest[table]):
+            self.newest[table] = newest
+        if front not in self.columns[table]:
+            rows = rows.drop_columns([front])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        self.conn.send(("rows", (table, sink.getvalue().to_pybytes())))
+        if self.conn.poll():  # it only speaks before the end to give way
+            _, reason = self.conn.recv()
+            self._give_way(reason)
+
+    def _advance(self) -> None:
+        """Send the watermark when it moved: the oldest bound of the tables a file still to finish may write."""
+        if self.conn is None:
+            return
+        bound: dt.datetime | None = None
+        for table in self.sources:
+            if table in self.jobs[self.current + 1:]:
+                return  # a later file writes it, anywhere in time
+            if table != self.jobs[self.current]:
+                continue  # no file writes it any more
+            if table not in self.newest:
+                return  # the current file has not shown its times yet
+            edge = self.newest[table] - MARGIN
+            bound = edge if bound is None else min(bound, edge)
+        if bound is not None and (self.sent is None or bound > self.sent):
+            self.sent = bound
+            self.conn.send(("upto", bound))
+
+    def _give_way(self, reason: str) -> None:
+        if self.gave_way is None:
+            self.gave_way = reason
+            log.warning("detection alongside the ingest gave way to a replay after it: %s", reason)
+        self.close()
+
+
+def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
+    """The scoring process: the replay's engine and alert book, fed rows and watermarks through `conn`."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest decides when it stops
+    logging.basicConfig(level=level, format="fraudwatch detect: %(levelname)s %(message)s")
+    import polars as pl
+
+    from fraudwatch.detect.base import Context
+    from fraudwatch.detect.decide import Alert, AlertBook
+    from fraudwatch.detect.engine import Engine, load_rules
+
+    rules = list(load_rules(setup.rule_dirs).rules.values())
+    engine = Engine(rules, Context(setup.lists_dir, setup.credit, setup.names), setup.trusted)
+    book = AlertBook({r.common.id: r for r in rules}, setup.trusted, setup.trusted_accounts, setup.next_id)
+    held: dict[str, list[pl.DataFrame]] = {s: [] for s in engine.sources}
+    alerts: dict[int, Alert] = {}
+    counts = dict.fromkeys(engine.sources, 0)
+
+    def score(upto: dt.datetime | None) -> None:
+        for source in engine.sources:
+            if not held[source]:
+                continue
+            col = TIME_COLUMN[source]
+            frame = pl.concat(held[source]).sort(ORDER[source].split(", "), maintain_order=True)
+            cut = frame.height if upto is None else frame.get_column(col).search_sorted(upto, side="left")
+            held[source] = [frame.slice(cut)] if cut < frame.height else []
+            for step in _steps(frame.slice(0, cut), col):
+                counts[source] += step.height
+                for alert in book.apply(engine.process(source, step)):
+                    alerts[alert.id] = alert
+
+    # The pipe is read by a thread of its own, so that the ingest never waits for a chunk's scoring to send the
+    # next one (a pipe holds a few KB; a chunk's rows are MBs).
+    inbox: queue.Queue[tuple[str, Any]] = queue.Queue(QUEUED)
+
+    def receive() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                message = ("gone", None)
+            inbox.put(message)
+            if message[0] in ("end", "gone"):
+                return
+
+    threading.Thread(target=receive, name="fraudwatch-detect-inbox", daemon=True).start()
+    while True:
+        kind, value = inbox.get()
+        if kind == "rows":
+            table, data = value
+            if table in held:
+                held[table].append(pl.from_arrow(pa.ipc.open_stream(data).read_all()))  # type: ignore[arg-type]
+                if sum(f.height for fs in held.values() for f in fs) > setup.held_rows:
+                    conn.send(("gave_way", f"more than {setup.held_rows:,} rows waited for other files"))
+                    return
+        elif kind == "upto":
+            score(value)
+        elif kind == "end":
+            score(None)
+            conn.send(("done", (sorted(alerts.values(), key=lambda a: a.id), counts)))
+            return
+        else:
+            return  # the ingest is gone
+
+
+def _steps(frame: Any, col: str) -> list[Any]:
+    """`frame` (sorted by `col`) in slices of about STEP_ROWS rows, never cutting an instant, as the replay's
+    steps do: a watermark can release many files' rows at once."""
+    out, start = [], 0
+    times = frame.get_column(col)
+    while start < frame.height:
+        end = frame.height
+        if start + STEP_ROWS < frame.height:
+            t = times[start + STEP_ROWS]
+            end = int(times.search_sorted(t, side="left"))
+            if end <= start:  # one instant fills the step: take it whole
+                end = int(times.search_sorted(t, side="right"))
+        out.append(frame.slice(start, end - start))
+        start = end
+    return out
