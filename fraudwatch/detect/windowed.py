@@ -52,6 +52,7 @@ _OWNER = "_owner"  # time of the hot event an event is counted for
 _TAKEN = "_taken"
 _SEG = "_seg"
 SMALL = 8192  # frames (kept and new events) up to this many rows are scored in plain Python (counts, distincts)
+CODED = "_k_"  # prefix of a text column's 64-bit hash, which the frame path groups, sorts and joins on instead
 
 
 def _us(seconds: float) -> str:
@@ -74,6 +75,7 @@ class WindowDetector:
         self.common = common
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key) or ["_global"]
+        self.by = self.keys  # the columns the frame path groups on: the keys, or their hashes (`_coded`)
         self.history = common.window
         self.buffer: pl.DataFrame | None = None
         # key -> (last hot event, event ids and lines sent) of its open episode: see _build
@@ -129,12 +131,34 @@ class WindowDetector:
             counted, matches = self._matches_small(sel)
             self._keep_window(counted)
             return matches
+        sel = self._coded(sel)
         if self._cold(sel):  # no new event can reach a level: no scoring, only the window to keep
-            self._keep_window(sel)
+            self._keep_window(_uncoded(sel))
             return []
         scored, matches = self._matches(self.score(sel))
-        self._keep_window(scored.drop(_VALUE))
+        self._keep_window(_uncoded(scored.drop(_VALUE)))
         return matches
+
+    def _coded(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame` with the 64-bit hash of each text key (and of a distinct count's field) beside it, and `by`
+        naming the hashes: grouping, sorting and joining on integers took the flood's counts and distinct counts
+        half the time they took on text. A hash is used only when it tells the batch's values apart (checked
+        on the distinct values), so the result is exact: otherwise the text itself is used."""
+        self.by = self.keys
+        if self.keys == ["_global"]:
+            return frame
+        texts = [k for k in dict.fromkeys([*self.keys, *([self.field] if self.small == "distinct" else [])])
+                 if frame.schema[k] == pl.String]
+        hashes = []
+        for k in texts:
+            values = frame.get_column(k).drop_nulls().unique()
+            if values.hash().n_unique() == values.len():
+                hashes.append(pl.when(pl.col(k).is_not_null()).then(pl.col(k).hash()).alias(CODED + k))
+        if not hashes:
+            return frame
+        frame = frame.with_columns(hashes)
+        self.by = [CODED + k if CODED + k in frame.columns else k for k in self.keys]
+        return frame
 
     def _plain_keys(self, frame: pl.DataFrame) -> bool:
         """Whether the small path applies: the key text is the values joined (text keys, or none), and times
@@ -303,15 +327,17 @@ class WindowDetector:
             return True
         if self.keys == ["_global"]:  # one key: the bound above is all there is
             return False
-        keys = frame.select(self.keys)
-        fresh = frame.filter(_NEW).select(self.keys).unique()
-        most = keys.join(fresh, on=self.keys, how="semi").group_by(self.keys).len().get_column("len").max()
+        keys = frame.select(self.by)
+        fresh = frame.filter(_NEW).select(self.by).unique()
+        most = keys.join(fresh, on=self.by, how="semi").group_by(self.by).len().get_column("len").max()
         return most is not None and not self.could_be_hot(int(most))  # type: ignore[arg-type]
 
     def _matches(self, scored: pl.DataFrame) -> tuple[pl.DataFrame, list[Match]]:
         """`scored` with the events now behind a match flagged, and one match per episode of a key in this
         batch — computed with joins, not a loop per key (a botnet brings thousands of keys into one batch)."""
-        c, keys = self.common, self.keys
+        c, keys = self.common, self.by
+        # the key's text, carried beside its hash
+        texts = [pl.col(k).first() for k in self.keys] if keys != self.keys else []
         is_hot = pl.col(_NEW) & (pl.col(_VALUE) >= lowest_level(c))
         if not scored.select(is_hot.any()).item():
             return scored, []
@@ -321,7 +347,7 @@ class WindowDetector:
             (~pl.col(_COUNTED) & (pl.col(_OWNER) - pl.col("ts") < _delta(c.window))).fill_null(False).alias(_TAKEN))
         taken = scored.filter(_TAKEN)
         per_hot = taken.group_by([*keys, _OWNER]).agg(pl.col("ts").min().alias("_start"), pl.len().alias("_n"))
-        hot = (scored.filter(is_hot).group_by([*keys, "ts"]).agg(pl.col(_VALUE).max())
+        hot = (scored.filter(is_hot).group_by([*keys, "ts"]).agg(pl.col(_VALUE).max(), *texts)
                .join(per_hot, left_on=[*keys, "ts"], right_on=[*keys, _OWNER], how="left")
                .with_columns(pl.coalesce("_start", "ts").alias("_start"), pl.col("_n").fill_null(0))
                .sort("ts"))
@@ -331,12 +357,12 @@ class WindowDetector:
         episodes = hot.group_by([*keys, _SEG]).agg(
             pl.col("_start").min().alias("_first"), pl.col("ts").min().alias("_crossing"),
             pl.col("ts").max().alias("_last"), pl.col("_n").sum().alias("_count"),
-            pl.col(_VALUE).max().alias("_peak")).sort("_crossing")
+            pl.col(_VALUE).max().alias("_peak"), *texts).sort("_crossing")
         behind = taken.join(hot.select([*keys, "ts", _SEG]), left_on=[*keys, _OWNER], right_on=[*keys, "ts"])
         facts = self.fact_aggs()
         details = behind.sort("ts").group_by([*keys, _SEG]).agg(*evidence_aggs(behind.columns), *facts)
         episodes = episodes.join(details, on=[*keys, _SEG], how="left").sort("_crossing") \
-            .with_columns(key_expr(c.key).alias("_key")).drop(keys)
+            .with_columns(key_expr(c.key).alias("_key")).drop(list(dict.fromkeys([*keys, *self.keys])))
         out = self._build(episodes, [f.meta.output_name() for f in facts])
         newest: dt.datetime = scored.get_column("ts").max()  # type: ignore[assignment]
         horizon = newest - _delta(c.window + c.cooldown)  # an episode ending before this cannot continue
@@ -411,6 +437,11 @@ _UNIT_SCALE = {"us": 1, "ns": 1000}  # time units the small path compares as int
 
 def _micros(delta: dt.timedelta) -> int:
     return delta // dt.timedelta(microseconds=1)
+
+
+def _uncoded(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` without the hashes `_coded` added (the kept window holds the events as they came)."""
+    return frame.drop([c for c in frame.columns if c.startswith(CODED)])
 
 
 def _gathered(column: pl.Series, groups: list[list[int]]) -> list[list[Any]]:
@@ -507,7 +538,7 @@ class Threshold:
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _count_in_window(frame, self.keys, c.window)
+                return _count_in_window(frame, self.by, c.window)
 
             def could_be_hot(self, most: int) -> bool:  # the value is a count of events
                 return most >= lowest_level(c)
@@ -536,7 +567,7 @@ class _FieldDetector(WindowDetector):
         return [self.field]
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return self.scorer(frame, self.keys, self.common.window)
+        return self.scorer(frame, self.by, self.common.window)
 
     def fact_aggs(self) -> list[pl.Expr]:
         return self.facts
@@ -558,7 +589,8 @@ class Distinct:
         if stream:
             return DistinctIncremental(self.common, ctx, columns, field=fld, fact=(fld, 20, False))
         return _FieldDetector(self.common, ctx, columns, fld,
-                              lambda frame, keys, period: _distinct_in_window(frame, keys, period, fld),
+                              lambda frame, keys, period: _distinct_in_window(
+                                  frame, keys, period, CODED + fld if CODED + fld in frame.columns else fld),
                               [pl.col(fld).drop_nulls().unique(maintain_order=True).head(20).alias(fld)], counted=True)
 
 
@@ -607,8 +639,8 @@ class Spike:
 
         class _D(WindowDetector):
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                now = _count_in_window(frame, self.keys, c.window).rename({_VALUE: "_now"})
-                both = _count_in_window(now, self.keys, baseline).rename({_VALUE: "_long"})
+                now = _count_in_window(frame, self.by, c.window).rename({_VALUE: "_now"})
+                both = _count_in_window(now, self.by, baseline).rename({_VALUE: "_long"})
                 expected = (pl.col("_long") - pl.col("_now")) * (c.window / (baseline - c.window))
                 ratio = (pl.col("_now") + 1) / (expected + 1)
                 value = pl.when(pl.col("_now") >= min_count).then(ratio).otherwise(0.0)
@@ -656,7 +688,7 @@ class ListMatch:
                 return [fld]
 
             def score(self, frame: pl.DataFrame) -> pl.DataFrame:
-                return _count_in_window(frame, self.keys, c.window)
+                return _count_in_window(frame, self.by, c.window)
 
             def fact_aggs(self) -> list[pl.Expr]:
                 return [pl.col(fld).unique(maintain_order=True).head(10).alias(fld)]

@@ -305,3 +305,35 @@ def test_list_match_with_an_empty_list_matches_nothing(tmp_path: Path) -> None:
     lists_dir(tmp_path, scanners=[])
     det = detector(tmp_path, LIST_MATCH.replace("{match}", "contains"), Context(tmp_path / "lists"))
     assert run(det, sip(ua(0, "friendly-scanner"), ua(1, ""))) == []
+
+
+def test_text_keys_are_grouped_by_their_hashes_unless_two_collide(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame path groups on 64-bit hashes of text keys and fields (`windowed._coded`); when the hashes of
+    a batch's values are not all different it uses the text: the same matches either way."""
+    from fraudwatch.detect import windowed
+
+    monkeypatch.setattr(windowed, "SMALL", 0)  # the frame path, whatever the batch's size
+    rule = """
+    id: users-per-ip
+    type: distinct
+    where: {event: request, method: REGISTER}
+    key: src_ip
+    field: username
+    window: 10s
+    warning: 3
+    critical: 6
+    """
+    stream = [reg(i * 0.4, f"192.0.2.{i % 4}", username=f"u{i % 9}") for i in range(80)]
+
+    def matches() -> tuple[list[tuple[object, ...]], list[str]]:
+        det = frames.detector(tmp_path, rule)
+        got = run(det, sip(*stream[:30]), sip(*stream[30:], first_id=31))
+        return sorted((m.key, m.severity, m.first_seen, m.detected_at, m.count, m.value,
+                       tuple(m.evidence["username"])) for m in got), det.by
+
+    hashed, by = matches()
+    assert by == [windowed.CODED + "src_ip"] and len(hashed) >= 4
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series([7] * self.len(), dtype=pl.UInt64))
+    texts, by = matches()
+    assert by == ["src_ip"] and texts == hashed
