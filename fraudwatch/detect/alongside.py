@@ -173,8 +173,9 @@ class Alongside:
         cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]))
         (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
         last, self.seen_rowid[table] = self.seen_rowid[table], int(top)
-        rows = self.con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? AND {col} IS NOT NULL "
-                            f"ORDER BY {ORDER[table]}", params=[last, top]).to_arrow_table()
+        # not sorted here: the scoring process sorts what it scores, across chunks
+        rows = self.con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? AND {col} IS NOT NULL",
+                            params=[last, top]).to_arrow_table()
         if not rows.num_rows:
             return
         oldest = pc.min(rows.column(col)).as_py()
@@ -190,7 +191,8 @@ class Alongside:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, rows.schema) as writer:
             writer.write_table(rows)
-        self.conn.send(("rows", (table, sink.getvalue().to_pybytes())))
+        self.conn.send(("rows", table))
+        self.conn.send_bytes(memoryview(sink.getvalue()))  # MBs: as they are, not copied into a pickle
         if self.conn.poll():  # it only speaks before the end to give way
             _, reason = self.conn.recv()
             self._give_way(reason)
@@ -260,6 +262,8 @@ def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
         while True:
             try:
                 message = conn.recv()
+                if message[0] == "rows":
+                    message = ("rows", (message[1], conn.recv_bytes()))
             except (EOFError, OSError):
                 message = ("gone", None)
             inbox.put(message)
