@@ -148,3 +148,25 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
     assert chunks > 10
     assert alongside.gave_way is not None
     assert ("gone" in alongside.gave_way) if failure == "killed" else ("5,000 rows" in alongside.gave_way)
+
+
+def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
+        tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The three days' CDRs as one export read in pieces of 200 rows: the CDR watermark (the newest start read,
+    which bounds the stops to come) moves at every piece; the accounts file comes first for the credit rule."""
+    from fraudwatch import ingest_csv
+
+    monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 200)
+    folder = copy_sample(tmp_path)
+    config = folder / "fraudwatch.toml"
+    exports = sorted((folder / "cdr").glob("*.csv"))
+    header, *_ = exports[0].read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = [line for e in exports for line in e.read_text(encoding="utf-8").splitlines(keepends=True)[1:]]
+    merged = tmp_path / "e_cdr_3d.csv"
+    merged.write_text(header + "".join(rows), encoding="utf-8")
+    out, _ = _ingest_detect(cli, config, merged, folder / "customers.csv")
+    assert out["detection"] == "alongside the ingest"
+    assert [Path(str(f["path"])).name for f in out["files"]] == ["customers.csv", "e_cdr_3d.csv"]  # type: ignore[index]
+    saved = _saved(cli, config)
+    assert len(saved) == out["alerts"] and any('"rule": "credit-limit"' in a for a in saved)
+    assert saved == _replayed(cli, config)
