@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 from rich.markup import escape
 from rich.table import Table
 
@@ -21,6 +20,8 @@ from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.store.schema import ALERTS
 
 if TYPE_CHECKING:
+    import duckdb
+
     from fraudwatch.detect.alongside import Alongside
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
