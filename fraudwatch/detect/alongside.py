@@ -43,7 +43,8 @@ log = logging.getLogger("fraudwatch.detect")
 # How far back in time a file may step and still be scored alongside. Rows within it of the newest wait for the
 # next chunk, so it is small: a flood writes tens of thousands of lines a second.
 MARGIN = dt.timedelta(seconds=2)
-HELD_ROWS = 4_000_000  # rows the scoring process holds below no watermark before it gives way to the replay
+HELD_ROWS = 2_000_000  # rows held below no watermark (other files to come) before giving way to the replay: at
+# about 180 bytes a row of the flood's columns, some 350 MB, and the replay after the ingest then takes over
 QUEUED = 4  # chunks received and not yet scored, at most: then the ingest waits (memory stays bounded)
 # The column whose newest value bounds what is still to come, by table: CDR exports come in order of start or of
 # stop (flowno), and a CDR stops after it starts, so the newest start read so far bounds the stops to come.
