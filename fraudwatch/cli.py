@@ -157,6 +157,15 @@ def run(argv: Sequence[str]) -> int:
     return handler(args)
 
 
+def _interrupted(exc: Exception) -> bool:
+    """Ctrl-C that reached DuckDB: its own interruption, or the KeyboardInterrupt of a Python function it was
+    calling (the ingest's address check), which it hands back wrapped in an error of its own."""
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.InterruptException):
+        return True
+    return "Python exception occurred while executing the UDF: KeyboardInterrupt" in str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
@@ -173,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:  # the last line of defence: one line, never a traceback (unless asked)
+        if _interrupted(exc):
+            print("fraudwatch: interrupted", file=sys.stderr)
+            return 130
         if os.environ.get("FRAUDWATCH_DEBUG"):
             raise
         detail = json.dumps(str(exc).splitlines()[0] if str(exc) else "")[1:-1]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import Run
 from tests.test_ingest import sip_lines, write
@@ -69,3 +70,28 @@ def test_formats_list_and_test(tmp_path: Path, cli: Callable[..., Run]) -> None:
     assert as_json[0]["fields"]["src_ip"] == "198.51.100.1" and as_json[0]["fields"]["method"] == "REGISTER"
     assert as_json[3] == {"line": 4, "matched": False, "pattern": None, "fields": {}, "reason": "no pattern matched"}
     assert as_json[2]["ignored"] is True
+
+
+def test_ctrl_c_inside_duckdb_is_an_interruption_not_an_internal_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C during the ingest's address check reaches Python inside a DuckDB query, which hands it back
+    wrapped in its own error: one line, exit code 130, as a Ctrl-C anywhere else."""
+    from fraudwatch import cli as cli_module
+
+    con = duckdb.connect()
+
+    def interrupted(_value: str) -> str:
+        raise KeyboardInterrupt
+
+    con.create_function("interrupted", interrupted, ["VARCHAR"], "VARCHAR")
+
+    def run(_argv: object) -> int:
+        con.execute("SELECT interrupted('192.0.2.1')")
+        return 0
+
+    monkeypatch.setattr(cli_module, "run", run)
+    assert cli_module.main(["ingest"]) == 130
+    assert capsys.readouterr().err == "fraudwatch: interrupted\n"
+    monkeypatch.setattr(cli_module, "run", lambda _argv: con.execute("SELECT no_such_function()"))
+    assert cli_module.main(["ingest"]) == cli_module.EXIT_INTERNAL  # other DuckDB errors stay internal
+    assert "internal error" in capsys.readouterr().err
