@@ -78,7 +78,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     detected = None
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, formats, cfg.ingest)
-        tables = [ing.table_of(p, fmt) for p, fmt, _ in jobs]
+        # each file's format, detected once here (the ingest is given its name) for its table
+        found = [ing.known_format(p, fmt) for p, fmt, _ in jobs]
+        jobs = [(p, f.name if f is not None else fmt, tz) for (p, fmt, tz), f in zip(jobs, found, strict=True)]
+        tables = [f.table if f is not None else None for f in found]
         # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
         order = sorted(range(len(jobs)), key=lambda i: tables[i] != "customers")
         jobs, tables = [jobs[i] for i in order], [tables[i] for i in order]

@@ -123,10 +123,10 @@ class Ingestor:
             raise SourceError(f"unknown format '{name}' (known: {', '.join(sorted(self.formats))})")
         return self.formats[name]
 
-    def table_of(self, path: Path, name: str | None) -> str | None:
-        """The table a file's rows go to, or None when its format is not known (the ingest will say why)."""
+    def known_format(self, path: Path, name: str | None) -> Format | None:
+        """`format_for`, or None when it is not known (the ingest will say why)."""
         try:
-            return self.format_for(path, name).table
+            return self.format_for(path, name)
         except (FraudwatchError, OSError):
             return None
 

@@ -123,7 +123,8 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, load_formats(cfg.format_dirs), cfg.ingest)
         jobs = [folder / "sipproxy.log", folder / "mbx.log"]
-        alongside = detect_alongside(cfg, store.con, [ing.table_of(p, None) for p in jobs])
+        tables = [f.table if (f := ing.known_format(p, None)) is not None else None for p in jobs]
+        alongside = detect_alongside(cfg, store.con, tables)
         assert alongside is not None
         if failure == "held":  # mbx.log comes after: sipproxy.log's rows all wait
             alongside.setup = dataclasses.replace(alongside.setup, held_rows=5000)
