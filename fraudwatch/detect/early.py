@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress, pairwise
 from typing import Any
 
 import polars as pl
 
 from fraudwatch.detect.base import Context, lowest_level, severity_of
 from fraudwatch.detect.decide import key_trusted, proposed_action
-from fraudwatch.detect.enrich import ENRICHED, Enricher
-from fraudwatch.detect.filters import Conjunct, Selection, shared_conditions
+from fraudwatch.detect.enrich import ENRICHED, ENRICHED_TYPES, Enricher
+from fraudwatch.detect.filters import Conjunct
 from fraudwatch.detect.incremental import IncrementalDetector, _Key
+from fraudwatch.detect.rows import Conditions, Rows
+from fraudwatch.detect.samples import POLARS_TYPES, schema_of
 from fraudwatch.netaddr import IPNetwork
 
 MONOTONE = frozenset({"threshold", "distinct", "list_match"})
@@ -72,19 +75,35 @@ class Gate:
         self.rearm = round((c.window + c.cooldown) * 1_000_000)
         self.trusted = tuple(trusted)
         self.decided: dict[str, int] = {}  # key -> event time (us) until which its events are skipped
-        self.columns = ["ts", *det.keys, *([det.field] if det.field else [])]
 
-    def process(self, events: pl.DataFrame, selection: Selection) -> list[Decision]:
-        sel = self.det.selected(events, selection, [c for c in self.columns if c in events.columns])
-        if sel is None:
+    def process(self, rows: Rows, masks: dict[str, list[bool]], conditions: Conditions) -> list[Decision]:
+        """The decisions on a batch (`masks`: the batch's conditions met, shared by the source's gates)."""
+        det = self.det
+        checks = []
+        for c in self.conjuncts:
+            mask = masks.get(c.key)
+            if mask is None:
+                mask = masks[c.key] = conditions.mask(c, rows)
+            checks.append(mask)
+        stamps, keyed = rows.columns["ts"], [rows.column(k) for k in det.keys]
+        checks += [[v is not None for v in column] for column in (stamps, *keyed)]
+        picked = list(compress(range(rows.height), map(all, zip(*checks, strict=True))))
+        if not picked:
             return []
-        det, decided, state, level = self.det, self.decided, self.det.state, self.level
-        times: list[int] = sel.get_column("ts").dt.epoch("us").to_list()
-        values: list[Any] = sel.get_column(det.field).to_list() if det.field else []
+        times: list[int] = [stamps[i] for i in picked]
+        if any(a > b for a, b in pairwise(times)):
+            picked.sort(key=stamps.__getitem__)  # stable: the rows' order within an instant
+            times = [stamps[i] for i in picked]
+        values: list[Any] = [rows.columns[det.field][i] for i in picked] if det.field else []
+        if len(keyed) == 1:
+            texts = [v if isinstance(v, str) else str(v) for v in (keyed[0][i] for i in picked)]
+        else:  # `key_text`'s text (the frame path's `key_expr`)
+            texts = ["|".join(str(c[i]) for c in keyed) for i in picked] if keyed else ["*"] * len(picked)
+        decided, state, level = self.decided, det.state, self.level
         valued, add, value_of = det.valued, det._add, det._value
         out: list[Decision] = []
         touched: set[str] = set()
-        for j, k in enumerate(det._key_texts(sel)):
+        for j, k in enumerate(texts):
             t = times[j]
             until = decided.get(k)
             if until is not None:
@@ -121,7 +140,8 @@ class Gate:
 
 
 class EarlyBans:
-    """The early gates of a rule set: enrich a batch of new lines once per source, then every gate of it."""
+    """The early gates of a rule set: enrich a batch of new lines once per source (only with what the gates
+    read), then every gate of it. Batches are `Rows` (the sentry's) or frames (turned into rows)."""
 
     def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = ()) -> None:
         from fraudwatch.detect.engine import columns_of
@@ -131,7 +151,10 @@ class EarlyBans:
         for rule in early_rules(rules):
             source = rule.common.source
             self.gates[source].append(Gate(rule, ctx, columns_of(source), trusted))
-        self.conditions = {s: shared_conditions(g.conjuncts for g in gates) for s, gates in self.gates.items()}
+        self.derived = {s: [f for f in ENRICHED[s] if any(f in c.reads for g in gates for c in g.conjuncts)]
+                        for s, gates in self.gates.items()}
+        self.conditions = {s: Conditions({**schema_of(s), **{f: POLARS_TYPES[ENRICHED_TYPES[f]] for f in ENRICHED[s]}})
+                           for s in self.gates}
 
     @property
     def rules(self) -> list[str]:
@@ -143,15 +166,14 @@ class EarlyBans:
 
         return rule_columns([g.rule for g in self.gates[source]], source)
 
-    def process(self, source: str, events: pl.DataFrame) -> list[Decision]:
+    def process(self, source: str, events: pl.DataFrame | Rows) -> list[Decision]:
         gates = self.gates.get(source)
         if not gates or not events.height:
             return []
-        frame = self.enrich(source, events.rechunk()).rechunk()
-        selection = Selection(frame)
-        selection.prime(self.conditions[source])
+        rows = events if isinstance(events, Rows) else Rows.from_frame(events)
+        self.enrich.rows(source, rows, self.derived[source])
+        masks: dict[str, list[bool]] = {}
         out: list[Decision] = []
         for g in gates:
-            out.extend(g.process(frame, selection))
+            out.extend(g.process(rows, masks, self.conditions[source]))
         return out
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import iptocc
 import phonenumbers
@@ -25,6 +26,9 @@ from phonenumbers import PhoneNumberType
 
 from fraudwatch.detect.numbers import classify
 from fraudwatch.netaddr import IPNetwork, parse_ip
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.rows import Rows
 
 _TYPE_NAMES = {getattr(PhoneNumberType, n): n.lower() for n in dir(PhoneNumberType) if n.isupper()}
 CHALLENGE_TTL = dt.timedelta(minutes=5)
@@ -69,19 +73,40 @@ class Enricher:
         # (a frame for big batches, a dict in time order for small ones: each path converts what it finds)
         self.challenged: pl.DataFrame | dict[str, dt.datetime] = pl.DataFrame(
             schema={"call_id": pl.Utf8, "_open": pl.Datetime("us", "UTC")})
+        self.challenged_us: dict[str, int] = {}  # the same for `rows`, in epoch microseconds
 
     def _small_maps(self, ips: pl.Series) -> tuple[pl.Series, pl.Series]:
         """`_trusted_map` and `_country_map` for a small batch, in plain Python (the same values and caches)."""
-        values = ips.to_list()
+        trusted, countries = self._small_lists(ips.to_list())
+        return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
+
+    def _small_lists(self, values: list[str | None], countries: bool = True) \
+            -> tuple[list[bool], list[str | None]]:
+        """Whether each address is trusted, and its country (none asked: `countries` false)."""
         uniques = list(dict.fromkeys(v for v in values if v is not None))
         if not self.trusted:
             trusted = [False] * len(values)
         else:
             self._learn_trusted(uniques)
-            trusted = [v is not None and self.known[v] for v in values]
+            known = self.known
+            trusted = [v is not None and known[v] for v in values]
+        if not countries:
+            return trusted, []
         self._learn_countries(uniques)
-        countries = [None if v is None else self.countries[v] for v in values]
-        return pl.Series("", trusted, dtype=pl.Boolean), pl.Series("", countries, dtype=pl.Utf8)
+        return trusted, [None if v is None else self.countries[v] for v in values]
+
+    def rows(self, source: str, rows: Rows, wanted: Sequence[str]) -> None:
+        """Add the `wanted` derived columns of a line source to `rows` (ts in epoch microseconds), as `__call__`
+        adds them to a frame: the sentry's path, which keeps its own challenges (in microseconds)."""
+        columns = rows.columns
+        if "trusted_ip" in wanted or "src_country" in wanted:
+            columns["trusted_ip"], country = self._small_lists(columns["src_ip"], "src_country" in wanted)
+            if "src_country" in wanted:
+                columns["src_country"] = country
+        if source == "sip_events" and "challenge_repeat" in wanted:
+            ttl = round(CHALLENGE_TTL.total_seconds() * 1_000_000)
+            columns["challenge_repeat"] = _repeats(self.challenged_us, columns["event"], columns["status"],
+                                                   columns["call_id"], columns["ts"], ttl)
 
     def _learn_countries(self, uniques: list[str]) -> None:
         """The country of each address (offline, iptocc), cached (bounded: a botnet brings many)."""
@@ -157,29 +182,7 @@ class Enricher:
         opened = self._open_dict()
         events, statuses, call_ids, times = (frame.get_column(n).to_list()
                                              for n in ("event", "status", "call_id", "ts"))
-        repeated = [False] * frame.height
-        for i, (event, status, call_id) in enumerate(zip(events, statuses, call_ids, strict=True)):
-            if event != "response" or call_id is None or status is None:
-                continue
-            if status in (401, 407):
-                ts = times[i]
-                since = opened.pop(call_id, None)  # re-inserted below: the dict stays in time order
-                if since is not None and ts is not None and ts - since <= CHALLENGE_TTL:
-                    repeated[i] = True
-                if ts is not None:
-                    opened[call_id] = ts
-            elif 200 <= status < 300:
-                opened.pop(call_id, None)
-        newest = frame.get_column("ts").max() if frame.height else None
-        if isinstance(newest, dt.datetime):
-            horizon = newest - CHALLENGE_TTL
-            stale = []
-            for call_id, since in opened.items():  # oldest first: stop at the first one still open
-                if since >= horizon:
-                    break
-                stale.append(call_id)
-            for call_id in stale:
-                del opened[call_id]
+        repeated = _repeats(opened, events, statuses, call_ids, times, CHALLENGE_TTL)
         return frame.with_columns(pl.Series("challenge_repeat", repeated, dtype=pl.Boolean))
 
     def _cdrs(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -240,3 +243,34 @@ class Enricher:
                 state = state.filter(pl.col("_open") >= newest - CHALLENGE_TTL)
         self.challenged = state
         return frame
+
+
+def _repeats(opened: dict[str, Any], events: list[str | None], statuses: list[int | None],
+             call_ids: list[str | None], times: list[Any], ttl: Any) -> list[bool]:
+    """`challenge_repeat` step by step in plain Python, for a small batch: `opened` (Call-ID -> when it was
+    challenged, oldest first; datetimes or microseconds, with `ttl` in the same unit) is updated as the frame
+    path updates its frame, and what is older than `ttl` before the batch's newest time is dropped."""
+    repeated = [False] * len(events)
+    for i, (event, status, call_id) in enumerate(zip(events, statuses, call_ids, strict=True)):
+        if event != "response" or call_id is None or status is None:
+            continue
+        if status in (401, 407):
+            ts = times[i]
+            since = opened.pop(call_id, None)  # re-inserted below: the dict stays in time order
+            if since is not None and ts is not None and ts - since <= ttl:
+                repeated[i] = True
+            if ts is not None:
+                opened[call_id] = ts
+        elif 200 <= status < 300:
+            opened.pop(call_id, None)
+    newest = max((t for t in times if t is not None), default=None)
+    if newest is not None:
+        horizon = newest - ttl
+        stale = []
+        for call_id, since in opened.items():  # oldest first: stop at the first one still open
+            if since >= horizon:
+                break
+            stale.append(call_id)
+        for call_id in stale:
+            del opened[call_id]
+    return repeated

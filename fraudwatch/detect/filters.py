@@ -131,12 +131,23 @@ def _costly(cond: Any) -> bool:
 @dataclass(frozen=True)
 class Conjunct:
     """One top-level condition of a `where:`. `key` is its canonical text, so rules sharing a condition share
-    its evaluation; `field` names the one column a costly condition reads (evaluated on its distinct values)."""
+    its evaluation; `field` names the one column a costly condition reads (evaluated on its distinct values),
+    `reads` every column it reads."""
 
     key: str
     expr: pl.Expr
     costly: bool
     field: str | None
+    reads: tuple[str, ...] = ()
+
+
+def _reads(field: str, cond: Any) -> list[str]:
+    """The columns a condition reads (its own field, or those of the conditions under `any` and `not`)."""
+    if field == "any":
+        return [f for c in cond for k, v in c.items() for f in _reads(k, v)]
+    if field == "not":
+        return [f for k, v in cond.items() for f in _reads(k, v)]
+    return [field]
 
 
 def compile_conjuncts(where: dict[str, Any], lists_dir: Path, columns: set[str]) -> list[Conjunct]:
@@ -146,7 +157,8 @@ def compile_conjuncts(where: dict[str, Any], lists_dir: Path, columns: set[str])
         expr = _condition(k, v, lists_dir, columns)
         costly = _costly({k: v}) if k in ("any", "not") else _costly(v)
         single = k not in ("any", "not")
-        out.append(Conjunct(json.dumps({k: v}, sort_keys=True, default=str), expr, costly, k if single else None))
+        out.append(Conjunct(json.dumps({k: v}, sort_keys=True, default=str), expr, costly, k if single else None,
+                            tuple(sorted(set(_reads(k, v))))))
     return sorted(out, key=lambda c: (c.costly, c.key))
 
 

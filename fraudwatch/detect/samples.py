@@ -40,7 +40,7 @@ SAMPLE_TRUSTED: tuple[IPNetwork, ...] = tuple(parse_networks(["203.0.113.0/25"])
 SEVERITIES = ("none", "warning", "critical")
 _ITEM_KEYS = {"repeat", "every", "at"}
 _INDEX = re.compile(r"\{i(?:%([1-9][0-9]*))?\}")
-_DTYPES: dict[str, pl.DataType] = {
+POLARS_TYPES: dict[str, pl.DataType] = {
     "BIGINT": pl.Int64(), "INTEGER": pl.Int32(), "SMALLINT": pl.Int16(), "VARCHAR": pl.Utf8(),
     "TIMESTAMPTZ": pl.Datetime("us", "UTC"), "DECIMAL(18,4)": pl.Decimal(18, 4), "DOUBLE": pl.Float64(),
     "BOOLEAN": pl.Boolean(),
@@ -52,7 +52,7 @@ class SampleError(ValueError):
 
 
 def schema_of(source: str) -> dict[str, pl.DataType]:
-    return {c.name: _DTYPES[c.type] for c in TABLES[source].columns}
+    return {c.name: POLARS_TYPES[c.type] for c in TABLES[source].columns}
 
 
 def _value(column: str, dtype: pl.DataType, raw: Any, i: int) -> Any:

@@ -154,6 +154,26 @@ class LineParser:
             return self.parse(con, batch).conv
         return self._typed(con, self._captures(lines, offsets), columns)
 
+    def parse_rows(self, con: duckdb.DuckDBPyConnection, lines: Sequence[str], offsets: Sequence[int],
+                   columns: Sequence[str]) -> dict[str, list[Any]]:
+        """`parse_small`'s good rows as plain lists, column by column, in line order: idx, off, ts (in epoch
+        microseconds) and `columns`. What the sentry reads: typed in Python (`CaptureConverter.rows`), the rows
+        it cannot type with certainty by the SQL; rows with a bad value are left out."""
+        if not self.python_ok:
+            conv = self.parse_small(con, lines, offsets, columns)
+            return _plain_rows(conv, ("idx", "off", "ts", *(c for c in conv.column_names if c in columns)))
+        converter = _converter(self.fmt, self.tz, tuple(columns))
+        captures = self._captures(lines, offsets)
+        rows: dict[str, list[Any]]
+        rows, left = converter.rows(captures)
+        if left:  # rare: the SQL's rows join the others, in line order
+            rest = _plain_rows(self.convert_captured(con, self._caps_table([captures[i] for i in left])),
+                               converter.row_names)
+            both = {n: [*v, *rest[n]] for n, v in rows.items()}
+            order = sorted(range(len(both["idx"])), key=both["idx"].__getitem__)
+            rows = {n: [v[i] for i in order] for n, v in both.items()}
+        return rows
+
     def parse_batch_small(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> Parsed:
         """`parse` for a small batch: the same `cls` (with ignored and unmatched lines classified as
         `classify_sql` does) and `conv`, registered the same way, from `capture` and `parse_small`'s typing.
@@ -236,3 +256,10 @@ class LineParser:
         """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""
         names = ", ".join("'" + v.pattern.name.replace("'", "''") + "'" for v in self.compiled.variants)
         return f"[{names}]"
+
+
+def _plain_rows(conv: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
+    """The good rows of a `conv` table as lists of `names`, ts in epoch microseconds."""
+    conv = conv.filter(pc.equal(conv.column("bad"), ""))
+    return {n: (pc.cast(pc.cast(conv.column(n), pa.timestamp("us", "UTC")), pa.int64()) if n == "ts"
+                else conv.column(n)).to_pylist() for n in dict.fromkeys(names)}

@@ -60,11 +60,11 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
             return  # "stop"
         t0 = time.monotonic()
         decisions = []
-        for table, frame in tail.poll().items():
+        for table, rows in tail.poll().items():
             try:
-                decisions.extend(early.process(table, frame))
+                decisions.extend(early.process(table, rows))
             except Exception:  # one batch it cannot score must not end early bans
-                log.exception("early bans: scoring %d %s row(s) failed", frame.height, table)
+                log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
         if decisions:
             conn.send(("bans", decisions))
         t1 = time.monotonic()

@@ -1,5 +1,6 @@
 """Following log files from their end, for early bans: what was appended since the last look, parsed into rows
-shaped like the store's (the format's patterns, and the ingest's own conversion SQL), never stored.
+shaped like the store's (the format's patterns, and the ingest's typing), never stored. Rows are plain lists
+(`fraudwatch.detect.rows.Rows`): a tick's few hundred lines cost less that way than any frame query.
 
 The watcher's reader owns the store and the read positions; this follows the same files with offsets of its
 own, in memory, from where they ended when it started (what was there already is the reader's). A file whose
@@ -13,14 +14,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fraudwatch.config import IngestConfig, SourceConfig
+from fraudwatch.detect.rows import Rows
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.engine import LineParser, prepare_connection
@@ -50,7 +52,8 @@ class TailStats:
 
 
 class LogTail:
-    """`poll()` returns the rows appended to the line sources since the last poll, per table, in time order."""
+    """`poll()` returns the rows appended to the line sources since the last poll, per table, in time order
+    (ts in epoch microseconds), with their `source` file and `byte_offset`."""
 
     def __init__(self, sources: Sequence[SourceConfig], formats: dict[str, Format], options: IngestConfig,
                  columns: dict[str, list[str]], max_behind: int = MAX_BEHIND) -> None:
@@ -61,12 +64,12 @@ class LogTail:
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET threads = 1")  # a few hundred lines a poll: no gain in more, only contention
         prepare_connection(self.con)
-        self.parts: dict[str, list[pl.DataFrame]] = {}
+        self.parts: dict[str, list[tuple[str, dict[str, list[Any]]]]] = {}
         self.files: dict[Path, _Followed] = {}
         self.first = True
         self.stats = TailStats()
 
-    def poll(self) -> dict[str, pl.DataFrame]:
+    def poll(self) -> dict[str, Rows]:
         self.parts = {t: [] for t in self.columns}
         present: set[Path] = set()
         for src in self.sources:
@@ -81,12 +84,29 @@ class LogTail:
         for gone in [p for p in self.files if p not in present]:
             del self.files[gone]
         self.first = False
-        out: dict[str, pl.DataFrame] = {}
-        for table, parts in self.parts.items():
-            if parts:
-                frame = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
-                out[table] = frame.sort("ts", maintain_order=True, nulls_last=True)
-        return out
+        return {table: self._rows(table, parts) for table, parts in self.parts.items() if parts}
+
+    def _rows(self, table: str, parts: list[tuple[str, dict[str, list[Any]]]]) -> Rows:
+        """The parts of a table (one per file read) as rows in time order, stable, those without a time last."""
+        if len(parts) == 1:
+            path, columns = parts[0]
+            columns["source"], columns["byte_offset"] = [path] * len(columns["idx"]), columns.pop("off")
+            del columns["idx"]
+        else:
+            named = {n for _, got in parts for n in got}
+            columns = {c: [] for c in ("ts", *self.columns[table]) if c in named}
+            columns["source"], columns["byte_offset"] = [], []
+            for path, got in parts:
+                n = len(got["idx"])
+                got["source"], got["byte_offset"] = [path] * n, got["off"]
+                for c, values in columns.items():
+                    values.extend(got[c] if c in got else [None] * n)
+        stamps = columns["ts"]
+        n = len(stamps)
+        if any(a is None or b is None or a > b for a, b in pairwise(stamps)):
+            order = sorted(range(n), key=lambda i: (stamps[i] is None, stamps[i] or 0))
+            columns = {c: [values[i] for i in order] for c, values in columns.items()}
+        return Rows(columns, n)
 
     def _failed(self, path: Path, exc: Exception) -> None:
         """Note the error and go past what is there now: whatever it was cannot fail again on every tick (the
@@ -135,19 +155,13 @@ class LogTail:
             f.offset = chunk.end_offset
 
     def _parse(self, parser: LineParser, path: Path, batch: pa.Table) -> None:
-        """The batch's rows (`LineParser.parse_small`: DuckDB's fixed cost per batch is what a tick cannot
-        afford); rejected lines are left out."""
+        """The batch's good rows (`LineParser.parse_rows`: typed row by row, DuckDB only for what Python cannot
+        type with certainty); rejected lines are left out."""
         table = parser.fmt.table
-        conv = parser.parse_small(self.con, batch.column("line").to_pylist(), batch.column("off").to_pylist(),
-                                  self.columns[table])
-        conv = conv.filter(pc.equal(pc.field("bad"), ""))
-        if not conv.num_rows:
-            return
-        cols = [c for c in self.columns[table] if c in conv.column_names]
-        frame = pl.from_arrow(conv.select(cols))
-        assert isinstance(frame, pl.DataFrame)
-        self.parts[table].append(frame.with_columns(pl.lit(str(path)).alias("source"),
-                                                    pl.Series("byte_offset", conv.column("off").to_pylist())))
+        rows = parser.parse_rows(self.con, batch.column("line").to_pylist(), batch.column("off").to_pylist(),
+                                 self.columns[table])
+        if rows["idx"]:
+            self.parts[table].append((str(path), rows))
 
     @staticmethod
     def _line_start(path: Path, offset: int) -> int:

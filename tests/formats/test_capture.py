@@ -32,6 +32,8 @@ HOSTILE = [
     "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to 999.51.100.7:5060 method=REGISTER callid=\"z\"\n",
     "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to [::ffff:198.51.100.7]:5060 method=REGISTER callid=\"z\"\n",
     "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to 198.51.100.7:99999 method=REGISTER callid=\"z\"\n",
+    "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to 198.51.100.7:65536 method=REGISTER callid=\"z\"\n",
+    "2026-11-20 03:14:07.123 [INFO] SEND 403 Forbidden to 198.51.100.7:65535 method=REGISTER callid=\"z\"\n",
     "2026-13-40 03:14:07.123 [INFO] SEND 403 Forbidden to 198.51.100.7:5060 method=REGISTER callid=\"z\"\n",
     "2026-11-20 03:14:07.123 [INFO] RECV REGISTER from 198.51.100.7:5060 callid=\"a\\\"; rm -rf /\" ua=\"$(id)\"\n",
     "2026-11-20 03:14:07.123 [İNFO] RECV REGISTER from 198.51.100.7:5060 callid=\"x\" ua=\"a\"\n",
@@ -87,7 +89,20 @@ def _all(fmt: LineFormat, lines: list[str], tz: str = "UTC") -> tuple[list[dict[
     narrow = parser.parse_small(con, lines, offsets, ["src_ip", "status", "user_agent"])
     keep = set(narrow.column_names)
     assert _rows(narrow) == [{k: v for k, v in r.items() if k in keep} for r in _rows(sql)]
+    # row by row (what the sentry reads): the good rows as tuples, narrowed or not
+    everything = [c for c in sql.column_names if c not in ("idx", "off", "variant", "bad")]
+    for columns in (["src_ip", "status", "user_agent"], everything):
+        rows = parser.parse_rows(con, lines, offsets, columns)
+        names = list(rows)
+        assert names[:3] == ["idx", "off", "ts"] and set(names) <= {"idx", "off", *everything}
+        assert {"idx", "off", "ts", *columns} & set(sql.column_names) == set(names)
+        good = [r for r in _rows(sql) if r["bad"] == ""]
+        assert rows == {n: [_micros(r[n]) if n == "ts" else r[n] for r in good] for n in names}
     return _rows(sql), _rows(captured), _rows(small)
+
+
+def _micros(ts: dt.datetime | None) -> int | None:
+    return None if ts is None else round(ts.timestamp() * 1_000_000)
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.config import IngestConfig, SourceConfig
+from fraudwatch.detect.rows import Rows
 from fraudwatch.formats.registry import load_formats
 from fraudwatch.watch.tail import LogTail
 from tests.watch.harness import fail_line, sip_line
@@ -21,9 +22,9 @@ def _tail(log: Path, max_behind: int = 1 << 20) -> LogTail:
     return LogTail([SourceConfig(log, "vos3000-sipproxy")], load_formats(), IngestConfig(), COLUMNS, max_behind)
 
 
-def _ips(frames: dict[str, object]) -> list[str]:
+def _ips(frames: dict[str, Rows]) -> list[str]:
     frame = frames.get("sip_events")
-    return [] if frame is None else frame.get_column("src_ip").to_list()
+    return [] if frame is None else frame.columns["src_ip"]
 
 
 def test_only_lines_appended_after_the_start_are_read(tmp_path: Path) -> None:
@@ -36,10 +37,10 @@ def test_only_lines_appended_after_the_start_are_read(tmp_path: Path) -> None:
     frames = tail.poll()
     assert _ips(frames) == ["192.0.2.7", "192.0.2.8"]
     frame = frames["sip_events"]
-    assert frame.get_column("status").to_list() == [403, 403]
-    assert frame.get_column("source").to_list() == [str(log)] * 2
+    assert frame.columns["status"] == [403, 403]
+    assert frame.columns["source"] == [str(log)] * 2
     size = len("".join(sip_line(i) for i in range(5)).encode())
-    assert frame.get_column("byte_offset").to_list()[0] == size
+    assert frame.columns["byte_offset"][0] == size
     assert tail.poll() == {}
 
 
@@ -106,18 +107,18 @@ def test_an_error_on_a_file_is_noted_and_passed_not_met_on_every_tick(tmp_path: 
     log.touch()
     tail = _tail(log)
     tail.poll()
-    original = LineParser.parse_small
+    original = LineParser.parse_rows
 
     def broken(*args: object, **kwargs: object) -> object:
         raise ValueError("a line no one foresaw")
 
-    monkeypatch.setattr(LineParser, "parse_small", broken)
+    monkeypatch.setattr(LineParser, "parse_rows", broken)
     with log.open("a", encoding="utf-8") as f:
         f.write(fail_line(6, "192.0.2.14", 1))
     assert tail.poll() == {}
     assert "ValueError: a line no one foresaw" in tail.stats.errors[-1]
     assert tail.stats.skipped_bytes == log.stat().st_size
-    monkeypatch.setattr(LineParser, "parse_small", original)
+    monkeypatch.setattr(LineParser, "parse_rows", original)
     with log.open("a", encoding="utf-8") as f:
         f.write(fail_line(7, "192.0.2.15", 2))
     assert _ips(tail.poll()) == ["192.0.2.15"]
