@@ -1,12 +1,22 @@
-"""The enforcer: turns ban decisions into bans (store first, then one kernel batch) and keeps the kernel in step.
+"""The enforcer: turns ban decisions into bans (one kernel batch, then the store) and keeps the kernel in step.
 
 The `bans` table is the desired state. `reconcile` compares it with what the kernel holds: re-applies active bans
 that are missing (a restart, a wiped ruleset), removes entries no active ban explains, and renews entries whose
 kernel timeout (capped at `kernel_timeout_max`) would run out before the ban does. The allowlist always wins.
+
+Decisions reach the kernel first and are written to the store behind it (`_behind`, drained by whoever leaves
+the enforcer last, outside its lock). Under a flood the watcher's ingest holds the store's commit for hundreds
+of milliseconds at a time (benchmarks/ban_latency.py measured a ban's store write at up to 0.8 s); a ban must not
+wait for it, nor must the next decision wait for the lock while one does. Every use of the store goes through
+`_store`, which writes what is behind first, so the enforcer never reads the store without its own writes. If a
+write fails, the next reconcile finds the store without the ban and lifts it: the store stays the desired state,
+and a crash between the kernel and the store at worst lifts the bans of that instant.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -14,7 +24,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
@@ -63,12 +73,15 @@ class Proposal(Protocol):
 
 
 def _locked(method: _F) -> _F:
-    """One caller at a time: the acting thread (alerts, ticks), the early-ban thread and control requests."""
+    """One caller at a time: the acting thread (alerts, ticks), the early-ban thread and control requests. The
+    store writes a call left behind are made once it has let go of the lock (`write_behind`)."""
 
     @functools.wraps(method)
     def wrapper(self: Enforcer, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
-            return method(self, *args, **kwargs)
+            out = method(self, *args, **kwargs)
+        self.write_behind()
+        return out
 
     return wrapper  # type: ignore[return-value]
 
@@ -98,6 +111,11 @@ class Enforcer:
         self._prior: dict[str, int] | None = None  # network -> its bans within the escalation window (levels)
         self.refused: list[tuple[str, str]] = []  # the latest refusals: (input, why), for the watcher's status
         self.lock = threading.RLock()
+        # store writes not made yet, in order, and the lock every use of `con` holds (taken after `lock`, never
+        # before it: see the module docstring)
+        self._behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]] = collections.deque()
+        self._store_lock = threading.Lock()
+        self._next_id: int | None = None  # the next ban id (ids are given before their bans are written)
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -113,12 +131,14 @@ class Enforcer:
         with no_gc(len(alerts) > BULK):
             return self._on_alerts(alerts, now)
 
-    @_locked
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
         """Ban the keys of early decisions (`fraudwatch.detect.early`) at once, as their rules' alerts would; what
-        was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`)."""
-        with no_gc(len(decisions) > BULK):
-            return list(self._on_alerts(decisions, now).values())
+        was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`).
+        The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
+        with self.lock, no_gc(len(decisions) > BULK):
+            done = list(self._on_alerts(decisions, now).values())
+        self.write_behind(wait=False)
+        return done
 
     def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime) -> dict[int, str]:
         """One pass with its lookups hoisted: a botnet brings 100k alerts in a batch. Early decisions have no
@@ -130,7 +150,7 @@ class Enforcer:
         extended: list[Ban] = []
         superseded: list[Ban] = []
         entries: list[Entry] = []
-        next_id = state.next_id(self.con)
+        next_id = self._ids()
         caps = {v: self.backend.capacity(v) for v in (4, 6)}
         counts = {v: self._active.count(v) if caps[v] is not None else 0 for v in (4, 6)}
         trial = set(self.cfg.report_only)
@@ -202,7 +222,7 @@ class Enforcer:
                 continue
             ban = Ban(next_id, net, level, expires, t_now, "rule" if a.id is not None else EARLY, a.rule, a.id,
                       a.severity, a.description)
-            next_id += 1
+            next_id = self._next_id = next_id + 1
             counts[version] += 1
             if net.prefixlen == (32 if version == 4 else 128):
                 by_target[net] = ban
@@ -220,7 +240,8 @@ class Enforcer:
                 self._next_expiry = first
         error = self._commit(new, extended, superseded, t_now, entries)
         if linked:
-            state.link(self.con, [(b.id, b.alert_id) for b in linked])
+            pairs = [(b.id, b.alert_id) for b in linked]
+            self._behind.append(lambda con: state.link(con, pairs))
         if new or extended:
             log.info("firewall: banned %d, extended %d, superseded %d (%s)%s", len(new), len(extended),
                      len(superseded), self.backend.name, f"; error: {error}" if error else "")
@@ -274,7 +295,8 @@ class Enforcer:
         cap = self.backend.capacity(net.version)
         if cap is not None and self._active.count(net.version) >= cap:
             raise BanRefused(f"not banned: the IPv{net.version} set is full ({cap} entries, [firewall] maxelem)")
-        ban = Ban(state.next_id(self.con), net, 1, expires, t_now, "cli", None, None, None, reason or "manual ban")
+        ban = Ban(self._ids(), net, 1, expires, t_now, "cli", None, None, None, reason or "manual ban")
+        self._next_id = ban.id + 1
         superseded = self._supersede(net) if not net.is_host else []
         self._remember(ban)
         error = self._commit([ban], [], superseded, t_now)
@@ -294,7 +316,8 @@ class Enforcer:
             hint = f" (it is inside ban #{cover.id} on {render(cover.net)})" if cover else ""
             raise NotBanned(f"{render(net)} is not banned{hint}")
         self._forget(ban)
-        state.remove(self.con, [ban.id], now, "cli")
+        with self._store() as con:
+            state.remove(con, [ban.id], now, "cli")
         error = self._apply([], [net], now.timestamp())
         return f"unbanned {render(net)} (ban #{ban.id})" + err_suffix(error)
 
@@ -303,7 +326,8 @@ class Enforcer:
         """End every active ban and empty our sets/chain; how many bans ended."""
         self._ensure_loaded(now)
         ids = [b.id for b in self._active.values()]
-        state.remove(self.con, ids, now, "flush")
+        with self._store() as con:
+            state.remove(con, ids, now, "flush")
         self._active.clear()
         self._next_expiry = None
         self.backend.flush()
@@ -319,8 +343,10 @@ class Enforcer:
     def _reconcile(self, now: dt.datetime) -> ReconcileReport:
         t0 = time.perf_counter()
         report = ReconcileReport(at=now)
-        report.expired = len(state.expire(self.con, now))
+        with self._store() as con:
+            report.expired = len(state.expire(con, now))
         self._load(now)
+        self._prior_counts(now)  # here, not on the next decision: that may be an early one, which must not wait
         try:
             kernel = self.backend.list()
         except FirewallError as exc:
@@ -435,7 +461,8 @@ class Enforcer:
             self._prior = {}
             if self.cfg.escalation_factor > 1.0:
                 since = now - dt.timedelta(seconds=self.cfg.escalation_window)
-                self._prior = state.ban_counts(self.con, since)
+                with self._store() as con:
+                    self._prior = state.ban_counts(con, since)
         return self._prior
 
     def _ensure_loaded(self, now: dt.datetime) -> None:
@@ -445,7 +472,9 @@ class Enforcer:
             self._load(now)
 
     def _load(self, now: dt.datetime) -> None:
-        bans = state.active(self.con, now)
+        with self._store() as con:
+            bans = state.active(con, now)
+            self._next_id = max(self._next_id or 0, state.next_id(con))
         self._active = BanIndex.of(bans)
         self._next_expiry = min((b.expires for b in bans), default=None)
         self._prior = None  # loaded when a decision needs it (a restore does not)
@@ -453,7 +482,8 @@ class Enforcer:
 
     def _expire(self, now: dt.datetime) -> None:
         t_now = now.timestamp()
-        gone = state.expire(self.con, now)
+        with self._store() as con:
+            gone = state.expire(con, now)
         ended = [b for b in self._active.values() if b.expires <= t_now]
         for b in ended:
             self._forget(b)
@@ -466,25 +496,63 @@ class Enforcer:
 
     def _commit(self, new: Sequence[Ban], extended: Sequence[Ban], superseded: Sequence[Ban],
                 t_now: float, entries: list[Entry] | None = None) -> str | None:
-        """Store first (the desired state, one short transaction), then one kernel batch."""
+        """One kernel batch, then the store (one short transaction, written behind: see the module docstring)."""
         if not (new or extended or superseded):
             return None
-        self._record(new, extended, superseded, t_now)
         if entries is None:
             entries = [Entry(b.net, self._kernel_timeout(b, t_now)) for b in (*new, *extended)]
-        return self._apply(entries, [b.net for b in superseded if b.net in self._kernel], t_now)
+        error = self._apply(entries, [b.net for b in superseded if b.net in self._kernel], t_now)
+        new, extended, superseded = list(new), list(extended), list(superseded)
+        self._behind.append(lambda con: self._record(con, new, extended, superseded, t_now))
+        return error
 
-    def _record(self, new: Sequence[Ban], extended: Sequence[Ban], superseded: Sequence[Ban],
-                t_now: float) -> None:
-        self.con.execute("BEGIN")
+    def _ids(self) -> int:
+        """The next ban id (from the store once, then counted here)."""
+        if self._next_id is None:
+            with self._store() as con:
+                self._next_id = state.next_id(con)
+        return self._next_id
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store, with every write left behind made first."""
+        with self._store_lock:
+            self._write(self._behind)
+            yield self.con
+
+    def write_behind(self, wait: bool = True) -> None:
+        """Make the store writes left behind (by this thread or another). Called by every public method once
+        it has let go of the lock; a write that fails raises here, once, and the next reconcile lifts its bans.
+        Without `wait`, a store in use by another thread is left to it (it writes until nothing is behind) or
+        to the next caller (the watcher ticks the enforcer several times a second)."""
+        if not self._behind:
+            return
+        if not self._store_lock.acquire(blocking=wait):
+            return
         try:
-            state.insert(self.con, new, self.backend.name)
-            state.extend(self.con, extended)
-            state.remove(self.con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC),
-                         "superseded")
-            self.con.execute("COMMIT")
+            self._write(self._behind)
+        finally:
+            self._store_lock.release()
+
+    def _write(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
+        while behind:
+            work = behind.popleft()  # atomic: another thread may append meanwhile
+            try:
+                work(self.con)
+            except Exception:
+                self._dirty = True  # the next tick reconciles the kernel to what the store holds
+                raise
+
+    def _record(self, con: duckdb.DuckDBPyConnection, new: Sequence[Ban], extended: Sequence[Ban],
+                superseded: Sequence[Ban], t_now: float) -> None:
+        con.execute("BEGIN")
+        try:
+            state.insert(con, new, self.backend.name)
+            state.extend(con, extended)
+            state.remove(con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC), "superseded")
+            con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            con.execute("ROLLBACK")
             raise
 
     def _apply(self, add: Sequence[Entry], remove: Sequence[Target], t_now: float) -> str | None:

@@ -71,11 +71,9 @@ def start_sentry(w: Watcher) -> None:
 
     def on_bans(decisions: list[Any]) -> None:
         t0 = time.monotonic()
-        with enforcer.lock:
-            t1 = time.monotonic()
-            done = enforcer.on_early(decisions, dt.datetime.now(dt.UTC))
-        log.debug("early bans: %d decision(s), waited %.3fs for the firewall, acted in %.3fs", len(decisions),
-                  t1 - t0, time.monotonic() - t1)
+        done = enforcer.on_early(decisions, dt.datetime.now(dt.UTC))
+        log.debug("early bans: %d decision(s) acted on in %.3fs (store included)", len(decisions),
+                  time.monotonic() - t0)
         banned = [(d, what) for d, what in zip(decisions, done, strict=True) if what.startswith("banned")]
         if banned:  # one line per batch: a flood's botnet is decided a few hundred at a time
             shown = "; ".join(f"{d.key} by {d.rule} ({d.severity} {d.value:g})" for d, _ in banned[:3])

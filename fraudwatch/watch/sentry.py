@@ -67,6 +67,10 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
                 log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
         if decisions:
             conn.send(("bans", decisions))
+            if log.isEnabledFor(logging.DEBUG):  # how far behind the log's own clock the sentry decides
+                newest = max(d.at for d in decisions)
+                log.debug("%d decision(s) sent %.3fs after the newest line's time, tick %.3fs", len(decisions),
+                          (dt.datetime.now(dt.UTC) - newest).total_seconds(), time.monotonic() - t0)
         t1 = time.monotonic()
         busy += t1 - t0
         longest = max(longest, t1 - t0)

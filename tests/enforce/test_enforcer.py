@@ -301,3 +301,68 @@ def test_early_decisions_ban_at_once_and_their_alert_is_linked(tmp_path: Path) -
     out = e.on_alerts([alert(8, "192.0.2.9", severity="critical", rule="scanner")], later)
     assert out[8].startswith("already banned") or out[8].startswith("extended")
     assert e.con.execute("SELECT alert_id FROM bans").fetchall() == [(7,)]
+
+
+def test_a_busy_store_never_holds_a_ban_back_and_its_bans_are_written_after(tmp_path: Path) -> None:
+    """Under a flood the ingest holds the store's commit for hundreds of milliseconds: decisions reach the kernel
+    meanwhile (early ones return without waiting), and the store gets them, in order, once it is free."""
+    import threading
+    import time
+
+    from fraudwatch.detect.early import Decision
+
+    e = make(tmp_path, ttl_critical=86400)
+    e.on_alerts([alert(1, "192.0.2.1")], T0)  # loaded: the store is read at start, not on a decision
+    busy, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with e._store():  # a write that takes its time (a commit waiting for the ingest's)
+            busy.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert busy.wait(5)
+    t0 = time.monotonic()
+    done = e.on_early([Decision("sip-bruteforce", "192.0.2.9", "critical", 15.0, T0, "brute force")], T0)
+    assert time.monotonic() - t0 < 2  # did not wait for the store
+    assert done == ["banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1)"]
+    assert kernel(e) == {"192.0.2.1", "192.0.2.9"}
+    # the rules' alert for it comes while the store is still busy (from another thread: it waits to write)
+    linked: list[dict[int, str]] = []
+    acting = threading.Thread(target=lambda: linked.append(
+        e.on_alerts([alert(7, "192.0.2.9", severity="critical")], T0 + dt.timedelta(seconds=1))))
+    acting.start()
+    acting.join(0.5)
+    assert acting.is_alive()  # the acting thread waits for the store; the ban did not
+    release.set()
+    writer.join(5)
+    acting.join(5)
+    assert linked and linked[0][7].startswith("banned 192.0.2.9")
+    rows = e.con.execute("SELECT id, network, source, alert_id FROM bans ORDER BY id").fetchall()
+    assert rows == [(1, "192.0.2.1", "rule", 1), (2, "192.0.2.9", "early", 7)]
+
+
+def test_a_ban_the_store_could_not_take_is_lifted_at_the_next_reconcile(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store stays the desired state: a ban that reached the kernel but not the store does not stay."""
+    from fraudwatch.enforce import state
+
+    e = make(tmp_path)
+    e.on_alerts([alert(1, "192.0.2.1")], T0)
+    original = state.insert
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(state, "insert", full)
+    with pytest.raises(OSError):
+        e.on_alerts([alert(2, "192.0.2.2")], T0)
+    assert kernel(e) == {"192.0.2.1", "192.0.2.2"}
+    monkeypatch.setattr(state, "insert", original)
+    e.tick(T0 + dt.timedelta(seconds=1))  # the failed write made it reconcile
+    assert kernel(e) == {"192.0.2.1"}
+    assert e.con.execute("SELECT network FROM bans").fetchall() == [("192.0.2.1",)]
+    # and the next ban gets an id of its own
+    assert e.on_alerts([alert(3, "192.0.2.3")], T0 + dt.timedelta(seconds=2))[3].startswith("banned")
+    assert [r[0] for r in e.con.execute("SELECT id FROM bans ORDER BY id").fetchall()] == [1, 3]
