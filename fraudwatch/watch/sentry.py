@@ -8,9 +8,14 @@ it to the enforcer, which bans. It is a process, not a thread, so that it never 
 Python (the rules hold the interpreter's lock for most of a flood); it only reads the logs, and owns nothing:
 if it dies the watcher logs it and starts another, and bans come from the rules' alerts meanwhile.
 
-It runs at the watcher's own priority. Measured on 2 cores under a 20,000 lines/s flood
-(benchmarks/ban_latency.py): at nice 5 or 10 it got too little CPU to keep up and skipped most of the flood,
-so bans fell back to the rules' pace; at nice -5 it took the CPU the watcher needed and both fell behind.
+It runs at nice -5 (`NICE`, when allowed: root or CAP_SYS_NICE). On 2 cores under a 20,000 lines/s flood the
+watcher takes both cores; at the watcher's priority the sentry got its CPU late, and its decisions came up to
+0.3-0.45 s after their line; at nice -5 within 60 ms, and the watcher was no further behind
+(benchmarks/ban_latency.py). That flood costs it a third of a core alone (benchmarks/sentry_cost.py) and three
+quarters of its time beside the watcher; held to half its time it fell behind and skipped most of the flood, and
+so it did at nice 5 or 10. A flood several times
+bigger takes it up to a core, ahead of the watcher, which then falls behind and catches up from the files
+(every line is still stored); what the sentry cannot keep up with it skips (`LogTail`'s `max_behind`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from fraudwatch.config import Config
 
 log = logging.getLogger("fraudwatch.watch")
 TICK = 0.02  # seconds between looks at the files
+NICE = -5  # the sentry's priority, relative to the watcher's
 STATS_SECONDS = 5.0  # how often the sentry reports its counters
 RESTARTS = 5  # restarts after the sentry exits unasked, before the watcher goes on without it
 
@@ -48,6 +54,8 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     from fraudwatch.watch.tail import LogTail
 
     parent = os.getppid()
+    with contextlib.suppress(OSError):  # not allowed: it runs at the watcher's priority
+        os.nice(NICE)
     rules = list(load_rules(cfg.rule_dirs).rules.values())
     early = EarlyBans(rules, Context(shipped_rules_dir() / "lists"), cfg.trusted_networks)
     tail = LogTail(cfg.sources, load_formats(cfg.format_dirs), cfg.ingest,
