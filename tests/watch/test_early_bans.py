@@ -95,6 +95,7 @@ def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: 
         with log.open("a", encoding="utf-8") as f:
             f.write(_burst("192.0.2.51"))
         assert wait_until(lambda: _in_set(namespace, "192.0.2.51"), 10, 0.01)
+        assert wait_until(lambda: _bans(w, "192.0.2.51") != [], 10)  # the store follows the kernel
         assert _bans(w, "192.0.2.51")[0][0] == "early"
 
         # a reload (SIGHUP) replaces the sentry with one built from the new configuration
@@ -106,6 +107,7 @@ def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: 
         with log.open("a", encoding="utf-8") as f:
             f.write(_burst("192.0.2.52"))
         assert wait_until(lambda: _in_set(namespace, "192.0.2.52"), 10, 0.01)
+        assert wait_until(lambda: _bans(w, "192.0.2.52") != [], 10)  # the store follows the kernel
         assert _bans(w, "192.0.2.52")[0][0] == "early"
     finally:
         code = w.stop(30)
