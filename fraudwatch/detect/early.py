@@ -58,6 +58,7 @@ class Decision:
     action: str = "ban_ip"
     report_only: bool = False
     id: int | None = None  # no alert yet
+    applied: bool = False  # the sentry put the address in the kernel itself (fraudwatch.enforce.early)
 
 
 class Gate:

@@ -8,6 +8,9 @@ argv lists, never shell strings, and every address in them comes from `targets.r
 from __future__ import annotations
 
 import abc
+import ipaddress
+import json
+import logging
 import subprocess
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
@@ -15,6 +18,9 @@ from typing import NamedTuple
 from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.targets import Target, render
 from fraudwatch.errors import FraudwatchError
+from fraudwatch.netaddr import IPNetwork
+
+log = logging.getLogger("fraudwatch.enforce")
 
 
 class FirewallError(FraudwatchError):
@@ -138,12 +144,13 @@ class DryRunBackend(Backend):
         self.commands.append("teardown")
 
 
-def make_backend(cfg: FirewallConfig, prefix: Sequence[str] = ()) -> Backend:
+def make_backend(cfg: FirewallConfig, prefix: Sequence[str] = (), in_process: bool = False) -> Backend:
+    """`in_process`: nftables element changes through its library in this process (see fraudwatch.enforce.nft)."""
     runner = Runner(prefix)
     if cfg.backend == "nftables":
         from fraudwatch.enforce.nft import NftablesBackend
 
-        return NftablesBackend(cfg, runner)
+        return NftablesBackend(cfg, runner, in_process)
     if cfg.backend == "ipset":
         from fraudwatch.enforce.ipset import IpsetBackend
 
@@ -153,3 +160,21 @@ def make_backend(cfg: FirewallConfig, prefix: Sequence[str] = ()) -> Backend:
 
         return IptablesBackend(cfg, runner)
     return DryRunBackend(cfg, runner)
+
+
+def host_addresses(runner: Runner) -> list[IPNetwork]:
+    """This host's own addresses (`ip -j addr`, in the runner's namespace): never banned."""
+    try:
+        proc = runner.run(["ip", "-j", "addr", "show"], check=False)
+        data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    except (FirewallError, ValueError) as exc:
+        log.warning("firewall: cannot read this host's addresses: %s", exc)
+        return []
+    out: list[IPNetwork] = []
+    for link in data:
+        for info in link.get("addr_info", []):
+            try:
+                out.append(ipaddress.ip_network(info.get("local", "")))
+            except ValueError:
+                continue
+    return out

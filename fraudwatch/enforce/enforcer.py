@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import duckdb
 
 from fraudwatch.enforce import state
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, SetFullError, make_backend
+from fraudwatch.enforce.backend import Backend, Entry, FirewallError, SetFullError, host_addresses, make_backend
 from fraudwatch.enforce.config import FirewallConfig
+from fraudwatch.enforce.early import kernel_target
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, no_gc, span, when
 from fraudwatch.enforce.state import Ban
@@ -136,9 +137,32 @@ class Enforcer:
         was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`).
         The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
         with self.lock, no_gc(len(decisions) > BULK):
-            done = list(self._on_alerts(decisions, now).values())
+            # what the sentry put in the kernel itself (fraudwatch.enforce.early) is there: a ban renews it
+            applied = {i: net for i, d in enumerate(decisions)
+                       if d.applied and (net := kernel_target(d, self.cfg.ipv6_prefix)) is not None}
+            for net in applied.values():
+                self._kernel.setdefault(net, None)
+            results = self._on_alerts(decisions, now)
+            self._settle_early(applied, results, now.timestamp())
         self.write_behind(wait=False)
-        return done
+        return list(results.values())
+
+    def _settle_early(self, applied: dict[int, Target], results: dict[int, str], t_now: float) -> None:
+        """The elements the sentry added, put right where this call did not ban them itself: the timeout of
+        the ban that holds the address (adding may have reset it), or out if none does (refused, or inside a
+        network ban)."""
+        add: list[Entry] = []
+        remove: list[Target] = []
+        for i, net in applied.items():
+            if results.get(-1 - i, "").startswith(("banned", "extended")):
+                continue  # banned here: the element was renewed with the ban's timeout
+            ban = self._active.get(net)
+            if ban is not None and ban.net == net:
+                add.append(Entry(net, self._kernel_timeout(ban, t_now)))
+            else:
+                remove.append(net)
+        if add or remove:
+            self._apply(add, remove, t_now)
 
     def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime) -> dict[int, str]:
         """One pass with its lookups hoisted: a botnet brings 100k alerts in a batch. Early decisions have no
@@ -400,22 +424,7 @@ class Enforcer:
 
     def host_addresses(self) -> list[IPNetwork]:
         """This host's own addresses (`ip -j addr`, in the backend's namespace): never banned."""
-        import ipaddress
-
-        try:
-            proc = self.backend.runner.run(["ip", "-j", "addr", "show"], check=False)
-            data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-        except (FirewallError, ValueError) as exc:
-            log.warning("firewall: cannot read this host's addresses: %s", exc)
-            return []
-        out: list[IPNetwork] = []
-        for link in data:
-            for info in link.get("addr_info", []):
-                try:
-                    out.append(ipaddress.ip_network(info.get("local", "")))
-                except ValueError:
-                    continue
-        return out
+        return host_addresses(self.backend.runner)
 
     # -- internals ----------------------------------------------------------------------------------------
     def _allowed(self, net: Target, text: str) -> tuple[Target, str | None]:

@@ -5,22 +5,66 @@ Sets: `<set>4` / `<set>6` hold single addresses (hash, `flags timeout`), `<set>4
 carries its own timeout, so a ban lifts in the kernel even while fraudwatch is down. The chain hooks `input`
 at `priority` (default -10: before the usual filter chains at 0) and drops members, on the SIP ports or on all.
 Nothing outside our table is read or written.
+
+Element changes (`apply`) can go through libnftables in this process (`in_process`: the sentry's and the
+watcher's) instead of an `nft` process: the same library and script, without a fork and exec of nft for every
+batch — a few milliseconds of CPU each, which under a flood are paid on most ticks. Not with a command prefix
+(`ip netns exec`): the library works in this process's own network namespace.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import threading
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError
+from fraudwatch.enforce.backend import Backend, Entry, FirewallError, Runner, first_error
+from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 
 CHUNK = 2000  # elements per statement: keeps each line of the batch a reasonable size
 
 
+class Libnftables:
+    """libnftables (what `nft` itself runs on), one context: `run` a script as `nft -f -` would."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libnftables.so.1")  # installed with nftables (Debian's libnftables1)
+        lib.nft_ctx_new.restype, lib.nft_ctx_new.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
+        lib.nft_ctx_buffer_output.argtypes = lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        if not self.ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_output(self.ctx)  # kept, not printed
+        lib.nft_ctx_buffer_error(self.ctx)
+        self.lock = threading.Lock()  # one context: one script at a time
+
+    def run(self, script: str) -> None:
+        with self.lock:
+            code = self.lib.nft_run_cmd_from_buffer(self.ctx, script.encode())
+            error = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode(errors="replace")
+        if code != 0:
+            raise FirewallError(f"nft failed: {first_error(error)}")
+
+
 class NftablesBackend(Backend):
     name = "nftables"
+
+    def __init__(self, cfg: FirewallConfig, runner: Runner, in_process: bool = False) -> None:
+        super().__init__(cfg, runner)
+        self.lib: Libnftables | None = None
+        if in_process and not runner.prefix:
+            try:
+                self.lib = Libnftables()
+            except OSError:  # no library: `nft` processes, as without `in_process`
+                self.lib = None
 
     def _sets(self) -> dict[str, tuple[int, bool]]:
         s = self.cfg.set
@@ -94,7 +138,11 @@ class NftablesBackend(Backend):
             for i in range(0, len(entries), CHUNK):
                 elems = ", ".join(f"{render(e.net)} timeout {max(1, e.timeout)}s" for e in entries[i:i + CHUNK])
                 lines.append(f"add element {t} {name} {{ {elems} }}")
-        if lines:
+        if not lines:
+            return
+        if self.lib is not None:
+            self.lib.run("\n".join(lines) + "\n")
+        else:
             self.runner.run(["nft", "-f", "-"], "\n".join(lines) + "\n")
 
     def flush(self) -> None:

@@ -24,14 +24,17 @@ OP_MODULES = ("fraudwatch.enforce.ops", "fraudwatch.notify.ops")  # bans add/rem
 def build_actors(w: Watcher) -> None:
     for module in OP_MODULES:  # register their write operations with the control socket
         importlib.import_module(module)
+    from fraudwatch.enforce.backend import make_backend
     from fraudwatch.enforce.enforcer import Enforcer
     from fraudwatch.notify.dispatch import start_notifier
 
     assert w.store is not None
     w.enforcer = w.notifier = None
     try:
-        # a cursor of its own: the early-ban thread calls it while the acting thread saves alerts
-        enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks)
+        # a cursor of its own: the early-ban thread calls it while the acting thread saves alerts; element
+        # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.nft)
+        enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks,
+                            backend=make_backend(w.cfg.firewall, in_process=True))
         report = enforcer.start(dt.datetime.now(dt.UTC))
         w.enforcer = enforcer
         log.info("firewall: %s backend; %s", w.cfg.firewall.backend, report)

@@ -5,8 +5,10 @@ guesses waits for its batch: seconds before the ban. The sentry reads the same f
 offsets, `fraudwatch.watch.tail`), runs only the gates of the rules that propose a ban on what was appended
 (`fraudwatch.detect.early`), and sends each decision to the watcher at once; the watcher's early-ban thread hands
 it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
-Python (the rules hold the interpreter's lock for most of a flood); it only reads the logs, and owns nothing:
-if it dies the watcher logs it and starts another, and bans come from the rules' alerts meanwhile.
+Python (the rules hold the interpreter's lock for most of a flood). With nftables it also puts the decided
+addresses in the kernel itself before it sends them (`fraudwatch.enforce.early`): the watcher's early-ban
+thread can wait a second for that lock. It owns nothing else: if it dies the watcher logs it and starts
+another, and bans come from the rules' alerts meanwhile.
 
 It runs at nice -5 (`NICE`, when allowed: root or CAP_SYS_NICE). On 2 cores under a 20,000 lines/s flood the
 watcher takes both cores; at the watcher's priority the sentry got its CPU late, and its decisions came up to
@@ -60,6 +62,7 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     early = EarlyBans(rules, Context(shipped_rules_dir() / "lists"), cfg.trusted_networks)
     tail = LogTail(cfg.sources, load_formats(cfg.format_dirs), cfg.ingest,
                    {s: early.columns(s) for s in LINE_SOURCES if early.gates[s]})
+    firewall = _firewall(cfg)
     tail.poll()  # the files' ends: from here on
     conn.send(("ready", early.rules))
     busy, longest, last_stats = 0.0, 0.0, time.monotonic()
@@ -74,6 +77,8 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
             except Exception:  # one batch it cannot score must not end early bans
                 log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
         if decisions:
+            if firewall is not None:  # in the kernel first: the watcher's Python may be busy for a while
+                decisions = firewall.apply(decisions)
             conn.send(("bans", decisions))
             if log.isEnabledFor(logging.DEBUG):  # how far behind the log's own clock the sentry decides
                 newest = max(d.at for d in decisions)
@@ -87,9 +92,23 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
             conn.send(("stats", {"lines": s.lines, "bytes": s.bytes, "skipped_bytes": s.skipped_bytes,
                                  "busy": round(busy / (t1 - last_stats), 3), "longest_tick": round(longest, 3),
                                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                                 "banned_itself": firewall.applied if firewall is not None else None,
                                  "errors": s.errors[-3:]}))
             busy, longest, last_stats = 0.0, 0.0, t1
         time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
+
+
+def _firewall(cfg: Config) -> Any:
+    """The sentry's own hand on the kernel (fraudwatch.enforce.early), with nftables; None: it only decides."""
+    from fraudwatch.enforce.early import SentryFirewall
+
+    if not SentryFirewall.wanted(cfg):
+        return None
+    try:
+        return SentryFirewall(cfg)
+    except Exception as exc:  # the watcher bans what it decides, as with the other backends
+        log.warning("the sentry cannot ban by itself (the watcher bans its decisions): %s", exc)
+        return None
 
 
 class Sentry:
