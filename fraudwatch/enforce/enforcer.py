@@ -369,8 +369,10 @@ class Enforcer:
         report = ReconcileReport(at=now)
         with self._store() as con:
             report.expired = len(state.expire(con, now))
+        wanted = self._prior is not None
         self._load(now)
-        self._prior_counts(now)  # here, not on the next decision: that may be an early one, which must not wait
+        if wanted:  # here, not on the next decision: that may be an early one, which must not wait for the store
+            self._prior_counts(now)
         try:
             kernel = self.backend.list()
         except FirewallError as exc:
