@@ -361,7 +361,7 @@ class Enforcer:
     @_locked
     def reconcile(self, now: dt.datetime) -> ReconcileReport:
         """Make the kernel hold exactly the active bans, with timeouts that outlast the next reconcile."""
-        with no_gc(len(self._active) > BULK):
+        with no_gc(not self._loaded or len(self._active) > BULK):  # a restore loads 100k bans at once
             return self._reconcile(now)
 
     def _reconcile(self, now: dt.datetime) -> ReconcileReport:
@@ -546,6 +546,10 @@ class Enforcer:
             self._store_lock.release()
 
     def _write(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
+        with no_gc(len(behind) > 1 or len(self._active) > BULK):  # a round's record can hold 100k bans
+            self._write_all(behind)
+
+    def _write_all(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
         while behind:
             work = behind.popleft()  # atomic: another thread may append meanwhile
             try:
