@@ -15,9 +15,9 @@ watcher takes both cores; at the watcher's priority the sentry got its CPU late,
 0.3-0.45 s after their line; at nice -5 within 60 ms, and the watcher was no further behind
 (benchmarks/ban_latency.py). That flood costs it a third of a core alone (benchmarks/sentry_cost.py) and three
 quarters of its time beside the watcher; held to half its time it fell behind and skipped most of the flood, and
-so it did at nice 5 or 10. A flood several times
-bigger takes it up to a core, ahead of the watcher, which then falls behind and catches up from the files
-(every line is still stored); what the sentry cannot keep up with it skips (`LogTail`'s `max_behind`).
+so it did at nice 5 or 10. A flood several times bigger takes it up to a core, ahead of the watcher, which then
+falls behind and catches up from the files (every line is still stored); what the sentry cannot keep up with
+it skips (`LogTail`'s `max_behind`).
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
                 log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
         if decisions:
             if firewall is not None:  # in the kernel first: the watcher's Python may be busy for a while
-                decisions = firewall.apply(decisions)
+                try:
+                    decisions = firewall.apply(decisions)
+                except Exception:  # the watcher bans them, as it does without the sentry's own bans
+                    log.exception("early bans: the sentry could not ban %d decision(s) itself", len(decisions))
             conn.send(("bans", decisions))
             if log.isEnabledFor(logging.DEBUG):  # how far behind the log's own clock the sentry decides
                 newest = max(d.at for d in decisions)
