@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -40,6 +41,7 @@ from fraudwatch.config import Config
 log = logging.getLogger("fraudwatch.watch")
 TICK = 0.02  # seconds between looks at the files
 NICE = -5  # the sentry's priority, relative to the watcher's
+FULL_GC = 600.0  # seconds between the sentry's full garbage collections (see run_sentry)
 STATS_SECONDS = 5.0  # how often the sentry reports its counters
 RESTARTS = 5  # restarts after the sentry exits unasked, before the watcher goes on without it
 
@@ -66,6 +68,13 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     tail.poll()  # the files' ends: from here on
     conn.send(("ready", early.rules))
     busy, longest, last_stats = 0.0, 0.0, time.monotonic()
+    # The gates keep a window per address; under a botnet flood that is hundreds of thousands of objects, and
+    # every full collection of the cyclic garbage collector rescans them all: 65-130 ms pauses, measured,
+    # whenever one came due. What the sentry keeps holds no cycles, so full collections run only every
+    # FULL_GC seconds, between ticks; the loaded rules and formats are frozen out of them altogether.
+    gc.freeze()
+    gc.set_threshold(*gc.get_threshold()[:2], 1 << 30)
+    last_full = time.monotonic()
     while os.getppid() == parent:
         if conn.poll():
             return  # "stop"
@@ -98,6 +107,9 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
                                  "banned_itself": firewall.applied if firewall is not None else None,
                                  "errors": s.errors[-3:]}))
             busy, longest, last_stats = 0.0, 0.0, t1
+        if t1 - last_full >= FULL_GC:
+            gc.collect()
+            last_full = time.monotonic()
         time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
 
 
