@@ -547,16 +547,13 @@ class Enforcer:
 
     def _write(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
         with no_gc(len(behind) > 1 or len(self._active) > BULK):  # a round's record can hold 100k bans
-            self._write_all(behind)
-
-    def _write_all(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
-        while behind:
-            work = behind.popleft()  # atomic: another thread may append meanwhile
-            try:
-                work(self.con)
-            except Exception:
-                self._dirty = True  # the next tick reconciles the kernel to what the store holds
-                raise
+            while behind:
+                work = behind.popleft()  # atomic: another thread may append meanwhile
+                try:
+                    work(self.con)
+                except Exception:
+                    self._dirty = True  # the next tick reconciles the kernel to what the store holds
+                    raise
 
     def _record(self, con: duckdb.DuckDBPyConnection, new: Sequence[Ban], extended: Sequence[Ban],
                 superseded: Sequence[Ban], t_now: float) -> None:

@@ -113,6 +113,14 @@ class _Plan:
 _TEXT, _IP, _INT = 0, 1, 2
 
 
+def _by_variant(rows: Sequence[Capture]) -> dict[int, list[int]]:
+    """The positions of the rows of each variant, in order."""
+    out: dict[int, list[int]] = {}
+    for pos, row in enumerate(rows):
+        out.setdefault(row[2], []).append(pos)
+    return out
+
+
 class CaptureConverter:
     """Types the captures of one compiled format; see the module docstring for what it leaves to the SQL.
 
@@ -158,9 +166,7 @@ class CaptureConverter:
 
     def convert(self, rows: Sequence[Capture]) -> tuple[pa.Table, list[int]]:
         """`conv` for the rows (idx, off, k, captures) read here, and the positions of those left to the SQL."""
-        by_variant: dict[int, list[int]] = {}
-        for pos, row in enumerate(rows):
-            by_variant.setdefault(row[2], []).append(pos)
+        by_variant = _by_variant(rows)
         parts: list[pl.DataFrame] = []
         left: list[int] = []
         for k, positions in by_variant.items():
@@ -218,13 +224,7 @@ class CaptureConverter:
         `canonical_ip_array`), integers of 1 to 18 ASCII digits under the type's bound, and the times by
         `_exprs`' own expressions, once per distinct second (`_stamps`). tests/formats/test_capture.py holds
         it to `convert` on every known line."""
-        by_variant: dict[int, list[int]] = {}
-        for pos, row in enumerate(rows):
-            got = by_variant.get(row[2])
-            if got is None:
-                by_variant[row[2]] = [pos]
-            else:
-                got.append(pos)
+        by_variant = _by_variant(rows)
         left: list[int] = []
         kept: list[int] = []
         columns: list[list[Any]] = [[] for _ in self.row_names]

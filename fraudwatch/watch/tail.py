@@ -88,19 +88,14 @@ class LogTail:
 
     def _rows(self, table: str, parts: list[tuple[str, dict[str, list[Any]]]]) -> Rows:
         """The parts of a table (one per file read) as rows in time order, stable, those without a time last."""
-        if len(parts) == 1:
-            path, columns = parts[0]
-            columns["source"], columns["byte_offset"] = [path] * len(columns["idx"]), columns.pop("off")
-            del columns["idx"]
-        else:
-            named = {n for _, got in parts for n in got}
-            columns = {c: [] for c in ("ts", *self.columns[table]) if c in named}
-            columns["source"], columns["byte_offset"] = [], []
-            for path, got in parts:
-                n = len(got["idx"])
-                got["source"], got["byte_offset"] = [path] * n, got["off"]
-                for c, values in columns.items():
-                    values.extend(got[c] if c in got else [None] * n)
+        named = {n for _, got in parts for n in got}
+        columns: dict[str, list[Any]] = {c: [] for c in ("ts", *self.columns[table]) if c in named}
+        columns["source"], columns["byte_offset"] = [], []
+        for path, got in parts:
+            n = len(got["idx"])
+            got["source"], got["byte_offset"] = [path] * n, got["off"]
+            for c, values in columns.items():
+                values.extend(got[c] if c in got else [None] * n)
         stamps = columns["ts"]
         n = len(stamps)
         if any(a is None or b is None or a > b for a, b in pairwise(stamps)):
