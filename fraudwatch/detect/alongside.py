@@ -13,6 +13,11 @@ replay reads them) and a *watermark*: it scores only what is older than the wate
 - Every chunk is checked: an event older than a watermark already sent means the files were not in time order
   (two servers' logs of the same hours, rotated logs named newest first). The scoring process is then dropped and
   the store replayed after the ingest, as before: the same alerts, only later.
+- Rows below the watermark are scored in steps of about STEP_ROWS, as the replay's, not chunk by chunk: what
+  is short of a step waits for the next chunk (or the end). Much of a step's cost does not follow its rows:
+  each key still in a window is scored again, and each ongoing attack's key makes a match. Scored chunk by
+  chunk (a flood's 32 MB chunk is some 238k lines: a step of 200k and one of 38k), the flood of
+  benchmarks/ingest_bench.py took twice the replay's steps and 6 CPU-s more.
 - It applies to a store that holds no events of the rules' tables yet; otherwise the replay (of the whole store,
   as `fraudwatch detect` does) runs after the ingest.
 """
@@ -63,6 +68,7 @@ class Setup:
     trusted_accounts: list[str]
     next_id: int
     held_rows: int = HELD_ROWS
+    step_rows: int = 0  # rows a step holds, about; 0: STEP_ROWS, as the replay's
 
 
 class Alongside:
@@ -149,7 +155,8 @@ class Alongside:
         from fraudwatch.detect.replay import credit_context, next_alert_id
 
         credit, names = credit_context(self.con)
-        setup = dataclasses.replace(self.setup, credit=credit, names=names, next_id=next_alert_id(self.con))
+        setup = dataclasses.replace(self.setup, credit=credit, names=names, next_id=next_alert_id(self.con),
+                                    step_rows=self.setup.step_rows or STEP_ROWS)
         ctx = mp.get_context("spawn")
         parent_end, child_end = ctx.Pipe()
         self.proc = ctx.Process(target=score_alongside, args=(setup, child_end, logging.getLogger().level),
@@ -243,14 +250,19 @@ def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
     counts = dict.fromkeys(engine.sources, 0)
 
     def score(upto: dt.datetime | None) -> None:
+        """Score what is older than `upto` in whole steps (all that is held when None: the end)."""
         for source in engine.sources:
-            if not held[source]:
-                continue
+            if not held[source] or (upto is not None and sum(f.height for f in held[source]) < setup.step_rows):
+                continue  # not a step's worth yet: sorting it on every chunk would cost more than it saves
             col = TIME_COLUMN[source]
             frame = pl.concat(held[source]).sort(ORDER[source].split(", "), maintain_order=True)
             cut = frame.height if upto is None else frame.get_column(col).search_sorted(upto, side="left")
-            held[source] = [frame.slice(cut)] if cut < frame.height else []
-            for step in _steps(frame.slice(0, cut), col):
+            steps = _steps(frame.slice(0, cut), col, setup.step_rows)
+            if upto is not None and steps and steps[-1].height < setup.step_rows:
+                steps.pop()  # short of a step: it waits, with the rows above the watermark
+            done = sum(step.height for step in steps)
+            held[source] = [frame.slice(done)] if done < frame.height else []
+            for step in steps:
                 counts[source] += step.height
                 for alert in book.apply(engine.process(source, step)):
                     alerts[alert.id] = alert
@@ -291,15 +303,15 @@ def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
             return  # the ingest is gone
 
 
-def _steps(frame: Any, col: str) -> list[Any]:
-    """`frame` (sorted by `col`) in slices of about STEP_ROWS rows, never cutting an instant, as the replay's
+def _steps(frame: Any, col: str, rows: int) -> list[Any]:
+    """`frame` (sorted by `col`) in slices of about `rows` rows, never cutting an instant, as the replay's
     steps do: a watermark can release many files' rows at once."""
     out, start = [], 0
     times = frame.get_column(col)
     while start < frame.height:
         end = frame.height
-        if start + STEP_ROWS < frame.height:
-            t = times[start + STEP_ROWS]
+        if start + rows < frame.height:
+            t = times[start + rows]
             end = int(times.search_sorted(t, side="left"))
             if end <= start:  # one instant fills the step: take it whole
                 end = int(times.search_sorted(t, side="right"))

@@ -68,10 +68,16 @@ def test_every_source_of_the_sample_scored_alongside_equals_the_replay(tmp_path:
     assert saved == _replayed(cli, config)
 
 
-def test_one_log_in_many_chunks_scored_as_it_is_stored_equals_the_replay(tmp_path: Path,
-                                                                        cli: Callable[..., Run]) -> None:
-    """One sipproxy.log in 64 KB chunks: the watermark moves at every chunk, and the rules see the day cut into
-    about a hundred batches."""
+@pytest.mark.parametrize("step_rows", [2000, 0])
+def test_one_log_in_many_chunks_scored_as_it_is_stored_equals_the_replay(
+        tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, step_rows: int) -> None:
+    """One sipproxy.log (45k lines) in 64 KB chunks: the watermark moves at every chunk. In steps of 2,000 rows
+    the rules see the day cut into some twenty batches, each of several chunks, with the rest of a chunk held
+    for the next step; in steps of STEP_ROWS, all of it at the end."""
+    from fraudwatch.detect import alongside
+
+    if step_rows:
+        monkeypatch.setattr(alongside, "STEP_ROWS", step_rows)
     folder = copy_sample(tmp_path)
     config = _small_chunks(folder, 1 << 16)
     out, _ = _ingest_detect(cli, config, "--format", "vos3000-sipproxy", folder / "sipproxy.log")
@@ -154,10 +160,13 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
 def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
         tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> None:
     """The three days' CDRs as one export read in pieces of 200 rows: the CDR watermark (the newest start read,
-    which bounds the stops to come) moves at every piece; the accounts file comes first for the credit rule."""
+    which bounds the stops to come) moves at every piece, and steps of 500 rows are scored as it passes them;
+    the accounts file comes first for the credit rule."""
     from fraudwatch import ingest_csv
+    from fraudwatch.detect import alongside
 
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 200)
+    monkeypatch.setattr(alongside, "STEP_ROWS", 500)
     folder = copy_sample(tmp_path)
     config = folder / "fraudwatch.toml"
     exports = sorted((folder / "cdr").glob("*.csv"))
