@@ -415,15 +415,16 @@ class WindowDetector:
             for i, src, nos, offs in zip(want_lines, sources, line_nos, offsets, strict=True):
                 evidence[i]["lines"] = [[a, b, o] for a, b, o in zip(src, nos, offs, strict=True)]
         out = []
+        rule, key_type = c.id, c.key_type
         for i, key in enumerate(keys):
-            severity = severity_of(c, float(peaks[i]))
+            peak = float(peaks[i])
+            severity = severity_of(c, peak)
             assert severity is not None
             ev = evidence[i]
             for name in fact_names:
                 ev[name] = facts[name][i]
-            out.append(Match(rule=c.id, key_type=c.key_type, key=key, severity=severity, first_seen=firsts[i],
-                             detected_at=crossings[i], last_seen=lasts[i], count=int(counts[i]),
-                             value=float(peaks[i]), evidence=ev))
+            out.append(Match(rule, key_type, key, severity, firsts[i], crossings[i], lasts[i], int(counts[i]), peak,
+                             ev))
         return out
 
     def fact_aggs(self) -> list[pl.Expr]:
