@@ -60,7 +60,7 @@ def data_range(con: duckdb.DuckDBPyConnection, sources: Iterable[str]) -> tuple[
 # Events per replay step, about: big enough to amortise per-batch work, small for memory. Much of a step's cost
 # follows the keys it holds, not its rows (each ongoing attack's key makes a match per rule and step), so fewer,
 # larger steps cost less: the flood of benchmarks/ingest_bench.py with --detect took 26-29 s at 300k against
-# 29-31 s at 200k (same minutes, 3 runs each), at the same peak RSS (870-940 MiB); at 400k it rose to 1.05 GB.
+# 29-32 s at 200k (same minutes, 3 runs each), at the same peak RSS (850-930 MiB); at 400k it rose to ~1 GiB.
 STEP_ROWS = 300_000
 SLOT = dt.timedelta(minutes=1)  # the finest step: a flood minute is one step on its own
 
