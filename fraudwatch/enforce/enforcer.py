@@ -420,13 +420,9 @@ class Enforcer:
 
     def refresh_allowlist(self) -> None:
         hosts = self._host_given if self._host_given is not None else (
-            self.host_addresses() if self.cfg.allow_host_addresses else ())
+            host_addresses(self.backend.runner) if self.cfg.allow_host_addresses else ())
         self.allowlist = Allowlist.build(self.trusted, self.cfg.allow, hosts)
         self._allowlist_ready = True
-
-    def host_addresses(self) -> list[IPNetwork]:
-        """This host's own addresses (`ip -j addr`, in the backend's namespace): never banned."""
-        return host_addresses(self.backend.runner)
 
     # -- internals ----------------------------------------------------------------------------------------
     def _allowed(self, net: Target, text: str) -> tuple[Target, str | None]:
@@ -528,7 +524,7 @@ class Enforcer:
     def _store(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The store, with every write left behind made first."""
         with self._store_lock:
-            self._write(self._behind)
+            self._write()
             yield self.con
 
     def write_behind(self, wait: bool = True) -> None:
@@ -541,11 +537,12 @@ class Enforcer:
         if not self._store_lock.acquire(blocking=wait):
             return
         try:
-            self._write(self._behind)
+            self._write()
         finally:
             self._store_lock.release()
 
-    def _write(self, behind: collections.deque[Callable[[duckdb.DuckDBPyConnection], None]]) -> None:
+    def _write(self) -> None:
+        behind = self._behind
         with no_gc(len(behind) > 1 or len(self._active) > BULK):  # a round's record can hold 100k bans
             while behind:
                 work = behind.popleft()  # atomic: another thread may append meanwhile

@@ -14,6 +14,7 @@ batch — a few milliseconds of CPU each, which under a flood are paid on most t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import threading
@@ -61,10 +62,8 @@ class NftablesBackend(Backend):
         super().__init__(cfg, runner)
         self.lib: Libnftables | None = None
         if in_process and not runner.prefix:
-            try:
+            with contextlib.suppress(OSError):  # no library: `nft` processes, as without `in_process`
                 self.lib = Libnftables()
-            except OSError:  # no library: `nft` processes, as without `in_process`
-                self.lib = None
 
     def _sets(self) -> dict[str, tuple[int, bool]]:
         s = self.cfg.set

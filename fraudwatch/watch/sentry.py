@@ -34,9 +34,12 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.config import Config
+
+if TYPE_CHECKING:
+    from fraudwatch.enforce.early import SentryFirewall
 
 log = logging.getLogger("fraudwatch.watch")
 TICK = 0.02  # seconds between looks at the files
@@ -113,7 +116,7 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
         time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
 
 
-def _firewall(cfg: Config) -> Any:
+def _firewall(cfg: Config) -> SentryFirewall | None:
     """The sentry's own hand on the kernel (fraudwatch.enforce.early), with nftables; None: it only decides."""
     from fraudwatch.enforce.early import SentryFirewall
 
