@@ -75,7 +75,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     total = sum(p.stat().st_size for p, _, _ in jobs)
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
-    detected = None
+    alert_count: int | None = None  # alerts detection saved
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, formats, cfg.ingest)
         # each file's format, detected once here (the ingest is given its name) for its table
@@ -111,25 +111,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if alongside is not None:
                 from fraudwatch.commands_detect import finish_alongside
 
-                detected = finish_alongside(alongside, store.con)
+                alert_count = finish_alongside(alongside, store.con)
         finally:
             if alongside is not None:
                 alongside.close()
-    how = "alongside the ingest" if detected is not None else "replay after the ingest"
-    if args.detect and detected is None:
+    how = "alongside the ingest" if alert_count is not None else "replay after the ingest"
+    if args.detect and alert_count is None:
         from fraudwatch.commands_detect import run_detect
 
-        detected = run_detect(cfg, None, None, [], dry_run=False)
+        alert_count = len(run_detect(cfg, None, None, [], dry_run=False).alerts)
     if args.json:
         out: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
-        if detected is not None:
-            out["alerts"] = len(detected.alerts)
+        if alert_count is not None:
+            out["alerts"] = alert_count
             out["detection"] = how
         print(dumps(out))
     else:
         _print_ingest(summaries, cfg.store_path)
-        if detected is not None:
-            _out().print(f"detection over the stored events ({how}): {len(detected.alerts)} alert(s) "
+        if alert_count is not None:
+            _out().print(f"detection over the stored events ({how}): {alert_count} alert(s) "
                          "(fraudwatch alerts list)")
     for s in summaries:
         if s.error:

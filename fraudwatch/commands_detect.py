@@ -83,14 +83,17 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
     return Alongside(con, rules, setup, tables)
 
 
-def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> ReplayResult | None:
-    """The alerts scored alongside the ingest, saved as a replay's; None when the store is to be replayed."""
-    from fraudwatch.detect.replay import save_alerts
+def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:
+    """The alerts scored alongside the ingest, saved as a replay's: how many; None when the store is to be
+    replayed."""
+    from fraudwatch.detect.replay import save_alert_rows
 
     result = alongside.finish()
-    if result is not None and result.since and result.until:
-        save_alerts(con, result.alerts, "replay", (result.since, result.until))
-    return result
+    if result is None:
+        return None
+    if result.since and result.until:
+        save_alert_rows(con, result.alerts, "replay", (result.since, result.until))
+    return int(result.alerts.num_rows)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
