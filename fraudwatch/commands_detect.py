@@ -15,7 +15,6 @@ from rich.table import Table
 
 from fraudwatch.commands import _cell, _config, _out, dumps
 from fraudwatch.config import Config
-from fraudwatch.detect.replay import ReplayResult
 from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.store.schema import ALERTS
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from fraudwatch.detect.alongside import Alongside
+    from fraudwatch.detect.replay import ReplayResult
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -10,16 +10,18 @@ import ipaddress
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.commands import _cell, _config, _out, dumps
 from fraudwatch.config import Config
-from fraudwatch.detect.decide import Alert
 from fraudwatch.errors import ConfigError, Location, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.decide import Alert
 
 ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")
 
