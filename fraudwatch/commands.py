@@ -10,7 +10,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -19,6 +19,9 @@ from rich.table import Table
 from fraudwatch.config import Config, load_config
 from fraudwatch.errors import SourceError, StoreError, UsageError
 from fraudwatch.formats.registry import Format, load_formats
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.alongside import Scorer
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -55,10 +58,23 @@ def _out() -> Console:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scorer = None
+    if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
+        from fraudwatch.detect.alongside import Scorer
+
+        scorer = Scorer()
+    try:
+        return _ingest(args, cfg, scorer)
+    finally:
+        if scorer is not None:
+            scorer.close()
+
+
+def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int:
     from fraudwatch.ingest import Ingestor, expand_paths
     from fraudwatch.store.db import Store
 
-    cfg = _config(args)
     formats = _formats(cfg)
     if args.format and args.format not in formats:
         raise UsageError(f"unknown format '{args.format}' (known: {', '.join(sorted(formats))})")
@@ -89,7 +105,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if args.detect:
             from fraudwatch.commands_detect import detect_alongside
 
-            alongside = detect_alongside(cfg, store.con, tables)
+            alongside = detect_alongside(cfg, store.con, tables, scorer)
             ing.on_commit = alongside.on_commit if alongside is not None else None
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)

@@ -21,7 +21,7 @@ from fraudwatch.store.schema import ALERTS
 if TYPE_CHECKING:
     import duckdb
 
-    from fraudwatch.detect.alongside import Alongside
+    from fraudwatch.detect.alongside import Alongside, Scorer
     from fraudwatch.detect.replay import ReplayResult
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -68,19 +68,23 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
     return result
 
 
-def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None]) -> Alongside | None:
+def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None],
+                     scorer: Scorer | None = None) -> Alongside | None:
     """`ingest --detect`'s scoring alongside the ingest (fraudwatch.detect.alongside), when the store holds no
-    events yet; None: the store is replayed after the ingest."""
+    events yet, in `scorer` when one was started; None: the store is replayed after the ingest (and `scorer`
+    is stopped)."""
     from fraudwatch.detect.alongside import Alongside, Setup
     from fraudwatch.detect.engine import load_rules
     from fraudwatch.detect.registry import shipped_rules_dir
 
     rules = list(load_rules(cfg.rule_dirs).rules.values())
     if not Alongside.applies(con, rules):
+        if scorer is not None:
+            scorer.close()
         return None
     setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
                   list(cfg.trusted_accounts), 1)
-    return Alongside(con, rules, setup, tables)
+    return Alongside(con, rules, setup, tables, scorer)
 
 
 def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:

@@ -82,11 +82,49 @@ class Setup:
     step_rows: int = 0  # rows a step holds, about; 0: STEP_ROWS, as the replay's
 
 
+class Scorer:
+    """The scoring process, started before it is told what to score (`Alongside` sends its `Setup`): `ingest
+    --detect` starts it first thing, so that its imports (polars and the rules' modules, about 1.5 CPU-s) run
+    while the ingest loads its formats and opens the store on one core, not during the first chunk's parse,
+    which keeps both busy."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent_end, child_end = ctx.Pipe()
+        self.proc: Any = ctx.Process(target=score_alongside, args=(child_end, logging.getLogger().level),
+                                     name="fraudwatch-detect", daemon=True)
+        # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
+        # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
+        saved = os.environ.get("POLARS_MAX_THREADS")
+        os.environ["POLARS_MAX_THREADS"] = "1"
+        try:
+            self.proc.start()
+        finally:
+            if saved is None:
+                del os.environ["POLARS_MAX_THREADS"]
+            else:
+                os.environ["POLARS_MAX_THREADS"] = saved
+        child_end.close()
+        self.conn: Connection | None = parent_end
+
+    def close(self) -> None:
+        """Stop the process (closing the pipe ends it, whatever it was doing) and wait for it."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.proc is not None:
+            self.proc.join(timeout=5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
+            self.proc = None
+
+
 class Alongside:
     """The ingest's side: feed committed rows and watermarks, and take the alerts at the end (or None: replay)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], setup: Setup,
-                 job_tables: Sequence[str | None]) -> None:
+                 job_tables: Sequence[str | None], scorer: Scorer | None = None) -> None:
         from fraudwatch.detect.engine import rule_columns
 
         self.con = con
@@ -98,8 +136,8 @@ class Alongside:
         self.seen_rowid = dict.fromkeys(self.sources, -1)
         self.newest: dict[str, dt.datetime] = {}  # table -> newest FRONTIER_COLUMN value fed
         self.sent: dt.datetime | None = None  # the watermark last sent
-        self.proc: Any = None
-        self.conn: Connection | None = None
+        self.scorer = scorer  # started early, or when the first rows come (`_start`)
+        self.conn: Connection | None = None  # the scorer's pipe, once it was sent the setup
         self.gave_way: str | None = None
 
     @staticmethod
@@ -112,7 +150,7 @@ class Alongside:
     def begin(self, job: int) -> None:
         """File `job` (an index into `job_tables`) is about to be read."""
         self.current = job
-        if self.proc is None and self.gave_way is None and self.jobs[job] in self.sources:
+        if self.conn is None and self.gave_way is None and self.jobs[job] in self.sources:
             self._start()  # after the account files, which come first: the credit rule reads their balances
         self._advance()
 
@@ -154,15 +192,9 @@ class Alongside:
         return Scored(alerts, value, since, until + dt.timedelta(microseconds=1) if until else None)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.proc is not None:
-            self.proc.join(timeout=5)
-            if self.proc.is_alive():
-                self.proc.kill()
-                self.proc.join()
-            self.proc = None
+        self.conn = None
+        if self.scorer is not None:
+            self.scorer.close()
 
     # --------------------------------------------------------------------------------------------------
 
@@ -172,23 +204,11 @@ class Alongside:
         credit, names = credit_context(self.con)
         setup = dataclasses.replace(self.setup, credit=credit, names=names, next_id=next_alert_id(self.con),
                                     step_rows=self.setup.step_rows or STEP_ROWS)
-        ctx = mp.get_context("spawn")
-        parent_end, child_end = ctx.Pipe()
-        self.proc = ctx.Process(target=score_alongside, args=(setup, child_end, logging.getLogger().level),
-                                name="fraudwatch-detect", daemon=True)
-        # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
-        # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
-        saved = os.environ.get("POLARS_MAX_THREADS")
-        os.environ["POLARS_MAX_THREADS"] = "1"
-        try:
-            self.proc.start()
-        finally:
-            if saved is None:
-                del os.environ["POLARS_MAX_THREADS"]
-            else:
-                os.environ["POLARS_MAX_THREADS"] = saved
-        child_end.close()
-        self.conn = parent_end
+        if self.scorer is None:
+            self.scorer = Scorer()
+        assert self.scorer.conn is not None
+        self.scorer.conn.send(("setup", setup))
+        self.conn = self.scorer.conn
 
     def _feed(self, table: str) -> None:
         assert self.conn is not None
@@ -242,8 +262,9 @@ class Alongside:
         self.close()
 
 
-def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
-    """The scoring process: the replay's engine and alert book, fed rows and watermarks through `conn`."""
+def score_alongside(conn: Connection, level: int) -> None:
+    """The scoring process: the replay's engine and alert book, fed rows and watermarks through `conn`, after
+    the `Setup` (it imports what it needs while that comes)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest decides when it stops
@@ -254,6 +275,12 @@ def score_alongside(setup: Setup, conn: Connection, level: int) -> None:
     from fraudwatch.detect.decide import Alert, AlertBook
     from fraudwatch.detect.engine import Engine, load_rules
 
+    try:
+        kind, setup = conn.recv()
+    except (EOFError, OSError):
+        return  # not needed after all
+    if kind != "setup":
+        return
     rules = list(load_rules(setup.rule_dirs).rules.values())
     engine = Engine(rules, Context(setup.lists_dir, setup.credit, setup.names), setup.trusted)
     book = AlertBook({r.common.id: r for r in rules}, setup.trusted, setup.trusted_accounts, setup.next_id)

@@ -140,8 +140,9 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
             nonlocal chunks
             chunks += 1
             if failure == "killed" and chunks == 3:
-                os.kill(alongside.proc.pid, signal.SIGKILL)
-                alongside.proc.join(timeout=10)
+                assert alongside.scorer is not None
+                os.kill(alongside.scorer.proc.pid, signal.SIGKILL)
+                alongside.scorer.proc.join(timeout=10)
             alongside.on_commit(table)
 
         ing.on_commit = commit
