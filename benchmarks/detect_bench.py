@@ -32,12 +32,14 @@ def replay_store(store: Path, per_rule: bool, rows_per_step: int | None = None) 
     """Replay `store` with the shipped rules (alerts not saved); the figures as a dict."""
     import duckdb
 
+    from fraudwatch.batchgc import for_batch
     from fraudwatch.detect import engine as engine_mod
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
     from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import STEP_ROWS, credit_context, replay
 
+    for_batch()  # as `fraudwatch detect` and the scoring process of `ingest --detect` do
     rules = list(load_rules().rules.values())
     spent: dict[str, float] = defaultdict(float)
     if per_rule:

@@ -48,12 +48,14 @@ def parse_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime 
 def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None, extra_rules: list[Path],
                dry_run: bool) -> ReplayResult:
     """Replay the store through the rules (shipped, config [rules] dirs, then `extra_rules`); save unless dry."""
+    from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
     from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import credit_context, next_alert_id, replay, save_alerts
     from fraudwatch.store.db import Store, open_read_only
 
+    for_batch()
     rules = list(load_rules([*cfg.rule_dirs, *extra_rules]).rules.values())
     con = open_read_only(cfg.store_path) if dry_run else Store(cfg.store_path).con
     try:
