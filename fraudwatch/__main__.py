@@ -1,3 +1,3 @@
-from fraudwatch.cli import main
+from fraudwatch.cli import program
 
-raise SystemExit(main())
+raise SystemExit(program())
