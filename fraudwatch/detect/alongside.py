@@ -24,6 +24,7 @@ replay reads them) and a *watermark*: it scores only what is older than the wate
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -162,7 +163,7 @@ class Alongside:
             self._feed(table)
             self._advance()
         except (OSError, EOFError) as exc:
-            self._give_way(f"the scoring process is gone ({exc})")
+            self._lost(exc)
 
     def finish(self) -> Scored | None:
         """Score what is held and return the alerts; None when the store is to be replayed instead."""
@@ -180,12 +181,12 @@ class Alongside:
                     self._give_way(value)
                     return None
         except (OSError, EOFError) as exc:
-            self._give_way(f"the scoring process is gone ({exc})")
+            self._lost(exc)
             return None
         try:
             alerts = pa.ipc.open_stream(self.conn.recv_bytes()).read_all()
         except (OSError, EOFError) as exc:
-            self._give_way(f"the scoring process is gone ({exc})")
+            self._lost(exc)
             return None
         self.close()
         since, until = data_range(self.con, self.sources)
@@ -254,6 +255,17 @@ class Alongside:
         if bound is not None and (self.sent is None or bound > self.sent):
             self.sent = bound
             self.conn.send(("upto", bound))
+
+    def _lost(self, exc: BaseException) -> None:
+        """The pipe failed: the scoring process gave way and ended (its reason is still in the pipe, and read
+        here: it can end before the ingest looks), or it died."""
+        reason = f"the scoring process is gone ({exc})"
+        with contextlib.suppress(OSError, EOFError):
+            if self.conn is not None and self.conn.poll():
+                kind, value = self.conn.recv()
+                if kind == "gave_way":
+                    reason = value
+        self._give_way(reason)
 
     def _give_way(self, reason: str) -> None:
         if self.gave_way is None:
