@@ -60,7 +60,8 @@ class WatcherProcess:
         self.log = config.parent / "watch.log"
 
     def start(self, timeout: float = 30.0) -> WatcherProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # faulthandler: a watcher that will not stop is sent SIGABRT first (`stop`), and dumps its threads' stacks
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
         with self.log.open("ab") as log:
             argv = [*self.prefix, sys.executable, "-m", "fraudwatch", "--config", str(self.config), "watch"]
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent)
@@ -93,9 +94,14 @@ class WatcherProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"watcher ignored SIGTERM for {timeout}s:\n{self.log.read_text()}") from None
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack into the log
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            raise AssertionError(f"watcher ignored SIGTERM for {timeout}s (its threads' stacks at SIGABRT "
+                                 f"follow):\n{self.log.read_text()}") from None
 
     def kill(self) -> None:
         assert self.proc is not None
