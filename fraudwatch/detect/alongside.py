@@ -288,6 +288,9 @@ def score_alongside(conn: Connection, level: int) -> None:
     from fraudwatch.detect.decide import Alert, AlertBook
     from fraudwatch.detect.engine import Engine, load_rules
 
+    # pyarrow imports pandas on its first conversion of Python values (0.45-0.5 s): made now, while the ingest
+    # starts, not at the end, when the alerts are made into rows and the ingest waits for them
+    pa.array([], pa.int64())
     for_batch()
     try:
         kind, setup = conn.recv()
