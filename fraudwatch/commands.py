@@ -21,7 +21,7 @@ from fraudwatch.errors import SourceError, StoreError, UsageError
 from fraudwatch.formats.registry import Format, load_formats
 
 if TYPE_CHECKING:
-    from fraudwatch.detect.alongside import Scorer
+    from fraudwatch.detect.scorer import Scorer
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -61,7 +61,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scorer = None
     if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
-        from fraudwatch.detect.alongside import Scorer
+        from fraudwatch.detect.scorer import Scorer
 
         scorer = Scorer()
     try:

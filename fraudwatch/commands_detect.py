@@ -21,8 +21,9 @@ from fraudwatch.store.schema import ALERTS
 if TYPE_CHECKING:
     import duckdb
 
-    from fraudwatch.detect.alongside import Alongside, Scorer
+    from fraudwatch.detect.alongside import Alongside
     from fraudwatch.detect.replay import ReplayResult
+    from fraudwatch.detect.scorer import Scorer
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import multiprocessing as mp
 import os
 import queue
 import threading
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudwatch.detect.replay import ORDER, STEP_ROWS, TIME_COLUMN, alerts_table, data_range
+from fraudwatch.detect.scorer import Scorer
 from fraudwatch.netaddr import IPNetwork
 
 log = logging.getLogger("fraudwatch.detect")
@@ -81,44 +81,6 @@ class Setup:
     next_id: int
     held_rows: int = HELD_ROWS
     step_rows: int = 0  # rows a step holds, about; 0: STEP_ROWS, as the replay's
-
-
-class Scorer:
-    """The scoring process, started before it is told what to score (`Alongside` sends its `Setup`): `ingest
-    --detect` starts it first thing, so that its imports (polars and the rules' modules, about 1.5 CPU-s) run
-    while the ingest loads its formats and opens the store on one core, not during the first chunk's parse,
-    which keeps both busy."""
-
-    def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        parent_end, child_end = ctx.Pipe()
-        self.proc: Any = ctx.Process(target=score_alongside, args=(child_end, logging.getLogger().level),
-                                     name="fraudwatch-detect", daemon=True)
-        # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
-        # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
-        saved = os.environ.get("POLARS_MAX_THREADS")
-        os.environ["POLARS_MAX_THREADS"] = "1"
-        try:
-            self.proc.start()
-        finally:
-            if saved is None:
-                del os.environ["POLARS_MAX_THREADS"]
-            else:
-                os.environ["POLARS_MAX_THREADS"] = saved
-        child_end.close()
-        self.conn: Connection | None = parent_end
-
-    def close(self) -> None:
-        """Stop the process (closing the pipe ends it, whatever it was doing) and wait for it."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.proc is not None:
-            self.proc.join(timeout=5)
-            if self.proc.is_alive():
-                self.proc.kill()
-                self.proc.join()
-            self.proc = None
 
 
 class Alongside:
