@@ -169,9 +169,12 @@ class Alongside:
                                     step_rows=self.setup.step_rows or STEP_ROWS)
         if self.scorer is None:
             self.scorer = Scorer()
-        assert self.scorer.conn is not None
-        self.scorer.conn.send(("setup", setup))
         self.conn = self.scorer.conn
+        assert self.conn is not None
+        try:
+            self.conn.send(("setup", setup))
+        except (OSError, EOFError) as exc:  # started early, it may have died since
+            self._lost(exc)
 
     def _feed(self, table: str) -> None:
         assert self.conn is not None

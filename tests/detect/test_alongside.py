@@ -158,6 +158,35 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
     assert ("gone" in alongside.gave_way) if failure == "killed" else ("5,000 rows" in alongside.gave_way)
 
 
+def test_a_scoring_process_started_early_and_dead_before_its_setup_leaves_the_replay(tmp_path: Path) -> None:
+    """`ingest --detect` starts the scoring process first thing; gone before it was sent its setup, it gives
+    way to the replay as when it dies later, instead of failing the ingest."""
+    from fraudwatch.commands_detect import detect_alongside
+    from fraudwatch.config import load_config
+    from fraudwatch.detect.scorer import Scorer
+    from fraudwatch.formats.registry import load_formats
+    from fraudwatch.ingest import Ingestor
+    from fraudwatch.store.db import Store
+
+    folder = copy_sample(tmp_path)
+    cfg = load_config(_small_chunks(folder, 1 << 16))
+    scorer = Scorer()
+    os.kill(scorer.proc.pid, signal.SIGKILL)
+    scorer.proc.join(timeout=10)
+    with Store(cfg.store_path) as store:
+        ing = Ingestor(store, load_formats(cfg.format_dirs), cfg.ingest)
+        alongside = detect_alongside(cfg, store.con, ["sip_events"], scorer)
+        assert alongside is not None
+        ing.on_commit = alongside.on_commit
+        try:
+            alongside.begin(0)
+            assert ing.ingest(folder / "sipproxy.log", None).error is None
+            assert alongside.finish() is None
+        finally:
+            alongside.close()
+    assert alongside.gave_way is not None and "gone" in alongside.gave_way
+
+
 def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
         tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> None:
     """The three days' CDRs as one export read in pieces of 200 rows: the CDR watermark (the newest start read,
