@@ -1,7 +1,7 @@
 """The scoring process of `ingest --detect` (fraudwatch.detect.alongside), started before it is needed.
 
 This module imports nothing heavy on purpose: the ingest starts the process first thing, before it imports the
-detection modules itself (polars and the rules' modules: 0.46 s), so both imports run at once.
+detection modules itself (polars and the rules' modules: 0.46 s under cProfile), so both imports run at once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 class Scorer:
     """The scoring process, started before it is told what to score (`Alongside` sends its `Setup`): `ingest
-    --detect` starts it first thing, so that its imports (polars and the rules' modules, about 1.5 CPU-s) run
+    --detect` starts it first thing, so that its imports (polars and the rules' modules, about 1 CPU-s) run
     while the ingest loads its formats and opens the store on one core, not during the first chunk's parse,
     which keeps both busy."""
 
