@@ -101,6 +101,7 @@ class Alongside:
         self.sent: dt.datetime | None = None  # the watermark last sent
         self.scorer = scorer  # started early, or when the first rows come (`_start`)
         self.conn: Connection | None = None  # the scorer's pipe, once it was sent the setup
+        self.outbox: _Outbox | None = None  # what is sent after the setup
         self.gave_way: str | None = None
 
     @staticmethod
@@ -132,9 +133,11 @@ class Alongside:
         if self.conn is None:
             return None
         try:
-            self.conn.send(("end", None))
+            assert self.outbox is not None
+            self.outbox.put(("end", None))
             # the store's checkpoint, which its close would do, while the last rows are scored
             self.con.execute("CHECKPOINT")
+            self.outbox.flush()
             while True:
                 kind, value = self.conn.recv()
                 if kind == "done":
@@ -155,6 +158,9 @@ class Alongside:
         return Scored(alerts, value, since, until + dt.timedelta(microseconds=1) if until else None)
 
     def close(self) -> None:
+        if self.outbox is not None:  # first: its thread may be writing to the pipe
+            self.outbox.stop(self.scorer)
+            self.outbox = None
         self.conn = None
         if self.scorer is not None:
             self.scorer.close()
@@ -175,9 +181,11 @@ class Alongside:
             self.conn.send(("setup", setup))
         except (OSError, EOFError) as exc:  # started early, it may have died since
             self._lost(exc)
+            return
+        self.outbox = _Outbox(self.conn)
 
     def _feed(self, table: str) -> None:
-        assert self.conn is not None
+        assert self.conn is not None and self.outbox is not None
         col, front = TIME_COLUMN[table], FRONTIER_COLUMN[table]
         cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]))
         (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
@@ -197,15 +205,15 @@ class Alongside:
             self.newest[table] = newest
         if front not in self.columns[table]:
             rows = rows.drop_columns([front])
-        self.conn.send(("rows", table))
-        self.conn.send_bytes(memoryview(_ipc(rows)))  # MBs: as they are, not copied into a pickle
+        self.outbox.put(("rows", table))
+        self.outbox.put(memoryview(_ipc(rows)), raw=True)  # MBs: as they are, not copied into a pickle
         if self.conn.poll():  # it only speaks before the end to give way
             _, reason = self.conn.recv()
             self._give_way(reason)
 
     def _advance(self) -> None:
         """Send the watermark when it moved: the oldest bound of the tables a file still to finish may write."""
-        if self.conn is None:
+        if self.outbox is None:
             return
         bound: dt.datetime | None = None
         for table in self.sources:
@@ -219,7 +227,7 @@ class Alongside:
             bound = edge if bound is None else min(bound, edge)
         if bound is not None and (self.sent is None or bound > self.sent):
             self.sent = bound
-            self.conn.send(("upto", bound))
+            self.outbox.put(("upto", bound))
 
     def _lost(self, exc: BaseException) -> None:
         """The pipe failed: the scoring process gave way and ended (its reason is still in the pipe, and read
@@ -237,6 +245,61 @@ class Alongside:
             self.gave_way = reason
             log.warning("detection alongside the ingest gave way to a replay after it: %s", reason)
         self.close()
+
+
+class _Outbox:
+    """Sends to the scoring process from a thread of its own, in order. A chunk's rows (40 MB of the flood's)
+    cross the pipe only as fast as the scoring process reads them: 0.04-0.13 s a chunk the ingest spent waiting,
+    and now spends reading its next chunk. At most two messages wait; then `put` does."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.queue: queue.Queue[tuple[Any, bool] | None] = queue.Queue(2)
+        self.error: OSError | EOFError | None = None
+        self.thread = threading.Thread(target=self._run, name="fraudwatch-detect-outbox", daemon=True)
+        self.thread.start()
+
+    def put(self, message: Any, raw: bool = False) -> None:
+        """Queue `message` (bytes-like when `raw`); raises what an earlier send raised."""
+        if self.error is not None:
+            raise self.error
+        self.queue.put((message, raw))
+
+    def flush(self) -> None:
+        """Wait until everything queued was sent; raises what a send raised."""
+        self.queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, scorer: Scorer | None) -> None:
+        """End the thread before the pipe is closed: a descriptor closed under a write could be reused by the
+        next file opened, and the write land there. A send under way ends when the scoring process reads it or
+        is gone; if it does neither in 5 s, it is ended."""
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=5)
+        self.thread.join(timeout=5)
+        if self.thread.is_alive() and scorer is not None and scorer.proc is not None:
+            scorer.proc.kill()
+            with contextlib.suppress(queue.Full):
+                self.queue.put(None, timeout=5)
+            self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                if self.error is None:  # after a failed send, the rest is dropped
+                    message, raw = item
+                    if raw:
+                        self.conn.send_bytes(message)
+                    else:
+                        self.conn.send(message)
+            except (OSError, EOFError) as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
 
 
 def score_alongside(conn: Connection, level: int) -> None:
