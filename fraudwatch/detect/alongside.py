@@ -207,8 +207,8 @@ class Alongside:
             rows = rows.drop_columns([front])
         self.outbox.put(("rows", table))
         self.outbox.put(memoryview(_ipc(rows)), raw=True)  # MBs: as they are, not copied into a pickle
-        if self.conn.poll():  # it only speaks before the end to give way
-            _, reason = self.conn.recv()
+        reason = self._reason()
+        if reason is not None:
             self._give_way(reason)
 
     def _advance(self) -> None:
@@ -232,13 +232,17 @@ class Alongside:
     def _lost(self, exc: BaseException) -> None:
         """The pipe failed: the scoring process gave way and ended (its reason is still in the pipe, and read
         here: it can end before the ingest looks), or it died."""
-        reason = f"the scoring process is gone ({exc})"
+        reason = None
         with contextlib.suppress(OSError, EOFError):
-            if self.conn is not None and self.conn.poll():
-                kind, value = self.conn.recv()
-                if kind == "gave_way":
-                    reason = value
-        self._give_way(reason)
+            reason = self._reason()
+        self._give_way(reason or f"the scoring process is gone ({exc})")
+
+    def _reason(self) -> str | None:
+        """Why the scoring process gave way, when it said so: before the end it speaks only for that."""
+        if self.conn is None or not self.conn.poll():
+            return None
+        kind, value = self.conn.recv()
+        return str(value) if kind == "gave_way" else None
 
     def _give_way(self, reason: str) -> None:
         if self.gave_way is None:

@@ -140,10 +140,10 @@ def alerts_table(alerts: Sequence[Alert]) -> pa.Table:
 def save_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], origin: str,
                 replace_range: tuple[dt.datetime, dt.datetime] | None = None) -> None:
     """Write alerts (insert or replace by id); optionally first drop this origin's alerts in a time range."""
-    save_alert_rows(con, alerts_table(alerts) if alerts else None, origin, replace_range)
+    save_alert_rows(con, alerts_table(alerts), origin, replace_range)
 
 
-def save_alert_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table | None, origin: str,
+def save_alert_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, origin: str,
                     replace_range: tuple[dt.datetime, dt.datetime] | None = None) -> None:
     """`save_alerts` for alerts already made rows (`alerts_table`)."""
     now = dt.datetime.now(dt.UTC)
@@ -152,7 +152,7 @@ def save_alert_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table | None, origi
         if replace_range is not None:
             con.execute("DELETE FROM alerts WHERE origin = ? AND detected_at >= ? AND detected_at < ?",
                         [origin, *replace_range])
-        if rows is not None and rows.num_rows:
+        if rows.num_rows:
             n = rows.num_rows
             rows = rows.append_column("origin", pa.array([origin] * n, pa.string())) \
                 .append_column("updated_at", pa.array([now] * n, pa.timestamp("us", "UTC")))
