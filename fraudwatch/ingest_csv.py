@@ -70,35 +70,60 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
     return outer, cols
 
 
-# Rows a CSV piece holds, about: DuckDB writes the rows of a transaction straight into the store file only by
-# whole row groups (122,880 rows); the rest go through the write-ahead log and are written again at the next
-# checkpoint. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of 110k rows took 9.6 s, of 245k 7.3-7.8 s,
-# one piece of all rows 6.6-7.0 s but 1 GB of memory.
-PIECE_ROWS = 250_000
-PROBE_BYTES = 1 << 20
+# Rows a CSV piece holds: whole row groups of DuckDB's (122,880 rows). Rows inserted in one transaction go straight
+# into the store file by whole row groups; a piece's last part-filled group goes through the write-ahead log, and
+# the next checkpoint rewrites the groups it lands among. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of
+# 250,000 rows left 1.1-2.1 s of that rewriting to the checkpoint at close; pieces of two whole groups left none
+# (0.04 s). Pieces of 110k rows took 9.6 s in all, one piece of all rows 6.6-7.0 s but 1 GB of memory.
+ROW_GROUP = 122_880
+PIECE_ROWS = 2 * ROW_GROUP
+PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 546-byte rows on average by default
 
 
 def _pieces(path: Path, start: int, size: int, final: bool) -> Iterator[tuple[bytes, int]]:
-    """The file from `start` in pieces of whole rows: (bytes, offset of their end). The first is at most
-    `PROBE_BYTES`, to measure the rows; the next are about PIECE_ROWS rows, and at least `size` bytes. The last
-    unterminated row is held back unless `final` (a compressed file is complete)."""
+    """The file from `start` in pieces of PIECE_ROWS whole lines (a CSV row is one line: values with newlines
+    are refused): (bytes, offset of their end); read `size` bytes at a time. A piece of PIECE_BLOCKS reads that
+    has not reached PIECE_ROWS lines (long lines) ends at its last whole line. The last piece has the lines left;
+    its unterminated last line is held back unless `final` (a compressed file is complete)."""
+    block = max(size, 1 << 16)
     with open_binary(path) as f:
         f.seek(start)
-        carry, offset, want = b"", start, min(size, PROBE_BYTES)
+        data, offset, want = b"", start, block
         while True:
-            data = f.read(max(want - len(carry), 1))
-            if not data:
+            more = f.read(want)
+            data += more
+            while (cut := _after_lines(data, PIECE_ROWS)) is not None:
+                yield data[:cut], offset + cut
+                data, offset = data[cut:], offset + cut
+            if not more:
                 break
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                if offset == start:
-                    want = max(size, cut * PIECE_ROWS // max(data.count(b"\n", 0, cut), 1))
-                offset += cut
-                yield data[:cut], offset
-        if final and carry:
-            yield carry, offset + len(carry)
+            if len(data) >= PIECE_BLOCKS * block and (cut := data.rfind(b"\n") + 1):  # long lines: bound memory
+                yield data[:cut], offset + cut
+                data, offset = data[cut:], offset + cut
+            # next, about what the piece still lacks at the mean line length seen (a copy of `data` each time)
+            lines = data.count(b"\n")
+            want = min(block, max(1 << 16, (PIECE_ROWS - lines) * (len(data) // max(lines, 1)) * 9 // 8))
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut], offset + cut
+            data, offset = data[cut:], offset + cut
+        if final and data:
+            yield data, offset + len(data)
+
+
+def _after_lines(data: bytes, lines: int, stride: int = 1 << 20) -> int | None:
+    """The offset just after the `lines`-th newline of `data`, or None when it holds fewer: counted a stride at
+    a time (bytes.count runs in C), then found line by line only within the stride that holds it."""
+    pos = 0
+    while pos < len(data):
+        n = data.count(b"\n", pos, pos + stride)
+        if n >= lines:
+            for _ in range(lines):
+                pos = data.index(b"\n", pos) + 1
+            return pos
+        lines -= n
+        pos += stride
+    return None
 
 
 def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tuple[int, str]], str]:
@@ -128,7 +153,7 @@ def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tup
 
 
 def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: FileSummary) -> None:
-    """Rows after the stored position, in pieces of about `[ingest] chunk_bytes`, each committed with its
+    """Rows after the stored position, in pieces of PIECE_ROWS lines, each committed with its
     rejects and the new position (memory stays bounded, and `ing.on_commit` sees rows as they are stored)."""
     ident = identify(path)
     if ident is None:
@@ -248,8 +273,11 @@ def _store_rows(ing: Ingestor, fmt: CsvFormat, cols: list[str], source: str,
                             [lo, hi]).fetchall()[0]
     new = "" if not stored else (f" WHERE NOT EXISTS (SELECT 1 FROM {table.name} t WHERE t.{key} = g.{key} "
                                  "AND t.start_time BETWEEN ? AND ?)")
+    # In file order: the rows then fill whole row groups (see PIECE_ROWS). Unordered, the parallel scan of the
+    # conversion left each piece in three part-filled groups, which the checkpoint at close rewrote (1.3-2.6 s of
+    # a 1M-row backfill's ~10 s; ordered, 0.06 s).
     cur = con.execute(f"INSERT INTO {table.name} ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} "
-                      f"FROM ({good}) g{new}", [lo, hi] if stored else [])
+                      f"FROM ({good}) g{new} ORDER BY row", [lo, hi] if stored else [])
     inserted_row = cur.fetchall()[0]
     inserted = int(inserted_row[0]) if inserted_row else 0
     return inserted, good_rows - inserted, rejected

@@ -258,6 +258,51 @@ def test_cdr_csv_read_in_small_pieces_stores_what_one_piece_does(tmp_path: Path,
     assert stored["pieces.csv.gz"][5] == cdrs  # the last row, unterminated in the .gz, is stored there too
 
 
+@pytest.mark.parametrize("size", [301, 1 << 16, 1 << 22])
+def test_csv_pieces_hold_whole_lines_piece_rows_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          size: int) -> None:
+    """Each piece but the last holds exactly PIECE_ROWS lines, whatever the read size and line lengths; together
+    they are the file from the start offset, each ending where the next starts; an unterminated last line is held
+    back unless the file is final."""
+    monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 1000)
+    rng = random.Random(7)
+    lines = [b"x" * rng.choice([0, 1, 40, 200, 500]) + b"\n" for _ in range(4321)]
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"header\n" + b"".join(lines) + b"tail")
+    for final in (False, True):
+        pieces = list(ingest_csv._pieces(path, 7, size, final))
+        assert [p.count(b"\n") for p, _ in pieces] == [1000] * 4 + [321] + ([0] if final else [])
+        assert b"".join(p for p, _ in pieces) == b"".join(lines) + (b"tail" if final else b"")
+        ends = [end for _, end in pieces]
+        assert ends == [7 + sum(len(p) for p, _ in pieces[:i + 1]) for i in range(len(pieces))]
+    # lines too long for PIECE_ROWS of them in PIECE_BLOCKS reads: pieces end at their last whole line
+    pieces = list(ingest_csv._pieces(path, 7, 1 << 16, True))
+    monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 10**6)
+    long = list(ingest_csv._pieces(path, 7, 1 << 16, True))
+    assert len(long) >= 3 and all(len(p) < 5 * (1 << 16) and p.endswith(b"\n") for p, _ in long[:-1])
+    assert b"".join(p for p, _ in long) == b"".join(p for p, _ in pieces)
+
+
+def test_cdr_pieces_fill_whole_row_groups(tmp_path: Path, formats: dict[str, Format]) -> None:
+    """CDRs read in pieces are stored in full row groups of DuckDB's, in file order: part-filled groups would be
+    rewritten by the next checkpoint (seconds on a big backfill, see ingest_csv.PIECE_ROWS)."""
+    assert ingest_csv.PIECE_ROWS == 2 * ingest_csv.ROW_GROUP  # a piece of two groups, scanned on two threads
+    rows = ingest_csv.PIECE_ROWS + 5000
+    path = tmp_path / "e_cdr_20261120.csv"
+    with path.open("w", encoding="utf-8") as f:
+        f.write("flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n")
+        f.writelines(f"{i},{1763607600000 + i * 10},{1763607660000 + i * 10},60,0.25,1000{i % 7},0044790{i},"
+                     f"198.51.100.{i % 200}\n" for i in range(1, rows + 1))
+    with Store(tmp_path / "s.duckdb") as store:  # as committed, before the checkpoint at close merges groups
+        s = Ingestor(store, formats).ingest(path, None)
+        groups = store.con.execute("SELECT row_group_id, max(count) FROM pragma_storage_info('cdrs') GROUP BY ALL "
+                                   "ORDER BY 1").fetchall()
+        first = store.con.execute("SELECT flowno FROM cdrs LIMIT 3").fetchall()
+    assert s.parsed == rows
+    assert [n for _, n in groups] == [ingest_csv.ROW_GROUP] * 2 + [5000]
+    assert first == [(1,), (2,), (3,)]
+
+
 def test_unreadable_and_missing_paths_are_one_line_errors(tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
     run = cli("--db", db, "ingest", tmp_path / "nope.log")
     assert run.code != 0 and run.err.count("\n") == 1 and "no such file" in run.err
