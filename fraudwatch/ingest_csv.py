@@ -70,11 +70,12 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
     return outer, cols
 
 
-# Rows a CSV piece holds: whole row groups of DuckDB's (122,880 rows). Rows inserted in one transaction go straight
-# into the store file by whole row groups; a piece's last part-filled group goes through the write-ahead log, and
-# the next checkpoint rewrites the groups it lands among. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of
-# 250,000 rows left 1.1-2.1 s of that rewriting to the checkpoint at close; pieces of two whole groups left none
-# (0.04 s). Pieces of 110k rows took 9.6 s in all, one piece of all rows 6.6-7.0 s but 1 GB of memory.
+# Rows a CSV piece holds: whole row groups of DuckDB's (122,880 rows), inserted in file order (`_store_rows`). Rows
+# inserted in one transaction go straight into the store file by whole row groups; part-filled groups are rewritten
+# by the next checkpoint. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of 250,000 rows, inserted as the
+# parallel scan gave them, left 1.1-2.6 s of that rewriting to the checkpoint at close, and a store of 46 MB; pieces
+# of two whole groups in file order left 0.06 s, and 26 MB. Pieces of 110k rows took 9.6 s in all, one piece of all
+# rows 6.6-7.0 s but 1 GB of memory.
 ROW_GROUP = 122_880
 PIECE_ROWS = 2 * ROW_GROUP
 PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 546-byte rows on average by default
@@ -274,8 +275,7 @@ def _store_rows(ing: Ingestor, fmt: CsvFormat, cols: list[str], source: str,
     new = "" if not stored else (f" WHERE NOT EXISTS (SELECT 1 FROM {table.name} t WHERE t.{key} = g.{key} "
                                  "AND t.start_time BETWEEN ? AND ?)")
     # In file order: the rows then fill whole row groups (see PIECE_ROWS). Unordered, the parallel scan of the
-    # conversion left each piece in three part-filled groups, which the checkpoint at close rewrote (1.3-2.6 s of
-    # a 1M-row backfill's ~10 s; ordered, 0.06 s).
+    # conversion left each piece in three part-filled groups, which the checkpoint at close rewrote.
     cur = con.execute(f"INSERT INTO {table.name} ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} "
                       f"FROM ({good}) g{new} ORDER BY row", [lo, hi] if stored else [])
     inserted_row = cur.fetchall()[0]
