@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="write inputs and stores here instead of a temp folder")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each ingest, alternating (median verdict)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
@@ -144,6 +146,7 @@ def _measure(work: Path, path: Path, fmt: str, unit: str, name: str, extra: tupl
           f"parsed {summary['parsed']:,}, ignored {summary['ignored']:,}, rejected {summary['rejected']:,}; "
           f"peak RSS {rss / 2**20:,.0f} MiB; store {db.stat().st_size / 1e6:,.0f} MB{alerts}", flush=True)
     return n, elapsed
+
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--write-inputs"]:
