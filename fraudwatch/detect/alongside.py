@@ -145,10 +145,6 @@ class Alongside:
                 if kind == "gave_way":
                     self._give_way(value)
                     return None
-        except (OSError, EOFError) as exc:
-            self._lost(exc)
-            return None
-        try:
             alerts = pa.ipc.open_stream(self.conn.recv_bytes()).read_all()
         except (OSError, EOFError) as exc:
             self._lost(exc)
