@@ -2,8 +2,9 @@
 
 A CSV file is read from its stored position to its last complete row (a file still being written is read up to
 what is whole; the watcher waits for it to settle). Rows are parsed by pyarrow's CSV reader as text, then
-converted in DuckDB like log lines: a row whose essential column is missing or unconvertible goes to `rejects`
-with the reason. CDRs already stored (same flowno, e.g. from an overlapping export) are counted as ignored.
+trimmed of surrounding whitespace and converted in DuckDB like log lines: a row whose essential column is missing
+or unconvertible goes to `rejects` with the reason. CDRs already stored (same flowno, e.g. from an overlapping
+export) are counted as ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fraudwatch.errors import SourceError
@@ -35,7 +37,7 @@ _TIME_COLUMNS = ("start_time", "stop_time")
 
 def _time_expr(raw: str, fmt: CsvFormat, tz: str) -> str:
     """Epoch milliseconds (VOS3000's storage), epoch seconds, or datetime text in the source's zone."""
-    text = f"NULLIF(trim({raw}), '')"
+    text = f"NULLIF({raw}, '')"
     formats = ", ".join(lit(f) for f in fmt.time.formats)
     parsed = f"try_strptime({text}, [{formats}])"
     if not fmt.time.has_zone:
@@ -47,7 +49,8 @@ def _time_expr(raw: str, fmt: CsvFormat, tz: str) -> str:
 
 
 def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[str, list[str]]:
-    """SELECT over `csvbatch` (columns c0..cN as text, plus row) giving typed columns and a `bad` reason."""
+    """SELECT over `csvbatch` (columns c0..cN as trimmed text, plus row) giving typed columns and a `bad`
+    reason."""
     table = TABLES[fmt.table]
     by_col = {col: f"c{i}" for i, col in mapping.items()}
     cols, bad = [], []
@@ -55,15 +58,15 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
         column = table.column(col)
         assert column is not None
         raw = by_col[col]
-        expr = _time_expr(raw, fmt, tz) if col in _TIME_COLUMNS else convert_expr(column, f"trim({raw})")
+        expr = _time_expr(raw, fmt, tz) if col in _TIME_COLUMNS else convert_expr(column, raw)
         cols.append(col)
         conv = f"{expr} AS {col}"
         by_col[col] = conv
         if col in fmt.required:
-            bad.append(f"CASE WHEN NULLIF(trim({raw}), '') IS NULL THEN 'missing {col}' "
+            bad.append(f"CASE WHEN NULLIF({raw}, '') IS NULL THEN 'missing {col}' "
                        f"WHEN {col} IS NULL THEN 'bad {col}' END")
         else:
-            bad.append(f"CASE WHEN NULLIF(trim({raw}), '') IS NOT NULL AND {col} IS NULL THEN 'bad {col}' END")
+            bad.append(f"CASE WHEN NULLIF({raw}, '') IS NOT NULL AND {col} IS NULL THEN 'bad {col}' END")
     raws = ", ".join(f"c{i}" for i in mapping)
     inner = f"SELECT row, raw, {', '.join(by_col[c] for c in cols)}, {raws} FROM csvbatch"
     outer = f"SELECT row, raw, {', '.join(cols)}, concat_ws(', ', {', '.join(bad)}) AS bad FROM ({inner})"
@@ -150,6 +153,11 @@ def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tup
         convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
+    # Whitespace around a value is not part of it. Trimmed here, by Arrow, once a column: DuckDB's trim() in the
+    # conversion took 60% of its time (1M e_cdr rows: 2.4 of 4.7 CPU-s), and it left tabs in place. Column by
+    # column, each untrimmed one freed as its trimmed one comes.
+    for i, name in enumerate(table.column_names):
+        table = table.set_column(i, name, pc.utf8_trim_whitespace(table.column(i)))
     return table, invalid, enc
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import random
 import shutil
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -212,6 +214,27 @@ def test_cdr_csv_grows_overlaps_and_uses_chinese_gb18030_labels(
     assert count(db, "SELECT count(*) FROM cdrs") == 7
     assert count(db, "SELECT count(*) FROM cdrs WHERE flowno = 9 AND fee = 1.25 AND callee_e164 = '8613800138000' "
                      "AND start_time = TIMESTAMPTZ '2026-11-20 08:00:00+00'") == 1
+
+
+def test_cdr_csv_values_are_read_without_surrounding_whitespace(tmp_path: Path, db: Path,
+                                                                formats: dict[str, Format]) -> None:
+    """Spaces, tabs and no-break spaces around a value are not part of it (an account '10001\\t' would be a
+    second account); a required value that is only whitespace is missing, and one within is kept."""
+    cdr = tmp_path / "e_cdr_20261120.csv"
+    cdr.write_text("flowno,starttime,stoptime,holdtime,fee,customeraccount,customername,calleee164,callerip\n"
+                   " 1 ,\t1763607600000\t, 1763607660000,\t60 , 0.25\t,\u00a010001\u00a0, Big  Co ,"
+                   " 0044770090001 ,\t198.51.100.7 \n"
+                   "2,1763607600000,1763607660000,60,0.25,10001,x, \t ,198.51.100.7\n", encoding="utf-8")
+    s = ingest(db, formats, cdr, None)
+    assert (s.parsed, s.counts.rejected, dict(s.counts.reasons)) == (1, 1, {"missing callee_e164": 1})
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT flowno, start_time, hold_seconds, fee, customer_account, customer_name, "
+                           "callee_e164, caller_ip FROM cdrs").fetchall() == [
+            (1, dt.datetime(2025, 11, 20, 3, 0, tzinfo=dt.UTC), 60, Decimal("0.2500"), "10001", "Big  Co",
+             "0044770090001", "198.51.100.7")]
+    finally:
+        con.close()
 
 
 def test_cdr_csv_read_in_small_pieces_stores_what_one_piece_does(tmp_path: Path, formats: dict[str, Format],
