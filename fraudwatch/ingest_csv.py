@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from fraudwatch.arrays import int64s
 from fraudwatch.errors import SourceError
 from fraudwatch.formats.compile import convert_expr, lit
 from fraudwatch.formats.csvspec import CsvFormat
@@ -68,8 +70,8 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
         else:
             bad.append(f"CASE WHEN NULLIF({raw}, '') IS NOT NULL AND {col} IS NULL THEN 'bad {col}' END")
     raws = ", ".join(f"c{i}" for i in mapping)
-    inner = f"SELECT row, raw, {', '.join(by_col[c] for c in cols)}, {raws} FROM csvbatch"
-    outer = f"SELECT row, raw, {', '.join(cols)}, concat_ws(', ', {', '.join(bad)}) AS bad FROM ({inner})"
+    inner = f"SELECT row, {', '.join(by_col[c] for c in cols)}, {raws} FROM csvbatch"
+    outer = f"SELECT row, {', '.join(cols)}, concat_ws(', ', {', '.join(bad)}) AS bad FROM ({inner})"
     return outer, cols
 
 
@@ -206,12 +208,11 @@ class _CsvFile:
         ing, path, fmt, summary = self.ing, self.path, self.fmt, self.summary
         con = ing.con
         # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).
-        bad_numbers = {n for n, _ in invalid}
         total_rows = table.num_rows + len(invalid)
-        valid_numbers = [n for n in range(1, total_rows + 1) if n not in bad_numbers]
-        rows = pa.array([line_no + n for n in valid_numbers], pa.int64())
-        raw = pa.array([""] * table.num_rows, pa.string())
-        batch = table.append_column("row", rows).append_column("raw", raw) if table.num_rows else None
+        numbers = np.arange(line_no + 1, line_no + total_rows + 1, dtype=np.int64)
+        if invalid:
+            numbers = np.delete(numbers, [n - 1 for n, _ in invalid if 0 < n <= total_rows])
+        batch = table.append_column("row", int64s(numbers)) if table.num_rows else None
         cap = ing.options.max_raw_bytes
         bad_lines = [BadLine(line_no + max(n, 0), -1, "wrong number of fields",
                              text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]

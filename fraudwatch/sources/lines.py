@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from fraudwatch.arrays import int64s
 from fraudwatch.sources.reader import BadLine, Chunk
 
 SCHEMA = pa.schema([("idx", pa.int64()), ("off", pa.int64()), ("line", pa.large_string())])
@@ -84,5 +85,5 @@ def to_batch(chunk: Chunk, max_line_bytes: int = 64 << 10, max_raw_bytes: int = 
             line_arr = line_arr.filter(pa.array(keep))
         idx = kept.astype(np.int64)
         starts = starts[kept]
-    table = pa.Table.from_arrays([pa.array(idx), pa.array(starts + chunk.offset), line_arr], schema=SCHEMA)
+    table = pa.Table.from_arrays([int64s(idx), int64s(starts + chunk.offset), line_arr], schema=SCHEMA)
     return LineBatch(table, chunk.first_line_no, n + len(chunk.bad), bad)

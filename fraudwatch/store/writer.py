@@ -101,16 +101,17 @@ def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineP
 def count_parsed(table_name: str, parsed: Parsed) -> BatchCounts:
     """Per-event (or per-table) counts of a parsed batch, its ignored lines and the reasons of its rejected ones,
     computed on the Arrow tables in memory: a query's fixed cost would dominate the small batches of a quiet log."""
+    # (no Python scalar is handed to pyarrow.compute: its first conversion imports pandas, see fraudwatch.arrays)
     counts = BatchCounts()
-    for item in pc.value_counts(parsed.cls.column("k").filter(pc.less(parsed.cls.column("k"), 0))).to_pylist():
+    for item in pc.value_counts(parsed.cls.column("k")).to_pylist():  # the variant matched; -1 ignored, -2 none
         k, n = item["values"], item["counts"]
         if k == -1:
             counts.ignored += n
-        else:
+        elif k is not None and k < -1:
             counts.rejected += n
             counts.reasons["no pattern matched"] += n
     conv = parsed.conv
-    good = pc.equal(conv.column("bad"), "")
+    good = pc.invert(pc.cast(pc.utf8_length(conv.column("bad")), pa.bool_()))  # no reason: length 0
     labels = conv.column("event").filter(good) if "event" in conv.column_names else None
     n_good = pc.sum(pc.cast(good, pa.int64())).as_py() or 0
     if labels is not None:
