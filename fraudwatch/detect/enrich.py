@@ -194,18 +194,22 @@ class Enricher:
         # remembered (up to NUMBER_CACHE; beyond, only the last batch's). Joins, not a dict: a million CDRs bring
         # some 10^5 distinct numbers, and looking each up in Python costs more than classifying them.
         numbers = frame.select(pl.col("callee_number").drop_nulls().unique())
-        info = self.classes.join(numbers, on="callee_number", how="semi")
-        missing = numbers.join(info, on="callee_number", how="anti")
+        if self.classes.height:
+            info = self.classes.join(numbers, on="callee_number", how="semi")
+            missing = numbers.join(info, on="callee_number", how="anti")
+        else:
+            info, missing = self.classes, numbers
         if missing.height:
-            found = classify(missing.get_column("callee_number")).rename(
+            fresh = classify(missing.get_column("callee_number")).rename(
                 {"number": "callee_number", "country": "callee_country", "kind": "callee_class"})
-            fresh = missing.join(found, on="callee_number", how="left")
             info = pl.concat([info, fresh])
             if self.classes.height + fresh.height > NUMBER_CACHE:
                 self.classes = info
             else:  # one chunk a batch: keep them few, joins on thousands of chunks are slower
                 self.classes = pl.concat([self.classes, fresh], rechunk=self.classes.n_chunks() >= 32)
-        return frame.join(info, on="callee_number", how="left", maintain_order="left").sort("ts", maintain_order=True)
+        frame = frame.join(info, on="callee_number", how="left", maintain_order="left")
+        # a replay's and the watcher's batches come in stop-time order already: checked (cheap), not sorted again
+        return frame if frame.get_column("ts").is_sorted() else frame.sort("ts", maintain_order=True)
 
     def _challenges(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`challenge_repeat`: a 401/407 whose Call-ID was already challenged within CHALLENGE_TTL with no 2xx

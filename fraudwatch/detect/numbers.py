@@ -116,56 +116,55 @@ def _country_code(digits: pl.Expr) -> pl.Expr:
     return digits.str.extract(f"^({'|'.join(str(c) for c in COUNTRY_CODE_TO_REGION_CODE)})")
 
 
-def _apply(keys: pl.Series, expr: pl.Expr) -> pl.Series:
-    """`expr` (on KEY) over a Series of keys, in one query."""
-    return keys.to_frame("key").select(expr).to_series()
-
-
-def _split(keys: pl.Series, mask: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _split(keys: pl.DataFrame, expr: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The keys `expr` (on KEY) holds for, and the others, in one query."""
+    mask = keys.select(expr).to_series()
     return keys.filter(mask), keys.filter(~mask)
 
 
 class _Found:
-    """Keys classified so far, as parts: (keys, country, their kinds or one kind for all)."""
+    """What is classified so far, as parts: (keys with their input positions, country, kinds or one kind for all),
+    written at those positions at the end."""
 
-    def __init__(self) -> None:
-        self.parts: list[tuple[pl.Series, str, pl.Series | str]] = []
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[tuple[pl.DataFrame, str, pl.Series | str]] = []
 
-    def add(self, keys: pl.Series, country: str, kind: pl.Series | str) -> None:
-        if keys.len():
+    def add(self, keys: pl.DataFrame, country: str, kind: pl.Series | str) -> None:
+        if keys.height:
             self.parts.append((keys, country, kind))
 
-    def frame(self) -> pl.DataFrame:
-        def repeat(value: str, n: int) -> pl.Series:
-            return pl.Series([value], dtype=pl.Utf8).new_from_index(0, n)
+    def columns(self) -> tuple[pl.Series, pl.Series]:
+        """country and kind of every input number (null where none was found)."""
+        country = pl.Series("country", [None], dtype=pl.Utf8).new_from_index(0, self.n)
+        kind = pl.Series("kind", [None], dtype=pl.Utf8).new_from_index(0, self.n)
+        for keys, code, kinds in self.parts:
+            at = keys.get_column("i")
+            country.scatter(at, code)
+            kind.scatter(at, kinds)
+        return country, kind
 
-        return pl.DataFrame({
-            "number": pl.concat([keys for keys, _, _ in self.parts]).str.slice(2),
-            "country": pl.concat([repeat(country, keys.len()) for keys, country, _ in self.parts]),
-            "kind": pl.concat([kind if isinstance(kind, pl.Series) else repeat(kind, keys.len())
-                               for keys, _, kind in self.parts]),
-        })
 
-
-def _classify_code(regions: tuple[Region, ...], cc: int, keys: pl.Series, found: _Found) -> None:
-    """Classify the keys of one calling code as libphonenumber does: a code's only region takes them all;
-    among several regions, the first whose leading-digits pattern matches (whatever the type) or — for a region
-    without one — for which the number's type is not unknown; numbers no region takes are '+CC', unknown."""
+def _classify_code(regions: tuple[Region, ...], cc: int, keys: pl.DataFrame, found: _Found) -> None:
+    """Classify the keys (columns key and i) of one calling code as libphonenumber does: a code's only region
+    takes them all; among several regions, the first whose leading-digits pattern matches (whatever the type) or
+    — for a region without one — for which the number's type is not unknown; numbers no region takes are '+CC',
+    unknown."""
     shared = len(regions) > 1
     rest = keys  # not yet given a region
     for region in regions:
-        if not rest.len():
+        if not rest.height:
             break
         if not shared:
             mine, rest = rest, rest.clear()
         elif region.leading:
-            mine, rest = _split(rest, _apply(rest, region.led))
+            mine, rest = _split(rest, region.led)
         else:
             mine = rest
-        if not mine.len():
+        if not mine.height:
             continue
-        valid, invalid = _split(mine, _apply(mine, region.valid))
-        kinds = _apply(valid, region.kind) if valid.len() else valid
+        valid, invalid = _split(mine, region.valid)
+        kinds = valid.select(region.kind).to_series() if valid.height else pl.Series([], dtype=pl.Utf8)
         if shared and not region.leading:  # the region takes only the numbers it knows a type for
             typed = kinds != "unknown"
             found.add(valid.filter(typed), region.code, kinds.filter(typed))
@@ -177,21 +176,23 @@ def _classify_code(regions: tuple[Region, ...], cc: int, keys: pl.Series, found:
 
 
 def classify(numbers: pl.Series) -> pl.DataFrame:
-    """For digit strings (international, no 00/+): columns number, country, kind, one row per distinct number.
+    """For digit strings (international, no 00/+): columns number, country, kind, a row per number, in order.
     kind is libphonenumber's type name in lower case (premium_rate, mobile, fixed_line, ...) or 'unknown';
-    country is the region ('GB'), '+CC' when no region of the code fits, null when no calling code does."""
+    country is the region ('GB'), '+CC' when no region of the code fits; both are null when no calling code
+    does (or the number is null, or shorter than 3 or longer than 20 characters). Each number is classified as
+    often as it comes: callers that see repeats pass distinct numbers."""
     number = pl.col("number")
-    frame = pl.DataFrame({"number": numbers.drop_nulls().unique().cast(pl.Utf8)}).filter(
-        number.str.len_chars().is_between(3, 20))
-    frame = frame.with_columns(_country_code(number).alias("cc")).drop_nulls()
-    national_length = number.str.len_chars() - pl.col("cc").str.len_chars()
-    frame = frame.select("cc", pl.concat_str(national_length.cast(pl.Utf8).str.zfill(2), number).alias("key"),
-                         (number.str.len_bytes() > number.str.len_chars()).alias("wide"))
-    ascii_digits = not frame.get_column("wide").any()
-    found = _Found()
-    for (code,), group in frame.partition_by("cc", as_dict=True).items():
-        cc = int(str(code))
-        _classify_code(regions_of(cc, ascii_digits), cc, group.get_column("key"), found)
-    if not found.parts:
-        return pl.DataFrame(schema={"number": pl.Utf8, "country": pl.Utf8, "kind": pl.Utf8})
-    return found.frame()
+    frame = pl.DataFrame({"number": numbers.cast(pl.Utf8)})
+    found = _Found(frame.height)
+    keys = frame.with_row_index("i").filter(number.str.len_chars().is_between(3, 20)) \
+        .with_columns(_country_code(number).alias("cc")).drop_nulls()
+    if keys.height:
+        national_length = number.str.len_chars() - pl.col("cc").str.len_chars()
+        keys = keys.select("i", "cc", pl.concat_str(national_length.cast(pl.Utf8).str.zfill(2), number).alias("key"),
+                           (number.str.len_bytes() > number.str.len_chars()).alias("wide"))
+        ascii_digits = not keys.get_column("wide").any()
+        for (code,), group in keys.partition_by("cc", as_dict=True).items():
+            cc = int(str(code))
+            _classify_code(regions_of(cc, ascii_digits), cc, group.select("key", "i"), found)
+    country, kind = found.columns()
+    return frame.with_columns(country, kind)
