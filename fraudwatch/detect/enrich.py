@@ -207,7 +207,7 @@ class Enricher:
                 self.classes = info
             else:  # one chunk a batch: keep them few, joins on thousands of chunks are slower
                 self.classes = pl.concat([self.classes, fresh], rechunk=self.classes.n_chunks() >= 32)
-        frame = frame.join(info, on="callee_number", how="left", maintain_order="left")
+        frame = _join_numbers(frame, info)
         # a replay's and the watcher's batches come in stop-time order already: checked (cheap), not sorted again
         return frame if frame.get_column("ts").is_sorted() else frame.sort("ts", maintain_order=True)
 
@@ -247,6 +247,19 @@ class Enricher:
                 state = state.filter(pl.col("_open") >= newest - CHALLENGE_TTL)
         self.challenged = state
         return frame
+
+
+def _join_numbers(frame: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the classes of its called numbers from `info` (one row per distinct number: all of the
+    frame's). On the numbers' 64-bit hashes when they tell `info`'s numbers apart, which is then exact, as
+    `WindowDetector._coded` does: joining on integers cost 0.07 s where text took 0.10-0.14 s for 300k CDRs."""
+    hashes = info.get_column("callee_number").hash()
+    if hashes.n_unique() != info.height:
+        return frame.join(info, on="callee_number", how="left", maintain_order="left")
+    number = pl.col("callee_number")
+    keyed = frame.with_columns(pl.when(number.is_not_null()).then(number.hash()).alias("_number_hash"))
+    return keyed.join(info.drop("callee_number").with_columns(hashes.alias("_number_hash")), on="_number_hash",
+                      how="left", maintain_order="left").drop("_number_hash")
 
 
 def _repeats(opened: dict[str, Any], events: list[str | None], statuses: list[int | None],

@@ -147,3 +147,18 @@ def test_cdr_classes_are_remembered_across_batches(monkeypatch: pytest.MonkeyPat
         assert sorted(classified) == ["", "12015550123", "12015550123", "4", "447400123456", "449098790000",
                                       "449098790000"]
         assert e.classes.get_column("callee_number").to_list() == ["12015550123"]
+
+
+def test_classes_joined_on_number_hashes_equal_the_text_join() -> None:
+    """`_join_numbers` joins on 64-bit hashes when they tell the numbers apart, on the text otherwise: the same
+    rows either way, nulls and repeats included."""
+    frame = pl.DataFrame({"row": range(8), "callee_number": ["4474", None, "4490", "4474", "979", None, "4490", "1"]})
+    info = pl.DataFrame({"callee_number": ["4474", "4490", "979", "1"], "callee_country": ["GB", "GB", "+979", None],
+                         "callee_class": ["mobile", "premium_rate", "premium_rate", None]})
+    text = frame.join(info, on="callee_number", how="left", maintain_order="left")
+    assert enrich._join_numbers(frame, info).equals(text)
+    assert text.get_column("callee_class").to_list() == ["mobile", None, "premium_rate", "mobile", "premium_rate",
+                                                         None, "premium_rate", None]
+    twice = pl.concat([info, info.head(1)])  # hashes no longer distinct per row: the text join, as it gives
+    assert enrich._join_numbers(frame, twice).equals(frame.join(twice, on="callee_number", how="left",
+                                                                maintain_order="left"))
