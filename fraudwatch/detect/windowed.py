@@ -369,7 +369,9 @@ class WindowDetector:
             pl.col(_VALUE).max().alias("_peak"), *texts)
         behind = taken.join(hot.select([*keys, "ts", _SEG]), left_on=[*keys, _OWNER], right_on=[*keys, "ts"])
         facts = self.fact_aggs()
-        details = behind.sort("ts").group_by([*keys, _SEG]).agg(*evidence_aggs(behind.columns), *facts)
+        # evidence: an episode's first events, by time then id (the join left those of one instant in any order)
+        ties = [c for c in ("id", "flowno") if c in behind.columns]
+        details = behind.sort(["ts", *ties]).group_by([*keys, _SEG]).agg(*evidence_aggs(behind.columns), *facts)
         # in order of crossing, then of key: the alert book opens alerts (and numbers them) in this order, which
         # must not depend on how a group_by happened to order its groups
         episodes = episodes.join(details, on=[*keys, _SEG], how="left") \

@@ -145,6 +145,18 @@ def test_matches_crossing_at_one_instant_come_in_key_order(tmp_path: Path, keys:
     assert {m.detected_at for m in matches} == {at(2)}
 
 
+def test_evidence_of_events_at_one_instant_is_the_first_by_id(tmp_path: Path) -> None:
+    """A burst logged within one millisecond: the evidence names its first events by id, however the events of
+    one instant are ordered (the frame path's joins leave them in any order). Frame detectors only: the
+    watcher's incremental ones take events as the file gives them, in id order."""
+    det = frames.detector(tmp_path, THRESHOLD, stream=False)
+    ips = [f"198.51.100.{i % 200 + 1}" for i in range(10_000)]  # beyond SMALL: the frame path
+    burst = sip(*(reg(0, ip) for ip in ips)).sample(fraction=1.0, shuffle=True, seed=7)  # ids in any order
+    (m, *rest) = [m for m in run(det, burst) if m.key == "198.51.100.1"]
+    assert not rest and m.count == 50
+    assert m.evidence["ids"] == [1 + 200 * i for i in range(20)]
+
+
 # --- distinct -------------------------------------------------------------------------------------------------
 
 DISTINCT = """
