@@ -58,6 +58,9 @@ def _out() -> Console:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from fraudwatch.batchmalloc import for_backfill
+
+    for_backfill()
     cfg = _config(args)
     scorer = None
     if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
