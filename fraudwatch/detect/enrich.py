@@ -251,10 +251,12 @@ class Enricher:
 
 def _join_numbers(frame: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the classes of its called numbers from `info` (one row per distinct number: all of the
-    frame's). On the numbers' 64-bit hashes when they tell `info`'s numbers apart, which is then exact, as
+    frame's). On the numbers' 64-bit hashes when they tell `info`'s numbers apart (`distinct_hashes`), as
     `WindowDetector._coded` does: joining on integers cost 0.07 s where text took 0.10-0.14 s for 300k CDRs."""
-    hashes = info.get_column("callee_number").hash()
-    if hashes.n_unique() != info.height:
+    from fraudwatch.detect.filters import distinct_hashes
+
+    hashes = distinct_hashes(info.get_column("callee_number"))
+    if hashes is None:
         return frame.join(info, on="callee_number", how="left", maintain_order="left")
     number = pl.col("callee_number")
     keyed = frame.with_columns(pl.when(number.is_not_null()).then(number.hash()).alias("_number_hash"))

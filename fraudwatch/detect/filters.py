@@ -49,6 +49,13 @@ def flags(n: int, rows: pl.Series) -> pl.Series:
     return constant("", False, n).scatter(rows, True)
 
 
+def distinct_hashes(values: pl.Series) -> pl.Series | None:
+    """The 64-bit hashes of `values` (distinct, non-null), or None when two of them share one. When they tell the
+    values apart, grouping or joining on the hashes is exact, and cheaper than on text."""
+    hashes = values.hash()
+    return hashes if hashes.n_unique() == values.len() else None
+
+
 class FilterError(ValueError):
     """A `where:` condition that cannot be compiled; the rule loader adds file and line."""
 

@@ -36,7 +36,7 @@ from fraudwatch.detect.base import (
     lowest_level,
     severity_of,
 )
-from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant
+from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant, distinct_hashes
 from fraudwatch.detect.incremental import (
     DistinctIncremental,
     IncrementalDetector,
@@ -151,8 +151,7 @@ class WindowDetector:
                  if frame.schema[k] == pl.String]
         hashes = []
         for k in texts:
-            values = frame.get_column(k).drop_nulls().unique()
-            if values.hash().n_unique() == values.len():
+            if distinct_hashes(frame.get_column(k).drop_nulls().unique()) is not None:
                 hashes.append(pl.when(pl.col(k).is_not_null()).then(pl.col(k).hash()).alias(CODED + k))
         if not hashes:
             return frame

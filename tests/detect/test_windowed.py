@@ -133,7 +133,6 @@ def test_separate_episodes_in_one_batch_are_separate_matches(tmp_path: Path) -> 
     assert (m2.severity, m2.first_seen, m2.detected_at, m2.count) == ("critical", at(100), at(102), 6)
 
 
-
 @pytest.mark.parametrize("keys", [40, 3000])  # the small path's frames, then the frame path's
 def test_matches_crossing_at_one_instant_come_in_key_order(tmp_path: Path, keys: int) -> None:
     """The alert book numbers alerts in the order matches come: for keys crossing at the same instant, the
