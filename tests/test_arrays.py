@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fraudwatch.arrays import int64s, strings
+from fraudwatch.arrays import instant, int64s, strings
 
 
 @pytest.mark.parametrize("values", [[], [None], [""], ["198.51.100.7", None, "2001:db8::1", "", "ü€𝄞", None],
@@ -50,3 +51,35 @@ def test_a_backfill_does_not_import_pandas(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"parsed": ') == 2 and '"rejected": 0' not in run.stdout, run.stdout
     assert run.stderr.strip().splitlines()[-1] == "False", run.stderr
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+def test_instant_is_the_utc_time_of_as_py(unit: str, tz: str) -> None:
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+    values = [0, 1_763_607_600 * per_second + per_second // 7, -86_401 * per_second - 1, None]
+    for v, scalar in zip(values, pa.array(values, pa.timestamp(unit, tz)), strict=True):
+        got = instant(scalar)
+        if v is None:
+            assert got is None
+        else:
+            want = scalar.as_py()  # pandas for nanoseconds: its Timestamp
+            want = want.to_pydatetime(warn=False) if hasattr(want, "to_pydatetime") else want
+            assert got == want and got.utcoffset() == dt.timedelta(0)
+
+
+def test_a_backfill_with_detection_imports_no_pandas(tmp_path: Path) -> None:
+    """`ingest --detect` scores in a second process: neither the ingest (the watermarks' times) nor the scoring
+    process (the alerts made rows) converts a Python value with pyarrow, so neither imports pandas."""
+    log = tmp_path / "sipproxy.log"
+    log.write_text("".join(
+        f'2026-11-20 03:00:{i // 100:02d}.{i % 100:02d}0 [INFO] RECV REGISTER from 198.51.100.{i % 3}:5060 '
+        f'user="{i}" callid="c{i}" ua="x"\n' for i in range(3000)))
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "fraudwatch", "--db", str(tmp_path / "f.duckdb"),
+                          "ingest", "--json", "--detect", "--format", "vos3000-sipproxy", str(log)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert '"detection": "alongside the ingest"' in run.stdout and '"alerts": 0' not in run.stdout, run.stdout
+    imported = [line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")]
+    assert imported.count("fraudwatch.detect.engine") == 2  # both processes reported
+    assert "pandas" not in imported

@@ -41,6 +41,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fraudwatch.arrays import instant
 from fraudwatch.detect.replay import ORDER, STEP_ROWS, TIME_COLUMN, alerts_table, data_range
 from fraudwatch.detect.scorer import Scorer
 from fraudwatch.netaddr import IPNetwork
@@ -191,12 +192,12 @@ class Alongside:
                             params=[last, top]).to_arrow_table()
         if not rows.num_rows:
             return
-        oldest = pc.min(rows.column(col)).as_py()
-        if self.sent is not None and oldest < self.sent:
+        oldest = instant(pc.min(rows.column(col)))
+        if self.sent is not None and oldest is not None and oldest < self.sent:
             self._give_way(f"{table} has events of {oldest} after events up to {self.sent} were scored "
                            "(the input is not in time order)")
             return
-        newest = pc.max(rows.column(front)).as_py()
+        newest = instant(pc.max(rows.column(front)))
         if newest is not None and (table not in self.newest or newest > self.newest[table]):
             self.newest[table] = newest
         if front not in self.columns[table]:
@@ -316,9 +317,6 @@ def score_alongside(conn: Connection, level: int) -> None:
     from fraudwatch.detect.decide import Alert, AlertBook
     from fraudwatch.detect.engine import Engine, load_rules
 
-    # pyarrow imports pandas on its first conversion of Python values (0.45-0.5 s): made now, while the ingest
-    # starts, not at the end, when the alerts are made into rows and the ingest waits for them
-    pa.array([], pa.int64())
     for_batch()
     try:
         kind, setup = conn.recv()
