@@ -202,8 +202,9 @@ class Alongside:
             self.newest[table] = newest
         if front not in self.columns[table]:
             rows = rows.drop_columns([front])
-        self.outbox.put(("rows", table))
-        self.outbox.put(memoryview(_ipc(rows)), raw=True)  # MBs: as they are, not copied into a pickle
+        data = _ipc(rows)
+        self.outbox.put(("rows", table, data.size))
+        self.outbox.put(memoryview(data), raw=True)  # MBs: as they are, not copied into a pickle
         reason = self._reason()
         if reason is not None:
             self._give_way(reason)
@@ -294,7 +295,7 @@ class _Outbox:
                 if self.error is None:  # after a failed send, the rest is dropped
                     message, raw = item
                     if raw:
-                        self.conn.send_bytes(message)
+                        _write_all(self.conn.fileno(), message)
                     else:
                         self.conn.send(message)
             except (OSError, EOFError) as exc:
@@ -358,7 +359,7 @@ def score_alongside(conn: Connection, level: int) -> None:
             try:
                 message = conn.recv()
                 if message[0] == "rows":
-                    message = ("rows", (message[1], conn.recv_bytes()))
+                    message = ("rows", (message[1], _read_exactly(conn.fileno(), message[2])))
             except (EOFError, OSError):
                 message = ("gone", None)
             inbox.put(message)
@@ -390,6 +391,27 @@ def score_alongside(conn: Connection, level: int) -> None:
             os._exit(0)
         else:
             return  # the ingest is gone
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write `data` whole to the pipe: a chunk's rows follow the message that gives their size, as they are
+    (`send_bytes` would frame them for `recv_bytes`, which reads through a growing buffer: below)."""
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_exactly(fd: int, size: int) -> bytearray:
+    """`size` bytes from the pipe, read straight into a buffer of that size, which the rows made from them keep.
+    `recv_bytes` appends reads to a growing buffer and copies it out: twice the page faults, and 0.7 against
+    0.45 CPU-s for a flood's nine 40 MB chunks."""
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            raise EOFError("the pipe closed within a message")
+        got += n
+    return buf
 
 
 def _ipc(table: pa.Table) -> pa.Buffer:
