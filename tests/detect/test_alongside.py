@@ -73,11 +73,11 @@ def test_one_log_in_many_chunks_scored_as_it_is_stored_equals_the_replay(
         tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch, step_rows: int) -> None:
     """One sipproxy.log (45k lines) in 64 KB chunks: the watermark moves at every chunk. In steps of 2,000 rows
     the rules see the day cut into some twenty batches, each of several chunks, with the rest of a chunk held
-    for the next step; in steps of STEP_ROWS, all of it at the end."""
+    for the next step; in steps of STEPS rows, all of it at the end."""
     from fraudwatch.detect import alongside
 
     if step_rows:
-        monkeypatch.setattr(alongside, "STEP_ROWS", step_rows)
+        monkeypatch.setattr(alongside, "STEPS", dict.fromkeys(alongside.STEPS, step_rows))
     folder = copy_sample(tmp_path)
     config = _small_chunks(folder, 1 << 16)
     out, _ = _ingest_detect(cli, config, "--format", "vos3000-sipproxy", folder / "sipproxy.log")
@@ -196,7 +196,7 @@ def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
     from fraudwatch.detect import alongside
 
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 200)
-    monkeypatch.setattr(alongside, "STEP_ROWS", 500)
+    monkeypatch.setattr(alongside, "STEPS", dict.fromkeys(alongside.STEPS, 500))
     folder = copy_sample(tmp_path)
     config = folder / "fraudwatch.toml"
     exports = sorted((folder / "cdr").glob("*.csv"))
