@@ -36,8 +36,8 @@ def replay_store(store: Path, per_rule: bool, rows_per_step: int | None = None) 
     from fraudwatch.detect import engine as engine_mod
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import STEP_ROWS, credit_context, replay
+    from fraudwatch.rulesdir import shipped_rules_dir
 
     for_batch()  # as `fraudwatch detect` and the scoring process of `ingest --detect` do
     rules = list(load_rules().rules.values())

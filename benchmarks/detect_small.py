@@ -58,8 +58,8 @@ def main() -> None:
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.decide import AlertBook
     from fraudwatch.detect.engine import Engine, load_rules
-    from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.netaddr import parse_networks
+    from fraudwatch.rulesdir import shipped_rules_dir
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="fw-detect-small-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from fraudwatch.config import IngestConfig, SourceConfig  # noqa: E402
 from fraudwatch.detect.base import Context  # noqa: E402
 from fraudwatch.detect.early import LINE_SOURCES, EarlyBans  # noqa: E402
 from fraudwatch.detect.engine import load_rules  # noqa: E402
-from fraudwatch.detect.registry import shipped_rules_dir  # noqa: E402
 from fraudwatch.formats.registry import load_formats  # noqa: E402
+from fraudwatch.rulesdir import shipped_rules_dir  # noqa: E402
 from fraudwatch.sim.flood import write_sipproxy_flood  # noqa: E402
 from fraudwatch.watch.tail import LogTail  # noqa: E402
 

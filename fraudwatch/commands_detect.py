@@ -52,8 +52,8 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
     from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import credit_context, next_alert_id, replay, save_alerts
+    from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.store.db import Store, open_read_only
 
     for_batch()
@@ -78,7 +78,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
     is stopped)."""
     from fraudwatch.detect.alongside import Alongside, Setup
     from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.registry import shipped_rules_dir
+    from fraudwatch.rulesdir import shipped_rules_dir
 
     rules = list(load_rules(cfg.rule_dirs).rules.values())
     if not Alongside.applies(con, rules):

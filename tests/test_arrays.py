@@ -70,7 +70,8 @@ def test_instant_is_the_utc_time_of_as_py(unit: str, tz: str) -> None:
 
 def test_a_backfill_with_detection_imports_no_pandas(tmp_path: Path) -> None:
     """`ingest --detect` scores in a second process: neither the ingest (the watermarks' times) nor the scoring
-    process (the alerts made rows) converts a Python value with pyarrow, so neither imports pandas."""
+    process (the alerts made rows) converts a Python value with pyarrow, so neither imports pandas; nor does
+    the scoring process import DuckDB."""
     log = tmp_path / "sipproxy.log"
     log.write_text("".join(
         f'2026-11-20 03:00:{i // 100:02d}.{i % 100:02d}0 [INFO] RECV REGISTER from 198.51.100.{i % 3}:5060 '
@@ -83,3 +84,4 @@ def test_a_backfill_with_detection_imports_no_pandas(tmp_path: Path) -> None:
     imported = [line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")]
     assert imported.count("fraudwatch.detect.engine") == 2  # both processes reported
     assert "pandas" not in imported
+    assert imported.count("duckdb") == 1  # the ingest's: the scoring process reads no store (0.1 s to import)

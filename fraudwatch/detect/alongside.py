@@ -35,9 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -45,6 +44,9 @@ from fraudwatch.arrays import instant
 from fraudwatch.detect.replay import ORDER, STEP_ROWS, TIME_COLUMN, alerts_table, data_range
 from fraudwatch.detect.scorer import Scorer
 from fraudwatch.netaddr import IPNetwork
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("fraudwatch.detect")
 # How far back in time a file may step and still be scored alongside. Rows within it of the newest wait for the

@@ -18,10 +18,11 @@ import polars as pl
 from fraudwatch.detect.base import EVIDENCE_COLUMNS, Context, Detector, Match
 from fraudwatch.detect.enrich import ENRICHED, Enricher
 from fraudwatch.detect.filters import Conjunct, FilterError, Selection, shared_conditions
-from fraudwatch.detect.registry import TYPES, shipped_rules_dir
+from fraudwatch.detect.registry import TYPES
 from fraudwatch.detect.spec import load_rule_file
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.netaddr import IPNetwork
+from fraudwatch.rulesdir import shipped_rules_dir
 from fraudwatch.store.schema import TABLES
 
 

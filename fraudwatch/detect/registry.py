@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fraudwatch.detect.stateful import CreditLimit, NewTerm, Seasonal
@@ -12,8 +11,3 @@ TYPES: dict[str, type[Any]] = {
     cls.type_name: cls for cls in (Threshold, Distinct, Sum, Spike, ListMatch, NewTerm, Seasonal, CreditLimit)
 }
 
-
-def shipped_rules_dir() -> Path:
-    from fraudwatch.formats.registry import shipped_rules_dir as rules_root
-
-    return rules_root()

@@ -13,9 +13,8 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +24,9 @@ from fraudwatch.detect.decide import Alert, AlertBook
 from fraudwatch.detect.engine import Engine
 from fraudwatch.netaddr import IPNetwork
 from fraudwatch.store.schema import ALERTS
+
+if TYPE_CHECKING:
+    import duckdb
 
 _WRITTEN_HERE = ("evidence", "origin", "updated_at")  # alert columns save_alerts fills; the rest are Alert fields
 _ALERT_FIELDS = tuple(n for n in ALERTS.names if n not in _WRITTEN_HERE)

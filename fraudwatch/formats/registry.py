@@ -4,7 +4,6 @@ shipped format of the same name (never edit the shipped files)."""
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,15 +13,10 @@ import duckdb
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.formats.csvspec import CsvFormat, load_csv_format
 from fraudwatch.formats.spec import LineFormat, load_line_format
+from fraudwatch.rulesdir import shipped_rules_dir
 from fraudwatch.yamlfile import load_with_lines
 
 Format = LineFormat | CsvFormat
-
-
-def shipped_rules_dir() -> Path:
-    """The project's rules/ folder (FRAUDWATCH_RULES overrides, for installs that move it)."""
-    env = os.environ.get("FRAUDWATCH_RULES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "rules"
 
 
 def load_format_file(path: Path) -> Format:

@@ -56,8 +56,8 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.early import LINE_SOURCES, EarlyBans
     from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.formats.registry import load_formats
+    from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.watch.tail import LogTail
 
     parent = os.getppid()

@@ -241,8 +241,8 @@ class Watcher:
         from fraudwatch.detect.base import Context
         from fraudwatch.detect.engine import load_rules
         from fraudwatch.detect.live import LiveDetection
-        from fraudwatch.detect.registry import shipped_rules_dir
         from fraudwatch.detect.replay import credit_context
+        from fraudwatch.rulesdir import shipped_rules_dir
 
         assert self.store is not None
         self.ruleset = load_rules(self.cfg.rule_dirs)

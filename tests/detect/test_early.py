@@ -21,8 +21,8 @@ from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import SEVERITY_RANK
 from fraudwatch.detect.early import LINE_SOURCES, MONOTONE, EarlyBans, early_rules
 from fraudwatch.detect.engine import load_rules
-from fraudwatch.detect.registry import shipped_rules_dir
 from fraudwatch.detect.samples import BASE, SAMPLE_TRUSTED, expand
+from fraudwatch.rulesdir import shipped_rules_dir
 from tests.conftest import Run
 from tests.test_ingest_sample import copy_sample
 

@@ -30,8 +30,8 @@ def test_live_arrival_order_micro_batches_equal_a_replay(tmp_path: Path, cli: Ca
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.engine import load_rules
     from fraudwatch.detect.live import LiveDetection
-    from fraudwatch.detect.registry import shipped_rules_dir
     from fraudwatch.detect.replay import TIME_COLUMN, credit_context, replay
+    from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.store.db import Store
 
     folder = copy_sample(tmp_path)

@@ -13,9 +13,9 @@ from fraudwatch.detect.early import LINE_SOURCES
 from fraudwatch.detect.engine import columns_of, load_rules
 from fraudwatch.detect.enrich import ENRICHED, ENRICHED_TYPES, Enricher
 from fraudwatch.detect.filters import compile_conjuncts
-from fraudwatch.detect.registry import shipped_rules_dir
 from fraudwatch.detect.rows import Conditions, Rows
 from fraudwatch.detect.samples import POLARS_TYPES, SAMPLE_TRUSTED, expand, schema_of
+from fraudwatch.rulesdir import shipped_rules_dir
 
 RULES = list(load_rules().rules.values())
 CTX = Context(shipped_rules_dir() / "lists")

@@ -9,8 +9,8 @@ import pytest
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.engine import load_rules
-from fraudwatch.detect.registry import shipped_rules_dir
 from fraudwatch.detect.samples import BASE, SampleError, expand, run_sample
+from fraudwatch.rulesdir import shipped_rules_dir
 
 RULES: dict[str, Any] = load_rules().rules
 SAMPLES = [(rid, s.name) for rid, rule in RULES.items() for s in rule.common.samples]
