@@ -64,13 +64,19 @@ def test_challenges_expire_after_the_ttl() -> None:
     assert repeats(split, challenge(900, "c1"), first_id=3) == [False]
 
 
-def test_challenges_carry_over_between_small_and_big_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small batches keep the open challenges in a dict, big ones in a frame: switching keeps them all."""
+def _challenges_and_answers() -> list[dict[str, object]]:
+    """40 Call-IDs over 20 minutes: challenges, answers, repeats, expiries."""
     rng = random.Random(5)
     rows = []
-    for i in range(600):  # 40 Call-IDs over 20 minutes: challenges, answers, repeats, expiries
+    for i in range(600):
         step = challenge(i * 2.0, f"c{rng.randrange(40)}", rng.choice([401, 401, 407]))
         rows.append(step if rng.random() < 0.8 else ok(i * 2.0, str(step["call_id"])))
+    return rows
+
+
+def test_challenges_carry_over_between_small_and_big_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small batches keep the open challenges in a dict, big ones in a frame: switching keeps them all."""
+    rows = _challenges_and_answers()
     frame = sip(*rows)
     whole = repeats(Enricher(()), *rows)
     assert 10 < sum(whole) < 500
@@ -82,6 +88,26 @@ def test_challenges_carry_over_between_small_and_big_batches(monkeypatch: pytest
         start += size
     mixed += e("sip_events", frame.slice(start)).get_column("challenge_repeat").to_list()
     assert mixed == whole
+
+
+@pytest.mark.parametrize("codes", ["hashes", "one for all", "ranks in the batch"])
+def test_challenges_keyed_on_hashes_are_those_of_the_text(monkeypatch: pytest.MonkeyPatch, codes: str) -> None:
+    """Big batches key Call-IDs on their 64-bit hashes when these tell them apart, in the batch and against the
+    remembered ones. Codes that collide in a batch ("one for all"), or only across batches (a Call-ID's rank
+    among the batch's), are caught and the text used: the flags are always those of the plain-Python steps."""
+    frame = sip(*_challenges_and_answers())
+    expected = enrich._repeats({}, *(frame.get_column(n).to_list() for n in ("event", "status", "call_id", "ts")),
+                               enrich.CHALLENGE_TTL)
+    assert 10 < sum(expected) < 500
+    if codes == "one for all":
+        monkeypatch.setattr(enrich, "_codes", lambda ids: pl.Series([7] * ids.len(), dtype=pl.UInt64))
+    elif codes == "ranks in the batch":
+        monkeypatch.setattr(enrich, "_codes", lambda ids: ids.rank("dense").cast(pl.UInt64))
+    monkeypatch.setattr(enrich, "SMALL_BATCH", 20)
+    e, got = Enricher(()), []
+    for start in range(0, frame.height, 60):
+        got += e("sip_events", frame.slice(start, 60)).get_column("challenge_repeat").to_list()
+    assert got == expected
 
 
 def test_trusted_ip_for_ipv4_ipv6_and_mapped() -> None:
