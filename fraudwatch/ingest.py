@@ -82,9 +82,9 @@ class Ingestor:
     """Backfills files into one open store."""
 
     def __init__(self, store: Store, formats: dict[str, Format], options: IngestConfig | None = None,
-                 on_commit: Callable[[str], None] | None = None) -> None:
+                 on_commit: Callable[[str, str], None] | None = None) -> None:
         self.store = store
-        self.on_commit = on_commit  # called with the table's name after each committed chunk
+        self.on_commit = on_commit  # called with the table's name and the rows' source after each committed chunk
         self.con = store.con
         self.formats = formats
         self.options = options or IngestConfig()
@@ -152,7 +152,7 @@ class Ingestor:
                 else parser.parse(self.con, batch.table)
             counts, pos = self._write_batch(self.con, parser, path, ident, pos, chunk, batch, parsed)
             if self.on_commit is not None:
-                self.on_commit(fmt.table)
+                self.on_commit(fmt.table, str(path))
             summary.lines += batch.lines
             summary.counts.add(counts)
             end = summary.end_offset = chunk.end_offset

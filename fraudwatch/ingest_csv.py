@@ -187,7 +187,7 @@ def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: File
         pos, line_no = file.commit(pos, table, invalid, end, line_no)
         summary.end_offset = end
         if ing.on_commit is not None:
-            ing.on_commit(fmt.table)
+            ing.on_commit(fmt.table, str(path))
     if pos is None:  # nothing after the header yet: the file is known from now on
         file.commit(pos, pa.table({}), [], start, line_no)
 

@@ -127,12 +127,13 @@ class Alongside:
             self._start()  # after the account files, which come first: the credit rule reads their balances
         self._advance()
 
-    def on_commit(self, table: str) -> None:
-        """The ingest committed a chunk of `table`: send its rows, then the watermark that follows."""
+    def on_commit(self, table: str, source: str) -> None:
+        """The ingest committed a chunk of `table` from the file `source`: send its rows, then the watermark that
+        follows."""
         if self.conn is None or table not in self.seen_rowid:
             return
         try:
-            self._feed(table)
+            self._feed(table, source)
             self._advance()
         except (OSError, EOFError) as exc:
             self._lost(exc)
@@ -189,10 +190,12 @@ class Alongside:
             return
         self.outbox = _Outbox(self.conn)
 
-    def _feed(self, table: str) -> None:
+    def _feed(self, table: str, source: str) -> None:
         assert self.conn is not None and self.outbox is not None
         col, front = TIME_COLUMN[table], FRONTIER_COLUMN[table]
-        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]))
+        # not `source`: the chunk's file, the same in every row, sent once (a sixth of a flood chunk's bytes, and
+        # 0.1-0.25 CPU-s of its Arrow export)
+        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]) if c != "source")
         (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
         last, self.seen_rowid[table] = self.seen_rowid[table], int(top)
         # not sorted here: the scoring process sorts what it scores, across chunks
@@ -211,7 +214,7 @@ class Alongside:
         if front not in self.columns[table]:
             rows = rows.drop_columns([front])
         data = _ipc(rows)
-        self.outbox.put(("rows", table, data.size))
+        self.outbox.put(("rows", table, data.size, source if "source" in self.columns[table] else None))
         self.outbox.put(memoryview(data), raw=True)  # MBs: as they are, not copied into a pickle
         reason = self._reason()
         if reason is not None:
@@ -368,7 +371,7 @@ def score_alongside(conn: Connection, level: int) -> None:
             try:
                 message = conn.recv()
                 if message[0] == "rows":
-                    message = ("rows", (message[1], _read_exactly(conn.fileno(), message[2])))
+                    message = ("rows", (message[1], _read_exactly(conn.fileno(), message[2]), message[3]))
             except (EOFError, OSError):
                 message = ("gone", None)
             inbox.put(message)
@@ -379,9 +382,10 @@ def score_alongside(conn: Connection, level: int) -> None:
     while True:
         kind, value = inbox.get()
         if kind == "rows":
-            table, data = value
+            table, data, source = value
             if table in held:
-                held[table].append(pl.from_arrow(pa.ipc.open_stream(data).read_all()))  # type: ignore[arg-type]
+                rows: pl.DataFrame = pl.from_arrow(pa.ipc.open_stream(data).read_all())  # type: ignore[assignment]
+                held[table].append(rows if source is None else rows.with_columns(pl.lit(source).alias("source")))
                 if sum(f.height for fs in held.values() for f in fs) > setup.held_rows:
                     conn.send(("gave_way", f"more than {setup.held_rows:,} rows waited for other files"))
                     return

@@ -136,14 +136,14 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
             alongside.setup = dataclasses.replace(alongside.setup, held_rows=5000)
         chunks = 0
 
-        def commit(table: str) -> None:
+        def commit(table: str, source: str) -> None:
             nonlocal chunks
             chunks += 1
             if failure == "killed" and chunks == 3:
                 assert alongside.scorer is not None
                 os.kill(alongside.scorer.proc.pid, signal.SIGKILL)
                 alongside.scorer.proc.join(timeout=10)
-            alongside.on_commit(table)
+            alongside.on_commit(table, source)
 
         ing.on_commit = commit
         try:
