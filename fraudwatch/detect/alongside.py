@@ -382,10 +382,10 @@ def score_alongside(conn: Connection, level: int) -> None:
     while True:
         kind, value = inbox.get()
         if kind == "rows":
-            table, data, source = value
+            table, data, path = value
             if table in held:
                 rows: pl.DataFrame = pl.from_arrow(pa.ipc.open_stream(data).read_all())  # type: ignore[assignment]
-                held[table].append(rows if source is None else rows.with_columns(pl.lit(source).alias("source")))
+                held[table].append(rows if path is None else rows.with_columns(pl.lit(path).alias("source")))
                 if sum(f.height for fs in held.values() for f in fs) > setup.held_rows:
                     conn.send(("gave_way", f"more than {setup.held_rows:,} rows waited for other files"))
                     return
