@@ -56,6 +56,11 @@ def distinct_hashes(values: pl.Series) -> pl.Series | None:
     return hashes if hashes.n_unique() == values.len() else None
 
 
+def hashed(column: str) -> pl.Expr:
+    """A text column's 64-bit hashes, as `distinct_hashes` makes them (null stays null)."""
+    return pl.when(pl.col(column).is_not_null()).then(pl.col(column).hash())
+
+
 class FilterError(ValueError):
     """A `where:` condition that cannot be compiled; the rule loader adds file and line."""
 

@@ -28,8 +28,9 @@ from fraudwatch.store.schema import ALERTS
 if TYPE_CHECKING:
     import duckdb
 
-_WRITTEN_HERE = ("evidence", "origin", "updated_at")  # alert columns save_alerts fills; the rest are Alert fields
-_ALERT_FIELDS = tuple(n for n in ALERTS.names if n not in _WRITTEN_HERE)
+_SAVED_HERE = ("origin", "updated_at")  # alert columns save_alert_rows fills; alerts_table makes the rest
+_MADE_ROWS = tuple(n for n in ALERTS.names if n not in _SAVED_HERE)
+_ALERT_FIELDS = tuple(n for n in _MADE_ROWS if n != "evidence")  # Alert fields; evidence is made JSON
 _ALERT_TYPES: dict[str, pl.DataType] = {
     c.name: {"BIGINT": pl.Int64(), "INTEGER": pl.Int32(), "DOUBLE": pl.Float64(), "BOOLEAN": pl.Boolean(),
              "VARCHAR": pl.String(), "TIMESTAMPTZ": pl.Datetime("us", "UTC")}[c.type] for c in ALERTS.columns}
@@ -168,9 +169,9 @@ def save_alert_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, origin: str,
                 # probing the whole table: the watcher saves the alerts a batch changed, mostly recent ones
                 con.execute("DELETE FROM alerts WHERE id >= ? AND id IN (SELECT id FROM new_alerts)",
                             [pc.min(rows.column("id")).as_py()])
-                made = ", ".join(n for n in ALERTS.names if n not in ("origin", "updated_at"))  # alerts_table's
-                con.execute(f"INSERT INTO alerts ({made}, origin, updated_at) SELECT {made}, ?, ? FROM new_alerts",
-                            [origin, now])
+                made = ", ".join(_MADE_ROWS)
+                con.execute(f"INSERT INTO alerts ({made}, {', '.join(_SAVED_HERE)}) SELECT {made}, ?, ? "
+                            "FROM new_alerts", [origin, now])
             finally:
                 con.unregister("new_alerts")
         con.execute("COMMIT")

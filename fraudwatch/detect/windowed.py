@@ -36,7 +36,7 @@ from fraudwatch.detect.base import (
     lowest_level,
     severity_of,
 )
-from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant, distinct_hashes
+from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, constant, distinct_hashes, hashed
 from fraudwatch.detect.incremental import (
     DistinctIncremental,
     IncrementalDetector,
@@ -152,7 +152,7 @@ class WindowDetector:
         hashes = []
         for k in texts:
             if distinct_hashes(frame.get_column(k).drop_nulls().unique()) is not None:
-                hashes.append(pl.when(pl.col(k).is_not_null()).then(pl.col(k).hash()).alias(CODED + k))
+                hashes.append(hashed(k).alias(CODED + k))
         if not hashes:
             return frame
         frame = frame.with_columns(hashes)
