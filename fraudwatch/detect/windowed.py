@@ -484,14 +484,29 @@ def _asof(frame: pl.DataFrame, keys: list[str], at: pl.Expr, running: pl.DataFra
     return got.get_column("_run").fill_null(0)
 
 
+def _scored_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The events of `frame` whose value is wanted: the new ones, the only ones that can be hot. The kept events
+    still count in their windows, but are not scored again: in a long window they are most of the frame."""
+    return frame.filter(_NEW) if _NEW in frame.columns else frame
+
+
+def _with_value(frame: pl.DataFrame, values: pl.Series) -> pl.DataFrame:
+    """`frame` with `_value`: `values` at the rows `_scored_rows` gave, in order, and null at the others."""
+    if values.len() == frame.height:
+        return frame.with_columns(values.alias(_VALUE))
+    column = pl.repeat(None, frame.height, dtype=values.dtype, eager=True)
+    column.scatter(frame.get_column(_NEW).arg_true(), values)
+    return frame.with_columns(column.alias(_VALUE))
+
+
 def _covering(frame: pl.DataFrame, keys: list[str], spans: pl.DataFrame) -> pl.DataFrame:
     """`frame` (sorted by ts) with `_value`: per key, how many of the half-open spans [_a, _b) of `spans` hold
-    the event's ts. A sweep — +1 at each start, -1 at each end, a running sum per key read at each event time
-    with an as-of join — so it costs a few sorts whatever the window holds."""
+    the event's ts (for the new events: `_with_value`). A sweep — +1 at each start, -1 at each end, a running
+    sum per key read at each event time with an as-of join — so it costs a few sorts whatever the window holds."""
     steps = pl.concat([spans.select(*keys, pl.col("_a").alias("_t"), pl.lit(1, pl.Int64).alias("_d")),
                        spans.select(*keys, pl.col("_b").alias("_t"), pl.lit(-1, pl.Int64).alias("_d"))])
     running = steps.sort("_t").select(*keys, "_t", pl.col("_d").cum_sum().over(keys).alias("_run"))
-    return frame.with_columns(_asof(frame, keys, pl.col("ts"), running).alias(_VALUE))
+    return _with_value(frame, _asof(_scored_rows(frame), keys, pl.col("ts"), running))
 
 
 def _by_group(frame: pl.DataFrame, cols: list[str]) -> tuple[pl.DataFrame, pl.Expr]:
@@ -521,11 +536,12 @@ def _previous_time(frame: pl.DataFrame, cols: list[str]) -> pl.Series:
 
 def _count_in_window(frame: pl.DataFrame, keys: list[str], period: float) -> pl.DataFrame:
     """Events per key in (ts - period, ts]: the key's running count at ts less its running count at ts - period
-    (`frame` is sorted by ts)."""
+    (`frame` is sorted by ts; for the new events: `_with_value`)."""
     running = frame.select(*keys, pl.col("ts").alias("_t")).with_columns(_running_count(frame, keys).alias("_run"))
-    upto = _asof(frame, keys, pl.col("ts"), running)
-    before = _asof(frame, keys, pl.col("ts") - _delta(period), running)
-    return frame.with_columns((upto - before).alias(_VALUE))
+    scored = _scored_rows(frame)
+    upto = _asof(scored, keys, pl.col("ts"), running)
+    before = _asof(scored, keys, pl.col("ts") - _delta(period), running)
+    return _with_value(frame, upto - before)
 
 
 def _distinct_in_window(frame: pl.DataFrame, keys: list[str], period: float, field: str) -> pl.DataFrame:
