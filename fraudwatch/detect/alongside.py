@@ -327,7 +327,7 @@ def score_alongside(conn: Connection, level: int) -> None:
     from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.decide import Alert, AlertBook
-    from fraudwatch.detect.engine import Engine, load_rules
+    from fraudwatch.detect.engine import PARALLEL, Engine, load_rules
 
     for_batch()
     try:
@@ -359,7 +359,8 @@ def score_alongside(conn: Connection, level: int) -> None:
             held[source] = [frame.slice(done)] if done < frame.height else []
             for step in steps:
                 counts[source] += step.height
-                for alert in book.apply(engine.process(source, step)):
+                # the end's steps on PARALLEL threads: the ingest, done, only waits for them
+                for alert in book.apply(engine.process(source, step, PARALLEL if upto is None else 1)):
                     alerts[alert.id] = alert
 
     # The pipe is read by a thread of its own, so that the ingest never waits for a chunk's scoring to send the

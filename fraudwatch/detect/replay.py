@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
-from fraudwatch.detect.engine import Engine
+from fraudwatch.detect.engine import PARALLEL, Engine
 from fraudwatch.netaddr import IPNetwork
 from fraudwatch.store.schema import ALERTS
 
@@ -127,7 +127,7 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, t
             frame = con.sql(f"SELECT {', '.join(columns[source])} FROM {source} WHERE {col} >= ? AND {col} < ? "
                             f"ORDER BY {ORDER[source]}", params=[t, t_next]).pl()
             counts[source] += frame.height
-            for alert in book.apply(engine.process(source, frame)):
+            for alert in book.apply(engine.process(source, frame, PARALLEL)):
                 alerts[alert.id] = alert
     return ReplayResult(list(rules), sorted(alerts.values(), key=lambda a: a.id), counts, since, until)
 
