@@ -122,7 +122,8 @@ def _check_action(common: Any) -> None:
 # Threads a replay runs the detectors on. Much of a detector's work is in polars, which releases the GIL, and the
 # rest is Python, which holds it: on two threads one detector's polars work runs under another's Python. A replay
 # of the flood of benchmarks/ingest_bench.py took 6.6-7.0 s instead of 7.1-8.1 s (3 alternated runs of
-# benchmarks/detect_bench.py, same CPU). Not in the watcher or alongside an ingest, which keep the cores busy.
+# benchmarks/detect_bench.py, same CPU). Not in the watcher, nor alongside an ingest before its last chunk is in:
+# there the cores are busy already, and threads made the flood slower.
 PARALLEL = max(1, min(4, os.cpu_count() or 1))
 LONG_WINDOW = 300.0  # seconds: in a stream, rules keeping at least this much are kept incrementally
 

@@ -129,7 +129,7 @@ class LineParser:
         present = pc.unique(k).to_pylist()
         # `conv` as one record batch: DuckDB hands it over in one batch per thread and variant (some 30k rows),
         # and its order-preserving insert copies small batches once more to fill row groups. Combined, a flood
-        # chunk's insert, the ingest's one single-threaded stage, took 0.51 instead of 0.67 CPU-s (and the copy)
+        # chunk's insert, the ingest's one single-threaded stage, took 0.51 instead of 0.67 CPU-s, the copy included
         conv = con.sql(self.compiled.convert_sql_for(v for v in present if v is not None)).to_arrow_table() \
             .combine_chunks()
         parsed = Parsed(cls, conv)
