@@ -486,8 +486,10 @@ def _asof(frame: pl.DataFrame, keys: list[str], at: pl.Expr, running: pl.DataFra
 
 def _scored_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """The events of `frame` whose value is wanted: the new ones, the only ones that can be hot. The kept events
-    still count in their windows, but are not scored again: in a long window they are most of the frame."""
-    return frame.filter(_NEW) if _NEW in frame.columns else frame
+    still count in their windows, but are not scored again: in a long window they are most of the frame. A frame
+    of new events only (a first batch, a window shorter than the gap between batches) is not copied."""
+    new = frame.get_column(_NEW)
+    return frame if new.all() else frame.filter(new)
 
 
 def _with_value(frame: pl.DataFrame, values: pl.Series) -> pl.DataFrame:
