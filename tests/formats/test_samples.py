@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from fraudwatch.formats.csvspec import CsvFormat
-from fraudwatch.formats.registry import Format, load_formats, shipped_rules_dir
+from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.formats.spec import LineFormat
 from fraudwatch.formats.trial import trial
 from fraudwatch.ingest import Ingestor
+from fraudwatch.rulesdir import shipped_rules_dir
 from fraudwatch.store.db import Store
 
 FORMATS = load_formats()
