@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import decimal
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,6 +17,7 @@ from rich.table import Table
 from fraudwatch.config import Config, load_config
 from fraudwatch.errors import SourceError, StoreError, UsageError
 from fraudwatch.formats.registry import Format, load_formats
+from fraudwatch.jsontext import dumps
 
 if TYPE_CHECKING:
     from fraudwatch.detect.scorer import Scorer
@@ -36,20 +35,6 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _formats(cfg: Config) -> dict[str, Format]:
     return load_formats(cfg.format_dirs)
-
-
-def _json_default(value: object) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
 
 
 def _out() -> Console:

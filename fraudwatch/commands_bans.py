@@ -10,9 +10,10 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.commands import _cell, _config, _out
 from fraudwatch.config import Config
 from fraudwatch.errors import FraudwatchError, UsageError
+from fraudwatch.jsontext import dumps
 
 BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
 HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "expires_at", "removed_at",

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.commands import _cell, _config, _out
 from fraudwatch.config import Config
 from fraudwatch.errors import StoreError, UsageError
+from fraudwatch.jsontext import dumps
 from fraudwatch.store.schema import ALERTS
 
 if TYPE_CHECKING:

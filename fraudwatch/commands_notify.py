@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.commands import _cell, _config, _out
 from fraudwatch.config import Config
 from fraudwatch.errors import ConfigError, Location, StoreError, UsageError
+from fraudwatch.jsontext import dumps
 from fraudwatch.netaddr import parse_ip
 
 if TYPE_CHECKING:

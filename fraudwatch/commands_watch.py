@@ -12,8 +12,9 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from fraudwatch.commands import _cell, _config, _out, dumps
+from fraudwatch.commands import _cell, _config, _out
 from fraudwatch.config import Config
+from fraudwatch.jsontext import dumps
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -24,8 +24,8 @@ from fraudwatch.sources.reader import read_chunks
 
 def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: str, as_json: bool,
                      examples: int) -> int:
-    from fraudwatch.commands import dumps
     from fraudwatch.errors import SourceError, UsageError
+    from fraudwatch.jsontext import dumps
 
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
@@ -112,8 +112,8 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
 
 
 def _json_lines(con: duckdb.DuckDBPyConnection, parser: LineParser, first_line_no: int) -> None:
-    from fraudwatch.commands import dumps
     from fraudwatch.formats.trial import batch_results
+    from fraudwatch.jsontext import dumps
 
     for r in batch_results(con, parser, first_line_no):
         out: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {

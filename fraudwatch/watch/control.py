@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from fraudwatch.errors import StoreError, UsageError
+from fraudwatch.jsontext import jsonable
 
 if TYPE_CHECKING:
     from fraudwatch.watch.service import Watcher
@@ -47,14 +48,6 @@ def socket_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".sock")
 
 
-def _jsonable(value: Any) -> Any:
-    from fraudwatch.commands import _json_default
-
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return _json_default(value)
-
-
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
               max_rows: int = MAX_ROWS) -> dict[str, Any]:
     cur = con.cursor()  # the writer's thread uses `con` itself, concurrently
@@ -71,7 +64,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None
             cur.execute("ROLLBACK")
     finally:
         cur.close()
-    return {"ok": True, "columns": columns, "rows": [[_jsonable(v) for v in r] for r in rows[:max_rows]],
+    return {"ok": True, "columns": columns, "rows": [[jsonable(v) for v in r] for r in rows[:max_rows]],
             "truncated": len(rows) > max_rows}
 
 
