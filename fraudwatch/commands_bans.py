@@ -52,7 +52,7 @@ class WatcherRefused(FraudwatchError):
 
 
 def cmd_bans(args: argparse.Namespace) -> int:
-    from fraudwatch.enforce import parse_duration
+    from fraudwatch.config.firewall import ttl_seconds
     from fraudwatch.watch.control import watcher_call
 
     action = getattr(args, "bans_command", None)
@@ -68,7 +68,7 @@ def cmd_bans(args: argparse.Namespace) -> int:
     if action == "add":
         req["reason"] = args.reason
         if args.ttl is not None:
-            req["ttl"] = parse_duration(args.ttl)
+            req["ttl"] = ttl_seconds(args.ttl)
             if req["ttl"] is None:
                 raise UsageError(f"--ttl {args.ttl!r}: give seconds or a duration like 90s, 15m, 1h, 2d, 1w")
     cfg = _config(args)

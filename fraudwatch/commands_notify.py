@@ -90,8 +90,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def _write_action(cfg: Config, args: argparse.Namespace) -> int:
     from fraudwatch.notify import ops
-    from fraudwatch.notify.config import parse_duration
     from fraudwatch.store.db import Store
+    from fraudwatch.tomldoc import parse_duration
     from fraudwatch.watch.control import watcher_call
 
     now = _now()

@@ -69,3 +69,12 @@ def test_missing_explicit_config_is_an_error_but_no_config_means_defaults(tmp_pa
         pytest.skip("this machine has a system-wide config")
     cfg = load_config(None)
     assert cfg.path is None and cfg.store_path == Path("fraudwatch.duckdb") and cfg.sources == ()
+
+
+@pytest.mark.parametrize("section", ["model", "report", "vos3000"])
+def test_a_section_no_code_reads_yet_is_refused(tmp_path: Path, section: str) -> None:
+    """An operator who writes `[vos3000]` must not believe it is in force before the code that reads it exists."""
+    path = write(tmp_path, GOOD + f"\n[{section}]\nenabled = true\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:17: unknown section '{section}'"), str(info.value)

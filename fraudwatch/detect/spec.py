@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fraudwatch import tomldoc
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.yamlfile import Lines, load_with_lines
 
@@ -25,8 +26,6 @@ ACTIONS = ("alert", "ban_ip", "lock_account")
 KEY_TYPES = {"src_ip": "ip", "caller_ip": "ip", "username": "account", "account": "account",
              "customer_account": "account", "callee_prefix": "prefix", "callee_e164": "number",
              "caller_e164": "number", "callee": "number"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -43,11 +42,8 @@ class Duration(float):
 
 
 def parse_duration(value: object) -> Duration:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return Duration(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)) and float(m.group(1)) > 0:
-        return Duration(float(m.group(1)) * _UNIT[m.group(2)])
-    raise ValueError(f"'{value}' is not a duration (like 30s, 5m, 1h, 7d)")
+    """`value` as a Duration, spelt as everywhere else in fraudwatch (`fraudwatch.tomldoc.parse_duration`)."""
+    return Duration(tomldoc.parse_duration(value))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
-from fraudwatch.enforce.config import FirewallConfig
+from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.targets import Target, render
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.netaddr import IPNetwork

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
 
+from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce import state
 from fraudwatch.enforce.backend import Backend, Entry, FirewallError, SetFullError, host_addresses, make_backend
-from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.early import kernel_target
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, no_gc, span, when

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraudwatch.config.alerts import ChannelConfig
 from fraudwatch.errors import ConfigError
-from fraudwatch.notify.config import ChannelConfig
 from fraudwatch.notify.render import Doc, render
 
 _WEBHOOK_SCHEMES = {"json", "jsons"}

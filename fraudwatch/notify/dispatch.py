@@ -20,9 +20,9 @@ from typing import Any
 
 import duckdb
 
+from fraudwatch.config.alerts import AlertsConfig
 from fraudwatch.notify import store
 from fraudwatch.notify.channels import Channel, open_channel, send
-from fraudwatch.notify.config import AlertsConfig
 from fraudwatch.notify.notifier import Clock, Notifier, utcnow
 
 log = logging.getLogger("fraudwatch.notify")

@@ -25,10 +25,10 @@ from typing import Any
 
 import duckdb
 
+from fraudwatch.config.alerts import AlertsConfig, RouteConfig
 from fraudwatch.detect.decide import SEVERITY_RANK, Alert
 from fraudwatch.notify import ops, store
 from fraudwatch.notify.channels import Channel, open_channel
-from fraudwatch.notify.config import AlertsConfig, RouteConfig
 from fraudwatch.notify.messages import alert_doc, digest_doc, facts, value_label
 from fraudwatch.notify.render import Doc
 

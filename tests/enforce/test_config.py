@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.config import parse_config
-from fraudwatch.enforce.config import FirewallConfig, RuleTTL, parse_duration
+from fraudwatch.config.firewall import FirewallConfig, RuleTTL, ttl_seconds
 from fraudwatch.errors import ConfigError
 
 P = Path("/etc/fraudwatch/fraudwatch.toml")
@@ -99,5 +99,5 @@ def test_rule_ttl_errors() -> None:
     (" 5 m ", 300), ("0", None), (0, None), (-5, None), ("1.5h", None), ("1y", None), (True, None), (None, None),
     ("1h;reboot", None),
 ])
-def test_parse_duration(text: object, seconds: int | None) -> None:
-    assert parse_duration(text) == seconds
+def test_ttl_seconds(text: object, seconds: int | None) -> None:
+    assert ttl_seconds(text) == seconds

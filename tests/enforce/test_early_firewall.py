@@ -102,7 +102,7 @@ def test_the_enforcer_puts_right_what_the_sentry_added(tmp_path: Path) -> None:
 LIBRARY = r"""
 import sys
 from fraudwatch.enforce.backend import Entry, FirewallError, Runner
-from fraudwatch.enforce.config import FirewallConfig
+from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.nft import NftablesBackend
 from fraudwatch.enforce.targets import parse_target
 b = NftablesBackend(FirewallConfig(backend="nftables", table=sys.argv[1]), Runner(), in_process=True)

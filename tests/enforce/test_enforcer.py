@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fraudwatch.config.firewall import RuleTTL
 from fraudwatch.enforce import BanRefused, Enforcer, FirewallConfig, NotBanned, SetFullError
 from fraudwatch.enforce.backend import DryRunBackend, Runner
-from fraudwatch.enforce.config import RuleTTL
 from fraudwatch.enforce.ipset import IpsetBackend
 from fraudwatch.enforce.nft import NftablesBackend
 from fraudwatch.enforce.targets import parse_target

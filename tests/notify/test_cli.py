@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.notify.config import AlertsConfig, ChannelConfig
+from fraudwatch.config.alerts import AlertsConfig, ChannelConfig
 from fraudwatch.notify.dispatch import Dispatcher
 from fraudwatch.notify.notifier import Notifier
 from fraudwatch.store.db import Store

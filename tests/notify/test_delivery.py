@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.config.alerts import AlertsConfig, ChannelConfig
 from fraudwatch.notify.channels import Channel
-from fraudwatch.notify.config import AlertsConfig, ChannelConfig
 from fraudwatch.notify.dispatch import Dispatcher
 from fraudwatch.notify.notifier import Notifier
 from fraudwatch.store.db import Store

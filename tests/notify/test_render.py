@@ -6,8 +6,8 @@ import html
 import json
 import zoneinfo
 
+from fraudwatch.config.alerts import ChannelConfig
 from fraudwatch.notify.channels import open_channel
-from fraudwatch.notify.config import ChannelConfig
 from fraudwatch.notify.messages import alert_doc, digest_doc, facts, who_text
 from fraudwatch.notify.render import Doc, Table, clean, data, render, render_body
 

@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any
 
+from fraudwatch.config.alerts import AlertsConfig, ChannelConfig, QuietHours, RouteConfig
 from fraudwatch.notify import store as nstore
-from fraudwatch.notify.config import AlertsConfig, ChannelConfig, QuietHours, RouteConfig
 from fraudwatch.notify.notifier import Notifier
 from fraudwatch.store.db import Store
 

@@ -1,19 +1,18 @@
 """The `[firewall]` section: which backend, the names it owns, what it drops, and how long bans last.
 
 Parsed by `parse_firewall`, called from `fraudwatch.config.parse_config`; every error names file:line:reason.
+Durations here are whole seconds: the kernel's set timeouts count seconds.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fraudwatch.errors import ConfigError
 from fraudwatch.netaddr import IPNetwork, parse_networks
-
-if TYPE_CHECKING:
-    from fraudwatch.config import _Doc
-    from fraudwatch.errors import ConfigError
+from fraudwatch.tomldoc import DURATION_HINT, Document, check_keys, parse_duration
 
 BACKENDS = ("nftables", "ipset", "iptables", "dry-run")
 SCOPES = ("sip-ports", "all")
@@ -21,23 +20,14 @@ PROTOCOLS = ("udp", "tcp", "sctp")
 # ipset's timeout is a 32-bit count of seconds of which the kernel keeps 2^31/1000 (fail2ban#1320, #2720)
 IPSET_MAX_TIMEOUT = 2_147_483
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,23}$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
-def parse_duration(value: object) -> int | None:
-    """Seconds from 90, "90", "90s", "15m", "1h", "2d", "1w"; None when it is not a positive duration."""
-    if isinstance(value, bool):
+def ttl_seconds(value: object) -> int | None:
+    """Whole seconds from 90, "90", "90s", "15m", "1h", "2d", "1w"; None when it is not a positive duration."""
+    try:
+        return int(parse_duration(value, whole=True))
+    except ValueError:
         return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    if not isinstance(value, str):
-        return None
-    m = _DURATION.match(value)
-    if not m:
-        return None
-    seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    return seconds if 0 < seconds < 10 * 365 * 86400 else None
 
 
 @dataclass(frozen=True)
@@ -87,15 +77,13 @@ ALLOWED_KEYS = {
 }
 
 
-def parse_firewall(raw: dict[str, Any], doc: _Doc) -> FirewallConfig:
+def parse_firewall(raw: dict[str, Any], doc: Document) -> FirewallConfig:
     """The typed `[firewall]` table (defaults when absent)."""
-    from fraudwatch.config import _check_keys
-
     t = "firewall"
     sec = raw.get(t, {})
     if not isinstance(sec, dict):
         raise doc.error("'firewall' must be a table ([firewall])", None, t)
-    _check_keys(sec, ALLOWED_KEYS, doc, t)
+    check_keys(sec, ALLOWED_KEYS, doc, t)
     d = FirewallConfig()
 
     def choice(key: str, options: tuple[str, ...], default: str) -> str:
@@ -114,10 +102,10 @@ def parse_firewall(raw: dict[str, Any], doc: _Doc) -> FirewallConfig:
     def duration(key: str, default: int) -> int:
         if key not in sec:
             return default
-        seconds = parse_duration(sec[key])
+        seconds = ttl_seconds(sec[key])
         if seconds is None:
-            raise doc.error(f"'{key}' must be a positive duration (seconds, or like \"90s\", \"15m\", \"1h\", "
-                            f"\"2d\", \"1w\"); got {sec[key]!r}", t, key)
+            raise doc.error(f"'{key}' must be a positive duration in whole seconds ({DURATION_HINT}); "
+                            f"got {sec[key]!r}", t, key)
         return seconds
 
     def integer(key: str, default: int, lo: int, hi: int) -> int:
@@ -188,7 +176,7 @@ def parse_firewall(raw: dict[str, Any], doc: _Doc) -> FirewallConfig:
     )
 
 
-def _rule_ttl(sec: dict[str, Any], doc: _Doc, warning: int, critical: int) -> dict[str, RuleTTL]:
+def _rule_ttl(sec: dict[str, Any], doc: Document, warning: int, critical: int) -> dict[str, RuleTTL]:
     """`[firewall.rule_ttl]`: `rule-id = "6h"` (any severity) or `rule-id = { warning = "1h", critical = "2d" }`."""
     t = "firewall.rule_ttl"
 
@@ -206,10 +194,10 @@ def _rule_ttl(sec: dict[str, Any], doc: _Doc, warning: int, critical: int) -> di
             unknown = set(value) - {"warning", "critical"}
             if unknown:
                 raise error(f"'{rule}': unknown key '{sorted(unknown)[0]}' (allowed: critical, warning)", rule)
-            w = parse_duration(value.get("warning", warning))
-            c = parse_duration(value.get("critical", critical))
+            w = ttl_seconds(value.get("warning", warning))
+            c = ttl_seconds(value.get("critical", critical))
         else:
-            w = c = parse_duration(value)
+            w = c = ttl_seconds(value)
         if w is None or c is None:
             raise error(f"'{rule}' must be a duration (\"6h\") or {{ warning = ..., critical = ... }}", rule)
         out[rule] = RuleTTL(w, c)

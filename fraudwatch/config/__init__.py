@@ -1,4 +1,4 @@
-"""The one configuration file (TOML), validated into typed objects at the boundary.
+"""The one configuration file (TOML), validated into typed objects at the boundary, one module per section.
 
 Lookup order: `--config FILE`, else ./fraudwatch.toml, else /etc/fraudwatch/fraudwatch.toml, else built-in
 defaults. Relative paths inside the file are relative to the file's folder. Every error names the file, the line
@@ -14,13 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.enforce.config import FirewallConfig, parse_firewall
+from fraudwatch import tomldoc
+from fraudwatch.config.alerts import AlertsConfig, parse_alerts
+from fraudwatch.config.firewall import FirewallConfig, parse_firewall
+from fraudwatch.config.watch import WatchConfig, parse_watch
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.netaddr import IPNetwork, parse_networks
-from fraudwatch.notify.config import AlertsConfig, parse_alerts
-from fraudwatch.watch.settings import WatchConfig, parse_watch
+from fraudwatch.tomldoc import Document
 
 DEFAULT_LOCATIONS = (Path("fraudwatch.toml"), Path("/etc/fraudwatch/fraudwatch.toml"))
+# The sections some code reads. A section is added here with the code that reads it, never before: a section
+# accepted and ignored would let an operator believe a setting is in force.
+SECTIONS = frozenset({"store", "sources", "trusted", "formats", "ingest", "alerts", "firewall", "rules", "watch"})
 
 
 @dataclass(frozen=True)
@@ -56,55 +61,7 @@ class Config:
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
 
 
-class _Doc:
-    """Helpers that turn a key path into a location in the TOML text."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-
-    def line_of(self, table: str | None, key: str | None, index: int = 0) -> int | None:
-        """Line of `key` inside the `index`-th `[table]`/`[[table]]` (top level when table is None)."""
-        start, seen = 0, -1
-        if table is not None:
-            header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
-            for i, line in enumerate(self.lines):
-                if header.match(line):
-                    seen += 1
-                    if seen == index:
-                        start = i
-                        break
-            else:
-                return None
-            if key is None:
-                return start + 1
-        key_re = re.compile(r"^\s*" + re.escape(key or "") + r"\s*=")
-        for i in range(start + (1 if table else 0), len(self.lines)):
-            if table is not None and i > start and re.match(r"^\s*\[", self.lines[i]):
-                break
-            if key_re.match(self.lines[i]):
-                return i + 1
-        return start + 1 if table else None
-
-    def error(self, reason: str, table: str | None, key: str | None, index: int = 0) -> ConfigError:
-        return ConfigError(reason, Location(self.path, self.line_of(table, key, index)))
-
-
-def _table(raw: dict[str, Any], name: str, doc: _Doc) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise doc.error(f"'{name}' must be a table ([{name}])", None, name)
-    return value
-
-
-def _check_keys(section: dict[str, Any], allowed: set[str], doc: _Doc, table: str, index: int = 0) -> None:
-    for key in section:
-        if key not in allowed:
-            raise doc.error(f"unknown key '{key}' in [{table}] (allowed: {', '.join(sorted(allowed))})",
-                            table, key, index)
-
-
-def _positive_int(section: dict[str, Any], key: str, default: int, doc: _Doc, table: str) -> int:
+def _positive_int(section: dict[str, Any], key: str, default: int, doc: Document, table: str) -> int:
     value = section.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise doc.error(f"'{key}' must be a positive whole number", table, key)
@@ -112,21 +69,19 @@ def _positive_int(section: dict[str, Any], key: str, default: int, doc: _Doc, ta
 
 
 def parse_config(path: Path, text: str) -> Config:
-    doc = _Doc(path, text)
+    doc = Document(path, text)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"invalid TOML: {exc}", Location(path, int(m.group(1)) if m else None)) from None
     base = path.parent
-    top_allowed = {"store", "sources", "trusted", "formats", "ingest", "alerts", "firewall", "rules", "watch",
-                   "model", "report", "vos3000"}
     for key in raw:
-        if key not in top_allowed:
-            raise doc.error(f"unknown section '{key}'", key, None)
+        if key not in SECTIONS:
+            raise doc.error(f"unknown section '{key}' (known: {', '.join(sorted(SECTIONS))})", key, None)
 
-    store = _table(raw, "store", doc)
-    _check_keys(store, {"path"}, doc, "store")
+    store = tomldoc.table(raw, "store", doc)
+    tomldoc.check_keys(store, {"path"}, doc, "store")
     store_path = store.get("path", "fraudwatch.duckdb")
     if not isinstance(store_path, str) or not store_path:
         raise doc.error("'path' must be a file path", "store", "path")
@@ -136,7 +91,7 @@ def parse_config(path: Path, text: str) -> Config:
         raise doc.error("'sources' must be an array of tables ([[sources]])", None, "sources")
     sources = []
     for i, src in enumerate(sources_raw):
-        _check_keys(src, {"path", "format", "timezone"}, doc, "sources", i)
+        tomldoc.check_keys(src, {"path", "format", "timezone"}, doc, "sources", i)
         spath = src.get("path")
         if not isinstance(spath, str) or not spath:
             raise doc.error("every [[sources]] needs 'path'", "sources", "path", i)
@@ -150,8 +105,8 @@ def parse_config(path: Path, text: str) -> Config:
             raise doc.error(f"unknown time zone '{tz}'", "sources", "timezone", i) from None
         sources.append(SourceConfig(_resolve(base, spath), fmt, str(tz)))
 
-    trusted = _table(raw, "trusted", doc)
-    _check_keys(trusted, {"networks", "accounts"}, doc, "trusted")
+    trusted = tomldoc.table(raw, "trusted", doc)
+    tomldoc.check_keys(trusted, {"networks", "accounts"}, doc, "trusted")
     nets = trusted.get("networks", [])
     if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
         raise doc.error("'networks' must be a list of addresses or CIDR networks", "trusted", "networks")
@@ -163,20 +118,20 @@ def parse_config(path: Path, text: str) -> Config:
     if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
         raise doc.error("'accounts' must be a list of account numbers (text)", "trusted", "accounts")
 
-    formats = _table(raw, "formats", doc)
-    _check_keys(formats, {"dirs"}, doc, "formats")
+    formats = tomldoc.table(raw, "formats", doc)
+    tomldoc.check_keys(formats, {"dirs"}, doc, "formats")
     dirs = formats.get("dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise doc.error("'dirs' must be a list of folders", "formats", "dirs")
 
-    rules = _table(raw, "rules", doc)
-    _check_keys(rules, {"dirs"}, doc, "rules")
+    rules = tomldoc.table(raw, "rules", doc)
+    tomldoc.check_keys(rules, {"dirs"}, doc, "rules")
     rule_dirs = rules.get("dirs", [])
     if not isinstance(rule_dirs, list) or not all(isinstance(d, str) for d in rule_dirs):
         raise doc.error("'dirs' must be a list of folders", "rules", "dirs")
 
-    ing = _table(raw, "ingest", doc)
-    _check_keys(ing, {"chunk_bytes", "max_line_bytes", "max_raw_bytes"}, doc, "ingest")
+    ing = tomldoc.table(raw, "ingest", doc)
+    tomldoc.check_keys(ing, {"chunk_bytes", "max_line_bytes", "max_raw_bytes"}, doc, "ingest")
     ingest = IngestConfig(
         chunk_bytes=_positive_int(ing, "chunk_bytes", IngestConfig.chunk_bytes, doc, "ingest"),
         max_line_bytes=_positive_int(ing, "max_line_bytes", IngestConfig.max_line_bytes, doc, "ingest"),
@@ -192,7 +147,7 @@ def parse_config(path: Path, text: str) -> Config:
         rule_dirs=tuple(_resolve(base, d) for d in rule_dirs),
         ingest=ingest,
         alerts=parse_alerts(raw.get("alerts", {}), doc),
-        watch=parse_watch(_table(raw, "watch", doc), doc),
+        watch=parse_watch(tomldoc.table(raw, "watch", doc), doc),
         firewall=parse_firewall(raw, doc),
     )
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-
-class _Doc(Protocol):
-    def error(self, reason: str, table: str | None, key: str | None, index: int = 0) -> Exception: ...
+from fraudwatch.tomldoc import Document, check_keys
 
 
 @dataclass(frozen=True)
@@ -37,17 +35,15 @@ _KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", 
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
-def _number(section: dict[str, Any], key: str, default: float, doc: _Doc, lo: float, hi: float) -> float:
+def _number(section: dict[str, Any], key: str, default: float, doc: Document, lo: float, hi: float) -> float:
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise doc.error(f"'{key}' must be a number from {lo:g} to {hi:g}", "watch", key)
     return float(value)
 
 
-def parse_watch(section: dict[str, Any], doc: _Doc) -> WatchConfig:
-    for key in section:
-        if key not in _KEYS:
-            raise doc.error(f"unknown key '{key}' in [watch] (allowed: {', '.join(sorted(_KEYS))})", "watch", key)
+def parse_watch(section: dict[str, Any], doc: Document) -> WatchConfig:
+    check_keys(section, _KEYS, doc, "watch")
     d = WatchConfig()
     metrics = section.get("metrics", "")
     if not isinstance(metrics, str):

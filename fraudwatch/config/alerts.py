@@ -14,33 +14,14 @@ import os
 import re
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from fraudwatch.errors import ConfigError, Location
+from fraudwatch.tomldoc import Document, check_keys, duration, parse_duration
 
 SEVERITIES = ("warning", "critical")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-class _DocLike(Protocol):
-    def error(self, reason: str, table: str | None, key: str | None, index: int = 0) -> ConfigError: ...
-
-    def line_of(self, table: str | None, key: str | None, index: int = 0) -> int | None: ...
-
-    @property
-    def path(self) -> Any: ...
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from '30s', '5m', '2h', '7d' (or a positive number of seconds)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)) and float(m.group(1)) > 0:
-        return float(m.group(1)) * _UNIT[m.group(2)]
-    raise ValueError(f"'{value}' is not a duration (like 30s, 5m, 2h, 7d)")
 
 
 @dataclass(frozen=True)
@@ -147,23 +128,7 @@ _TOP_KEYS = {"channels", "routes", "realert", "quiet_hours", "timezone", "send_t
              "give_up_after", "keep_sent", "digest_top", "max_field"}
 
 
-def _keys(section: dict[str, Any], allowed: set[str], doc: _DocLike, table: str, index: int = 0) -> None:
-    for key in section:
-        if key not in allowed:
-            raise doc.error(f"unknown key '{key}' in [{table}] (allowed: {', '.join(sorted(allowed))})",
-                            table, key, index)
-
-
-def _duration(section: dict[str, Any], key: str, default: float, doc: _DocLike, table: str, index: int = 0) -> float:
-    if key not in section:
-        return default
-    try:
-        return parse_duration(section[key])
-    except ValueError as exc:
-        raise doc.error(f"'{key}': {exc}", table, key, index) from None
-
-
-def _str_list(section: dict[str, Any], key: str, doc: _DocLike, table: str, index: int) -> tuple[str, ...]:
+def _str_list(section: dict[str, Any], key: str, doc: Document, table: str, index: int) -> tuple[str, ...]:
     value = section.get(key, [])
     if isinstance(value, str):
         value = [value]
@@ -172,13 +137,13 @@ def _str_list(section: dict[str, Any], key: str, doc: _DocLike, table: str, inde
     return tuple(value)
 
 
-def _channels(raw: Any, doc: _DocLike) -> tuple[ChannelConfig, ...]:
+def _channels(raw: Any, doc: Document) -> tuple[ChannelConfig, ...]:
     table = "alerts.channels"
     if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
         raise doc.error("'channels' must be an array of tables ([[alerts.channels]])", "alerts", "channels")
     out: list[ChannelConfig] = []
     for i, ch in enumerate(raw):
-        _keys(ch, {"name", "url", "url_env"}, doc, table, i)
+        check_keys(ch, {"name", "url", "url_env"}, doc, table, i)
         name = ch.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise doc.error("every [[alerts.channels]] needs a 'name' (letters, digits, . _ -)", table, "name", i)
@@ -202,14 +167,14 @@ def _channels(raw: Any, doc: _DocLike) -> tuple[ChannelConfig, ...]:
     return tuple(out)
 
 
-def _routes(raw: Any, doc: _DocLike, channels: tuple[ChannelConfig, ...]) -> tuple[RouteConfig, ...]:
+def _routes(raw: Any, doc: Document, channels: tuple[ChannelConfig, ...]) -> tuple[RouteConfig, ...]:
     table = "alerts.routes"
     if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
         raise doc.error("'routes' must be an array of tables ([[alerts.routes]])", "alerts", "routes")
     names = {c.name for c in channels}
     out = []
     for i, r in enumerate(raw):
-        _keys(r, {"name", "channels", "severity", "rules", "tags", "digest"}, doc, table, i)
+        check_keys(r, {"name", "channels", "severity", "rules", "tags", "digest"}, doc, table, i)
         chans = _str_list(r, "channels", doc, table, i)
         if not chans:
             raise doc.error("every [[alerts.routes]] needs 'channels'", table, "channels", i)
@@ -221,7 +186,7 @@ def _routes(raw: Any, doc: _DocLike, channels: tuple[ChannelConfig, ...]) -> tup
         for s in sev:
             if s not in SEVERITIES:
                 raise doc.error(f"unknown severity '{s}' (warning or critical)", table, "severity", i)
-        digest = _duration(r, "digest", 0.0, doc, table, i) or None
+        digest = duration(r, "digest", 0.0, doc, table, i) or None
         name = r.get("name", f"route {i + 1}")
         if not isinstance(name, str):
             raise doc.error("'name' must be text", table, "name", i)
@@ -230,7 +195,7 @@ def _routes(raw: Any, doc: _DocLike, channels: tuple[ChannelConfig, ...]) -> tup
     return tuple(out)
 
 
-def _realert(raw: Any, doc: _DocLike) -> tuple[float, tuple[tuple[str, float], ...]]:
+def _realert(raw: Any, doc: Document) -> tuple[float, tuple[tuple[str, float], ...]]:
     if not isinstance(raw, dict):
         try:
             return parse_duration(raw), ()
@@ -250,12 +215,12 @@ def _realert(raw: Any, doc: _DocLike) -> tuple[float, tuple[tuple[str, float], .
     return default, tuple(rules)
 
 
-def _quiet(raw: Any, doc: _DocLike) -> QuietHours:
+def _quiet(raw: Any, doc: Document) -> QuietHours:
     table = "alerts.quiet_hours"
     if not isinstance(raw, dict):
         raise doc.error("'quiet_hours' must be a table with start and end ([alerts.quiet_hours])", "alerts",
                         "quiet_hours")
-    _keys(raw, {"start", "end"}, doc, table)
+    check_keys(raw, {"start", "end"}, doc, table)
     times = []
     for key in ("start", "end"):
         value = raw.get(key)
@@ -268,11 +233,11 @@ def _quiet(raw: Any, doc: _DocLike) -> QuietHours:
     return QuietHours(times[0], times[1])
 
 
-def parse_alerts(raw: Any, doc: _DocLike) -> AlertsConfig:
+def parse_alerts(raw: Any, doc: Document) -> AlertsConfig:
     """The `[alerts]` table (possibly absent: `{}`) as an AlertsConfig; errors name file:line."""
     if not isinstance(raw, dict):
         raise doc.error("'alerts' must be a table ([alerts])", None, "alerts")
-    _keys(raw, _TOP_KEYS, doc, "alerts")
+    check_keys(raw, _TOP_KEYS, doc, "alerts")
     channels = _channels(raw.get("channels", []), doc)
     routes = _routes(raw.get("routes", []), doc, channels)
     realert, realert_rules = _realert(raw.get("realert", AlertsConfig.realert), doc)
@@ -292,11 +257,11 @@ def parse_alerts(raw: Any, doc: _DocLike) -> AlertsConfig:
     cfg = AlertsConfig(
         channels=channels, routes=routes, realert=realert, realert_rules=realert_rules, quiet_hours=quiet,
         timezone=str(tz),
-        send_timeout=_duration(raw, "send_timeout", AlertsConfig.send_timeout, doc, "alerts"),
-        retry_min=_duration(raw, "retry_min", AlertsConfig.retry_min, doc, "alerts"),
-        retry_max=_duration(raw, "retry_max", AlertsConfig.retry_max, doc, "alerts"),
-        give_up_after=_duration(raw, "give_up_after", AlertsConfig.give_up_after, doc, "alerts"),
-        keep_sent=_duration(raw, "keep_sent", AlertsConfig.keep_sent, doc, "alerts"),
+        send_timeout=duration(raw, "send_timeout", AlertsConfig.send_timeout, doc, "alerts"),
+        retry_min=duration(raw, "retry_min", AlertsConfig.retry_min, doc, "alerts"),
+        retry_max=duration(raw, "retry_max", AlertsConfig.retry_max, doc, "alerts"),
+        give_up_after=duration(raw, "give_up_after", AlertsConfig.give_up_after, doc, "alerts"),
+        keep_sent=duration(raw, "keep_sent", AlertsConfig.keep_sent, doc, "alerts"),
         digest_top=ints["digest_top"], max_field=ints["max_field"],
         where=Location(doc.path, doc.line_of("alerts", None)) if raw else None,
     )
