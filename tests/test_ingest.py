@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fraudwatch import ingest_csv
 from fraudwatch.config import IngestConfig
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest import FileSummary, Ingestor
+from fraudwatch.ingest import csvfiles as ingest_csv
 from fraudwatch.store.db import Store
 from tests.conftest import Run
 

@@ -85,7 +85,7 @@ def test_small_batches_store_what_big_ones_do(tmp_path: Path, monkeypatch: pytes
     """Ingest parses batches of up to SMALL_PARSE lines in Python (LineParser.parse_batch_small) and bigger ones in
     DuckDB: the first hours of the sample day, with hostile lines added, read in 16 KB chunks (the small path) store
     the same rows and rejects as read by DuckDB alone."""
-    import fraudwatch.ingest as ingest_module
+    import fraudwatch.ingest.files as ingest_module
     from fraudwatch.config import IngestConfig
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.ingest import Ingestor

@@ -192,8 +192,8 @@ def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
     """The three days' CDRs as one export read in pieces of 200 rows: the CDR watermark (the newest start read,
     which bounds the stops to come) moves at every piece, and steps of 500 rows are scored as it passes them;
     the accounts file comes first for the credit rule."""
-    from fraudwatch import ingest_csv
     from fraudwatch.detect import alongside
+    from fraudwatch.ingest import csvfiles as ingest_csv
 
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 200)
     monkeypatch.setattr(alongside, "STEPS", dict.fromkeys(alongside.STEPS, 500))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -21,35 +20,13 @@ from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.engine import LineParser, Parsed, prepare_connection
 from fraudwatch.formats.registry import Format
+from fraudwatch.ingest.csvfiles import ingest_csv
+from fraudwatch.ingest.summary import FileSummary, Progress
+from fraudwatch.ingest.writer import BatchCounts, IdAllocator, write_bad_lines, write_parsed
 from fraudwatch.sources.lines import LineBatch, to_batch
 from fraudwatch.sources.reader import Chunk, Identity, identify, read_chunks
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
-from fraudwatch.store.writer import BatchCounts, IdAllocator, write_bad_lines, write_parsed
-
-Progress = Callable[[Path, int], None]  # (file, bytes consumed so far in this file)
-
-
-@dataclass
-class FileSummary:
-    path: Path
-    format: str | None
-    lines: int = 0
-    counts: BatchCounts = field(default_factory=BatchCounts)
-    pending_bytes: int = 0  # an unterminated last line left for later
-    end_offset: int = 0  # bytes of the file consumed once this call returned (the committed position)
-    more: bool = False  # stopped at `budget_bytes` with more to read
-    error: str | None = None
-
-    @property
-    def parsed(self) -> int:
-        return sum(self.counts.parsed.values())
-
-    def as_json(self) -> dict[str, object]:
-        return {"path": str(self.path), "format": self.format, "lines": self.lines, "parsed": self.parsed,
-                "parsed_by_type": dict(sorted(self.counts.parsed.items())), "ignored": self.counts.ignored,
-                "rejected": self.counts.rejected, "reject_reasons": dict(self.counts.reasons.most_common(5)),
-                "pending_bytes": self.pending_bytes, "error": self.error}
 
 
 def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
@@ -104,8 +81,6 @@ class Ingestor:
             fmt = self.format_for(path, format_name)
             summary.format = fmt.name
             if isinstance(fmt, CsvFormat):
-                from fraudwatch.ingest_csv import ingest_csv
-
                 ingest_csv(self, path, fmt, tz, summary)
             else:
                 self._ingest_lines(path, fmt, tz, summary, progress, budget_bytes, until)

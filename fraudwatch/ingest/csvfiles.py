@@ -11,28 +11,37 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fraudwatch.arrays import int64s
+from fraudwatch.config import IngestConfig
 from fraudwatch.errors import SourceError
 from fraudwatch.formats.compile import convert_expr, lit
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, header_columns
+from fraudwatch.ingest.summary import FileSummary
+from fraudwatch.ingest.writer import IdAllocator, write_bad_lines
 from fraudwatch.sources.reader import BadLine, Identity, identify, open_binary
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
-from fraudwatch.store.writer import write_bad_lines
 
-if TYPE_CHECKING:
-    from fraudwatch.ingest import FileSummary, Ingestor
+
+class IngestContext(Protocol):
+    """What a CSV ingest needs of the ingest that calls it (`fraudwatch.ingest.files.Ingestor`)."""
+
+    con: duckdb.DuckDBPyConnection
+    options: IngestConfig
+    ids: IdAllocator
+    on_commit: Callable[[str, str], None] | None
 
 _TIME_COLUMNS = ("start_time", "stop_time")
 
@@ -163,7 +172,7 @@ def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tup
     return table, invalid, enc
 
 
-def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: FileSummary) -> None:
+def ingest_csv(ing: IngestContext, path: Path, fmt: CsvFormat, tz: str, summary: FileSummary) -> None:
     """Rows after the stored position, in pieces of PIECE_ROWS lines, each committed with its
     rejects and the new position (memory stays bounded, and `ing.on_commit` sees rows as they are stored)."""
     ident = identify(path)
@@ -194,7 +203,7 @@ def ingest_csv(ing: Ingestor, path: Path, fmt: CsvFormat, tz: str, summary: File
 
 @dataclass(frozen=True)
 class _CsvFile:
-    ing: Ingestor
+    ing: IngestContext
     path: Path
     ident: Identity
     fmt: CsvFormat
@@ -242,7 +251,7 @@ class _CsvFile:
         return new_pos, line_no + total_rows
 
 
-def _store_rows(ing: Ingestor, fmt: CsvFormat, cols: list[str], source: str,
+def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str,
                 summary: FileSummary) -> tuple[int, int, int]:
     con = ing.con
     table = TABLES[fmt.table]

@@ -1,0 +1,131 @@
+"""Process-wide runtime tuning, in one home: context managers that set a setting and put it back on exit.
+
+Each setting belongs to a kind of process, not to a library call: a backfill, a scoring batch, the watcher, its
+sentry. So they are entered only where a process starts its job — a CLI handler, the watcher's `run`, a child
+process's body — and a test or another caller that runs the same code in its own process keeps its own settings.
+Why each value was chosen, and what it was measured to change, is in benchmarks/RESULTS.md ("Runtime tuning").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+# The collector for a batch that scores events: millions of short-lived acyclic containers (matches, evidence,
+# rows) beside long-lived rules and alerts. Young collections 70 times less often; what exists at start frozen.
+BATCH_GC_THRESHOLDS = (50_000, 20, 100)
+# glibc's mallopt parameters (malloc.h) and the backfill's values: blocks up to 128 MiB from the heap, up to
+# 512 MiB of free heap kept, so the same pages serve every chunk instead of being mapped and zeroed anew.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+BACKFILL_MMAP_THRESHOLD = 128 << 20
+BACKFILL_TRIM_THRESHOLD = 512 << 20
+# glibc's documented defaults (mallopt(3)), restored on exit. Setting either turns glibc's dynamic mmap threshold
+# off for good; a process that leaves a backfill is about to end, so that is of no consequence.
+GLIBC_MMAP_THRESHOLD = 128 << 10
+GLIBC_TRIM_THRESHOLD = 128 << 10
+
+
+@contextlib.contextmanager
+def gc_for_batch() -> Iterator[None]:
+    """A scoring batch's collector: what exists now frozen out of collections, young ones far less often."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*BATCH_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def gc_rare_full_collections() -> Iterator[None]:
+    """A long-running loop whose state holds no cycles (the sentry's gates): what exists now frozen, and full
+    collections left to the loop, which calls `gc.collect()` between ticks when it chooses."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*thresholds[:2], 1 << 30)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def gc_paused(pause: bool = True) -> Iterator[None]:
+    """No cyclic collection during one bulk operation of many acyclic objects (reference counting still frees);
+    the collector is enabled again after it only if it was enabled before."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's `mallopt`, or None on another C library or system."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+@contextlib.contextmanager
+def malloc_for_backfill() -> Iterator[bool]:
+    """Large freed blocks kept for reuse during a backfill. Yields whether glibc took the settings (False where
+    there is no glibc `mallopt`, which changes nothing)."""
+    mallopt = _mallopt()
+    applied = mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, BACKFILL_MMAP_THRESHOLD)) \
+        and bool(mallopt(M_TRIM_THRESHOLD, BACKFILL_TRIM_THRESHOLD))
+    try:
+        yield applied
+    finally:
+        if mallopt is not None and applied:
+            mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
+            mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """The interpreter's thread switch interval (how long a thread holding the GIL runs before another may)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables for the processes started inside the block (a child's thread counts, read by its
+    libraries at import), then as they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def freeze_before_exit() -> None:
+    """Keep the interpreter's collections at exit from walking every object the command made. Only for a process
+    about to end: nothing unfreezes it."""
+    gc.freeze()

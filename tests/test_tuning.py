@@ -1,0 +1,101 @@
+"""Runtime tuning (fraudwatch.tuning): each setting does what it is for, and is put back when its block ends."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fraudwatch import tuning
+
+# Allocate and free a 64 MB block (above glibc's largest default mmap threshold, 32 MB), then count the page
+# faults of a second allocation of the same size, written through: inside the backfill's settings, outside
+# them, and after leaving them.
+PROBE = """
+import contextlib, resource, sys
+from fraudwatch.tuning import malloc_for_backfill
+
+def faults():
+    block = bytearray(64 << 20); block[::4096] = b"x" * len(block[::4096]); del block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = bytearray(64 << 20); block[::4096] = b"x" * len(block[::4096])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+mode = sys.argv[1]
+if mode == "default":
+    print(False, faults())
+elif mode == "tuned":
+    with malloc_for_backfill() as applied:
+        print(applied, faults())
+else:
+    with malloc_for_backfill() as applied:
+        pass
+    print(applied, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_freed_large_block_is_reused_without_faulting_its_pages_again() -> None:
+    faults = {}
+    for mode in ("default", "tuned", "after"):
+        run = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=60,
+                             check=True)
+        tuned, n = run.stdout.split()
+        faults[mode] = (tuned, int(n))
+    pages = (64 << 20) // 4096
+    assert faults["default"][0] == "False" and faults["default"][1] >= pages  # mapped afresh: every page faults
+    assert faults["tuned"][0] == "True" and faults["tuned"][1] < pages // 10  # the heap's pages, reused
+    assert faults["after"][0] == "True" and faults["after"][1] >= pages  # glibc's defaults again
+
+
+def test_batch_gc_is_restored_after_the_batch() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with tuning.gc_for_batch():
+        assert gc.get_threshold() == tuning.BATCH_GC_THRESHOLDS
+        assert gc.get_freeze_count() >= frozen
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+
+
+def test_rare_full_collections_are_restored() -> None:
+    before = gc.get_threshold()
+    with tuning.gc_rare_full_collections():
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] == 1 << 30
+    assert gc.get_threshold() == before
+
+
+def test_gc_pause_enables_again_only_what_was_enabled() -> None:
+    assert gc.isenabled()
+    with tuning.gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with tuning.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with tuning.gc_paused(False):
+        assert gc.isenabled()
+
+
+def test_switch_interval_and_environment_are_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sys.getswitchinterval()
+    with tuning.switch_interval(0.001):
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    assert sys.getswitchinterval() == before
+    monkeypatch.setenv("FW_TUNING_SET", "kept")
+    monkeypatch.delenv("FW_TUNING_UNSET", raising=False)
+    with tuning.environment(FW_TUNING_SET="1", FW_TUNING_UNSET="2"):
+        assert os.environ["FW_TUNING_SET"] == "1" and os.environ["FW_TUNING_UNSET"] == "2"
+    assert os.environ["FW_TUNING_SET"] == "kept" and "FW_TUNING_UNSET" not in os.environ
+
+
+def test_the_settings_are_restored_when_the_block_fails() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), tuning.gc_for_batch():
+        raise RuntimeError("scoring failed")
+    assert gc.get_threshold() == before
