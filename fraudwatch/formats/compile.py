@@ -126,10 +126,6 @@ class CompiledFormat:
         ks = sorted({k for k in present if 0 <= k < len(self.captured)}) or [0]
         return "\nUNION ALL\n".join(self.captured[k] for k in ks)
 
-    @property
-    def convert_sql(self) -> str:
-        return "\nUNION ALL\n".join(self.branches)
-
     def convert_sql_for(self, present: Iterable[int]) -> str:
         """The conversion of only the variants a batch has: binding the SQL (RE2 compiles every pattern in it)
         is a fixed cost per batch that dominates small batches, so a trickle of one line kind pays for one."""

@@ -1,7 +1,7 @@
 """Typing captured fields without DuckDB, for small batches (ingest's and the sentry's): the rows the ingest SQL
 would give, for the values whose reading is beyond doubt, and the rest left to that SQL.
 
-`convert_sql` costs DuckDB some 25 ms per batch whatever its size (binding and planning a few hundred
+The conversion SQL costs DuckDB some 25 ms per batch whatever its size (binding and planning a few hundred
 expressions), which a tick of a few hundred lines cannot afford. Here (column by column, in polars and Arrow) a
 row is typed only when every one of its values has a shape whose SQL reading is certain: a timestamp that fully
 matches the strict shape of the pattern's *first* time format (4-digit year, 2-digit fields, a fraction of the

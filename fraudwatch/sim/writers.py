@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fraudwatch.sim import labels
 from fraudwatch.sim.billing import Balance
+from fraudwatch.sim.model import TRUSTED_NETWORK
 from fraudwatch.sim.sink import Cdr, Incident, Sink
 
 CDR_COLUMNS = (
@@ -22,7 +23,7 @@ FIRST_FLOWNO = 1_000_001
 STAT_EVERY_MS = 300_000
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-TOML = """\
+TOML = f"""\
 # fraudwatch configuration for this simulated VOS3000 folder (written by fraudwatch.sim).
 [store]
 path = "fraudwatch.duckdb"
@@ -48,7 +49,7 @@ path = "customers.csv"
 format = "vos3000-customers"
 
 [trusted]
-networks = ["203.0.113.0/25"]   # the simulated carrier peers
+networks = ["{TRUSTED_NETWORK}"]   # the simulated carrier peers
 accounts = []
 """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from types import TracebackType
 
 import duckdb
 
@@ -92,5 +91,5 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
