@@ -1,7 +1,8 @@
 """Arrow arrays built from their buffers, for the ingest's hot paths.
 
 `pa.array` would build the same arrays, but its first call imports pandas (to check whether it was handed a pandas
-object): 0.35-0.45 s of one core, spent on the way to the first chunk, by an ingest that never uses pandas.
+object): a cost paid on the way to the first chunk by an ingest that never uses pandas (figures:
+benchmarks/RESULTS.md, "Arrow arrays built from buffers").
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def int64s(values: np.ndarray) -> pa.Array:
 
 def strings(values: Sequence[str | None]) -> pa.Array:
     """Python strings (or None) as an Arrow string array (32-bit offsets: under 2 GiB of text, as DuckDB's
-    vectors of a few thousand values are). About 0.2 µs a value more than `pa.array`."""
+    vectors of a few thousand values are). A little slower a value than `pa.array` (figures: benchmarks/RESULTS.md,
+    "Arrow arrays built from buffers")."""
     encoded = [b"" if v is None else v.encode() for v in values]
     offsets = np.zeros(len(encoded) + 1, np.int32)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])

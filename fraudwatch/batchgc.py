@@ -2,11 +2,11 @@
 scoring process.
 
 Scoring allocates millions of short-lived containers (matches, evidence lists, rows as Python values) while the
-alerts and the rules' state live long. With CPython's default thresholds a flood replay (2M lines,
-benchmarks/detect_bench.py) ran some 760 collections, 6 of them over the whole heap: 1.1-1.3 s of its 14 s.
-Freezing what exists at start (modules, rules) and collecting 70 times less often took that to 0.05 s, for
-20-35 MiB more at the peak: reference counting frees everything but cycles, and the scoring makes none that
-matter.
+alerts and the rules' state live long. With CPython's default thresholds a flood replay spends a noticeable
+share of its time in collections, some over the whole heap. Freezing what exists at start (modules, rules) and
+collecting 70 times less often takes nearly all of that away, for a little more memory at the peak: reference
+counting frees everything but cycles, and the scoring makes none that matter (figures: benchmarks/RESULTS.md,
+"Runtime tuning: scoring GC").
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ Arrow's buffers. By default glibc serves a block above its mmap threshold (which
 its heap; the next chunk then faults every page in again, each zeroed by the kernel. With blocks up to
 MMAP_THRESHOLD taken from the heap and up to TRIM_THRESHOLD of free heap kept, the same pages serve every chunk.
 
-Measured on benchmarks/ingest_bench.py's inputs, alternated runs: the 2M-line flood 17.7-19.8 -> 15.4-17.2 s
-(page faults 430-462k -> 217-257k, system time 2.0-2.5 -> 1.1-1.5 s); 1M CDRs 6.2-6.7 -> 5.6-6.3 s. Peak RSS
-50-140 MB higher. So for backfills only: the watcher runs for months and must give memory back after a flood.
+Backfills are faster (fewer page faults, less system time), and their peak RSS higher (figures:
+benchmarks/RESULTS.md, "Runtime tuning: backfill malloc"). So for backfills only: the watcher runs for months and
+must give memory back after a flood.
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def canonical_ip(text: str) -> str | None:
 def canonical_ip_array(values: pa.Array) -> pa.Array:
     """`canonical_ip` over an Arrow array, for DuckDB's `fw_ip` function. DuckDB calls it per vector (a few
     hundred values: the lines whose address is not plain IPv4), so a list through `canonical_ip`'s cache is
-    cheaper than Arrow's unique, index and take: 90 (140 with `strings`, which keeps pandas out) against 200 µs
-    a call of 250 IPv6 addresses."""
+    cheaper than Arrow's unique, index and take, even with `strings` (which keeps pandas out) building the result
+    (figures: benchmarks/RESULTS.md, "`fw_ip` through `canonical_ip`'s cache")."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return strings([None if v is None else canonical_ip(v) for v in values.to_pylist()])

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterator
 
 # The collector for a batch that scores events: millions of short-lived acyclic containers (matches, evidence,
 # rows) beside long-lived rules and alerts. Young collections 70 times less often; what exists at start frozen.
+# Collection time saved for a little more memory at the peak (figures: benchmarks/RESULTS.md, "Runtime tuning:
+# scoring GC").
 BATCH_GC_THRESHOLDS = (50_000, 20, 100)
 # glibc's mallopt parameters (malloc.h) and the backfill's values: blocks up to 128 MiB from the heap, up to
-# 512 MiB of free heap kept, so the same pages serve every chunk instead of being mapped and zeroed anew.
+# 512 MiB of free heap kept, so the same pages serve every chunk instead of being mapped and zeroed anew: faster,
+# for a higher peak (figures: benchmarks/RESULTS.md, "Runtime tuning: backfill malloc").
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 BACKFILL_MMAP_THRESHOLD = 128 << 20

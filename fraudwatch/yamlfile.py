@@ -31,8 +31,8 @@ class Lines:
         return Location(self.path, self.of_node.get(id(container)))
 
 
-# libyaml's parser when PyYAML has it (it keeps the same marks): the shipped formats and rules load in a quarter
-# of the time, and every command loads them at start-up (0.25 s of `fraudwatch ingest`'s 2 s before the first line)
+# libyaml's parser when PyYAML has it (it keeps the same marks): the shipped formats and rules load much faster,
+# and every command loads them at start-up (figures: benchmarks/RESULTS.md, "YAML read by libyaml").
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -38,9 +38,9 @@ class SourceConfig:
 @dataclass(frozen=True)
 class IngestConfig:
     # Bytes of log read, parsed and committed at once. DuckDB writes a transaction's rows straight into the store
-    # file only by whole row groups (122,880 rows); below that they go through the write-ahead log, which cost
-    # the 2M-line flood backfill 6 s of 21 in commits at 16 MB (about 114k rows a chunk). 32 MB: 18.9 against
-    # 22.8 s (benchmarks/ingest_bench.py's flood), peak RSS 643 against 542 MiB.
+    # file only by whole row groups (122,880 rows); below that they go through the write-ahead log. 32 MB fills
+    # row groups and skips the log: faster commits for a higher peak RSS (figures: benchmarks/RESULTS.md, "Ingest
+    # chunk size (32 MB)").
     chunk_bytes: int = 32 << 20
     max_line_bytes: int = 64 << 10
     max_raw_bytes: int = 4096

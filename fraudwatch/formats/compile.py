@@ -59,8 +59,8 @@ def lit(value: object) -> str:
 
 def ip_expr(raw: str) -> str:
     """Canonical IP text or NULL: IPv4, and IPv6 already in canonical form, checked in SQL; anything else through
-    the `fw_ip` function, a Python call per vector that holds the GIL (a flood's 495k IPv6 lines cost 0.75 s
-    of it, in 1,962 calls, with the parse's threads waiting their turn)."""
+    the `fw_ip` function, a Python call per vector that holds the GIL while the parse's threads wait their turn
+    (figures: benchmarks/RESULTS.md, "Canonical IPv6 checked in SQL before `fw_ip`")."""
     return (f"CASE WHEN regexp_full_match({raw}, {lit(IPV4)}) OR (regexp_full_match({raw}, {lit(IPV6_AS_PRINTED)}) "
             f"AND NOT starts_with({raw}, '::ffff:')) THEN {raw} ELSE fw_ip({raw}) END")
 

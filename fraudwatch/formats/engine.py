@@ -49,8 +49,8 @@ class Parsed:
 
 
 # Idioms a backtracking engine (Python's re) runs far slower than RE2, and their unrolled form (Friedl): the same
-# strings, matched without a choice per character. The quoted-value body of the VOS3000 formats halves the cost
-# of `LineParser.capture` unrolled (benchmarks/ban_latency.py's flood lines: 9-11 -> 5.4-5.7 us a line).
+# strings, matched without a choice per character. Unrolled, the quoted-value body of the VOS3000 formats makes
+# `LineParser.capture` much cheaper (figures: benchmarks/RESULTS.md, "Quoted values unrolled for Python's re").
 _UNROLLED = {r'(?:[^"\\]|\\.)*': r'[^"\\]*(?:\\.[^"\\]*)*', r"(?:[^'\\]|\\.)*": r"[^'\\]*(?:\\.[^'\\]*)*"}
 
 
@@ -128,8 +128,9 @@ class LineParser:
         con.register("cls", cls)
         present = pc.unique(k).to_pylist()
         # `conv` as one record batch: DuckDB hands it over in one batch per thread and variant (some 30k rows),
-        # and its order-preserving insert copies small batches once more to fill row groups. Combined, a flood
-        # chunk's insert, the ingest's one single-threaded stage, took 0.51 instead of 0.67 CPU-s, the copy included
+        # and its order-preserving insert copies small batches once more to fill row groups. Combining them here
+        # costs less than that copy in the insert, the ingest's one single-threaded stage (figures:
+        # benchmarks/RESULTS.md, "Parsed rows inserted from one record batch").
         conv = con.sql(self.compiled.convert_sql_for(v for v in present if v is not None)).to_arrow_table() \
             .combine_chunks()
         parsed = Parsed(cls, conv)
@@ -138,9 +139,10 @@ class LineParser:
 
     def capture(self, lines: Sequence[str], offsets: Sequence[int]) -> pa.Table:
         """Classification and capture in Python, for batches too small to pay DuckDB's fixed cost of compiling
-        every pattern (about 50 ms a batch): the first variant that fully matches, as `classify_sql` picks it,
-        and its groups ('' for a group that took no part, as regexp_extract gives them). `caps(idx, off, k, m)`
-        holds the matched lines only (ignored and unmatched lines are left out); `convert_captured` types them.
+        every pattern (figures: benchmarks/RESULTS.md, "Small batches parsed without DuckDB"): the first variant
+        that fully matches, as `classify_sql` picks it, and its groups ('' for a group that took no part, as
+        regexp_extract gives them). `caps(idx, off, k, m)` holds the matched lines only (ignored and unmatched
+        lines are left out); `convert_captured` types them.
 
         The patterns are RE2 syntax that Python's `re` reads the same (named groups, classes, lazy repeats;
         RE2 refuses backreferences and lookaround, so formats have none); `re.ASCII` keeps \\d, \\w and \\s

@@ -1,15 +1,15 @@
 """Typing captured fields without DuckDB, for small batches (ingest's and the sentry's): the rows the ingest SQL
 would give, for the values whose reading is beyond doubt, and the rest left to that SQL.
 
-The conversion SQL costs DuckDB some 25 ms per batch whatever its size (binding and planning a few hundred
-expressions), which a tick of a few hundred lines cannot afford. Here (column by column, in polars and Arrow) a
-row is typed only when every one of its values has a shape whose SQL reading is certain: a timestamp that fully
-matches the strict shape of the pattern's *first* time format (4-digit year, 2-digit fields, a fraction of the
-length the code takes) in a zone where the local time is unambiguous; integers of plain ASCII digits; addresses
-through `canonical_ip`, the function behind the SQL's `fw_ip` (its IPv4 check before it only spares calls
-that would return the text unchanged); text as captured. Anything
-else — another time format, a zone in the format, an inferred year, a derived column, a sign, a space, a
-non-ASCII digit — sends the row to the SQL, so the two paths cannot disagree on it.
+The conversion SQL costs DuckDB a fixed time per batch whatever its size (binding and planning a few hundred
+expressions), which a tick of a few hundred lines cannot afford (figures: benchmarks/RESULTS.md, "Small batches
+typed without DuckDB"). Here (column by column, in polars and Arrow) a row is typed only when every one of its
+values has a shape whose SQL reading is certain: a timestamp that fully matches the strict shape of the pattern's
+*first* time format (4-digit year, 2-digit fields, a fraction of the length the code takes) in a zone where the
+local time is unambiguous; integers of plain ASCII digits; addresses through `canonical_ip`, the function behind
+the SQL's `fw_ip` (its IPv4 check before it only spares calls that would return the text unchanged); text as
+captured. Anything else — another time format, a zone in the format, an inferred year, a derived column, a sign, a
+space, a non-ASCII digit — sends the row to the SQL, so the two paths cannot disagree on it.
 tests/formats/test_capture.py holds them to the same rows on every known line.
 """
 

@@ -48,8 +48,9 @@ def _check_re2(fmt: LineFormat) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _re2_connection() -> tuple[duckdb.DuckDBPyConnection, threading.Lock]:
-    """An in-memory DuckDB for compiling regexes, opened once (one per format file cost 50 ms each), and the lock
-    that keeps it to one thread at a time."""
+    """An in-memory DuckDB for compiling regexes, and the lock that keeps it to one thread at a time. Opened once:
+    a connection per format file added to every command's start-up (figures: benchmarks/RESULTS.md, "One DuckDB
+    connection for the RE2 checks")."""
     return duckdb.connect(), threading.Lock()
 
 

@@ -86,10 +86,8 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
 
 # Rows a CSV piece holds: whole row groups of DuckDB's (122,880 rows), inserted in file order (`_store_rows`). Rows
 # inserted in one transaction go straight into the store file by whole row groups; part-filled groups are rewritten
-# by the next checkpoint. On 1M e_cdr rows (benchmarks/ingest_bench.py's), pieces of 250,000 rows, inserted as the
-# parallel scan gave them, left 1.1-2.6 s of that rewriting to the checkpoint at close, and a store of 46 MB; pieces
-# of two whole groups in file order left 0.06 s, and 26 MB. Pieces of 110k rows took 9.6 s in all, one piece of all
-# rows 6.6-7.0 s but 1 GB of memory.
+# by the next checkpoint, which then takes longer and leaves a bigger store. Smaller pieces are slower in all, one
+# piece of all rows takes far more memory (figures: benchmarks/RESULTS.md, "CSV pieces of two row groups").
 ROW_GROUP = 122_880
 PIECE_ROWS = 2 * ROW_GROUP
 PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 546-byte rows on average by default
@@ -165,8 +163,8 @@ def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tup
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
     # Whitespace around a value is not part of it. Trimmed here, by Arrow, once a column: DuckDB's trim() in the
-    # conversion took 60% of its time (1M e_cdr rows: 2.4 of 4.7 CPU-s), and it left tabs in place. Column by
-    # column, each untrimmed one freed as its trimmed one comes.
+    # conversion took most of its time, and it left tabs in place (figures: benchmarks/RESULTS.md, "CSV values
+    # trimmed by Arrow"). Column by column, each untrimmed one freed as its trimmed one comes.
     for i, name in enumerate(table.column_names):
         table = table.set_column(i, name, pc.utf8_trim_whitespace(table.column(i)))
     return table, invalid, enc
@@ -267,8 +265,9 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
         base = ing.ids.take("rejects", rejected)
         con.execute("INSERT INTO rejects SELECT ? + row_number() OVER () - 1, ?, ?, row, NULL, ?, bad, "
                     f"concat_ws(',', {col_list}), NULL FROM csvconv WHERE bad <> ''", [base, now, source, fmt.name])
-    # A key twice in the piece (an export repeating a row): its first row only. Checked first: the window that
-    # keeps first rows cost 0.05-0.2 CPU-s a piece of 245,760 e_cdr rows, the check 0.02 s.
+    # A key twice in the piece (an export repeating a row): its first row only. Checked first: the check is far
+    # cheaper than the window that keeps first rows (figures: benchmarks/RESULTS.md, "CSV repeated keys checked
+    # before deduplicating").
     good_rows, repeats = con.execute(
         f"SELECT count(*), count(*) - count(DISTINCT {key}) FROM csvconv WHERE bad = ''").fetchall()[0]
     good = "SELECT * FROM csvconv WHERE bad = ''"

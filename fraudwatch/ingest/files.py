@@ -49,9 +49,9 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 # Batches of at most this many lines are parsed by `LineParser.parse_batch_small` (Python's re and polars, the
-# same rows): DuckDB's parse costs about 60 ms a batch whatever its size (RE2 compiling every pattern, planning the
-# conversion), which is most of a quiet watcher's pass. Measured on the flood lines: 20 lines 60 -> 15 ms, 1000
-# lines 73 -> 29 ms, 2000 lines 77 -> 51 ms; from about 5000 lines DuckDB is cheaper, and it releases the GIL.
+# same rows): DuckDB's parse has a fixed cost a batch whatever its size (RE2 compiling every pattern, planning the
+# conversion), which is most of a quiet watcher's pass. Past a few thousand lines DuckDB is cheaper, and it releases
+# the GIL (figures: benchmarks/RESULTS.md, "Small batches parsed without DuckDB").
 SMALL_PARSE = 2000
 
 
@@ -109,7 +109,8 @@ class Ingestor:
                       progress: Progress | None, budget_bytes: int | None = None,
                       until: int | None = None) -> None:
         # Sequential on purpose: parsing the next chunk on a second connection while this one commits was
-        # measured slower (28.9 s against 17.9 s for 2M lines): DuckDB needs the GIL to scan Arrow tables.
+        # measured slower, since DuckDB needs the GIL to scan Arrow tables (figures: benchmarks/RESULTS.md,
+        # "Backfill chunks parsed and committed in turn").
         assert not isinstance(fmt, CsvFormat)
         ident = identify(path)
         if ident is None:
