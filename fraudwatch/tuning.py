@@ -33,31 +33,38 @@ GLIBC_MMAP_THRESHOLD = 128 << 10
 GLIBC_TRIM_THRESHOLD = 128 << 10
 
 
+def _unfreeze_unless(frozen_before: int) -> None:
+    """Give the collector back what a block froze. CPython unfreezes all or nothing, so a caller that had frozen
+    objects of its own before keeps them frozen, and the block's with them."""
+    if not frozen_before:
+        gc.unfreeze()
+
+
 @contextlib.contextmanager
 def gc_for_batch() -> Iterator[None]:
     """A scoring batch's collector: what exists now frozen out of collections, young ones far less often."""
-    thresholds = gc.get_threshold()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     gc.freeze()
     gc.set_threshold(*BATCH_GC_THRESHOLDS)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _unfreeze_unless(frozen)
 
 
 @contextlib.contextmanager
 def gc_rare_full_collections() -> Iterator[None]:
     """A long-running loop whose state holds no cycles (the sentry's gates): what exists now frozen, and full
     collections left to the loop, which calls `gc.collect()` between ticks when it chooses."""
-    thresholds = gc.get_threshold()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     gc.freeze()
     gc.set_threshold(*thresholds[:2], 1 << 30)
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _unfreeze_unless(frozen)
 
 
 @contextlib.contextmanager

@@ -52,18 +52,31 @@ def test_a_freed_large_block_is_reused_without_faulting_its_pages_again() -> Non
 
 
 def test_batch_gc_is_restored_after_the_batch() -> None:
-    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc.unfreeze()  # from a process that froze nothing (an earlier test's command may have)
+    before = gc.get_threshold()
     with tuning.gc_for_batch():
         assert gc.get_threshold() == tuning.BATCH_GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_what_the_caller_froze_stays_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with tuning.gc_for_batch():
+            pass
         assert gc.get_freeze_count() >= frozen
-    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_rare_full_collections_are_restored() -> None:
+    gc.unfreeze()
     before = gc.get_threshold()
     with tuning.gc_rare_full_collections():
         assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] == 1 << 30
-    assert gc.get_threshold() == before
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_gc_pause_enables_again_only_what_was_enabled() -> None:
