@@ -616,7 +616,7 @@ class Watcher:
 
     def handle(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         """Control operations, run on the writer's thread."""
-        from fraudwatch.watch.control import run_op
+        from fraudwatch.watch.ops import run_op
 
         assert self.store is not None
         return run_op(self, op, args)
