@@ -2,24 +2,31 @@
 store, reconciled with the kernel, and never applied to an allowlisted address. See docs/enforcement.md.
 
 The names below are loaded when first used (PEP 562): the config reads `fraudwatch.enforce.config` at every
-command's start, and importing the enforcer with it (its store, backends and polars) cost 0.3 s of each one."""
+command's start, and importing the enforcer with it (its store, backends and polars) cost 0.3 s of each one.
+No module of the package imports this one for a name: they import each other's modules directly.
+"""
 
 import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from fraudwatch.enforce.backend import Backend, FirewallError, SetFullError
-    from fraudwatch.enforce.config import FirewallConfig, parse_duration
-    from fraudwatch.enforce.enforcer import Enforcer
-    from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport
+if TYPE_CHECKING:  # for the type checker; at run time `__getattr__` loads each from its module in _HOME
+    from fraudwatch.enforce.backends.base import Backend as Backend
+    from fraudwatch.enforce.backends.base import FirewallError as FirewallError
+    from fraudwatch.enforce.backends.base import SetFullError as SetFullError
+    from fraudwatch.enforce.config import FirewallConfig as FirewallConfig
+    from fraudwatch.enforce.config import parse_duration as parse_duration
+    from fraudwatch.enforce.enforcer import Enforcer as Enforcer
+    from fraudwatch.enforce.results import BanRefused as BanRefused
+    from fraudwatch.enforce.results import NotBanned as NotBanned
+    from fraudwatch.enforce.results import ReconcileReport as ReconcileReport
 
-_HOME = {"Backend": "backend", "FirewallError": "backend", "SetFullError": "backend", "FirewallConfig": "config",
-         "parse_duration": "config", "Enforcer": "enforcer", "BanRefused": "results", "NotBanned": "results",
-         "ReconcileReport": "results"}
-__all__ = ["Backend", "BanRefused", "Enforcer", "FirewallConfig", "FirewallError", "NotBanned", "ReconcileReport",
-           "SetFullError", "parse_duration"]
-
+_HOME = {  # public name -> its module under fraudwatch.enforce
+    "Backend": "backends.base", "FirewallError": "backends.base", "SetFullError": "backends.base",
+    "FirewallConfig": "config", "parse_duration": "config",
+    "Enforcer": "enforcer",
+    "BanRefused": "results", "NotBanned": "results", "ReconcileReport": "results",
+}
 
 def __getattr__(name: str) -> Any:
     if name not in _HOME:

@@ -22,7 +22,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, host_addresses, make_backend
+from fraudwatch.enforce.backends import make_backend
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError
+from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target
 
 if TYPE_CHECKING:

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
 
-from fraudwatch.enforce import state
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, SetFullError, host_addresses, make_backend
+import fraudwatch.enforce.state as state
+from fraudwatch.enforce.backends import make_backend
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, SetFullError
 from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.early import kernel_target
+from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, no_gc, span, when
 from fraudwatch.enforce.state import Ban

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fraudwatch.enforce import state
+import fraudwatch.enforce.state as state
 from fraudwatch.enforce.enforcer import Enforcer
 from fraudwatch.errors import FraudwatchError
 

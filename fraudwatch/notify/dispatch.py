@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from fraudwatch.notify import store
+import fraudwatch.notify.store as store
 from fraudwatch.notify.channels import Channel, open_channel, send
 from fraudwatch.notify.config import AlertsConfig
 from fraudwatch.notify.notifier import Clock, Notifier, utcnow

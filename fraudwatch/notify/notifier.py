@@ -25,8 +25,8 @@ from typing import Any
 
 import duckdb
 
+import fraudwatch.notify.store as store
 from fraudwatch.detect.decide import SEVERITY_RANK, Alert
-from fraudwatch.notify import store
 from fraudwatch.notify.channels import Channel, open_channel
 from fraudwatch.notify.config import AlertsConfig, RouteConfig
 from fraudwatch.notify.messages import alert_doc, digest_doc, facts, value_label

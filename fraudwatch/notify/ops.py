@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 
+import fraudwatch.notify.store as store
 from fraudwatch.errors import UsageError
-from fraudwatch.notify import store
 
 SILENCE, UNSILENCE, RETRY = "alerts.silence", "alerts.unsilence", "alerts.outbox-retry"
 NAMES = (SILENCE, UNSILENCE, RETRY)

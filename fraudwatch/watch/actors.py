@@ -20,7 +20,7 @@ log = logging.getLogger("fraudwatch.watch")
 
 
 def build_actors(w: Watcher) -> None:
-    from fraudwatch.enforce.backend import make_backend
+    from fraudwatch.enforce.backends import make_backend
     from fraudwatch.enforce.enforcer import Enforcer
     from fraudwatch.notify.dispatch import start_notifier
 
@@ -28,7 +28,7 @@ def build_actors(w: Watcher) -> None:
     w.enforcer = w.notifier = None
     try:
         # a cursor of its own: the early-ban thread calls it while the acting thread saves alerts; element
-        # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.nft)
+        # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.backends.nft)
         enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks,
                             backend=make_backend(w.cfg.firewall, in_process=True))
         report = enforcer.start(dt.datetime.now(dt.UTC))

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, Runner, first_error
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, Runner, first_error
 from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 

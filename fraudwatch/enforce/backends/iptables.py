@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from fraudwatch.enforce.backend import Backend, Entry, Runner
+from fraudwatch.enforce.backends.base import Backend, Entry, Runner
 from fraudwatch.enforce.config import FirewallConfig
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 
