@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
+    from fraudwatch.watch.base import WatcherBase as Watcher
 
 log = logging.getLogger("fraudwatch.watch")
 

@@ -30,7 +30,7 @@ from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.jsontext import jsonable
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
+    from fraudwatch.watch.base import WatcherBase as Watcher
 
 MAX_ROWS = 100_000
 MAX_REQUEST = 1 << 20

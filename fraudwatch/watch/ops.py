@@ -17,7 +17,7 @@ from fraudwatch.errors import UsageError
 from fraudwatch.notify import ops as alerts
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
+    from fraudwatch.watch.base import WatcherBase as Watcher
 
 OpFn = Callable[["Watcher", dict[str, Any]], dict[str, Any]]
 
