@@ -35,8 +35,8 @@ log = logging.getLogger("fraudwatch.watch")
 
 
 def kernel_target(decision: Decision, ipv6_prefix: int) -> Target | None:
-    """The target the enforcer bans for an early decision (None: not an address), as `Enforcer._on_alerts`
-    reads its key."""
+    """The target the enforcer bans for an early decision (None: not an address), as the enforcer's planning
+    (`fraudwatch.enforce.planning.plan_alerts`) reads its key."""
     if decision.action != "ban_ip" or decision.key_type != "ip":
         return None
     try:

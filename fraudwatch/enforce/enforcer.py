@@ -104,7 +104,7 @@ class Enforcer:
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
         """Ban the keys of early decisions (`fraudwatch.detect.early`) at once, as their rules' alerts would; what
-        was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`).
+        was done, per decision. The alert comes later from the rules and finds its ban (see `planning.plan_alerts`).
         The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
         with self.lock, no_gc(len(decisions) > BULK):
             # what the sentry put in the kernel itself (fraudwatch.enforce.early) is there: a ban renews it
