@@ -22,7 +22,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, host_addresses, make_backend
+from fraudwatch.enforce.backends import make_backend
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError
+from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target
 
 if TYPE_CHECKING:
@@ -33,8 +35,8 @@ log = logging.getLogger("fraudwatch.watch")
 
 
 def kernel_target(decision: Decision, ipv6_prefix: int) -> Target | None:
-    """The target the enforcer bans for an early decision (None: not an address), as `Enforcer._on_alerts`
-    reads its key."""
+    """The target the enforcer bans for an early decision (None: not an address), as the enforcer's planning
+    (`fraudwatch.enforce.planning.plan_alerts`) reads its key."""
     if decision.action != "ban_ip" or decision.key_type != "ip":
         return None
     try:

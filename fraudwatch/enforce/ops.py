@@ -1,5 +1,5 @@
 """The `fraudwatch bans` operations, run either on the store directly (no watcher) or by the running watcher on
-its enforcer, over its control socket (`fraudwatch.watch.control`). Importing this module registers them.
+its enforcer, over its control socket (the watcher's table of operations, `fraudwatch.watch.ops`, calls `apply`).
 
 Each operation returns a JSON-able dict: {"ok": true, ...} or {"ok": false, "error": ..., "exit_code": ...}.
 """
@@ -7,15 +7,11 @@ Each operation returns a JSON-able dict: {"ok": true, ...} or {"ok": false, "err
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fraudwatch.enforce import state
+import fraudwatch.enforce.state as state
 from fraudwatch.enforce.enforcer import Enforcer
 from fraudwatch.errors import FraudwatchError
-from fraudwatch.watch.control import op
-
-if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
 
 LIST, ADD, REMOVE, FLUSH, SYNC = "bans.list", "bans.add", "bans.remove", "bans.flush", "bans.sync"
 NAMES = (LIST, ADD, REMOVE, FLUSH, SYNC)
@@ -52,17 +48,3 @@ def apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime 
         return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
     return {"ok": False, "error": f"unknown operation '{name}'", "exit_code": 2}
 
-
-def _register(name: str) -> None:
-    def run(watcher: Watcher, args: dict[str, Any]) -> dict[str, Any]:
-        enforcer = getattr(watcher, "enforcer", None)
-        if not isinstance(enforcer, Enforcer):
-            return {"ok": False, "error": "the watcher runs without its firewall enforcer (see its log)",
-                    "exit_code": 5}
-        return apply(enforcer, name, args)
-
-    op(name)(run)
-
-
-for _name in NAMES:
-    _register(_name)

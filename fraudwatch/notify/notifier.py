@@ -25,15 +25,14 @@ from typing import Any
 
 import duckdb
 
+import fraudwatch.notify.store as store
 from fraudwatch.config.alerts import AlertsConfig, RouteConfig
 from fraudwatch.detect.decide import SEVERITY_RANK, Alert
-from fraudwatch.notify import ops, store
 from fraudwatch.notify.channels import Channel, open_channel
 from fraudwatch.notify.messages import alert_doc, digest_doc, facts, value_label
 from fraudwatch.notify.render import Doc
 
 Clock = Callable[[], dt.datetime]
-OPS = (ops.SILENCE, ops.UNSILENCE, ops.RETRY)  # registered with the watcher's control socket
 log = logging.getLogger("fraudwatch.notify")
 
 

@@ -1,24 +1,20 @@
 """The CLI's write operations on notification state — `alerts silence|unsilence|outbox --retry` — run either on
 the store directly, or, while the watcher holds the store, by the watcher over its control socket
-(`fraudwatch.watch.control`). Registered with the socket when this module is imported (the notifier imports it,
-so a watcher that notifies knows them)."""
+(`fraudwatch.watch.control`; the watcher's table of operations, `fraudwatch.watch.ops`, calls `apply`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from contextlib import closing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
+import fraudwatch.notify.store as store
 from fraudwatch.errors import UsageError
-from fraudwatch.notify import store
-from fraudwatch.watch.control import op
-
-if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
 
 SILENCE, UNSILENCE, RETRY = "alerts.silence", "alerts.unsilence", "alerts.outbox-retry"
+NAMES = (SILENCE, UNSILENCE, RETRY)
 
 
 def apply(con: duckdb.DuckDBPyConnection, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -39,14 +35,3 @@ def apply(con: duckdb.DuckDBPyConnection, name: str, args: dict[str, Any]) -> di
             return {"ok": True, "count": store.retry_failed(cur, now)}
     raise UsageError(f"unknown operation '{name}'")
 
-
-def _register(name: str) -> None:
-    def run(watcher: Watcher, args: dict[str, Any]) -> dict[str, Any]:
-        assert watcher.store is not None
-        return apply(watcher.store.con, name, args)
-
-    op(name)(run)
-
-
-for _name in (SILENCE, UNSILENCE, RETRY):
-    _register(_name)

@@ -2,29 +2,25 @@
 
 Built from the config at start (and again on SIGHUP). The enforcer always runs — with the `dry-run` backend it
 records what it would ban — so `fraudwatch bans` is meaningful on every host; the notifier runs when
-`[alerts]` names channels. Importing the two packages also registers their write operations with the control
-socket (`bans add`, `alerts silence`, ...), so the CLI can reach a running watcher.
+`[alerts]` names channels. The control socket reaches both through the watcher's table of operations
+(`fraudwatch.watch.ops`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
+    from fraudwatch.watch.base import WatcherBase as Watcher
 
 log = logging.getLogger("fraudwatch.watch")
-OP_MODULES = ("fraudwatch.enforce.ops", "fraudwatch.notify.ops")  # bans add/remove/...; alerts silence/...
 
 
 def build_actors(w: Watcher) -> None:
-    for module in OP_MODULES:  # register their write operations with the control socket
-        importlib.import_module(module)
-    from fraudwatch.enforce.backend import make_backend
+    from fraudwatch.enforce.backends import make_backend
     from fraudwatch.enforce.enforcer import Enforcer
     from fraudwatch.notify.dispatch import start_notifier
 
@@ -32,7 +28,7 @@ def build_actors(w: Watcher) -> None:
     w.enforcer = w.notifier = None
     try:
         # a cursor of its own: the early-ban thread calls it while the acting thread saves alerts; element
-        # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.nft)
+        # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.backends.nft)
         enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks,
                             backend=make_backend(w.cfg.firewall, in_process=True))
         report = enforcer.start(dt.datetime.now(dt.UTC))

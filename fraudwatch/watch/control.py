@@ -6,8 +6,11 @@ file anyway). One JSON object per line each way. Operations:
 - `ping`, `status`: the watcher's pid and its live status (what `fraudwatch status` shows);
 - `query`: one read-only SELECT, run at once on a cursor of the watcher's own database (so it sees every
   committed row, with no publication delay) — a single statement, checked by DuckDB's own parser;
-- any name registered with `@op` (bans, silences, ...): run on the watcher's thread between two batches, since
-  that thread is the store's only writer.
+- any name in the watcher's table of operations (`fraudwatch.watch.ops`: bans, silences, ...): run on the
+  watcher's thread between two batches, since that thread is the store's only writer.
+
+The client side (`call`, `watcher_call`) is what the CLI imports: this module stays light (no enforcer, no
+notifier).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import os
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,20 +30,10 @@ from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.jsontext import jsonable
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.service import Watcher
+    from fraudwatch.watch.base import WatcherBase as Watcher
 
-OpFn = Callable[["Watcher", dict[str, Any]], dict[str, Any]]
-OPS: dict[str, OpFn] = {}
 MAX_ROWS = 100_000
 MAX_REQUEST = 1 << 20
-
-
-def op(name: str) -> Callable[[OpFn], OpFn]:
-    """Register a write operation the CLI may ask a running watcher to perform."""
-    def deco(fn: OpFn) -> OpFn:
-        OPS[name] = fn
-        return fn
-    return deco
 
 
 def socket_path(store_path: Path) -> Path:
@@ -66,14 +58,6 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None
         cur.close()
     return {"ok": True, "columns": columns, "rows": [[jsonable(v) for v in r] for r in rows[:max_rows]],
             "truncated": len(rows) > max_rows}
-
-
-def run_op(watcher: Watcher, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """A registered operation, on the writer's thread."""
-    fn = OPS.get(name)
-    if fn is None:
-        raise UsageError(f"the watcher does not know the operation '{name}'")
-    return fn(watcher, args)
 
 
 class _Handler(socketserver.StreamRequestHandler):

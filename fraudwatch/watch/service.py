@@ -1,9 +1,9 @@
-"""The watcher's main loop: wake on file events (or the poll timer), read what changed, store it, detect, act.
+"""The watcher's lifecycle and main loop: wake on file events (or the poll timer), run a pass, serve the control
+requests between passes, reload on SIGHUP, and stop in order.
 
-One thread owns the store's writing connection and does all of the reading, parsing, writing and detection, in
-passes. A pass stats every file of every source, reads the files whose signature changed (at most `chunk_bytes`
-per file per pass, so signals, control requests and the other sources are served between chunks), and feeds the
-rows it committed to live detection. The log files themselves are the queue: nothing is read that cannot be
+One thread owns the store's writing connection and does all of the reading, parsing and writing, in passes
+(`fraudwatch.watch.reading`), and hands the rows it committed to the acting thread (`fraudwatch.watch.acting`:
+detection, bans, notifications). The log files themselves are the queue: nothing is read that cannot be
 committed at once, so memory stays bounded at any input rate and a flood only makes the passes longer (the lag
 shows in `fraudwatch status`).
 
@@ -19,33 +19,25 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import polars as pl
-
-from fraudwatch.config import Config, SourceConfig, load_config
-from fraudwatch.detect.replay import ORDER, TIME_COLUMN
+from fraudwatch.config import Config, load_config
+from fraudwatch.detect.replay import ORDER
 from fraudwatch.errors import FraudwatchError
-from fraudwatch.formats.csvspec import CsvFormat
-from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.ingest import Ingestor
-from fraudwatch.sources.reader import identify
-from fraudwatch.store import positions
 from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
-from fraudwatch.store.schema import TABLES
-from fraudwatch.watch.files import Signature, Tracker, files_of, gzip_size, watch_dirs
-from fraudwatch.watch.stats import Stats
+from fraudwatch.watch.files import watch_dirs
+from fraudwatch.watch.reading import Reading
 
 log = logging.getLogger("fraudwatch.watch")
 
@@ -60,60 +52,12 @@ SWITCH_INTERVAL = 0.0005
 # 256 MB stalled once for long: 12.5 MB); p99 written->queryable 1.7 s (3.1 s). A crash replays at most this
 # much log at the next start; a clean stop checkpoints.
 CHECKPOINT_THRESHOLD = "64MB"
-FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges what queued up)
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
 
 
-@dataclass
-class FileState:
-    source: SourceConfig
-    format: str | None = None  # detected once per file
-
-
-@dataclass
-class Request:
-    """A control request handed to the loop; `done` is set when `result` holds its answer."""
-
-    op: str
-    args: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-class Watcher:
-    def __init__(self, cfg: Config, config_path: Path | None = None, *, install_signals: bool = True) -> None:
-        self.cfg = cfg
-        self.config_path = config_path
-        self.install_signals = install_signals
-        self.wake = threading.Event()
-        self.stopping = False
-        self.reload_asked = False
-        self.requests: list[Request] = []
-        self.lock = threading.Lock()
-        self.tracker = Tracker()
-        self.files: dict[Path, FileState] = {}
-        self.stats = Stats(cfg.store_path)
-        self.store: Store | None = None
-        self.ingestor: Ingestor | None = None
-        self.formats: dict[str, Format] = {}
-        self.detection: Any = None  # LiveDetection, built in _load_rules
-        self.ruleset: Any = None  # the RuleSet it was built from
-        self.act_con: Any = None  # the acting thread's cursor: detection state writes, bans, outbox
-        self.act_lock = threading.RLock()  # held while rules run or actors act (control ops take it too)
-        self.frames: queue.Queue[Any] = queue.Queue(maxsize=FRAME_QUEUE)
-        self.actor_thread: threading.Thread | None = None
-        self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
-        self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
-        self.sentry: Any = None  # fraudwatch.watch.sentry.Sentry while early bans run
-        self.seen_rowid: dict[str, int] = {}
-        self.observer: Any = None
-        self.control: Any = None
-        self.metrics: Any = None
-        self.publisher: Publisher | None = None
-        self.threads: list[threading.Thread] = []
-        self.last_pass_seconds = 0.0
-
-    # ----------------------------------------------------------------- lifecycle
+class Watcher(Reading):
+    """The watcher's lifecycle: `run` opens the store and starts the threads, loops over passes until asked to
+    stop, reloads on SIGHUP, and closes everything in order."""
 
     def run(self, max_seconds: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or `stop()`, or `max_seconds`); returns the exit code."""
@@ -334,246 +278,6 @@ class Watcher:
         observer.start()
         self.observer = observer
 
-    # ----------------------------------------------------------------- the pass
-
-    def _pass(self) -> bool:
-        """Read every file that changed; returns True when some file has more to read right away."""
-        more = False
-        present: set[Path] = set()
-        for src in self.cfg.sources:
-            for path in files_of(src):
-                present.add(path)
-                state = self.files.get(path)
-                if state is None or state.source != src:
-                    state = self.files[path] = FileState(src)
-                more |= self._read_file(path, state)
-                if self.stopping:
-                    return False
-        self.tracker.forget_missing(present)
-        for gone in [p for p in self.files if p not in present]:
-            del self.files[gone]
-        self.stats.forget_missing(present)
-        t0 = time.monotonic()
-        self._detect()
-        log.debug("detect %.3fs", time.monotonic() - t0)
-        return more
-
-    def _format_of(self, path: Path, state: FileState) -> Format | None:
-        name = state.format or state.source.format
-        if name is None:
-            try:
-                fmt = detect_format(path, self.formats)
-            except FraudwatchError:
-                return None  # too little to tell yet; try again when it grows
-            state.format = fmt.name
-            return fmt
-        fmt_or_none = self.formats.get(name)
-        if fmt_or_none is None:
-            self.stats.error(path, f"unknown format '{name}'")
-        return fmt_or_none
-
-    def _read_file(self, path: Path, state: FileState) -> bool:
-        sig = Signature.of(path)
-        if sig is None:
-            return False
-        fmt = self._format_of(path, state)
-        if fmt is None:
-            return False
-        is_csv = isinstance(fmt, CsvFormat)
-        settle = self.cfg.watch.settle_seconds if is_csv and path.suffix != ".gz" else 0.0
-        if not self.tracker.due(path, sig, settle):  # unchanged, or a CSV not settled yet (the timer returns)
-            self.stats.seen(path, fmt.name, sig.size)
-            return False
-        assert self.ingestor is not None and self.store is not None
-        if path.suffix == ".gz" and self._gzip_done(path):
-            self.tracker.done(path, sig)
-            self.stats.seen(path, fmt.name, sig.size)
-            return False
-        started = time.monotonic()
-        summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
-                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
-                                       until=None if is_csv or path.suffix == ".gz" else sig.size)
-        self.stats.read(path, fmt.name, summary, sig.size, time.monotonic() - started)
-        if summary.error:
-            self.stats.error(path, summary.error)
-            self.tracker.done(path, sig)  # not again until it changes
-            return False
-        if not summary.more:
-            self.tracker.done(path, sig)
-        if fmt.name == "vos3000-customers" and summary.lines:
-            self._refresh_credit()
-        return summary.more
-
-    def _gzip_done(self, path: Path) -> bool:
-        """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""
-        assert self.store is not None
-        try:
-            ident = identify(path)
-        except (OSError, EOFError):
-            return False
-        if ident is None:
-            return True
-        pos = positions.find(self.store.con, path, ident)
-        size = gzip_size(path)
-        return pos is not None and size is not None and pos.byte_offset % (1 << 32) == size
-
-    def _refresh_credit(self) -> None:
-        """New balances and limits for the credit-limit rules."""
-        from fraudwatch.detect.replay import credit_context
-
-        assert self.store is not None
-        if self.detection is None:
-            return
-        credit, names = credit_context(self.store.con)
-        with self.act_lock:
-            self.detection.engine.update_credit(credit, names)
-
-    def _detect(self) -> None:
-        """Feed the rows committed since the last pass to live detection, then act on what it decided."""
-        assert self.store is not None
-        con = self.store.con
-        for table, order in ORDER.items():
-            (top,) = con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
-            last = self.seen_rowid.get(table, -1)
-            if top <= last:
-                continue
-            cols = ", ".join(f'"{c}"' for c in self._columns(table))
-            frame = con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? ORDER BY {order}",
-                            params=[last, top]).pl()
-            self.seen_rowid[table] = int(top)
-            self.stats.events(table, frame)
-            if self.detection is not None and frame.height:
-                self._put((table, frame))
-
-    def _columns(self, table: str) -> list[str]:
-        """What the rules of `table` read (and the status needs): reading every column costs more than the rules."""
-        engine = getattr(self.detection, "engine", None)
-        needed = set(engine.columns(table)) if engine is not None and engine.detectors.get(table) else set()
-        needed |= {"source", TIME_COLUMN[table], *ORDER[table].split(", ")}
-        return [c for c in TABLES[table].names if c in needed]
-
-    def _act(self, alerts: list[Any]) -> None:
-        """Ban first, then notify (with what the ban did): a notification never delays a ban."""
-        done: dict[int, str] = {}
-        if self.enforcer is not None:
-            try:
-                done = self.enforcer.on_alerts(alerts, dt.datetime.now(dt.UTC))
-            except Exception as exc:  # a failing firewall must not stop detection or notification
-                log.error("enforcement failed on %d alert(s): %s", len(alerts), exc)
-        if self.notifier is not None:
-            try:
-                self.notifier.on_alerts(alerts, done)
-            except Exception as exc:
-                log.error("queueing notifications for %d alert(s) failed: %s", len(alerts), exc)
-        self.stats.alerted(alerts)
-
-    # ----------------------------------------------------------------- periodic work
-
-    def _build_actors(self) -> None:
-        from fraudwatch.watch.actors import build_actors
-
-        build_actors(self)
-
-    def _actors(self) -> list[Any]:
-        return [a for a in (self.enforcer, self.notifier) if a is not None]
-
-    def _stop_actors(self) -> None:
-        if self.sentry is not None:
-            self.sentry.stop()
-            self.sentry = self.stats.early = None
-        for actor in self._actors():
-            try:
-                actor.stop(dt.datetime.now(dt.UTC))
-            except Exception as exc:  # stopping must finish whatever one part says
-                log.error("stopping %s: %s", type(actor).__name__, exc)
-
-    def _tick_actors(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        for actor in self._actors():
-            try:
-                actor.tick(now)
-            except Exception as exc:
-                log.error("%s tick failed: %s", type(actor).__name__, exc)
-
-    # ----------------------------------------------------------------- the acting thread
-
-    def _put(self, item: Any) -> None:
-        """Queue work for the acting thread; blocks while it is FRAME_QUEUE batches behind (backpressure: the
-        files hold the rest), but never past a stop."""
-        while True:
-            try:
-                self.frames.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if not self._acting():  # the acting thread is gone: nothing would ever take it
-                    return
-
-    def _acting(self) -> bool:
-        return self.actor_thread is not None and self.actor_thread.is_alive()
-
-    def _drain(self, timeout: float = 60.0) -> None:
-        """Wait until the acting thread has handled everything queued so far."""
-        if not self._acting():
-            return
-        done = threading.Event()
-        self._put(done)
-        done.wait(timeout)
-
-    def _act_loop(self) -> None:
-        """Rules, bans and notifications on their own thread, so that reading and storing the next batch overlaps
-        with detecting the last one (both release the GIL for most of their work: DuckDB and polars). Batches that
-        queued up while the rules ran are merged: under a flood the rules see fewer, larger batches, which cost
-        them far less per event, so detection catches up instead of falling further behind."""
-        last_tick = 0.0
-        while True:
-            try:
-                items = [self.frames.get(timeout=0.2)]
-            except queue.Empty:
-                items = []
-            while True:
-                try:
-                    items.append(self.frames.get_nowait())
-                except queue.Empty:
-                    break
-            for item in _merged(items):
-                if item is None:
-                    with self.act_lock:
-                        self._flush_alerts(force=True)
-                    return
-                if isinstance(item, threading.Event):
-                    item.set()
-                    continue
-                self._detect_batch(*item)
-            if time.monotonic() - last_tick >= 0.2:
-                last_tick = time.monotonic()
-                with self.act_lock:
-                    self._flush_alerts()
-                    self._tick_actors()
-
-    def _flush_alerts(self, force: bool = False) -> None:
-        """Report the alert updates live detection held back (see fraudwatch.detect.live), and act on them."""
-        if self.detection is None:
-            return
-        try:
-            held = self.detection.flush(force)
-            if held:
-                self._act(held)
-        except Exception:
-            log.exception("saving or acting on held alert updates failed")
-
-    def _detect_batch(self, table: str, frame: pl.DataFrame) -> None:
-        try:
-            with self.act_lock:
-                t0 = time.monotonic()
-                changed = self.detection(table, frame)
-                t1 = time.monotonic()
-                if changed:
-                    self._act(changed)
-                log.debug("rules %.3fs on %d %s row(s), %d alert(s) reported; acting %.3fs", t1 - t0, frame.height,
-                          table, len(changed), time.monotonic() - t1)
-        except Exception:  # detection of one batch failing must not stop the next
-            log.exception("detection or action failed on %d %s row(s)", frame.height, table)
-
     def _periodic(self) -> None:
         pub = self.publisher
         self.stats.maybe_write(self.cfg.watch.status_seconds, pub.manifest.published_at if pub else None,
@@ -604,30 +308,9 @@ class Watcher:
                 req.result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": 70}
             req.done.set()
 
-    def submit(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-        """From another thread: run `op` in the loop (between passes) and wait for its result."""
-        req = Request(op, args)
-        with self.lock:
-            self.requests.append(req)
-        self.wake.set()
-        if not req.done.wait(timeout):
-            return {"ok": False, "error": "the watcher did not answer in time (busy?)", "exit_code": 3}
-        return req.result
-
     def handle(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         """Control operations, run on the writer's thread."""
-        from fraudwatch.watch.control import run_op
+        from fraudwatch.watch.ops import run_op
 
         assert self.store is not None
         return run_op(self, op, args)
-
-
-def _merged(items: list[Any]) -> list[Any]:
-    """Consecutive frames of one table become one frame (in arrival order); markers keep their place."""
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, tuple) and out and isinstance(out[-1], tuple) and out[-1][0] == item[0]:
-            out[-1] = (item[0], pl.concat([out[-1][1], item[1]], how="vertical_relaxed"))
-        else:
-            out.append(item)
-    return out

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from fraudwatch.detect.decide import Alert
-from fraudwatch.enforce.backend import Runner
+from fraudwatch.enforce.backends.base import Runner
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

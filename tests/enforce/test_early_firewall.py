@@ -1,5 +1,6 @@
 """The sentry's own bans (fraudwatch.enforce.early): never more than the enforcer would ban, put right by the
-enforcer afterwards; and nftables' library in process (fraudwatch.enforce.nft), in a namespace this test makes."""
+enforcer afterwards; and nftables' library in process (fraudwatch.enforce.backends.nft), in a namespace this test
+makes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from fraudwatch.config import Config
 from fraudwatch.detect.early import Decision
 from fraudwatch.enforce import Enforcer, FirewallConfig
-from fraudwatch.enforce.backend import DryRunBackend, FirewallError, Runner
+from fraudwatch.enforce.backends.base import FirewallError, Runner
+from fraudwatch.enforce.backends.dryrun import DryRunBackend
 from fraudwatch.enforce.early import SentryFirewall
 from fraudwatch.enforce.targets import parse_target
 from tests.enforce.helpers import T0, store_con
@@ -101,9 +103,9 @@ def test_the_enforcer_puts_right_what_the_sentry_added(tmp_path: Path) -> None:
 
 LIBRARY = r"""
 import sys
-from fraudwatch.enforce.backend import Entry, FirewallError, Runner
+from fraudwatch.enforce.backends.base import Entry, FirewallError, Runner
 from fraudwatch.config.firewall import FirewallConfig
-from fraudwatch.enforce.nft import NftablesBackend
+from fraudwatch.enforce.backends.nft import NftablesBackend
 from fraudwatch.enforce.targets import parse_target
 b = NftablesBackend(FirewallConfig(backend="nftables", table=sys.argv[1]), Runner(), in_process=True)
 assert b.lib is not None, "libnftables not loaded"

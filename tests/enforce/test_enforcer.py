@@ -10,9 +10,10 @@ import pytest
 
 from fraudwatch.config.firewall import RuleTTL
 from fraudwatch.enforce import BanRefused, Enforcer, FirewallConfig, NotBanned, SetFullError
-from fraudwatch.enforce.backend import DryRunBackend, Runner
-from fraudwatch.enforce.ipset import IpsetBackend
-from fraudwatch.enforce.nft import NftablesBackend
+from fraudwatch.enforce.backends.base import Runner
+from fraudwatch.enforce.backends.dryrun import DryRunBackend
+from fraudwatch.enforce.backends.ipset import IpsetBackend
+from fraudwatch.enforce.backends.nft import NftablesBackend
 from fraudwatch.enforce.targets import parse_target
 from tests.enforce.helpers import T0, RecordingRunner, alert, store_con
 

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.enforce import BanRefused, Enforcer, FirewallConfig
-from fraudwatch.enforce.backend import Backend
-from fraudwatch.enforce.ipset import IpsetBackend
-from fraudwatch.enforce.iptables import IptablesBackend
-from fraudwatch.enforce.nft import NftablesBackend
+from fraudwatch.enforce.backends import BACKENDS, DRY_RUN
+from fraudwatch.enforce.backends.base import Backend
 from fraudwatch.enforce.targets import TargetError, parse_target, render
 from tests.enforce.helpers import T0, RecordingRunner, alert, store_con
 
@@ -85,10 +83,10 @@ def test_accepted_forms_are_canonicalised(text: str, canonical: str) -> None:
 
 def backends(runner: RecordingRunner) -> list[Backend]:
     cfg = FirewallConfig()
-    return [NftablesBackend(cfg, runner), IpsetBackend(cfg, runner), IptablesBackend(cfg, runner)]
+    return [cls(cfg, runner) for name, cls in BACKENDS.items() if name != DRY_RUN]
 
 
-@pytest.mark.parametrize("kind", ["nftables", "ipset", "iptables"])
+@pytest.mark.parametrize("kind", [name for name in BACKENDS if name != DRY_RUN])
 def test_nothing_hostile_reaches_a_command(kind: str, tmp_path: Path) -> None:
     runner = RecordingRunner()
     backend = {b.name: b for b in backends(runner)}[kind]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.enforce import Enforcer, FirewallConfig
+from fraudwatch.enforce.backends import BACKENDS, DRY_RUN
 from fraudwatch.enforce.targets import parse_target
 from tests.enforce.helpers import alert, store_con
 from tests.enforce.netns import NetPair, netpair, require_root_and
@@ -84,7 +85,14 @@ def wait_until(cond, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     return bool(cond())
 
 
-@pytest.mark.parametrize("backend", ["nftables", "ipset", "iptables"])
+KERNEL_BACKENDS = [name for name in BACKENDS if name != DRY_RUN]
+
+
+def test_every_kernel_backend_is_tested_here() -> None:
+    assert set(TOOLS) == set(KERNEL_BACKENDS)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_backend_drops_banned_passes_trusted_expires_and_restores(backend: str, tmp_path: Path) -> None:
     require_root_and(*TOOLS[backend])
     with netpair() as p:
@@ -175,7 +183,7 @@ def test_ipset_full_is_detected_by_the_kernel(tmp_path: Path) -> None:
     """maxelem is real: the enforcer refuses beyond it, and the kernel's own "Hash is full" is recognised."""
     require_root_and("ipset", "iptables", "ip6tables")
     from fraudwatch.enforce import SetFullError
-    from fraudwatch.enforce.backend import Entry
+    from fraudwatch.enforce.backends.base import Entry
 
     with netpair() as p:
         cfg = FirewallConfig(backend="ipset", maxelem=2)
@@ -193,7 +201,7 @@ def test_ipset_full_is_detected_by_the_kernel(tmp_path: Path) -> None:
 
 def test_ipset_resizes_in_place_when_maxelem_changes(tmp_path: Path) -> None:
     require_root_and("ipset", "iptables", "ip6tables")
-    from fraudwatch.enforce.ipset import IpsetBackend
+    from fraudwatch.enforce.backends.ipset import IpsetBackend
 
     with netpair() as p:
         p.start_listener()

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from fraudwatch.enforce import Enforcer, FirewallConfig, ops
-from fraudwatch.watch.control import OPS
+from fraudwatch.watch.ops import OPS
 from tests.enforce.helpers import T0, store_con
 
 

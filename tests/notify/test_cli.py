@@ -156,8 +156,9 @@ def test_silence_while_the_watcher_holds_the_store_goes_through_its_socket(cli: 
     import types
 
     from fraudwatch.notify import store as nstore
-    from fraudwatch.notify.notifier import OPS
-    from fraudwatch.watch.control import ControlServer, run_op
+    from fraudwatch.notify.ops import NAMES as OPS
+    from fraudwatch.watch.control import ControlServer
+    from fraudwatch.watch.ops import run_op
 
     short = Path(tempfile.mkdtemp(prefix="fw", dir="/tmp"))  # a Unix socket path must stay short
     db = short / "s.duckdb"

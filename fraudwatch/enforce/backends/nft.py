@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from fraudwatch.config.firewall import FirewallConfig
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, Runner, first_error
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, Runner, first_error
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 
 CHUNK = 2000  # elements per statement: keeps each line of the batch a reasonable size

@@ -1,4 +1,5 @@
-"""The backend interface, the command runner, and the dry-run backend.
+"""The backend contract: what the enforcer needs from a firewall, the errors a backend raises, and the command
+runner every backend is given.
 
 A backend owns named kernel objects (a table, sets, a chain) and never touches anything else. Changes are
 batched through one process's stdin (`nft -f -`, `ipset restore`, `iptables-restore --noflush`); commands are
@@ -8,19 +9,13 @@ argv lists, never shell strings, and every address in them comes from `targets.r
 from __future__ import annotations
 
 import abc
-import ipaddress
-import json
-import logging
 import subprocess
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
 from fraudwatch.config.firewall import FirewallConfig
-from fraudwatch.enforce.targets import Target, render
+from fraudwatch.enforce.targets import Target
 from fraudwatch.errors import FraudwatchError
-from fraudwatch.netaddr import IPNetwork
-
-log = logging.getLogger("fraudwatch.enforce")
 
 
 class FirewallError(FraudwatchError):
@@ -108,73 +103,3 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def teardown(self) -> None:
         """Remove everything we created."""
-
-
-class DryRunBackend(Backend):
-    """Changes nothing: keeps the would-be kernel state in memory and records what it would have done."""
-
-    name = "dry-run"
-
-    def __init__(self, cfg: FirewallConfig, runner: Runner) -> None:
-        super().__init__(cfg, runner)
-        self.commands: list[str] = []
-        self.state: dict[Target, float | None] = {}
-
-    def setup(self) -> None:
-        self.commands.append(f"setup table {self.cfg.table} sets {self.cfg.set}4/{self.cfg.set}6")
-
-    def list(self) -> dict[Target, float | None]:
-        return dict(self.state)
-
-    def apply(self, add: Sequence[Entry], remove: Sequence[Target], present: Collection[Target]) -> None:
-        for net in remove:
-            self.state.pop(net, None)
-            self.commands.append(f"delete {render(net)}")
-        for e in add:
-            self.state[e.net] = float(e.timeout)
-            self.commands.append(f"add {render(e.net)} timeout {e.timeout}s")
-        del self.commands[:-10_000]
-
-    def flush(self) -> None:
-        self.state.clear()
-        self.commands.append("flush")
-
-    def teardown(self) -> None:
-        self.state.clear()
-        self.commands.append("teardown")
-
-
-def make_backend(cfg: FirewallConfig, prefix: Sequence[str] = (), in_process: bool = False) -> Backend:
-    """`in_process`: nftables element changes through its library in this process (see fraudwatch.enforce.nft)."""
-    runner = Runner(prefix)
-    if cfg.backend == "nftables":
-        from fraudwatch.enforce.nft import NftablesBackend
-
-        return NftablesBackend(cfg, runner, in_process)
-    if cfg.backend == "ipset":
-        from fraudwatch.enforce.ipset import IpsetBackend
-
-        return IpsetBackend(cfg, runner)
-    if cfg.backend == "iptables":
-        from fraudwatch.enforce.iptables import IptablesBackend
-
-        return IptablesBackend(cfg, runner)
-    return DryRunBackend(cfg, runner)
-
-
-def host_addresses(runner: Runner) -> list[IPNetwork]:
-    """This host's own addresses (`ip -j addr`, in the runner's namespace): never banned."""
-    try:
-        proc = runner.run(["ip", "-j", "addr", "show"], check=False)
-        data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-    except (FirewallError, ValueError) as exc:
-        log.warning("firewall: cannot read this host's addresses: %s", exc)
-        return []
-    out: list[IPNetwork] = []
-    for link in data:
-        for info in link.get("addr_info", []):
-            try:
-                out.append(ipaddress.ip_network(info.get("local", "")))
-            except ValueError:
-                continue
-    return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from fraudwatch.enforce.backend import Backend, Entry, FirewallError, SetFullError
-from fraudwatch.enforce.iptables import (
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, SetFullError
+from fraudwatch.enforce.backends.iptables import (
     ensure_chain_and_jump,
     port_matches,
     remove_chain_and_jump,

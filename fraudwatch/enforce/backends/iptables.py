@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from fraudwatch.config.firewall import FirewallConfig
-from fraudwatch.enforce.backend import Backend, Entry, Runner
+from fraudwatch.enforce.backends.base import Backend, Entry, Runner
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 
 TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
