@@ -41,13 +41,13 @@ from fraudwatch.netaddr import IPNetwork
 
 if TYPE_CHECKING:
     from fraudwatch.detect.decide import Alert
-    from fraudwatch.detect.early import Decision
+    from fraudwatch.detect.runners.early import Decision
 
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 LAPSE_SECONDS = 5  # a stale kernel entry this close to its timeout is left to lapse rather than deleted
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
-EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.early)
+EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.runners.early)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -133,8 +133,8 @@ class Enforcer:
             return self._on_alerts(alerts, now)
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
-        """Ban the keys of early decisions (`fraudwatch.detect.early`) at once, as their rules' alerts would; what
-        was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`).
+        """Ban the keys of early decisions (`fraudwatch.detect.runners.early`) at once, as their rules' alerts would;
+        what was done, per decision. The alert comes later from the rules and finds its ban (see `_on_alerts`).
         The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
         with self.lock, no_gc(len(decisions) > BULK):
             # what the sentry put in the kernel itself (fraudwatch.enforce.early) is there: a ban renews it

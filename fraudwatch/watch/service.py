@@ -33,7 +33,7 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.config import Config, SourceConfig, load_config
-from fraudwatch.detect.replay import ORDER, TIME_COLUMN
+from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
@@ -239,9 +239,9 @@ class Watcher:
 
     def _load_rules(self) -> None:
         from fraudwatch.detect.base import Context
-        from fraudwatch.detect.engine import load_rules
-        from fraudwatch.detect.live import LiveDetection
-        from fraudwatch.detect.replay import credit_context
+        from fraudwatch.detect.ruleset import load_rules
+        from fraudwatch.detect.runners.live import LiveDetection
+        from fraudwatch.detect.runners.replay import credit_context
         from fraudwatch.rulesdir import shipped_rules_dir
 
         assert self.store is not None
@@ -419,7 +419,7 @@ class Watcher:
 
     def _refresh_credit(self) -> None:
         """New balances and limits for the credit-limit rules."""
-        from fraudwatch.detect.replay import credit_context
+        from fraudwatch.detect.runners.replay import credit_context
 
         assert self.store is not None
         if self.detection is None:
@@ -551,7 +551,7 @@ class Watcher:
                     self._tick_actors()
 
     def _flush_alerts(self, force: bool = False) -> None:
-        """Report the alert updates live detection held back (see fraudwatch.detect.live), and act on them."""
+        """Report the alert updates live detection held back (see fraudwatch.detect.runners.live), and act on them."""
         if self.detection is None:
             return
         try:

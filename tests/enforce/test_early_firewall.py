@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.config import Config
-from fraudwatch.detect.early import Decision
+from fraudwatch.detect.runners.early import Decision
 from fraudwatch.enforce import Enforcer, FirewallConfig
 from fraudwatch.enforce.backend import DryRunBackend, FirewallError, Runner
 from fraudwatch.enforce.early import SentryFirewall
