@@ -79,7 +79,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
     is stopped)."""
     from fraudwatch.detect.ruleset import load_rules
     from fraudwatch.detect.runners.alongside import Alongside
-    from fraudwatch.detect.runners.handover import Setup
+    from fraudwatch.detect.runners.alongside_setup import Setup
     from fraudwatch.rulesdir import shipped_rules_dir
 
     rules = list(load_rules(cfg.rule_dirs).rules.values())

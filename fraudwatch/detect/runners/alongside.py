@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudwatch.arrays import instant
-from fraudwatch.detect.runners.handover import STEPS, Scored, Setup
-from fraudwatch.detect.runners.pipe import Outbox, ipc_stream
+from fraudwatch.detect.runners.alongside_pipe import Outbox, ipc_stream
+from fraudwatch.detect.runners.alongside_setup import STEPS, Scored, Setup
 from fraudwatch.detect.runners.replay import TIME_COLUMN, data_range
 from fraudwatch.detect.runners.scorer import Scorer
 from fraudwatch.detect.types import RuleType

@@ -60,8 +60,7 @@ class Engine:
             self.detectors[source].append(detector if detector is not None else rule.frame_detector(ctx, columns))
         # the cheap conditions of each source's rules, distinct: evaluated together, once per batch
         self.conditions: dict[str, list[Conjunct]] = {
-            source: shared_conditions(getattr(d, name, None) or () for d in detectors
-                                      for name in ("conjuncts", "learn_conjuncts"))
+            source: shared_conditions(conjuncts for d in detectors for conjuncts in d.conditions())
             for source, detectors in self.detectors.items()}
 
     def columns(self, source: str) -> list[str]:

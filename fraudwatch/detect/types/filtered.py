@@ -4,12 +4,10 @@ frame detector serves replays and the watcher alike (they have no incremental de
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 
 from fraudwatch.detect.base import Context, check_columns
-from fraudwatch.detect.filters import Selection, compile_conjuncts, select
+from fraudwatch.detect.filters import Conjunct, Selection, compile_conjuncts, select
 from fraudwatch.detect.spec import Common
 
 
@@ -22,6 +20,9 @@ class Filtered:
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns)
         self.keys = list(common.key)
 
+    def conditions(self) -> list[list[Conjunct]]:
+        return [self.conjuncts]
+
     def select(self, events: pl.DataFrame, selection: Selection | None = None) -> pl.DataFrame:
         sel = select(events, self.conjuncts, selection)
         if not self.keys or not any(sel.get_column(k).null_count() for k in self.keys):
@@ -29,7 +30,7 @@ class Filtered:
         return sel.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in self.keys))
 
 
-def any_selected(selection: Selection, conjuncts: list[Any]) -> bool:
+def any_selected(selection: Selection, conjuncts: list[Conjunct]) -> bool:
     """Whether any event of the selection's batch meets `conjuncts` (from the batch's memoised masks)."""
     mask = selection.mask(conjuncts)
     return bool(selection.frame.height if mask is None else mask.any())

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, severity_of
-from fraudwatch.detect.filters import EAGER_ROWS, Selection, compile_conjuncts, select, where_fields
+from fraudwatch.detect.filters import EAGER_ROWS, Conjunct, Selection, compile_conjuncts, select, where_fields
 from fraudwatch.detect.spec import Duration
 from fraudwatch.detect.types.base import RuleType
 from fraudwatch.detect.types.filtered import Filtered, any_selected
@@ -66,6 +66,9 @@ class NewTermDetector(Filtered):
                ts: dt.datetime) -> bool:
         last = table.get(key, {}).get(term)
         return last is not None and ts - last <= dt.timedelta(seconds=self.rule.forget)
+
+    def conditions(self) -> list[list[Conjunct]]:
+        return [self.conjuncts] if self.learn_conjuncts is None else [self.conjuncts, self.learn_conjuncts]
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)

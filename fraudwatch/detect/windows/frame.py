@@ -80,6 +80,9 @@ class WindowDetector:
         self._global = pl.lit("*").alias("_global")
         self._kept: dict[tuple[str, ...], list[str]] = {}
 
+    def conditions(self) -> list[list[Conjunct]]:
+        return [self.conjuncts]
+
     def needed(self) -> list[str]:
         """Columns this detector reads besides ts and the key."""
         return []

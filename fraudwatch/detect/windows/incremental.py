@@ -129,6 +129,9 @@ class IncrementalDetector:
         self.added = 0
         self.shortened = 0  # sweeps that had to shorten the windows to stay within KEPT_EVENTS
 
+    def conditions(self) -> list[list[Conjunct]]:
+        return [self.conjuncts]
+
     def needed(self) -> list[str]:
         """Columns this detector reads besides ts and the key."""
         return [self.field] if self.field else []

@@ -17,10 +17,11 @@ from fraudwatch.detect.windows.evidence import EpisodeMatches
 def score_small(frame: pl.DataFrame, common: Common, key_columns: list[str], field: str | None,
                 facts: dict[str, tuple[str, int, bool]], episodes_out: EpisodeMatches
                 ) -> tuple[pl.DataFrame, list[Match]]:
-    """`score` and `_matches` in plain Python, for frames (kept and new events) of at most SMALL rows: the
-    same values, flags, episodes and evidence, without the fixed cost of some twenty frame operations.
-    Only for counts and distinct counts (`small`); times are compared as integers of the column's unit,
-    and only the keys of new events are looked at."""
+    """`WindowDetector.score` and `_matches` in plain Python, for frames (kept and new events) of at most SMALL
+    rows: the same values, flags, episodes and evidence, without the fixed cost of some twenty frame operations.
+    Only for counts and distinct counts of `field` (None: counts); `facts` are the detector's `small_facts`, and
+    `episodes_out` makes the matches. Times are compared as integers of the column's unit, and only the keys of
+    new events are looked at."""
     c = common
     scale = UNIT_SCALE[frame.schema["ts"].time_unit]  # type: ignore[attr-defined]
     window, cooldown = micros(delta(c.window)) * scale, micros(delta(c.cooldown)) * scale

@@ -1,5 +1,5 @@
-"""What `ingest --detect` and its scoring process (`runners.alongside` and `runners.scoring`) share: the setup the
-ingest sends, the result it gets back, and the sizes of the scoring's steps.
+"""What `ingest --detect` and its scoring process (`runners.alongside` and `runners.alongside_scoring`) share: the
+setup the ingest sends, the result it gets back, and the sizes of the scoring's steps.
 """
 
 from __future__ import annotations

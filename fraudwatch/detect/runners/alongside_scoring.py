@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from fraudwatch.detect.runners.handover import QUEUED
-from fraudwatch.detect.runners.pipe import ipc_stream, read_exactly
+from fraudwatch.detect.runners.alongside_pipe import ipc_stream, read_exactly
+from fraudwatch.detect.runners.alongside_setup import QUEUED
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, alerts_table
 
 
