@@ -33,10 +33,10 @@ def replay_store(store: Path, per_rule: bool, rows_per_step: int | None = None) 
     import duckdb
 
     from fraudwatch.batchgc import for_batch
-    from fraudwatch.detect import engine as engine_mod
     from fraudwatch.detect.base import Context
-    from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.replay import STEP_ROWS, credit_context, replay
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners import engine as engine_mod
+    from fraudwatch.detect.runners.replay import STEP_ROWS, credit_context, replay
     from fraudwatch.rulesdir import shipped_rules_dir
 
     for_batch()  # as `fraudwatch detect` and the scoring process of `ingest --detect` do

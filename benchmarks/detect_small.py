@@ -57,7 +57,8 @@ def main() -> None:
 
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.decide import AlertBook
-    from fraudwatch.detect.engine import Engine, load_rules
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners.engine import Engine
     from fraudwatch.netaddr import parse_networks
     from fraudwatch.rulesdir import shipped_rules_dir
 

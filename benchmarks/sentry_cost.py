@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from fraudwatch.config import IngestConfig, SourceConfig  # noqa: E402
 from fraudwatch.detect.base import Context  # noqa: E402
-from fraudwatch.detect.early import LINE_SOURCES, EarlyBans  # noqa: E402
-from fraudwatch.detect.engine import load_rules  # noqa: E402
+from fraudwatch.detect.ruleset import load_rules  # noqa: E402
+from fraudwatch.detect.runners.early import LINE_SOURCES, EarlyBans  # noqa: E402
 from fraudwatch.formats.registry import load_formats  # noqa: E402
 from fraudwatch.rulesdir import shipped_rules_dir  # noqa: E402
 from fraudwatch.sim.flood import write_sipproxy_flood  # noqa: E402

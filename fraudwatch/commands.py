@@ -20,7 +20,7 @@ from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.jsontext import dumps
 
 if TYPE_CHECKING:
-    from fraudwatch.detect.scorer import Scorer
+    from fraudwatch.detect.runners.scorer import Scorer
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -49,7 +49,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scorer = None
     if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
-        from fraudwatch.detect.scorer import Scorer
+        from fraudwatch.detect.runners.scorer import Scorer
 
         scorer = Scorer()
     try:

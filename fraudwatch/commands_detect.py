@@ -22,9 +22,9 @@ from fraudwatch.store.schema import ALERTS
 if TYPE_CHECKING:
     import duckdb
 
-    from fraudwatch.detect.alongside import Alongside
-    from fraudwatch.detect.replay import ReplayResult
-    from fraudwatch.detect.scorer import Scorer
+    from fraudwatch.detect.runners.alongside import Alongside
+    from fraudwatch.detect.runners.replay import ReplayResult
+    from fraudwatch.detect.runners.scorer import Scorer
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -52,8 +52,8 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
     """Replay the store through the rules (shipped, config [rules] dirs, then `extra_rules`); save unless dry."""
     from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
-    from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.replay import credit_context, next_alert_id, replay, save_alerts
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners.replay import credit_context, next_alert_id, replay, save_alerts
     from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.store.db import Store, open_read_only
 
@@ -74,11 +74,12 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
 
 def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None],
                      scorer: Scorer | None = None) -> Alongside | None:
-    """`ingest --detect`'s scoring alongside the ingest (fraudwatch.detect.alongside), when the store holds no
+    """`ingest --detect`'s scoring alongside the ingest (fraudwatch.detect.runners.alongside), when the store holds no
     events yet, in `scorer` when one was started; None: the store is replayed after the ingest (and `scorer`
     is stopped)."""
-    from fraudwatch.detect.alongside import Alongside, Setup
-    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners.alongside import Alongside
+    from fraudwatch.detect.runners.alongside_setup import Setup
     from fraudwatch.rulesdir import shipped_rules_dir
 
     rules = list(load_rules(cfg.rule_dirs).rules.values())
@@ -94,7 +95,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
 def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:
     """The alerts scored alongside the ingest, saved as a replay's: how many; None when the store is to be
     replayed."""
-    from fraudwatch.detect.replay import save_alert_rows
+    from fraudwatch.detect.runners.replay import save_alert_rows
 
     result = alongside.finish()
     if result is None:
@@ -235,7 +236,7 @@ def _raw_lines(pointers: list[list[Any]], limit: int = 5) -> list[dict[str, Any]
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.ruleset import load_rules
 
     cfg = _config(args)
     dirs = [Path(d) for d in args.dirs] if args.dirs else list(cfg.rule_dirs)

@@ -66,7 +66,7 @@ def collect_status(cfg: Config) -> dict[str, Any]:
 
 
 def _offline_status(cfg: Config) -> dict[str, Any]:
-    from fraudwatch.detect.replay import TIME_COLUMN
+    from fraudwatch.detect.runners.replay import TIME_COLUMN
     from fraudwatch.errors import StoreError
     from fraudwatch.sources.reader import identify
     from fraudwatch.store import positions
@@ -107,7 +107,7 @@ def _offline_status(cfg: Config) -> dict[str, Any]:
 
 
 def _store_facts(store_path: Path) -> dict[str, Any]:
-    from fraudwatch.detect.replay import TIME_COLUMN
+    from fraudwatch.detect.runners.replay import TIME_COLUMN
     from fraudwatch.errors import StoreError
     from fraudwatch.store.db import open_read_only
     from fraudwatch.store.replica import replica_dir

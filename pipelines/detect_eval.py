@@ -28,9 +28,9 @@ from fraudwatch.cli import main as fraudwatch_main
 from fraudwatch.config import load_config
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert
-from fraudwatch.detect.engine import load_rules
 from fraudwatch.detect.evaluate import Evaluation, cdr_arrivals, evaluate, evidence_addresses, load_labels
-from fraudwatch.detect.replay import credit_context, replay
+from fraudwatch.detect.ruleset import load_rules
+from fraudwatch.detect.runners.replay import credit_context, replay
 from fraudwatch.rulesdir import shipped_rules_dir
 from fraudwatch.sim import simulate
 

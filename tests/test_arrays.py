@@ -82,6 +82,6 @@ def test_a_backfill_with_detection_imports_no_pandas(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert '"detection": "alongside the ingest"' in run.stdout and '"alerts": 0' not in run.stdout, run.stdout
     imported = [line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")]
-    assert imported.count("fraudwatch.detect.engine") == 2  # both processes reported
+    assert imported.count("fraudwatch.detect.runners.engine") == 2  # both processes reported
     assert "pandas" not in imported
     assert imported.count("duckdb") == 1  # the ingest's: the scoring process reads no store (0.1 s to import)

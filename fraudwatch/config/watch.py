@@ -25,7 +25,8 @@ class WatchConfig:
     # is 80% of the machine, which a watcher running for weeks on the switch would slowly take. "": that default.
     memory_limit: str = "512MB"
     # Ban-proposing rules also run on the logs' newest lines in a process of their own (the sentry), so that a
-    # burst is banned in milliseconds even while a flood keeps the rules seconds behind (fraudwatch.detect.early).
+    # burst is banned in milliseconds even while a flood keeps the rules seconds behind
+    # (fraudwatch.detect.runners.early).
     # Only with a firewall backend that bans (not dry-run).
     early_bans: bool = True
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from fraudwatch.detect.filters import Selection
+from fraudwatch.detect.filters import Conjunct, Selection
 from fraudwatch.detect.spec import Common
 
 EVIDENCE_IDS = 20  # event ids kept per match
@@ -58,6 +58,11 @@ class Detector(Protocol):
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         """Events of this rule's source, sorted by ts (a batch); matches for the events in this batch.
         `selection`, when given, is the batch's shared memo of filtered events (`Selection(events)`)."""
+        ...
+
+    def conditions(self) -> list[list[Conjunct]]:
+        """The lists of conditions it selects a batch's events with: the engine evaluates the cheap ones of all
+        its detectors together, once per batch (`Selection.prime`)."""
         ...
 
 

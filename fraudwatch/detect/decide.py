@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.detect.base import EVIDENCE_KEPT, LINES_KEPT, Match
+from fraudwatch.detect.spec import Common
 from fraudwatch.netaddr import IPNetwork, parse_ip
+
+if TYPE_CHECKING:  # the book needs only the rules' common keys, not the detectors' modules
+    from fraudwatch.detect.types import RuleType
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 GROUP_KEY = "*"  # the key of a rule's switch-wide alert of grouped keys
@@ -35,7 +39,7 @@ def key_trusted(key_type: str, key: str, networks: Sequence[IPNetwork], accounts
     return False
 
 
-def proposed_action(common: Any, severity: str, trusted: bool) -> str:
+def proposed_action(common: Common, severity: str, trusted: bool) -> str:
     """The rule's action once an alert reaches its `act_on` severity; never a ban or lock for trusted keys."""
     if trusted or SEVERITY_RANK[severity] < SEVERITY_RANK[common.act_on]:
         return "alert"
@@ -72,7 +76,7 @@ class Alert:
 class AlertBook:
     """Open alerts by (rule, key); `apply` returns the alerts a batch of matches created or changed."""
 
-    def __init__(self, rules: dict[str, Any], trusted_networks: Sequence[IPNetwork] = (),
+    def __init__(self, rules: Mapping[str, RuleType], trusted_networks: Sequence[IPNetwork] = (),
                  trusted_accounts: Iterable[str] = (), next_id: int = 1) -> None:
         self.rules = rules
         self.trusted_networks = tuple(trusted_networks)
@@ -143,7 +147,7 @@ class AlertBook:
             self.member_last.pop(slot, None)
         self._prune_at = max(PRUNE_FROM, 2 * len(self.open))
 
-    def _joins_group(self, m: Match, common: Any) -> bool:
+    def _joins_group(self, m: Match, common: Common) -> bool:
         """A new warning of a rule with `group: N` joins the rule's switch-wide alert once N alerts of it opened
         within its cooldown (a botnet's members), and while that alert goes on — unless it is critical (each of
         those keeps its own alert and action) or the rule is switch-wide already."""
@@ -160,7 +164,7 @@ class AlertBook:
             recent.popleft()
         return len(recent) >= int(common.group)
 
-    def _group(self, m: Match, common: Any) -> Alert:
+    def _group(self, m: Match, common: Common) -> Alert:
         """The rule's switch-wide alert for grouped keys, opened or updated with `m`."""
         slot = (m.rule, GROUP_KEY)
         alert = self.open.get(slot)
@@ -183,7 +187,7 @@ class AlertBook:
             alert.evidence["keys"].append(m.key)
         return alert
 
-    def _new(self, m: Match, common: Any) -> Alert:
+    def _new(self, m: Match, common: Common) -> Alert:
         trusted = self.is_trusted(m.key_type, m.key)
         alert = Alert(self.next_id, m.rule, m.severity, m.key_type, m.key, m.first_seen, m.last_seen,
                       m.detected_at, m.count, m.value, proposed_action(common, m.severity, trusted), trusted,

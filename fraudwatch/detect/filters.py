@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from fraudwatch.detect.enrich import ENRICHED_TYPES
+from fraudwatch.detect.fields import ENRICHED_TYPES
 from fraudwatch.store.schema import TABLES
 
 OPS = ("in", "not_in", "lt", "le", "gt", "ge", "regex", "list", "prefix_list", "exists", "eq", "ne")
@@ -160,6 +160,18 @@ def _reads(field: str, cond: Any) -> list[str]:
     if field == "not":
         return [f for k, v in cond.items() for f in _reads(k, v)]
     return [field]
+
+
+def where_fields(where: Any) -> set[str]:
+    """The columns a `where:` (or any part of one) names, under `any` and `not` too."""
+    out: set[str] = set()
+    if isinstance(where, dict):
+        for k, v in where.items():
+            out |= where_fields(v) if k in ("any", "not") else {k}
+    elif isinstance(where, list):
+        for item in where:
+            out |= where_fields(item)
+    return out
 
 
 def compile_conjuncts(where: dict[str, Any], lists_dir: Path, columns: set[str]) -> list[Conjunct]:

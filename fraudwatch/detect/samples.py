@@ -29,9 +29,10 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.detect.base import Context
-from fraudwatch.detect.engine import columns_of
 from fraudwatch.detect.enrich import Enricher
+from fraudwatch.detect.fields import columns_of
 from fraudwatch.detect.spec import EventSample
+from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork, parse_networks
 from fraudwatch.store.schema import TABLES
 
@@ -127,7 +128,7 @@ def expand(source: str, items: Iterable[dict[str, Any]]) -> tuple[pl.DataFrame, 
     return frame.sort(time_col, maintain_order=True), credit
 
 
-def run_sample(rule: Any, sample: EventSample, ctx: Context,
+def run_sample(rule: RuleType, sample: EventSample, ctx: Context,
                trusted: Sequence[IPNetwork] = SAMPLE_TRUSTED) -> str:
     """The highest severity `rule` gives on the sample's events ("none", "warning" or "critical"): the events
     are enriched as the engine does and go to a fresh detector in one batch."""
@@ -138,6 +139,6 @@ def run_sample(rule: Any, sample: EventSample, ctx: Context,
         raise SampleError(f"rule '{rule.common.id}', sample '{sample.name}': {exc}") from None
     if credit:
         ctx = dataclasses.replace(ctx, credit={**ctx.credit, **credit})
-    detector = rule.detector(ctx, columns_of(source))
+    detector = rule.frame_detector(ctx, columns_of(source))
     matches = detector.process(Enricher(trusted)(source, frame))
     return max((m.severity for m in matches), key=SEVERITIES.index, default="none")

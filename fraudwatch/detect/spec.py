@@ -12,10 +12,10 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from fraudwatch import tomldoc
 from fraudwatch.errors import ConfigError, Location
@@ -27,6 +27,7 @@ KEY_TYPES = {"src_ip": "ip", "caller_ip": "ip", "username": "account", "account"
              "customer_account": "account", "callee_prefix": "prefix", "callee_e164": "number",
              "caller_e164": "number", "callee": "number"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+R = TypeVar("R")  # a rule type (`fraudwatch.detect.types.base.RuleType`: this module is below it)
 
 
 class ParamError(ValueError):
@@ -130,11 +131,11 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
-def build(cls: type[Any], raw: dict[str, Any], common: Common, lines: Lines) -> Any:
-    """An instance of rule class `cls` from its YAML mapping (common keys already parsed)."""
+def build(cls: type[R], raw: dict[str, Any], common: Common, lines: Lines) -> R:
+    """An instance of rule class `cls` (a dataclass) from its YAML mapping (common keys already parsed)."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {"common": common}
-    own = [f for f in dataclasses.fields(cls) if f.name != "common"]
+    own = [f for f in dataclasses.fields(cast(Any, cls)) if f.name != "common"]
     allowed = COMMON_KEYS | {f.name for f in own}
     for key in raw:
         if key not in allowed:
@@ -237,8 +238,8 @@ def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) 
 
 
 @dataclass
-class RuleFileResult:
-    rules: list[Any] = field(default_factory=list)
+class RuleFileResult(Generic[R]):
+    rules: list[R] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)  # ids given `enabled: false`: rules loaded earlier are dropped
 
@@ -259,9 +260,9 @@ def _disabled(raw: dict[str, Any], lines: Lines) -> str | None:
     return rid
 
 
-def load_rule_file(path: Path, registry: dict[str, type[Any]], collect: bool = False) -> RuleFileResult:
+def load_rule_file(path: Path, registry: Mapping[str, type[R]], collect: bool = False) -> RuleFileResult[R]:
     """Rules of one file (a mapping with `rules:`, or a single rule). With `collect`, errors are gathered."""
-    result = RuleFileResult()
+    result: RuleFileResult[R] = RuleFileResult()
     try:
         doc, lines = load_with_lines(path)
     except ConfigError as exc:

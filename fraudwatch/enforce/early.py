@@ -29,7 +29,7 @@ from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_tar
 
 if TYPE_CHECKING:
     from fraudwatch.config import Config
-    from fraudwatch.detect.early import Decision
+    from fraudwatch.detect.runners.early import Decision
 
 log = logging.getLogger("fraudwatch.watch")
 

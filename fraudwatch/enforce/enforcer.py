@@ -39,7 +39,7 @@ from fraudwatch.netaddr import IPNetwork
 
 if TYPE_CHECKING:
     from fraudwatch.detect.decide import Alert
-    from fraudwatch.detect.early import Decision
+    from fraudwatch.detect.runners.early import Decision
 
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
@@ -103,8 +103,9 @@ class Enforcer:
             return self._on_alerts(alerts, now)
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
-        """Ban the keys of early decisions (`fraudwatch.detect.early`) at once, as their rules' alerts would; what
-        was done, per decision. The alert comes later from the rules and finds its ban (see `planning.plan_alerts`).
+        """Ban the keys of early decisions (`fraudwatch.detect.runners.early`) at once, as their rules' alerts
+        would; what was done, per decision. The alert comes later from the rules and finds its ban (see
+        `planning.plan_alerts`).
         The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
         with self.lock, no_gc(len(decisions) > BULK):
             # what the sentry put in the kernel itself (fraudwatch.enforce.early) is there: a ban renews it

@@ -23,7 +23,7 @@ from fraudwatch.enforce.results import span, when
 from fraudwatch.enforce.state import Ban
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target
 
-EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.early)
+EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.runners.early)
 LAPSE_SECONDS = 5  # a stale kernel entry this close to its timeout is left to lapse rather than deleted
 
 

@@ -42,7 +42,7 @@ def utcnow() -> dt.datetime:
 
 def load_rule_set(rule_dirs: Sequence[Any] = ()) -> dict[str, Any]:
     """The rules (shipped, then `rule_dirs`) by id: their tags route alerts, their types label values."""
-    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.ruleset import load_rules
 
     return dict(load_rules(list(rule_dirs)).rules)
 

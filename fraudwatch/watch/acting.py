@@ -120,7 +120,7 @@ class Acting(WatcherBase):
                     self._tick_actors()
 
     def _flush_alerts(self, force: bool = False) -> None:
-        """Report the alert updates live detection held back (see fraudwatch.detect.live), and act on them."""
+        """Report the alert updates live detection held back (see fraudwatch.detect.runners.live), and act on them."""
         if self.detection is None:
             return
         try:

@@ -57,7 +57,7 @@ def country_of(ip: str) -> str | None:
 def start_sentry(w: Watcher) -> None:
     """Early bans (fraudwatch.watch.sentry) when they are on and can do something: a firewall that bans, rules
     they can stand in for, and log sources."""
-    from fraudwatch.detect.early import early_rules
+    from fraudwatch.detect.runners.early import early_rules
 
     w.sentry = None
     w.stats.early = None

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from fraudwatch.detect.replay import ORDER, TIME_COLUMN
+from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
@@ -113,7 +113,7 @@ class Reading(Acting):
 
     def _refresh_credit(self) -> None:
         """New balances and limits for the credit-limit rules."""
-        from fraudwatch.detect.replay import credit_context
+        from fraudwatch.detect.runners.replay import credit_context
 
         assert self.store is not None
         if self.detection is None:

@@ -3,8 +3,8 @@
 Under a flood the watcher stores and scores lines in batches a second or more long, and a burst of password
 guesses waits for its batch: seconds before the ban. The sentry reads the same files every `TICK` (its own
 offsets, `fraudwatch.watch.tail`), runs only the gates of the rules that propose a ban on what was appended
-(`fraudwatch.detect.early`), and sends each decision to the watcher at once; the watcher's early-ban thread hands
-it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
+(`fraudwatch.detect.runners.early`), and sends each decision to the watcher at once; the watcher's early-ban
+thread hands it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
 Python (the rules hold the interpreter's lock for most of a flood). With nftables it also puts the decided
 addresses in the kernel itself before it sends them (`fraudwatch.enforce.early`): the watcher's early-ban
 thread can wait a second for that lock. It owns nothing else: if it dies the watcher logs it and starts
@@ -54,8 +54,8 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
     logging.basicConfig(level=level, format="fraudwatch sentry: %(levelname)s %(message)s")
     from fraudwatch.detect.base import Context
-    from fraudwatch.detect.early import LINE_SOURCES, EarlyBans
-    from fraudwatch.detect.engine import load_rules
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners.early import LINE_SOURCES, EarlyBans
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.watch.tail import LogTail

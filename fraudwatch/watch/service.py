@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from fraudwatch.config import Config, load_config
-from fraudwatch.detect.replay import ORDER
+from fraudwatch.detect.runners.replay import ORDER
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.ingest import Ingestor
@@ -183,9 +183,9 @@ class Watcher(Reading):
 
     def _load_rules(self) -> None:
         from fraudwatch.detect.base import Context
-        from fraudwatch.detect.engine import load_rules
-        from fraudwatch.detect.live import LiveDetection
-        from fraudwatch.detect.replay import credit_context
+        from fraudwatch.detect.ruleset import load_rules
+        from fraudwatch.detect.runners.live import LiveDetection
+        from fraudwatch.detect.runners.replay import credit_context
         from fraudwatch.rulesdir import shipped_rules_dir
 
         assert self.store is not None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from fraudwatch.detect.replay import TIME_COLUMN
+from fraudwatch.detect.runners.replay import TIME_COLUMN
 
 if TYPE_CHECKING:
     from fraudwatch.config import Config

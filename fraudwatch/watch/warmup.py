@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from fraudwatch.detect.decide import Alert
-from fraudwatch.detect.replay import ORDER, TIME_COLUMN, data_range
+from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, data_range
 
 log = logging.getLogger("fraudwatch.watch")
 

@@ -11,9 +11,9 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.detect.base import Context, Match
-from fraudwatch.detect.engine import columns_of
-from fraudwatch.detect.registry import TYPES
+from fraudwatch.detect.fields import columns_of
 from fraudwatch.detect.spec import load_rule_file
+from fraudwatch.detect.types import TYPES
 from fraudwatch.store.schema import TABLES
 
 T0 = dt.datetime(2024, 3, 4, 12, 0, tzinfo=dt.UTC)
@@ -79,9 +79,12 @@ def lists_dir(tmp_path: Path, **lists: list[str]) -> Path:
 
 
 def detector(tmp_path: Path, text: str, ctx: Context | None = None, stream: bool = False) -> Any:
-    """The rule's detector: for replays (frames), or with `stream` for the watcher (incremental windows)."""
+    """The rule's detector: for replays (frames), or with `stream` for the watcher (incremental windows, for the
+    types that have them)."""
     r = rule(tmp_path, text)
-    return r.detector(ctx or Context(lists_dir(tmp_path)), columns_of(r.common.source), stream=stream)
+    ctx, columns = ctx or Context(lists_dir(tmp_path)), columns_of(r.common.source)
+    det = r.incremental_detector(ctx, columns) if stream else None
+    return det if det is not None else r.frame_detector(ctx, columns)
 
 
 def run(det: Any, *batches: pl.DataFrame) -> list[Match]:

@@ -1,5 +1,5 @@
-"""`ingest --detect` scores alongside the ingest (fraudwatch.detect.alongside): the same alerts, evidence included,
-as a replay of the stored data; and when it cannot be exact (files out of time order, too much waiting, the
+"""`ingest --detect` scores alongside the ingest (fraudwatch.detect.runners.alongside): the same alerts, evidence
+included, as a replay of the stored data; and when it cannot be exact (files out of time order, too much waiting, the
 scoring process gone) it gives way to that replay."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_one_log_in_many_chunks_scored_as_it_is_stored_equals_the_replay(
     """One sipproxy.log (45k lines) in 64 KB chunks: the watermark moves at every chunk. In steps of 2,000 rows
     the rules see the day cut into some twenty batches, each of several chunks, with the rest of a chunk held
     for the next step; in steps of STEPS rows, all of it at the end."""
-    from fraudwatch.detect import alongside
+    from fraudwatch.detect.runners import alongside
 
     if step_rows:
         monkeypatch.setattr(alongside, "STEPS", dict.fromkeys(alongside.STEPS, step_rows))
@@ -163,7 +163,7 @@ def test_a_scoring_process_started_early_and_dead_before_its_setup_leaves_the_re
     way to the replay as when it dies later, instead of failing the ingest."""
     from fraudwatch.commands_detect import detect_alongside
     from fraudwatch.config import load_config
-    from fraudwatch.detect.scorer import Scorer
+    from fraudwatch.detect.runners.scorer import Scorer
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.ingest import Ingestor
     from fraudwatch.store.db import Store
@@ -192,7 +192,7 @@ def test_cdr_exports_in_many_pieces_scored_as_they_are_stored_equal_the_replay(
     """The three days' CDRs as one export read in pieces of 200 rows: the CDR watermark (the newest start read,
     which bounds the stops to come) moves at every piece, and steps of 500 rows are scored as it passes them;
     the accounts file comes first for the credit rule."""
-    from fraudwatch.detect import alongside
+    from fraudwatch.detect.runners import alongside
     from fraudwatch.ingest import csvfiles as ingest_csv
 
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 200)

@@ -18,7 +18,7 @@ import pytest
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import AlertBook
-from fraudwatch.detect.engine import Engine
+from fraudwatch.detect.runners.engine import Engine
 from fraudwatch.netaddr import parse_networks
 from tests.detect.frames import at, events, lists_dir, load_rules_text, split_every
 
@@ -223,7 +223,7 @@ STREAM = pytest.mark.parametrize("stream", [False, True], ids=["frames", "increm
 @pytest.fixture
 def every_window_incremental(monkeypatch: pytest.MonkeyPatch) -> None:
     """The watcher keeps only long windows incrementally (engine.LONG_WINDOW); here every window is."""
-    from fraudwatch.detect import engine
+    from fraudwatch.detect.runners import engine
 
     monkeypatch.setattr(engine, "LONG_WINDOW", 0.0)
 
@@ -273,19 +273,21 @@ def test_small_batch_paths_match_the_frame_paths(tmp_path: Path, data: tuple[pl.
     """Small batches are scored, enriched and filtered in plain Python (no queries' fixed cost); big ones with
     frame operations; the watcher's windows incrementally. All give the same alerts, evidence included, however
     the stream is cut."""
-    from fraudwatch.detect import enrich, filters, stateful, windowed
+    from fraudwatch.detect import enrich, filters
+    from fraudwatch.detect.types import newterm
+    from fraudwatch.detect.windows import frame
 
     sip, cdr = data
     batches = [("sip_events", sip), ("cdrs", cdr)] if every is None else \
         [("sip_events", b) for b in split_every(sip, every)] + [("cdrs", b) for b in split_every(cdr, every)]
     small = _with_evidence(tmp_path / "small", batches)
-    from fraudwatch.detect import engine
+    from fraudwatch.detect.runners import engine
 
     with monkeypatch.context() as patched:
         patched.setattr(engine, "LONG_WINDOW", 0.0)
         assert _with_evidence(tmp_path / "incremental", batches, stream=True) == small
-    for module, name in ((windowed, "SMALL"), (windowed, "EAGER_ROWS"), (filters, "EAGER_ROWS"),
-                         (stateful, "EAGER_ROWS"), (enrich, "SMALL_BATCH")):
+    for module, name in ((frame, "SMALL"), (frame, "EAGER_ROWS"), (filters, "EAGER_ROWS"),
+                         (newterm, "EAGER_ROWS"), (enrich, "SMALL_BATCH")):
         monkeypatch.setattr(module, name, 0)
     frames = _with_evidence(tmp_path / "frames", batches)
     assert small == frames

@@ -8,7 +8,7 @@ from typing import Any
 
 from fraudwatch.detect.base import Context, Match
 from fraudwatch.detect.decide import AlertBook
-from fraudwatch.detect.engine import columns_of
+from fraudwatch.detect.fields import columns_of
 from fraudwatch.netaddr import parse_networks
 from tests.detect.frames import at, lists_dir, load_rules_text, sip, split_every
 
@@ -137,7 +137,7 @@ def test_trusted_accounts_are_never_locked_and_report_only_is_carried(tmp_path: 
 
 def test_detector_matches_over_batches_make_one_alert(tmp_path: Path) -> None:
     rs = rules(tmp_path)
-    det = rs["flood"].detector(Context(lists_dir(tmp_path)), columns_of("sip_events"))
+    det = rs["flood"].frame_detector(Context(lists_dir(tmp_path)), columns_of("sip_events"))
     b = AlertBook(rs)
     frame = sip(*({"t": t * 0.5, "event": "request", "method": "REGISTER", "src_ip": "192.0.2.1"} for t in range(40)))
     alerts = {}

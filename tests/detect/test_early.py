@@ -1,4 +1,4 @@
-"""Early bans (fraudwatch.detect.early): the gates decide exactly what the rules would ban, never more.
+"""Early bans (fraudwatch.detect.runners.early): the gates decide exactly what the rules would ban, never more.
 
 * every sample of every gated rule: a decision exactly when the rule's own sample reaches its ban severity;
 * a simulated day: over the whole stream, the gates decide the same (rule, key) pairs as the replay's alerts that
@@ -19,8 +19,8 @@ import pytest
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import SEVERITY_RANK
-from fraudwatch.detect.early import LINE_SOURCES, MONOTONE, EarlyBans, early_rules
-from fraudwatch.detect.engine import load_rules
+from fraudwatch.detect.ruleset import load_rules
+from fraudwatch.detect.runners.early import LINE_SOURCES, MONOTONE, EarlyBans, early_rules
 from fraudwatch.detect.samples import BASE, SAMPLE_TRUSTED, expand
 from fraudwatch.rulesdir import shipped_rules_dir
 from tests.conftest import Run
@@ -93,7 +93,7 @@ def test_on_a_simulated_day_the_gates_decide_what_the_rules_ban(tmp_path: Path,
     import duckdb
 
     from fraudwatch.config import load_config
-    from fraudwatch.detect.replay import replay
+    from fraudwatch.detect.runners.replay import replay
 
     folder = copy_sample(tmp_path)
     config = folder / "fraudwatch.toml"

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from fraudwatch.detect.engine import columns_of
+from fraudwatch.detect.fields import columns_of
 from fraudwatch.detect.filters import FilterError, Selection, compile_conjuncts, compile_where, load_list, select
 from tests.detect.frames import lists_dir, sip
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.detect import incremental
+from fraudwatch.detect.windows import incremental
 from tests.detect.frames import detector, run, sip, split_every
 
 RULE = """

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fraudwatch.detect.base import Context
-from fraudwatch.detect.live import LiveDetection
+from fraudwatch.detect.runners.live import LiveDetection
 from fraudwatch.store.db import Store
 from tests.detect.frames import lists_dir, load_rules_text, sip
 

@@ -28,9 +28,9 @@ def test_live_arrival_order_micro_batches_equal_a_replay(tmp_path: Path, cli: Ca
 
     from fraudwatch.config import load_config
     from fraudwatch.detect.base import Context
-    from fraudwatch.detect.engine import load_rules
-    from fraudwatch.detect.live import LiveDetection
-    from fraudwatch.detect.replay import TIME_COLUMN, credit_context, replay
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.detect.runners.live import LiveDetection
+    from fraudwatch.detect.runners.replay import TIME_COLUMN, credit_context, replay
     from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.store.db import Store
 

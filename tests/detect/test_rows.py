@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 
 from fraudwatch.detect.base import Context
-from fraudwatch.detect.early import LINE_SOURCES
-from fraudwatch.detect.engine import columns_of, load_rules
-from fraudwatch.detect.enrich import ENRICHED, ENRICHED_TYPES, Enricher
+from fraudwatch.detect.enrich import Enricher
+from fraudwatch.detect.fields import ENRICHED, ENRICHED_TYPES, columns_of
 from fraudwatch.detect.filters import compile_conjuncts
 from fraudwatch.detect.rows import Conditions, Rows
+from fraudwatch.detect.ruleset import load_rules
+from fraudwatch.detect.runners.early import LINE_SOURCES
 from fraudwatch.detect.samples import POLARS_TYPES, SAMPLE_TRUSTED, expand, schema_of
 from fraudwatch.rulesdir import shipped_rules_dir
 

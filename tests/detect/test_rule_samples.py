@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fraudwatch.detect.base import Context
-from fraudwatch.detect.engine import load_rules
+from fraudwatch.detect.ruleset import load_rules
 from fraudwatch.detect.samples import BASE, SampleError, expand, run_sample
 from fraudwatch.rulesdir import shipped_rules_dir
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.detect.engine import load_rules
-from fraudwatch.detect.registry import TYPES
+from fraudwatch.detect.ruleset import load_rules
 from fraudwatch.detect.spec import load_rule_file
-from fraudwatch.detect.stateful import NewTerm, Seasonal
-from fraudwatch.detect.windowed import Distinct, ListMatch, Threshold
+from fraudwatch.detect.types import TYPES
+from fraudwatch.detect.types.aggregates import Distinct
+from fraudwatch.detect.types.counts import ListMatch, Threshold
+from fraudwatch.detect.types.newterm import NewTerm
+from fraudwatch.detect.types.seasonal import Seasonal
 from fraudwatch.errors import ConfigError
 from tests.detect.frames import lists_dir
 
@@ -328,7 +330,7 @@ def test_enabled_false_turns_off_a_shipped_rule_by_id(tmp_path: Path) -> None:
 
 
 def test_a_replay_reads_the_columns_its_rules_name(tmp_path: Path) -> None:
-    from fraudwatch.detect.engine import rule_columns
+    from fraudwatch.detect.ruleset import rule_columns
 
     folder = tmp_path / "r"
     write(folder, """

@@ -10,7 +10,7 @@ import pytest
 
 from fraudwatch.detect.base import Context, Match
 from fraudwatch.detect.enrich import Enricher
-from fraudwatch.detect.stateful import NO_CREDIT
+from fraudwatch.detect.types.credit import NO_CREDIT
 from tests.detect.frames import at, detector, events, lists_dir, run, sip
 
 HOUR = 3600

@@ -334,7 +334,7 @@ def test_text_keys_are_grouped_by_their_hashes_unless_two_collide(tmp_path: Path
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The frame path groups on 64-bit hashes of text keys and fields (`windowed._coded`); when the hashes of
     a batch's values are not all different it uses the text: the same matches either way."""
-    from fraudwatch.detect import windowed
+    from fraudwatch.detect.windows import frame as windowed
 
     monkeypatch.setattr(windowed, "SMALL", 0)  # the frame path, whatever the batch's size
     rule = """

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.config import Config
-from fraudwatch.detect.early import Decision
+from fraudwatch.detect.runners.early import Decision
 from fraudwatch.enforce import Enforcer, FirewallConfig
 from fraudwatch.enforce.backends.base import FirewallError, Runner
 from fraudwatch.enforce.backends.dryrun import DryRunBackend

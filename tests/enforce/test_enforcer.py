@@ -280,7 +280,7 @@ def test_nftables_setup_replaces_our_chain_when_its_priority_changed() -> None:
 
 
 def test_early_decisions_ban_at_once_and_their_alert_is_linked(tmp_path: Path) -> None:
-    from fraudwatch.detect.early import Decision
+    from fraudwatch.detect.runners.early import Decision
 
     e = make(tmp_path, ttl_critical=86400)
     decide = [Decision("sip-bruteforce", "192.0.2.9", "critical", 15.0, T0, "brute force"),
@@ -310,7 +310,7 @@ def test_a_busy_store_never_holds_a_ban_back_and_its_bans_are_written_after(tmp_
     import threading
     import time
 
-    from fraudwatch.detect.early import Decision
+    from fraudwatch.detect.runners.early import Decision
 
     e = make(tmp_path, ttl_critical=86400)
     e.on_alerts([alert(1, "192.0.2.1")], T0)  # loaded: the store is read at start, not on a decision

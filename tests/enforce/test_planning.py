@@ -8,7 +8,7 @@ import ipaddress
 import logging
 
 from fraudwatch.config.firewall import FirewallConfig, RuleTTL
-from fraudwatch.detect.early import Decision
+from fraudwatch.detect.runners.early import Decision
 from fraudwatch.enforce.backends.base import Entry
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.planning import EARLY, Plan, plan_alerts, plan_reconcile, ttl

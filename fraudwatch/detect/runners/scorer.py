@@ -1,4 +1,5 @@
-"""The scoring process of `ingest --detect` (fraudwatch.detect.alongside), started before it is needed.
+"""The scoring process of `ingest --detect` (`runners.alongside` feeds it, `runners.alongside_scoring` is its
+body), started before it is needed.
 
 This module imports nothing heavy on purpose: the ingest starts the process first thing, before it imports the
 detection modules itself (polars and the rules' modules: 0.46 s under cProfile), so both imports run at once.
@@ -52,7 +53,7 @@ class Scorer:
 
 
 def _score(conn: Connection, level: int) -> None:
-    """The process's body: `alongside.score_alongside`, imported here, in the process."""
-    from fraudwatch.detect.alongside import score_alongside
+    """The process's body: `alongside_scoring.score_alongside`, imported here, in the process."""
+    from fraudwatch.detect.runners.alongside_scoring import score_alongside
 
     score_alongside(conn, level)

@@ -7,11 +7,12 @@ a key reaches the level its rule bans at. They keep nothing else: no evidence, n
 from the watcher's rules, and the ban it proposes finds the address banned already (the enforcer links the two).
 
 Why this never bans what the watcher would not: an early gate is the rule's own window (the same incremental
-window code, `fraudwatch.detect.incremental`) over a subset of the rule's events — those written since the
-sentry started, minus any it skipped to keep up, minus a decided key's events until it is re-armed. Only rule
-types whose value cannot fall when events are added are gated (`MONOTONE`: counts, distinct counts, list matches
-counted), so a subset reaches a level only if the whole stream does: the watcher's alert for that key reaches it
-too. Spikes are not gated (fewer baseline events make a spike look bigger), nor are report-only rules.
+window code: the rule type's row-wise detector, `RuleType.row_detector`) over a subset of the rule's events —
+those written since the sentry started, minus any it skipped to keep up, minus a decided key's events until it
+is re-armed. Only rule types whose value cannot fall when events are added are gated (`RuleType.monotone`, listed
+in `MONOTONE`: counts, distinct counts, list matches counted), so a subset reaches a level only if the whole
+stream does: the watcher's alert for that key reaches it too. Spikes are not gated (fewer baseline events make a
+spike look bigger), nor are report-only rules.
 """
 
 from __future__ import annotations
@@ -26,21 +27,24 @@ import polars as pl
 
 from fraudwatch.detect.base import Context, lowest_level, severity_of
 from fraudwatch.detect.decide import key_trusted, proposed_action
-from fraudwatch.detect.enrich import ENRICHED, ENRICHED_TYPES, Enricher
+from fraudwatch.detect.enrich import Enricher
+from fraudwatch.detect.fields import ENRICHED, ENRICHED_TYPES, columns_of
 from fraudwatch.detect.filters import Conjunct
-from fraudwatch.detect.incremental import IncrementalDetector, _Key
 from fraudwatch.detect.rows import Conditions, Rows
+from fraudwatch.detect.ruleset import rule_columns
 from fraudwatch.detect.samples import POLARS_TYPES, schema_of
+from fraudwatch.detect.types import TYPES, RuleType
+from fraudwatch.detect.windows.incremental import KeyWindow
 from fraudwatch.netaddr import IPNetwork
 
-MONOTONE = frozenset({"threshold", "distinct", "list_match"})
+MONOTONE = frozenset(name for name, cls in TYPES.items() if cls.monotone)  # the rule types gated
 LINE_SOURCES = ("sip_events", "netfilter_events")  # what the sentry reads: log lines, not CSV exports
 DECIDED_KEPT = 200_000  # decided keys remembered at most (a botnet's); the oldest are re-armed first
 
 
-def early_rules(rules: Sequence[Any]) -> list[Any]:
+def early_rules(rules: Sequence[RuleType]) -> list[RuleType]:
     """The rules an early gate can stand in for: they propose a ban, on log lines, with a monotone value."""
-    return [r for r in rules if r.common.action == "ban_ip" and r.common.type in MONOTONE
+    return [r for r in rules if r.common.action == "ban_ip" and r.monotone
             and not r.common.report_only and r.common.source in LINE_SOURCES]
 
 
@@ -65,14 +69,15 @@ class Gate:
     """One rule's window, kept only until a key reaches the rule's ban level; that key's events are then skipped
     for the rule's window and cooldown (`rearm`), after which it starts again from nothing."""
 
-    def __init__(self, rule: Any, ctx: Context, columns: set[str], trusted: Sequence[IPNetwork]) -> None:
-        det = rule.detector(ctx, columns, stream=True)
-        if not isinstance(det, IncrementalDetector):
+    def __init__(self, rule: RuleType, ctx: Context, columns: set[str], trusted: Sequence[IPNetwork]) -> None:
+        det = rule.row_detector(ctx, columns)
+        if det is None:
             raise TypeError(f"rule '{rule.common.id}': no incremental window to gate")
         c = self.common = rule.common
         self.rule, self.det = rule, det
         self.conjuncts: list[Conjunct] = det.conjuncts  # what the source's shared conditions come from
-        self.level = float(c.critical) if c.act_on == "critical" else lowest_level(c)
+        critical = c.critical if c.act_on == "critical" else None  # the rule has that level when it acts on it
+        self.level = float(critical) if critical is not None else lowest_level(c)
         self.rearm = round((c.window + c.cooldown) * 1_000_000)
         self.trusted = tuple(trusted)
         self.decided: dict[str, int] = {}  # key -> event time (us) until which its events are skipped
@@ -113,7 +118,7 @@ class Gate:
                 del decided[k]
             st = state.get(k)
             if st is None:
-                st = state[k] = _Key()
+                st = state[k] = KeyWindow()
             st.times.append(t)
             if valued:
                 add(st, values[j])
@@ -144,9 +149,7 @@ class EarlyBans:
     """The early gates of a rule set: enrich a batch of new lines once per source (only with what the gates
     read), then every gate of it. Batches are `Rows` (the sentry's) or frames (turned into rows)."""
 
-    def __init__(self, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = ()) -> None:
-        from fraudwatch.detect.engine import columns_of
-
+    def __init__(self, rules: Sequence[RuleType], ctx: Context, trusted: Sequence[IPNetwork] = ()) -> None:
         self.enrich = Enricher(trusted)
         self.gates: dict[str, list[Gate]] = {s: [] for s in ENRICHED}
         for rule in early_rules(rules):
@@ -163,8 +166,6 @@ class EarlyBans:
 
     def columns(self, source: str) -> list[str]:
         """The stored columns the gates of `source` read."""
-        from fraudwatch.detect.engine import rule_columns
-
         return rule_columns([g.rule for g in self.gates[source]], source)
 
     def process(self, source: str, events: pl.DataFrame | Rows) -> list[Decision]:

@@ -1,5 +1,5 @@
 """Sliding windows kept incrementally, for the watcher: the same scores, matches and evidence as the frame
-detectors of `fraudwatch.detect.windowed` (see its docstring for the semantics), at a cost that follows the batch.
+detectors of `fraudwatch.detect.windows.frame` (see its docstring for the semantics), at a cost that follows the batch.
 
 The frame detectors score a batch together with the events still inside their windows, with frame operations:
 quick on a replay's big steps, but a watcher fed small batches during a flood would re-read the flood's last
@@ -14,7 +14,6 @@ The live-versus-replay and batch-invariance tests hold both kinds to the same al
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +41,11 @@ KEPT_EVENTS = 2_000_000  # events a detector keeps in its windows at most (its m
 _COMPACT = 64  # a key's lists drop their expired head once it is this long and half of the list
 
 
-def _micros(seconds: float) -> int:
+def to_micros(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-class _Key:
+class KeyWindow:
     """One key's window. `times` holds its events' times from `head` on (the longest window: `history`), `win`
     is where the scored window starts among them, `tally` is the type's running aggregate (distinct values'
     counts, a sum), `values` the events' values (distinct, sum). `rows` are the evidence rows of the events
@@ -120,15 +119,18 @@ class IncrementalDetector:
         self.field, self.fact = field, fact
         self.keys = list(common.key)
         self.history = common.window
-        self.window, self.cooldown = _micros(common.window), _micros(common.cooldown)
+        self.window, self.cooldown = to_micros(common.window), to_micros(common.cooldown)
         self.level = lowest_level(common)
-        self.state: dict[str, _Key] = {}
+        self.state: dict[str, KeyWindow] = {}
         # key -> (last hot event, event ids and lines sent) of its open episode: see _assemble
         self.sent: dict[str, tuple[int, int, int]] = {}
         self.swept: int | None = None  # event time of the last sweep (see _sweep)
         self.check_at = KEPT_EVENTS // 4  # events added since the last sweep that call for the next
         self.added = 0
         self.shortened = 0  # sweeps that had to shorten the windows to stay within KEPT_EVENTS
+
+    def conditions(self) -> list[list[Conjunct]]:
+        return [self.conjuncts]
 
     def needed(self) -> list[str]:
         """Columns this detector reads besides ts and the key."""
@@ -138,23 +140,23 @@ class IncrementalDetector:
 
     valued = False  # whether `_add` keeps the events' values
 
-    def _add(self, st: _Key, v: Any) -> None:
+    def _add(self, st: KeyWindow, v: Any) -> None:
         """Keep an event's value (its time is in `st.times` already)."""
 
-    def _trim(self, st: _Key, cut: int) -> None:
+    def _trim(self, st: KeyWindow, cut: int) -> None:
         """Move the head past the times at or before `cut` (the newest time is after it)."""
         times, h = st.times, st.head
         while times[h] <= cut:
             h += 1
         st.head = h
 
-    def _value(self, st: _Key, t: int) -> float:
+    def _value(self, st: KeyWindow, t: int) -> float:
         """The value of the window ending at `t` (an instant of this key); sets where the window starts."""
         self._trim(st, t - self.window)
         st.win = st.head
         return self._measure(st)
 
-    def _measure(self, st: _Key) -> float:
+    def _measure(self, st: KeyWindow) -> float:
         """The value of the window from `st.head` on."""
         return len(st.times) - st.head
 
@@ -216,7 +218,7 @@ class IncrementalDetector:
         for k, idx in by_key.items():
             st = state.get(k)
             if st is None:
-                st = state[k] = _Key()
+                st = state[k] = KeyWindow()
             tl, rw = st.times, st.rows
             ep: _Episode | None = None
             last = len(idx) - 1
@@ -254,7 +256,7 @@ class IncrementalDetector:
         self.added += added
         if self.swept is None:
             self.swept = newest
-        elif self.added >= self.check_at or newest - self.swept >= _micros(self.history) // 2:
+        elif self.added >= self.check_at or newest - self.swept >= to_micros(self.history) // 2:
             self._sweep(newest)
 
     def _sweep(self, newest: int) -> None:
@@ -263,7 +265,7 @@ class IncrementalDetector:
         than that remains."""
         horizon = newest - self.window - self.cooldown  # an episode whose last hot event is older has ended
         self.sent = {k: v for k, v in self.sent.items() if v[0] >= horizon}
-        span = _micros(self.history)
+        span = to_micros(self.history)
         state = self.state
         while True:
             cut = newest - span
@@ -319,79 +321,3 @@ class IncrementalDetector:
                              count=ep.count, value=float(ep.peak),
                              evidence=evidence))
         return out
-
-
-class DistinctIncremental(IncrementalDetector):
-    """Distinct non-null values of `field` in the window: the events' values, and a count per value."""
-
-    valued = True
-
-    def _add(self, st: _Key, v: Any) -> None:
-        st.values.append(v)
-        if v is not None:
-            if st.tally is None:
-                st.tally = {}
-            st.tally[v] = st.tally.get(v, 0) + 1
-
-    def _trim(self, st: _Key, cut: int) -> None:
-        times, values, tally, h = st.times, st.values, st.tally, st.head
-        while times[h] <= cut:
-            v = values[h]
-            if v is not None:
-                if tally[v] == 1:
-                    del tally[v]
-                else:
-                    tally[v] -= 1
-            h += 1
-        st.head = h
-
-    def _measure(self, st: _Key) -> float:
-        return len(st.tally) if st.tally is not None else 0
-
-
-class SumIncremental(IncrementalDetector):
-    """Sum of `field` in the window (nulls count 0): the events' amounts and a running total, summed exactly
-    (`math.fsum`) when it nears a level, so rounding never decides an alert."""
-
-    valued = True
-
-    def _add(self, st: _Key, v: Any) -> None:
-        x = 0.0 if v is None else float(v)
-        st.values.append(x)
-        st.tally = (st.tally or 0.0) + x
-
-    def _trim(self, st: _Key, cut: int) -> None:
-        times, values, h = st.times, st.values, st.head
-        while times[h] <= cut:
-            st.tally -= values[h]
-            h += 1
-        st.head = h
-
-    def _measure(self, st: _Key) -> float:
-        total = float(st.tally)
-        if total >= self.level - 1e-6 * max(1.0, abs(self.level)):
-            total = math.fsum(st.values[st.head:])
-        return total
-
-
-class SpikeIncremental(IncrementalDetector):
-    """The window's count against the key's own rate over the preceding `baseline`: the times of the baseline,
-    and where the window starts among them (`win`)."""
-
-    def __init__(self, common: Common, ctx: Context, columns: set[str], baseline: float, min_count: int) -> None:
-        super().__init__(common, ctx, columns)
-        self.history, self.baseline, self.min_count = baseline, _micros(baseline), min_count
-        self.factor = common.window / (baseline - common.window)
-
-    def _value(self, st: _Key, t: int) -> float:
-        self._trim(st, t - self.baseline)
-        times, cut = st.times, t - self.window
-        r = max(st.win, st.head)
-        while times[r] <= cut:
-            r += 1
-        st.win = r
-        now, long = len(times) - r, len(times) - st.head
-        if now < self.min_count:
-            return 0.0
-        return (now + 1) / ((long - now) * self.factor + 1)
-

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
-from fraudwatch.detect.engine import PARALLEL, Engine
+from fraudwatch.detect.runners.engine import PARALLEL, Engine
+from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork
 from fraudwatch.store.schema import ALERTS
 
@@ -42,7 +43,7 @@ ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_tim
 
 @dataclass(frozen=True)
 class ReplayResult:
-    rules: list[Any]
+    rules: list[RuleType]
     alerts: list[Alert]
     events: dict[str, int]
     since: dt.datetime | None
@@ -107,7 +108,7 @@ def _steps(con: duckdb.DuckDBPyConnection, sources: Sequence[str], since: dt.dat
     return bounds
 
 
-def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context, trusted: Sequence[IPNetwork] = (),
+def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Context, trusted: Sequence[IPNetwork] = (),
            trusted_accounts: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
            step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS
            ) -> ReplayResult:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import duckdb
 import polars as pl
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
-from fraudwatch.detect.engine import Engine
-from fraudwatch.detect.replay import next_alert_id, save_alerts
+from fraudwatch.detect.runners.engine import Engine
+from fraudwatch.detect.runners.replay import next_alert_id, save_alerts
+from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork
 
 log = logging.getLogger("fraudwatch.detect")
@@ -32,7 +32,7 @@ FORGET_SECONDS = 3600.0  # an alert not updated for this long is forgotten here 
 
 
 class LiveDetection:
-    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[Any], ctx: Context,
+    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Context,
                  trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = (),
                  resave_seconds: float = RESAVE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.con = con
