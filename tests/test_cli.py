@@ -76,7 +76,8 @@ def test_ctrl_c_inside_duckdb_is_an_interruption_not_an_internal_error(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A Ctrl-C during the ingest's address check reaches Python inside a DuckDB query, which hands it back
     wrapped in its own error: one line, exit code 130, as a Ctrl-C anywhere else."""
-    from fraudwatch import cli as cli_module
+    from fraudwatch.cli import app as cli_module
+    from fraudwatch.cli.exit import ExitStatus
 
     con = duckdb.connect()
 
@@ -93,5 +94,5 @@ def test_ctrl_c_inside_duckdb_is_an_interruption_not_an_internal_error(
     assert cli_module.main(["ingest"]) == 130
     assert capsys.readouterr().err == "fraudwatch: interrupted\n"
     monkeypatch.setattr(cli_module, "run", lambda _argv: con.execute("SELECT no_such_function()"))
-    assert cli_module.main(["ingest"]) == cli_module.EXIT_INTERNAL  # other DuckDB errors stay internal
+    assert cli_module.main(["ingest"]) == ExitStatus.INTERNAL  # other DuckDB errors stay internal
     assert "internal error" in capsys.readouterr().err

@@ -118,8 +118,8 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
     """Killed mid-way, or holding more rows than it may: finish() says None (replay), with the reason."""
     import dataclasses
 
-    from fraudwatch.commands_detect import detect_alongside
     from fraudwatch.config import load_config
+    from fraudwatch.detect.runners.batch import detect_alongside
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.ingest import Ingestor
     from fraudwatch.store.db import Store
@@ -161,8 +161,8 @@ def test_the_scoring_process_failing_leaves_the_replay_to_do_it(tmp_path: Path, 
 def test_a_scoring_process_started_early_and_dead_before_its_setup_leaves_the_replay(tmp_path: Path) -> None:
     """`ingest --detect` starts the scoring process first thing; gone before it was sent its setup, it gives
     way to the replay as when it dies later, instead of failing the ingest."""
-    from fraudwatch.commands_detect import detect_alongside
     from fraudwatch.config import load_config
+    from fraudwatch.detect.runners.batch import detect_alongside
     from fraudwatch.detect.runners.scorer import Scorer
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.ingest import Ingestor

@@ -135,8 +135,8 @@ def test_detect_notify_sends_through_the_channels(cli: Cli, tmp_path: Path, http
 
 
 def test_notify_alerts_behind_detect_notify(tmp_path: Path, http: Receiver) -> None:
-    from fraudwatch.commands_notify import notify_alerts
     from fraudwatch.config import load_config
+    from fraudwatch.notify.oneshot import notify_alerts
 
     http.start()
     cfg = load_config(_config(tmp_path, ("noc-hook", http.url()), ("noc-down", Receiver().url()),

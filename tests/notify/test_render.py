@@ -129,9 +129,9 @@ def test_data_segments_are_cleaned() -> None:
 
 
 def test_values_are_read_with_the_rule_type() -> None:
-    from fraudwatch.commands_notify import replay_done
     from fraudwatch.notify.messages import value_label
     from fraudwatch.notify.notifier import load_rule_set
+    from fraudwatch.notify.oneshot import replay_done
 
     rules = load_rule_set()
     assert value_label(rules["high-risk-spend-account"]).startswith("fee total {v} in ")

@@ -1,10 +1,10 @@
-"""`fraudwatch formats test FILE`: what a format makes of a file, without storing anything (fail2ban-regex's job).
-
-Lines go through the same reader, batcher and SQL as ingest, on an in-memory DuckDB.
-"""
+"""`fraudwatch formats list|test`: the formats fraudwatch knows, and what one makes of a file without storing
+anything (fail2ban-regex's job). A test's lines go through the same reader, batcher and SQL as ingest, on an
+in-memory DuckDB."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from collections import Counter
 from pathlib import Path
@@ -14,19 +14,50 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fraudwatch.cli.context import config_of
+from fraudwatch.cli.exit import ExitStatus
+from fraudwatch.cli.output import out, print_json
+from fraudwatch.errors import SourceError, UsageError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, detect_format, header_columns
 from fraudwatch.formats.engine import LineParser, prepare_connection
-from fraudwatch.formats.registry import Format
+from fraudwatch.formats.registry import Format, load_formats
+from fraudwatch.formats.spec import LineFormat
 from fraudwatch.sources.lines import to_batch
 from fraudwatch.sources.reader import read_chunks
 
 
-def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: str, as_json: bool,
-                     examples: int) -> int:
-    from fraudwatch.errors import SourceError, UsageError
-    from fraudwatch.jsontext import dumps
+def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    fsub = parser.add_subparsers(dest="formats_command", metavar="ACTION", parser_class=type(parser))
+    fsub.add_parser("list", parents=[common], help="the formats fraudwatch knows")
+    ft = fsub.add_parser("test", parents=[common], help="what each pattern matches in FILE (like fail2ban-regex)",
+                         description="Parse FILE without storing anything: per-pattern match counts, unmatched "
+                                     "lines with examples; --json prints one object per line.")
+    ft.add_argument("file", type=Path, metavar="FILE")
+    ft.add_argument("--format", help="format name (default: detected)")
+    ft.add_argument("--timezone", default="UTC", help="zone of timestamps that carry none (default UTC)")
+    ft.add_argument("--json", action="store_true", help="one JSON object per line: line, matched, pattern, fields")
+    ft.add_argument("--examples", type=int, default=5, metavar="N", help="unmatched examples to show (default 5)")
 
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_of(args)
+    formats = load_formats(cfg.format_dirs)
+    if args.formats_command in (None, "list"):
+        table = Table()
+        for col in ("name", "kind", "table", "patterns", "description", "file"):
+            table.add_column(col)
+        for name, fmt in sorted(formats.items()):
+            n = len(fmt.patterns) if isinstance(fmt, LineFormat) else len(fmt.labels)
+            table.add_row(name, fmt.kind, fmt.table, str(n), fmt.description, str(fmt.path))
+        out().print(table)
+        return ExitStatus.OK
+    return formats_test(args.file, args.format, formats, args.timezone, args.json, args.examples)
+
+
+def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: str, as_json: bool,
+                 examples: int) -> int:
+    """`formats test`: per-pattern counts and the first rejected lines, or with `as_json` one object a line."""
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     if name is not None and name not in formats:
@@ -40,15 +71,15 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
         missing = [c for c in fmt.required if c not in mapping.values()]
         labels = header.rstrip("\r\n").split(",")
         if as_json:
-            print(dumps({"format": fmt.name, "columns": {labels[i]: c for i, c in mapping.items()},
-                         "unmapped": [h for i, h in enumerate(labels) if i not in mapping], "missing": missing}))
+            print_json({"format": fmt.name, "columns": {labels[i]: c for i, c in mapping.items()},
+                        "unmapped": [h for i, h in enumerate(labels) if i not in mapping], "missing": missing})
         else:
             console.print(f"format {fmt.name}: {len(mapping)} of {len(labels)} header columns mapped")
             for i, col in sorted(mapping.items()):
                 console.print(f"  {escape(labels[i])} -> {col}")
             if missing:
                 console.print(f"[red]missing required: {', '.join(missing)}[/red]")
-        return 1 if missing else 0
+        return ExitStatus.FAILED if missing else ExitStatus.OK
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -67,8 +98,8 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
             if len(unmatched) < examples:
                 unmatched.append((b.line_no, b.reason, b.raw.decode("utf-8", "backslashreplace")))
             if as_json:
-                print(dumps({"line": b.line_no, "matched": False, "pattern": None, "reason": b.reason,
-                             "fields": {}}))
+                print_json({"line": b.line_no, "matched": False, "pattern": None, "reason": b.reason,
+                            "fields": {}})
         if not batch.table.num_rows:
             continue
         parser.parse(con, batch.table)
@@ -94,7 +125,7 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
             unmatched += [(batch.first_line_no + i, r, line.rstrip("\n")) for i, r, line in rows]
     con.close()
     if as_json:
-        return 0
+        return ExitStatus.OK
     table = Table(title=f"{path} with format {fmt.name}: {lines:,} lines", title_justify="left")
     table.add_column("pattern")
     table.add_column("matched", justify="right")
@@ -108,18 +139,17 @@ def run_formats_test(path: Path, name: str | None, formats: dict[str, Format], t
         console.print("first rejected lines:")
         for line_no, reason, text in unmatched:
             console.print(f"  {line_no}: [yellow]{escape(reason)}[/] {escape(text[:300])}")
-    return 0
+    return ExitStatus.OK
 
 
 def _json_lines(con: duckdb.DuckDBPyConnection, parser: LineParser, first_line_no: int) -> None:
     from fraudwatch.formats.trial import batch_results
-    from fraudwatch.jsontext import dumps
 
     for r in batch_results(con, parser, first_line_no):
-        out: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {
+        line: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {
             c: (v.isoformat() if isinstance(v, dt.datetime) else v) for c, v in r.fields.items()}}
         if r.ignored:
-            out["ignored"] = True
+            line["ignored"] = True
         if r.reason:
-            out["reason"] = r.reason
-        print(dumps(out))
+            line["reason"] = r.reason
+        print_json(line)

@@ -1,5 +1,5 @@
-"""CLI commands of the notification stage: `alerts silence|unsilence|silences|outbox`, `notify test`, and the
-sending behind `detect --notify`."""
+"""`fraudwatch alerts`: list and show the stored alerts (with their raw log lines: fraudwatch.sources.evidence),
+and the notification side of them: silence, unsilence, silences, outbox."""
 
 from __future__ import annotations
 
@@ -8,27 +8,32 @@ import datetime as dt
 import getpass
 import ipaddress
 import json
-import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from fraudwatch.commands import _cell, _config, _out
+from fraudwatch.cli.context import config_of, parse_time
+from fraudwatch.cli.exit import ExitStatus
+from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
 from fraudwatch.config import Config
-from fraudwatch.errors import ConfigError, Location, StoreError, UsageError
-from fraudwatch.jsontext import dumps
+from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
 
-if TYPE_CHECKING:
-    from fraudwatch.detect.decide import Alert
-
-ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")
+ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")  # the notification side's, in fraudwatch.notify
 
 
-def add_alert_actions(asub: Any, common: argparse.ArgumentParser) -> None:
-    """`alerts silence|unsilence|silences|outbox` under the `alerts` subparser."""
+def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    asub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=type(parser))
+    al_list = asub.add_parser("list", parents=[common], help="alerts, oldest first")
+    al_list.add_argument("--since", metavar="T", help="only alerts active since T (ISO time or 24h, 7d)")
+    al_list.add_argument("--rule", help="only this rule id")
+    al_list.add_argument("--severity", choices=["warning", "critical"])
+    al_list.add_argument("--limit", type=int, default=1000)
+    al_list.add_argument("--json", action="store_true", help="print as a JSON array")
+    al_show = asub.add_parser("show", parents=[common], help="one alert with its evidence and raw lines")
+    al_show.add_argument("id", type=int, metavar="ID")
+    al_show.add_argument("--json", action="store_true")
     si = asub.add_parser("silence", parents=[common], help="stop notifications about a key for a while",
                          description="Alerts on KEY are still detected, stored and acted on, but not notified "
                                      "until the silence ends. KEY is an alert key (an IP, an account, ...), the "
@@ -51,23 +56,79 @@ def add_alert_actions(asub: Any, common: argparse.ArgumentParser) -> None:
     ob.add_argument("--retry", action="store_true", help="put failed notifications back to pending")
 
 
-def add_notify_command(sub: Any, common: argparse.ArgumentParser) -> None:
-    """`notify test [--channel NAME]`."""
-    nt = sub.add_parser("notify", parents=[common], help="test the alert channels ([[alerts.channels]])")
-    nsub = nt.add_subparsers(dest="notify_command", metavar="ACTION", parser_class=type(nt))
-    test = nsub.add_parser("test", parents=[common], help="send a test message now, and say per channel if it went",
-                           description="Sends synchronously (each channel within [alerts] send_timeout); exits 1 "
-                                       "when any channel failed.")
-    test.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
-    test.add_argument("--json", action="store_true")
+def run(args: argparse.Namespace) -> int:
+    if args.alerts_command is None:
+        raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
+    if args.alerts_command in ALERT_ACTIONS:
+        return _notify_side(args)
+    from fraudwatch.store.db import open_read_only
+
+    cfg = config_of(args)
+    con = open_read_only(cfg.store_path)
+    try:
+        if args.alerts_command == "show":
+            return _show(con, args)
+        where, params = ["TRUE"], []
+        if args.since:
+            where.append("last_seen >= ?")
+            params.append(parse_time(args.since))
+        if args.rule:
+            where.append("rule = ?")
+            params.append(args.rule)
+        if args.severity:
+            where.append("severity = ?")
+            params.append(args.severity)
+        cur = con.execute(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY detected_at, id LIMIT ?",
+                          [*params, args.limit])
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+    if args.json:
+        print_json([alert_json(r) for r in rows])
+    else:
+        print_alerts(rows)
+    return ExitStatus.OK
+
+
+def _show(con: Any, args: argparse.Namespace) -> int:
+    from fraudwatch.sources.evidence import raw_lines
+
+    cur = con.execute("SELECT * FROM alerts WHERE id = ?", [args.id])
+    names = [d[0] for d in cur.description]
+    found = cur.fetchall()
+    if not found:
+        raise StoreError(f"no alert {args.id}")
+    row = dict(zip(names, found[0], strict=True))
+    evidence = json.loads(row["evidence"] or "{}")
+    lines = raw_lines(evidence.get("lines") or [])
+    if args.json:
+        obj = alert_json(row)
+        obj["description"] = row["description"]
+        obj["raw_lines"] = lines
+        print_json(obj)
+        return ExitStatus.OK
+    console = out()
+    console.print(f"[bold]alert {row['id']}[/]: {row['severity']} {escape(row['rule'])} — {escape(row['description'])}")
+    for label in ("key_type", "key", "first_seen", "last_seen", "detected_at", "count", "value", "action", "trusted",
+                  "report_only", "origin", "updates"):
+        console.print(f"  {label:12s} {cell(row[label])}")
+    for k, v in evidence.items():
+        if k != "lines":
+            console.print(f"  {k:12s} {escape(json.dumps(v, ensure_ascii=False, default=str))[:400]}")
+    if lines:
+        console.print("  evidence lines:")
+        for item in lines:
+            console.print(f"    {escape(str(item['source']))}:{item['line_no']}: {escape(item['text'] or '(gone)')}")
+    return ExitStatus.OK
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+def _notify_side(args: argparse.Namespace) -> int:
+    cfg = config_of(args)
     action = args.alerts_command
     if action in ("silence", "unsilence") or (action == "outbox" and args.retry):
         return _write_action(cfg, args)
@@ -127,8 +188,8 @@ def _write_action(cfg: Config, args: argparse.Namespace) -> int:
             result = ops.apply(st.con, name, req)
     elif not result.get("ok"):
         error = str(result.get("error") or "the watcher refused")
-        code = int(result.get("exit_code") or 1)
-        raise UsageError(error) if code == 2 else StoreError(f"watcher: {error}")
+        code = int(result.get("exit_code") or ExitStatus.FAILED)
+        raise UsageError(error) if code == ExitStatus.USAGE else StoreError(f"watcher: {error}")
     if action == "silence":
         scope = f"rule {args.rule}" if args.rule else "every rule"
         print(f"silence {result['id']}: {key} ({scope}) until {until:%Y-%m-%d %H:%M:%S} UTC")
@@ -137,7 +198,7 @@ def _write_action(cfg: Config, args: argparse.Namespace) -> int:
     else:
         print(f"{result['count']} failed notification(s) back to pending (the watcher or `detect --notify` "
               "sends them)")
-    return 0
+    return ExitStatus.OK
 
 
 def _login() -> str | None:
@@ -149,121 +210,38 @@ def _login() -> str | None:
 
 def _print_silences(rows: list[dict[str, Any]], as_json: bool) -> int:
     if as_json:
-        print(dumps(rows))
-        return 0
+        print_json(rows)
+        return ExitStatus.OK
     if not rows:
         print("no silences in effect")
-        return 0
+        return ExitStatus.OK
     table = Table()
     for col in ("id", "key", "rule", "until", "reason", "by", "ended"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(str(r["id"]), escape(r["key"]), escape(r["rule"] or "(every rule)"), _cell(r["until"]),
-                      escape(r["reason"] or ""), escape(r["created_by"] or ""), _cell(r["ended_at"]))
-    _out().print(table)
-    return 0
+        table.add_row(str(r["id"]), escape(r["key"]), escape(r["rule"] or "(every rule)"), cell(r["until"]),
+                      escape(r["reason"] or ""), escape(r["created_by"] or ""), cell(r["ended_at"]))
+    out().print(table)
+    return ExitStatus.OK
 
 
 def _print_outbox(rows: list[dict[str, Any]], as_json: bool) -> int:
     if as_json:
         for r in rows:
             r["alert_ids"] = json.loads(r["alert_ids"] or "[]")
-        print(dumps(rows))
-        return 0
+        print_json(rows)
+        return ExitStatus.OK
     if not rows:
         print("outbox empty: nothing pending or failed")
-        return 0
+        return ExitStatus.OK
     table = Table()
     for col in ("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error"):
         table.add_column(col, overflow="fold")
     for r in rows:
         status = {"pending": "[yellow]pending[/]", "failed": "[bold red]failed[/]"}.get(r["status"], r["status"])
-        table.add_row(str(r["id"]), _cell(r["created_at"]), escape(r["channel"]), r["kind"],
+        table.add_row(str(r["id"]), cell(r["created_at"]), escape(r["channel"]), r["kind"],
                       escape((r["title"] or "")[:80]), status, str(r["attempts"]),
-                      _cell(r["next_attempt_at"]) if r["status"] == "pending" else "",
+                      cell(r["next_attempt_at"]) if r["status"] == "pending" else "",
                       escape((r["last_error"] or "")[:160]))
-    _out().print(table)
-    return 0
-
-
-def cmd_notify(args: argparse.Namespace) -> int:
-    if args.notify_command != "test":
-        raise UsageError("notify: say test (see fraudwatch notify --help)")
-    from fraudwatch.notify.channels import open_channel, send
-    from fraudwatch.notify.messages import test_doc
-
-    cfg = _config(args)
-    alerts = cfg.alerts
-    if not alerts.channels:
-        raise ConfigError("no alert channels are configured ([[alerts.channels]])",
-                          alerts.where or (Location(cfg.path) if cfg.path else None))
-    names = args.channel or [c.name for c in alerts.channels]
-    for n in names:
-        if alerts.channel(n) is None:
-            raise UsageError(f"notify test: unknown channel '{n}' (configured: "
-                             f"{', '.join(c.name for c in alerts.channels)})")
-    results = []
-    for n in names:
-        chan_cfg = alerts.channel(n)
-        assert chan_cfg is not None
-        channel = open_channel(chan_cfg, alerts.send_timeout)
-        title, body, body_format = channel.message(test_doc(n, _now(), alerts.zone))
-        error = send(channel, title, body, body_format, alerts.send_timeout)
-        results.append({"channel": n, "ok": error is None, "error": error})
-    if args.json:
-        print(dumps(results))
-    else:
-        for r in results:
-            print(f"{r['channel']}: " + ("sent" if r["ok"] else f"FAILED: {r['error']}"))
-    return 0 if all(r["ok"] for r in results) else 1
-
-
-def notify_alerts(cfg: Config, alerts: Sequence[Alert], done: Mapping[int, str], timeout: float = 30.0) -> str:
-    """Queue `alerts` (routes, silences, realert, digests flushed at once) and send what is queued, once each,
-    within about `timeout` seconds; what is not sent stays in the outbox. Returns a one-line summary."""
-    from fraudwatch.notify.dispatch import Dispatcher
-    from fraudwatch.notify.notifier import Notifier, load_rule_set
-    from fraudwatch.store.db import Store
-
-    if not cfg.alerts.channels:
-        return "no alert channels are configured ([[alerts.channels]]); nothing was sent"
-    with Store(cfg.store_path) as st:
-        notifier = Notifier(st.con, cfg.alerts, rules=load_rule_set(cfg.rule_dirs))
-        try:
-            queued = notifier.on_alerts(alerts, done)
-            queued += notifier.flush()
-            held = notifier.stats["suppressed"] + notifier.stats["silenced"]
-        finally:
-            notifier.close()
-        dispatcher = Dispatcher(st.con, cfg.alerts)
-        try:
-            result = dispatcher.drain(timeout)
-        finally:
-            dispatcher.close()
-    pending = result["failed"] + result["deferred"]
-    line = f"{queued} notification(s) queued, {result['sent']} sent"
-    if held:
-        line += f", {held} alert(s) held back (realert or silence)"
-    if pending or result["gave_up"]:
-        line += f", {pending} still pending (see `fraudwatch alerts outbox`)"
-    return line
-
-
-def replay_done(alerts: Sequence[Alert]) -> dict[int, str]:
-    """What was done about replayed alerts: nothing (the watcher acts live), and what would have been."""
-    from fraudwatch.notify.messages import ACTION_TEXT
-
-    def why(a: Alert) -> str:
-        if a.trusted:
-            return "trusted key, alert only"
-        if a.report_only:
-            return "report-only rule"
-        if a.action == "alert":
-            return "alert only"
-        return "live, the watcher would " + ACTION_TEXT.get(a.action, a.action)
-
-    return {a.id: f"replay: nothing done ({why(a)})" for a in alerts}
-
-
-def print_notify_summary(line: str) -> None:
-    print(f"fraudwatch: --notify: {line}", file=sys.stderr)
+    out().print(table)
+    return ExitStatus.OK

@@ -1,32 +1,28 @@
-"""CLI of the enforcement stage: `fraudwatch bans list|add|remove|flush|sync`.
+"""`fraudwatch bans list|add|remove|flush|sync`.
 
-Each command opens the store as the writer (`Store`), builds an `Enforcer` on its connection and calls one of its
-operations, so the watcher can run the very same operations through its control channel.
+Each action goes to the running watcher over its control socket when there is one (it holds the store), else is
+done here (fraudwatch.enforce.local): the very same operations (fraudwatch.enforce.ops) either way.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
-from fraudwatch.commands import _cell, _config, _out
-from fraudwatch.config import Config
+from fraudwatch.cli.context import config_of
+from fraudwatch.cli.exit import ExitStatus
+from fraudwatch.cli.output import cell, out, print_json
 from fraudwatch.errors import FraudwatchError, UsageError
-from fraudwatch.jsontext import dumps
 
 BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
 HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "expires_at", "removed_at",
                    "removed_reason", "reason")
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The `bans` subcommand and its actions."""
-    bans = sub.add_parser("bans", parents=[common], help="firewall bans: list, add, remove, flush, sync",
-                          description="Bans live in the store and in the firewall backend of [firewall] (default "
-                                      "dry-run). Trusted networks, [firewall] allow and this host's addresses are "
-                                      "never banned.")
-    bsub = bans.add_subparsers(dest="bans_command", metavar="ACTION", parser_class=type(bans))
+def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    parser.description = ("Bans live in the store and in the firewall backend of [firewall] (default dry-run). "
+                          "Trusted networks, [firewall] allow and this host's addresses are never banned.")
+    bsub = parser.add_subparsers(dest="bans_command", metavar="ACTION", parser_class=type(parser))
     ls = bsub.add_parser("list", parents=[common], help="active bans, soonest to expire first")
     ls.add_argument("--all", action="store_true", help="also ended bans (history), newest first")
     ls.add_argument("--limit", type=int, default=None, metavar="N", help="at most N rows")
@@ -51,7 +47,7 @@ class WatcherRefused(FraudwatchError):
         self.exit_code = exit_code
 
 
-def cmd_bans(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from fraudwatch.config.firewall import ttl_seconds
     from fraudwatch.watch.control import watcher_call
 
@@ -71,46 +67,30 @@ def cmd_bans(args: argparse.Namespace) -> int:
             req["ttl"] = ttl_seconds(args.ttl)
             if req["ttl"] is None:
                 raise UsageError(f"--ttl {args.ttl!r}: give seconds or a duration like 90s, 15m, 1h, 2d, 1w")
-    cfg = _config(args)
+    cfg = config_of(args)
     name = f"bans.{action}"
     result = watcher_call(cfg.store_path, name, req)  # a running watcher holds the store: it does it
     if result is None:
-        result = _locally(cfg, name, req)
+        from fraudwatch.enforce.local import apply_locally
+
+        result = apply_locally(cfg, name, req)
     if not result.get("ok"):
-        code = int(result.get("exit_code") or 1)
+        code = int(result.get("exit_code") or ExitStatus.FAILED)
         if "report" in result and not args.json:
             print(result.get("message", ""))
         raise WatcherRefused(str(result.get("error") or "refused"), code)
     if action == "list":
         _print_bans(result["rows"], args.all, args.json)
     elif action == "sync" and args.json:
-        print(dumps(result["report"]))
+        print_json(result["report"])
     else:
         print(result["message"])
-    return 0
-
-
-def _locally(cfg: Config, name: str, req: dict[str, Any]) -> dict[str, Any]:
-    """No watcher runs: open the store and do it here, with an enforcer of our own."""
-    from fraudwatch.enforce import Enforcer, ops
-    from fraudwatch.store.db import Store
-
-    now = dt.datetime.now(dt.UTC)
-    with Store(cfg.store_path) as store:
-        enforcer = Enforcer(store.con, cfg.firewall, cfg.trusted_networks)
-        if name in (ops.ADD, ops.REMOVE):
-            enforcer.start(now)  # setup + reconcile: the kernel matches the store before the change
-        elif name == ops.SYNC:
-            enforcer.refresh_allowlist()
-            enforcer.backend.setup()
-        elif name == ops.FLUSH:
-            enforcer.refresh_allowlist()
-        return ops.apply(enforcer, name, req, now)
+    return ExitStatus.OK
 
 
 def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> None:
     if as_json:
-        print(dumps(rows))
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -119,7 +99,7 @@ def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> Non
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*[_cell(r.get(c)) for c in columns])
-    console = _out()
+        table.add_row(*[cell(r.get(c)) for c in columns])
+    console = out()
     console.print(table)
     console.print(f"{len(rows)} ban(s){'' if history else ' active'}")

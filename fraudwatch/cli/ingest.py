@@ -1,0 +1,160 @@
+"""`fraudwatch ingest`: backfill files and folders into the store, with a progress bar, and with `--detect`
+score what is stored (alongside the ingest, or a replay after it: fraudwatch.detect.runners.batch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from fraudwatch.cli.context import config_of
+from fraudwatch.cli.exit import ExitStatus
+from fraudwatch.cli.output import out, print_json
+from fraudwatch.config import Config
+from fraudwatch.errors import UsageError
+from fraudwatch.formats.registry import load_formats
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.runners.scorer import Scorer
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    parser.description = ("Read files and folders (plain or .gz) into the store. Files already read add nothing; "
+                          "grown files add only their new part.")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="files, folders or globs (default: the config's [[sources]])")
+    parser.add_argument("--format", help="format name for all PATHs (default: detected per file)")
+    parser.add_argument("--timezone", help="zone of timestamps that carry none (default UTC, or the source's)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--detect", action="store_true",
+                        help="then replay the store through the rules and save the alerts (like `detect`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fraudwatch.batchmalloc import for_backfill
+
+    for_backfill()
+    cfg = config_of(args)
+    scorer = None
+    if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
+        from fraudwatch.detect.runners.scorer import Scorer
+
+        scorer = Scorer()
+    try:
+        return _ingest(args, cfg, scorer)
+    finally:
+        if scorer is not None:
+            scorer.close()
+
+
+def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int:
+    from fraudwatch.ingest import Ingestor, expand_paths
+    from fraudwatch.store.db import Store
+
+    formats = load_formats(cfg.format_dirs)
+    if args.format and args.format not in formats:
+        raise UsageError(f"unknown format '{args.format}' (known: {', '.join(sorted(formats))})")
+    jobs: list[tuple[Path, str | None, str]] = []
+    if args.paths:
+        for p in expand_paths(args.paths):
+            jobs.append((p, args.format, args.timezone or "UTC"))
+    else:
+        if not cfg.sources:
+            raise UsageError("nothing to ingest: give PATHs, or [[sources]] in the config")
+        for src in cfg.sources:
+            for p in expand_paths([src.path]):
+                jobs.append((p, args.format or src.format, args.timezone or src.timezone))
+    total = sum(p.stat().st_size for p, _, _ in jobs)
+    show = not args.quiet and not args.json and sys.stderr.isatty()
+    summaries = []
+    alert_count: int | None = None  # alerts detection saved
+    with Store(cfg.store_path) as store:
+        ing = Ingestor(store, formats, cfg.ingest)
+        # each file's format, detected once here (the ingest is given its name) for its table
+        found = [ing.known_format(p, fmt) for p, fmt, _ in jobs]
+        jobs = [(p, f.name if f is not None else fmt, tz) for (p, fmt, tz), f in zip(jobs, found, strict=True)]
+        tables = [f.table if f is not None else None for f in found]
+        # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
+        order = sorted(range(len(jobs)), key=lambda i: tables[i] != "customers")
+        jobs, tables = [jobs[i] for i in order], [tables[i] for i in order]
+        alongside = None
+        if args.detect:
+            from fraudwatch.detect.runners.batch import detect_alongside
+
+            alongside = detect_alongside(cfg, store.con, tables, scorer)
+            ing.on_commit = alongside.on_commit if alongside is not None else None
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
+        try:
+            with progress:
+                task = progress.add_task("ingest", total=total or 1)
+                done = 0
+                for i, (path, fmt, tz) in enumerate(jobs):
+                    progress.update(task, description=f"ingest {path.name}")
+                    if alongside is not None:
+                        alongside.begin(i)
+
+                    def advance(_path: Path, n: int, base: int = done) -> None:
+                        progress.update(task, completed=base + n)
+
+                    summaries.append(ing.ingest(path, fmt, tz, advance))
+                    done += path.stat().st_size
+                    progress.update(task, completed=done)
+            if alongside is not None:
+                from fraudwatch.detect.runners.batch import finish_alongside
+
+                alert_count = finish_alongside(alongside, store.con)
+        finally:
+            if alongside is not None:
+                alongside.close()
+    how = "alongside the ingest" if alert_count is not None else "replay after the ingest"
+    if args.detect and alert_count is None:
+        from fraudwatch.batchgc import for_batch
+        from fraudwatch.detect.runners.batch import run_detect
+
+        for_batch()
+        alert_count = len(run_detect(cfg, None, None, [], dry_run=False).alerts)
+    if args.json:
+        result: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
+        if alert_count is not None:
+            result["alerts"] = alert_count
+            result["detection"] = how
+        print_json(result)
+    else:
+        _print_ingest(summaries, cfg.store_path)
+        if alert_count is not None:
+            out().print(f"detection over the stored events ({how}): {alert_count} alert(s) "
+                        "(fraudwatch alerts list)")
+    for s in summaries:
+        if s.error:
+            print(f"fraudwatch: {s.error}", file=sys.stderr)
+    return ExitStatus.FAILED if any(s.error for s in summaries) else ExitStatus.OK
+
+
+def _print_ingest(summaries: list[Any], store: Path) -> None:
+    console = out()
+    table = Table(title=f"ingested into {store}", title_justify="left")
+    for col in ("file", "format", "lines", "parsed", "ignored", "rejected", "by event type"):
+        table.add_column(col, justify="right" if col in ("lines", "parsed", "ignored", "rejected") else "left")
+    totals: Counter[str] = Counter()
+    for s in summaries:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in s.counts.parsed.most_common(6))
+        if s.error:
+            kinds = f"[red]error: {s.error}[/red]"
+        elif s.counts.rejected:
+            kinds += f"  [yellow](rejects: {', '.join(f'{r} {n:,}' for r, n in s.counts.reasons.most_common(3))})[/]"
+        table.add_row(str(s.path), s.format or "?", f"{s.lines:,}", f"{s.parsed:,}", f"{s.counts.ignored:,}",
+                      f"{s.counts.rejected:,}", kinds)
+        totals.update({"lines": s.lines, "parsed": s.parsed, "ignored": s.counts.ignored,
+                       "rejected": s.counts.rejected})
+    table.add_section()
+    table.add_row("total", "", f"{totals['lines']:,}", f"{totals['parsed']:,}", f"{totals['ignored']:,}",
+                  f"{totals['rejected']:,}", "")
+    console.print(table)

@@ -1,0 +1,66 @@
+"""What commands print: the console for people, table cells made safe, JSON for scripts, and the alert views
+that `detect` and `alerts` share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fraudwatch.jsontext import dumps
+from fraudwatch.store.schema import ALERTS
+
+# JSON alert objects: the alerts table's columns, less the long or internal ones (evidence is added parsed)
+ALERT_COLUMNS = tuple(n for n in ALERTS.names if n not in ("description", "evidence", "updates", "updated_at"))
+
+
+def out() -> Console:
+    """Stdout for people; wide enough for the tables when it is a pipe or a file."""
+    return Console(soft_wrap=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def print_json(value: object) -> None:
+    """`value` on stdout as one JSON text, as the store's values are spelt everywhere (fraudwatch.jsontext)."""
+    print(dumps(value))
+
+
+def cell(value: object) -> str:
+    """A value for a table cell: attacker-controlled text is shown literally (rich markup escaped)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return escape(str(value))
+
+
+def alert_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An alert row (the store's, or `Alert.as_row()`) as its JSON object, evidence parsed."""
+    obj = {k: row[k] for k in ALERT_COLUMNS if k in row}
+    evidence = row.get("evidence")
+    obj["evidence"] = json.loads(evidence) if isinstance(evidence, str) else evidence
+    return obj
+
+
+def print_alerts(rows: list[dict[str, Any]]) -> None:
+    """Alert rows as one table, one line each."""
+    table = Table()
+    for col in ("id", "severity", "rule", "key", "first seen", "detected", "count", "action"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        sev = "[bold red]critical[/]" if r["severity"] == "critical" else "[yellow]warning[/]"
+        action = r["action"] + (" (trusted)" if r.get("trusted") else "") + (" (report-only)"
+                                                                            if r.get("report_only") else "")
+        table.add_row(str(r["id"]), sev, escape(r["rule"]), f"{r['key_type']} {escape(str(r['key']))}",
+                      cell(r["first_seen"]), cell(r["detected_at"]), f"{r['count']:,}", action)
+    out().print(table)

@@ -1,0 +1,87 @@
+"""`fraudwatch watch` (the service) and `fraudwatch status` (how it is doing: fraudwatch.watch.offline)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from fraudwatch.cli.context import config_of
+from fraudwatch.cli.exit import ExitStatus
+from fraudwatch.cli.output import cell, out, print_json
+from fraudwatch.errors import UsageError
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    if name == "status":
+        parser.description = ("What the watcher is doing (live, from its socket) or, when it does not run, what the "
+                              "store says: per file its format, bytes not yet read, lines/s, parsed and rejected "
+                              "lines and the last event time; the store's size, today's events and the last alert.")
+        parser.add_argument("--json", action="store_true", help="print as JSON")
+        return
+    parser.description = ("Follow every [[sources]] entry (files, folders, globs; rotation by rename or "
+                          "copytruncate; CDR exports once complete), store each line exactly once, run the rules on "
+                          "what arrives and act on the alerts. SIGTERM stops it cleanly, SIGHUP reloads the config "
+                          "and rules.")
+    parser.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                        help="stop after SECONDS (trials and benchmarks)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    return _status(args) if args.command == "status" else _watch(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from fraudwatch.watch.service import Watcher
+
+    cfg = config_of(args)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="fraudwatch: %(levelname)s %(message)s")
+    if not cfg.sources:
+        raise UsageError("nothing to watch: the config has no [[sources]]")
+    watcher = Watcher(cfg, getattr(args, "config", None) or cfg.path)
+    return watcher.run(args.duration)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from fraudwatch.watch.offline import collect_status
+
+    cfg = config_of(args)
+    snap = collect_status(cfg)
+    if args.json:
+        print_json(snap)
+        return ExitStatus.OK
+    console = out()
+    state = (f"[green]running[/] (pid {snap.get('pid')}, since {snap.get('started_at')})" if snap.get("running")
+             else "[yellow]not running[/]")
+    console.print(f"watcher: {state}")
+    table = Table()
+    for col in ("file", "format", "lag", "lines/s", "parsed", "rejected", "last event"):
+        table.add_column(col, overflow="fold")
+    for f in snap.get("files", []):
+        table.add_row(escape(f["path"]), escape(str(f.get("format") or "?")), _bytes(f.get("lag_bytes", 0)),
+                      f"{f.get('lines_per_s', 0):,.0f}", f"{f.get('parsed', 0):,}", f"{f.get('rejected', 0):,}",
+                      cell(f.get("last_event")))
+    console.print(table)
+    console.print(f"store: {snap['store']} ({_bytes(snap.get('store_bytes', 0))}; read copy "
+                  f"{_bytes(snap.get('read_copy_bytes', 0))}), events today: {snap.get('events_today', 0):,}")
+    last = snap.get("last_alert")
+    if last:
+        console.print(f"last alert: #{last['id']} {last['severity']} {escape(last['rule'])} "
+                      f"{escape(str(last['key']))} ({last['action']})")
+    if snap.get("store_error"):
+        console.print(f"[red]{escape(snap['store_error'])}[/]")
+    return ExitStatus.OK
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

@@ -1,0 +1,79 @@
+"""Detection over what is stored, as a batch: `run_detect` replays the store through the rules and saves the
+alerts; `detect_alongside` and `finish_alongside` score an ingest's rows as they are stored (`ingest --detect`,
+fraudwatch.detect.runners.alongside).
+
+Process-wide tuning (fraudwatch.batchgc.for_batch) is the caller's: a command calls it before `run_detect`, after
+importing this module, so that what is frozen includes the modules the replay runs on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fraudwatch.config import Config
+from fraudwatch.detect.base import Context
+from fraudwatch.detect.ruleset import load_rules
+from fraudwatch.detect.runners.replay import (
+    ReplayResult,
+    credit_context,
+    next_alert_id,
+    replay,
+    save_alert_rows,
+    save_alerts,
+)
+from fraudwatch.rulesdir import shipped_rules_dir
+from fraudwatch.store.db import Store, open_read_only
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from fraudwatch.detect.runners.alongside import Alongside
+    from fraudwatch.detect.runners.scorer import Scorer
+
+
+def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None, extra_rules: list[Path],
+               dry_run: bool) -> ReplayResult:
+    """Replay the store through the rules (shipped, config [rules] dirs, then `extra_rules`); save unless dry."""
+    rules = list(load_rules([*cfg.rule_dirs, *extra_rules]).rules.values())
+    con = open_read_only(cfg.store_path) if dry_run else Store(cfg.store_path).con
+    try:
+        credit, names = credit_context(con)
+        ctx = Context(shipped_rules_dir() / "lists", credit, names)
+        result = replay(con, rules, ctx, cfg.trusted_networks, cfg.trusted_accounts, since, until,
+                        next_id=next_alert_id(con))
+        if not dry_run and result.since and result.until:
+            save_alerts(con, result.alerts, "replay", (result.since, result.until))
+    finally:
+        con.close()
+    return result
+
+
+def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None],
+                     scorer: Scorer | None = None) -> Alongside | None:
+    """`ingest --detect`'s scoring alongside the ingest (fraudwatch.detect.runners.alongside), when the store holds no
+    events yet, in `scorer` when one was started; None: the store is replayed after the ingest (and `scorer`
+    is stopped)."""
+    from fraudwatch.detect.runners.alongside import Alongside
+    from fraudwatch.detect.runners.alongside_setup import Setup
+
+    rules = list(load_rules(cfg.rule_dirs).rules.values())
+    if not Alongside.applies(con, rules):
+        if scorer is not None:
+            scorer.close()
+        return None
+    setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
+                  list(cfg.trusted_accounts), 1)
+    return Alongside(con, rules, setup, tables, scorer)
+
+
+def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:
+    """The alerts scored alongside the ingest, saved as a replay's: how many; None when the store is to be
+    replayed."""
+    result = alongside.finish()
+    if result is None:
+        return None
+    if result.since and result.until:
+        save_alert_rows(con, result.alerts, "replay", (result.since, result.until))
+    return int(result.alerts.num_rows)

@@ -1,0 +1,59 @@
+"""Notification once, outside the watcher: `detect --notify` queues a replay's alerts and sends what is queued
+before the command ends (what is not sent stays in the outbox, for the watcher or the next run)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from fraudwatch.config import Config
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.decide import Alert
+
+
+def notify_alerts(cfg: Config, alerts: Sequence[Alert], done: Mapping[int, str], timeout: float = 30.0) -> str:
+    """Queue `alerts` (routes, silences, realert, digests flushed at once) and send what is queued, once each,
+    within about `timeout` seconds; what is not sent stays in the outbox. Returns a one-line summary."""
+    from fraudwatch.notify.dispatch import Dispatcher
+    from fraudwatch.notify.notifier import Notifier, load_rule_set
+    from fraudwatch.store.db import Store
+
+    if not cfg.alerts.channels:
+        return "no alert channels are configured ([[alerts.channels]]); nothing was sent"
+    with Store(cfg.store_path) as st:
+        notifier = Notifier(st.con, cfg.alerts, rules=load_rule_set(cfg.rule_dirs))
+        try:
+            queued = notifier.on_alerts(alerts, done)
+            queued += notifier.flush()
+            held = notifier.stats["suppressed"] + notifier.stats["silenced"]
+        finally:
+            notifier.close()
+        dispatcher = Dispatcher(st.con, cfg.alerts)
+        try:
+            result = dispatcher.drain(timeout)
+        finally:
+            dispatcher.close()
+    pending = result["failed"] + result["deferred"]
+    line = f"{queued} notification(s) queued, {result['sent']} sent"
+    if held:
+        line += f", {held} alert(s) held back (realert or silence)"
+    if pending or result["gave_up"]:
+        line += f", {pending} still pending (see `fraudwatch alerts outbox`)"
+    return line
+
+
+def replay_done(alerts: Sequence[Alert]) -> dict[int, str]:
+    """What was done about replayed alerts: nothing (the watcher acts live), and what would have been."""
+    from fraudwatch.notify.messages import ACTION_TEXT
+
+    def why(a: Alert) -> str:
+        if a.trusted:
+            return "trusted key, alert only"
+        if a.report_only:
+            return "report-only rule"
+        if a.action == "alert":
+            return "alert only"
+        return "live, the watcher would " + ACTION_TEXT.get(a.action, a.action)
+
+    return {a.id: f"replay: nothing done ({why(a)})" for a in alerts}
