@@ -14,12 +14,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.base import WatcherBase as Watcher
+    from fraudwatch.watch.base import WatcherBase
 
 log = logging.getLogger("fraudwatch.watch")
 
 
-def build_actors(w: Watcher) -> None:
+def build_actors(w: WatcherBase) -> None:
     from fraudwatch.enforce.backends import make_backend
     from fraudwatch.enforce.enforcer import Enforcer
     from fraudwatch.notify.dispatch import start_notifier
@@ -54,7 +54,7 @@ def country_of(ip: str) -> str | None:
     return got[0] if got else None
 
 
-def start_sentry(w: Watcher) -> None:
+def start_sentry(w: WatcherBase) -> None:
     """Early bans (fraudwatch.watch.sentry) when they are on and can do something: a firewall that bans, rules
     they can stand in for, and log sources."""
     from fraudwatch.detect.runners.early import early_rules

@@ -30,7 +30,7 @@ from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.jsontext import jsonable
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.base import WatcherBase as Watcher
+    from fraudwatch.watch.base import WatcherBase
 
 MAX_ROWS = 100_000
 MAX_REQUEST = 1 << 20
@@ -81,7 +81,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
-    watcher: Watcher
+    watcher: WatcherBase
 
     def dispatch(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         w = self.watcher
@@ -98,7 +98,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
 
 class ControlServer:
-    def __init__(self, watcher: Watcher) -> None:
+    def __init__(self, watcher: WatcherBase) -> None:
         self.path = socket_path(watcher.cfg.store_path)
         if len(os.fsencode(self.path)) > 107:
             raise StoreError(f"{self.path}: path too long for a Unix socket (107 bytes); use a shorter store path")

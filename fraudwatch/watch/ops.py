@@ -17,13 +17,13 @@ from fraudwatch.errors import UsageError
 from fraudwatch.notify import ops as alerts
 
 if TYPE_CHECKING:
-    from fraudwatch.watch.base import WatcherBase as Watcher
+    from fraudwatch.watch.base import WatcherBase
 
-OpFn = Callable[["Watcher", dict[str, Any]], dict[str, Any]]
+OpFn = Callable[["WatcherBase", dict[str, Any]], dict[str, Any]]
 
 
 def _on_enforcer(name: str) -> OpFn:
-    def run(watcher: Watcher, args: dict[str, Any]) -> dict[str, Any]:
+    def run(watcher: WatcherBase, args: dict[str, Any]) -> dict[str, Any]:
         enforcer = getattr(watcher, "enforcer", None)
         if not isinstance(enforcer, Enforcer):
             return {"ok": False, "error": "the watcher runs without its firewall enforcer (see its log)",
@@ -34,7 +34,7 @@ def _on_enforcer(name: str) -> OpFn:
 
 
 def _on_store(name: str) -> OpFn:
-    def run(watcher: Watcher, args: dict[str, Any]) -> dict[str, Any]:
+    def run(watcher: WatcherBase, args: dict[str, Any]) -> dict[str, Any]:
         assert watcher.store is not None
         return alerts.apply(watcher.store.con, name, args)
 
@@ -45,7 +45,7 @@ OPS: Mapping[str, OpFn] = {**{name: _on_enforcer(name) for name in bans.NAMES},
                            **{name: _on_store(name) for name in alerts.NAMES}}
 
 
-def run_op(watcher: Watcher, name: str, args: dict[str, Any]) -> dict[str, Any]:
+def run_op(watcher: WatcherBase, name: str, args: dict[str, Any]) -> dict[str, Any]:
     """An operation of the table, on the writer's thread."""
     fn = OPS.get(name)
     if fn is None:
