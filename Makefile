@@ -33,9 +33,14 @@ demo: setup
 	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml ingest
 	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml summary
 
+# ruff; mypy --strict; the layer contract and no cycle inside a package (import-linter, pyproject.toml);
+# unused and missing dependencies (deptry); dead code (vulture).
 lint: setup
 	$(BIN)/ruff check fraudwatch tests benchmarks pipelines
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/deptry .
+	$(BIN)/vulture
 
 unit: setup
 	$(BIN)/pytest -q

@@ -32,14 +32,12 @@ def replay_store(store: Path, per_rule: bool, rows_per_step: int | None = None) 
     """Replay `store` with the shipped rules (alerts not saved); the figures as a dict."""
     import duckdb
 
-    from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.ruleset import load_rules
     from fraudwatch.detect.runners import engine as engine_mod
     from fraudwatch.detect.runners.replay import STEP_ROWS, credit_context, replay
     from fraudwatch.rulesdir import shipped_rules_dir
 
-    for_batch()  # as `fraudwatch detect` and the scoring process of `ingest --detect` do
     rules = list(load_rules().rules.values())
     spent: dict[str, float] = defaultdict(float)
     if per_rule:
@@ -117,7 +115,11 @@ def main() -> None:
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(replay_store(args.child, args.per_rule, args.rows_per_step)))
+        import fraudwatch.detect.runners.replay  # noqa: F401  (frozen with the rest, as in `fraudwatch detect`)
+        from fraudwatch import tuning
+
+        with tuning.gc_for_batch():  # as `fraudwatch detect` and the scoring process of `ingest --detect` do
+            print(json.dumps(replay_store(args.child, args.per_rule, args.rows_per_step)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         stores = args.store or build_stores(args.keep or Path(tmp), args.lines, args.cdrs)

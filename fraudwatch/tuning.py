@@ -70,7 +70,10 @@ def gc_rare_full_collections() -> Iterator[None]:
 @contextlib.contextmanager
 def gc_paused(pause: bool = True) -> Iterator[None]:
     """No cyclic collection during one bulk operation of many acyclic objects (reference counting still frees);
-    the collector is enabled again after it only if it was enabled before."""
+    the collector is enabled again after it only if it was enabled before.
+
+    The one setting entered inside a library call (the enforcer's bulk bans, restores and reconciles): it lasts
+    for that operation alone and leaves the process as it found it."""
     if not pause or not gc.isenabled():
         yield
         return

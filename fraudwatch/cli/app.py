@@ -9,7 +9,6 @@ every command import just the code they run.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fraudwatch import __version__
+from fraudwatch import __version__, tuning
 from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.registry import COMMANDS, load
 from fraudwatch.errors import FraudwatchError, UsageError
@@ -99,11 +98,11 @@ def _interrupted(exc: Exception) -> bool:
 def program() -> int:
     """The `fraudwatch` program (`python -m fraudwatch`, the installed command): `main`, then a quick exit.
 
-    Freezing the heap first keeps the interpreter's collections at exit from walking every object the command
-    made: 0.07-0.08 s to exit after an ingest instead of 0.28-0.35 s. Only for a process about to end, so not
-    in `main`, which tests call in their own process."""
+    The heap is frozen before the exit, so that the interpreter's collections at exit do not walk every object
+    the command made (figures: benchmarks/RESULTS.md, "Runtime tuning: frozen heap at exit"). Only for a process
+    about to end, so not in `main`, which tests call in their own process."""
     code = main()
-    gc.freeze()
+    tuning.freeze_before_exit()
     return code
 
 

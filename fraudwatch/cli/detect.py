@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fraudwatch import tuning
 from fraudwatch.cli.context import config_of, parse_time
 from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
@@ -29,18 +30,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.A
 
 
 def run(args: argparse.Namespace) -> int:
-    return _lint(args) if args.command == "lint" else _detect(args)
+    if args.command == "lint":
+        return _lint(args)
+    import fraudwatch.detect.runners.batch  # noqa: F401  (frozen with the rest by the batch's collector settings)
+
+    with tuning.gc_for_batch():
+        return _detect(args)
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.runners.batch import run_detect
 
     cfg = config_of(args)
     since, until = parse_time(args.since), parse_time(args.until)
     if since and until and since >= until:
         raise UsageError("--since must be before --until")
-    for_batch()
     result = run_detect(cfg, since, until, args.rules or [], args.dry_run)
     rules = result.rules
     if args.notify:

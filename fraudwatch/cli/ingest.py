@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from fraudwatch import tuning
 from fraudwatch.cli.context import config_of
 from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import out, print_json
@@ -38,9 +39,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.A
 
 
 def run(args: argparse.Namespace) -> int:
-    from fraudwatch.batchmalloc import for_backfill
+    with tuning.malloc_for_backfill():
+        return _run(args)
 
-    for_backfill()
+
+def _run(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     scorer = None
     if args.detect:  # first thing: its start overlaps the ingest's (see Scorer)
@@ -116,11 +119,10 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
                 alongside.close()
     how = "alongside the ingest" if alert_count is not None else "replay after the ingest"
     if args.detect and alert_count is None:
-        from fraudwatch.batchgc import for_batch
         from fraudwatch.detect.runners.batch import run_detect
 
-        for_batch()
-        alert_count = len(run_detect(cfg, None, None, [], dry_run=False).alerts)
+        with tuning.gc_for_batch():
+            alert_count = len(run_detect(cfg, None, None, [], dry_run=False).alerts)
     if args.json:
         result: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
         if alert_count is not None:

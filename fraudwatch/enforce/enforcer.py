@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 
 import fraudwatch.enforce.state as state
+from fraudwatch import tuning
 from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.backends import make_backend
 from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError
@@ -31,7 +32,7 @@ from fraudwatch.enforce.early import kernel_target
 from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.planning import Proposal, kernel_timeout, plan_alerts, plan_reconcile, supersede
-from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, no_gc, when
+from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, when
 from fraudwatch.enforce.state import Ban
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target, render
 from fraudwatch.enforce.writebehind import WriteBehind
@@ -99,7 +100,7 @@ class Enforcer:
     @_locked
     def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
         """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch."""
-        with no_gc(len(alerts) > BULK):
+        with tuning.gc_paused(len(alerts) > BULK):
             return self._on_alerts(alerts, now)
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
@@ -107,7 +108,7 @@ class Enforcer:
         would; what was done, per decision. The alert comes later from the rules and finds its ban (see
         `planning.plan_alerts`).
         The early-ban thread never waits for the store: when it is busy, the next caller writes these bans."""
-        with self.lock, no_gc(len(decisions) > BULK):
+        with self.lock, tuning.gc_paused(len(decisions) > BULK):
             # what the sentry put in the kernel itself (fraudwatch.enforce.early) is there: a ban renews it
             applied = {i: net for i, d in enumerate(decisions)
                        if d.applied and (net := kernel_target(d, self.cfg.ipv6_prefix)) is not None}
@@ -252,7 +253,7 @@ class Enforcer:
     @_locked
     def reconcile(self, now: dt.datetime) -> ReconcileReport:
         """Make the kernel hold exactly the active bans, with timeouts that outlast the next reconcile."""
-        with no_gc(not self._loaded or len(self._active) > BULK):  # a restore loads 100k bans at once
+        with tuning.gc_paused(not self._loaded or len(self._active) > BULK):  # a restore loads 100k bans at once
             return self._reconcile(now)
 
     def _reconcile(self, now: dt.datetime) -> ReconcileReport:

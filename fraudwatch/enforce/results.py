@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import gc
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fraudwatch.errors import FraudwatchError
@@ -55,20 +52,6 @@ def span(seconds: int) -> str:
             out.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(out[:2]) or "0s"
-
-
-@contextlib.contextmanager
-def no_gc(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector for one bulk operation: it allocates 100k+ acyclic objects, and every
-    collection would rescan them all (a third of the time of a 100k batch). Reference counting still frees."""
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def err_suffix(error: str | None) -> str:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 import duckdb
 
 import fraudwatch.enforce.state as state
+from fraudwatch import tuning
 from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, SetFullError
-from fraudwatch.enforce.results import no_gc
 from fraudwatch.enforce.state import Ban
 from fraudwatch.enforce.targets import Target
 
@@ -118,7 +118,7 @@ class WriteBehind:
 
     def _write(self) -> None:
         behind = self.behind
-        with no_gc(len(behind) > 1 or self.bulky()):
+        with tuning.gc_paused(len(behind) > 1 or self.bulky()):
             while behind:
                 work = behind.popleft()  # atomic: another thread may append meanwhile
                 try:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from fraudwatch import tuning
 from fraudwatch.config import Config
 
 if TYPE_CHECKING:
@@ -74,46 +75,46 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     # The gates keep a window per address; under a botnet flood that is hundreds of thousands of objects, and
     # every full collection of the cyclic garbage collector rescans them all: 65-130 ms pauses, measured,
     # whenever one came due. What the sentry keeps holds no cycles, so full collections run only every
-    # FULL_GC seconds, between ticks; the loaded rules and formats are frozen out of them altogether.
-    gc.freeze()
-    gc.set_threshold(*gc.get_threshold()[:2], 1 << 30)
-    last_full = time.monotonic()
-    while os.getppid() == parent:
-        if conn.poll():
-            return  # "stop"
-        t0 = time.monotonic()
-        decisions = []
-        for table, rows in tail.poll().items():
-            try:
-                decisions.extend(early.process(table, rows))
-            except Exception:  # one batch it cannot score must not end early bans
-                log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
-        if decisions:
-            if firewall is not None:  # in the kernel first: the watcher's Python may be busy for a while
+    # FULL_GC seconds, between ticks; the loaded rules and formats are frozen out of them altogether
+    # (fraudwatch.tuning: the sentry's process body is where its tuning is entered).
+    with tuning.gc_rare_full_collections():
+        last_full = time.monotonic()
+        while os.getppid() == parent:
+            if conn.poll():
+                return  # "stop"
+            t0 = time.monotonic()
+            decisions = []
+            for table, rows in tail.poll().items():
                 try:
-                    decisions = firewall.apply(decisions)
-                except Exception:  # the watcher bans them, as it does without the sentry's own bans
-                    log.exception("early bans: the sentry could not ban %d decision(s) itself", len(decisions))
-            conn.send(("bans", decisions))
-            if log.isEnabledFor(logging.DEBUG):  # how far behind the log's own clock the sentry decides
-                newest = max(d.at for d in decisions)
-                log.debug("%d decision(s) sent %.3fs after the newest line's time, tick %.3fs", len(decisions),
-                          (dt.datetime.now(dt.UTC) - newest).total_seconds(), time.monotonic() - t0)
-        t1 = time.monotonic()
-        busy += t1 - t0
-        longest = max(longest, t1 - t0)
-        if t1 - last_stats >= STATS_SECONDS:
-            s = tail.stats
-            conn.send(("stats", {"lines": s.lines, "bytes": s.bytes, "skipped_bytes": s.skipped_bytes,
-                                 "busy": round(busy / (t1 - last_stats), 3), "longest_tick": round(longest, 3),
-                                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                                 "banned_itself": firewall.applied if firewall is not None else None,
-                                 "errors": s.errors[-3:]}))
-            busy, longest, last_stats = 0.0, 0.0, t1
-        if t1 - last_full >= FULL_GC:
-            gc.collect()
-            last_full = time.monotonic()
-        time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
+                    decisions.extend(early.process(table, rows))
+                except Exception:  # one batch it cannot score must not end early bans
+                    log.exception("early bans: scoring %d %s row(s) failed", rows.height, table)
+            if decisions:
+                if firewall is not None:  # in the kernel first: the watcher's Python may be busy for a while
+                    try:
+                        decisions = firewall.apply(decisions)
+                    except Exception:  # the watcher bans them, as it does without the sentry's own bans
+                        log.exception("early bans: the sentry could not ban %d decision(s) itself", len(decisions))
+                conn.send(("bans", decisions))
+                if log.isEnabledFor(logging.DEBUG):  # how far behind the log's own clock the sentry decides
+                    newest = max(d.at for d in decisions)
+                    log.debug("%d decision(s) sent %.3fs after the newest line's time, tick %.3fs", len(decisions),
+                              (dt.datetime.now(dt.UTC) - newest).total_seconds(), time.monotonic() - t0)
+            t1 = time.monotonic()
+            busy += t1 - t0
+            longest = max(longest, t1 - t0)
+            if t1 - last_stats >= STATS_SECONDS:
+                s = tail.stats
+                conn.send(("stats", {"lines": s.lines, "bytes": s.bytes, "skipped_bytes": s.skipped_bytes,
+                                     "busy": round(busy / (t1 - last_stats), 3), "longest_tick": round(longest, 3),
+                                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                                     "banned_itself": firewall.applied if firewall is not None else None,
+                                     "errors": s.errors[-3:]}))
+                busy, longest, last_stats = 0.0, 0.0, t1
+            if t1 - last_full >= FULL_GC:
+                gc.collect()
+                last_full = time.monotonic()
+            time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
 
 
 def _firewall(cfg: Config) -> SentryFirewall | None:

@@ -20,7 +20,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fraudwatch import tuning
 from fraudwatch.config import Config, load_config
 from fraudwatch.detect.runners.replay import ORDER
 from fraudwatch.errors import FraudwatchError
@@ -61,8 +61,10 @@ class Watcher(Reading):
 
     def run(self, max_seconds: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or `stop()`, or `max_seconds`); returns the exit code."""
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        with tuning.switch_interval(SWITCH_INTERVAL):
+            return self._run(max_seconds)
+
+    def _run(self, max_seconds: float | None) -> int:
         self._open()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         failures = 0
@@ -85,7 +87,6 @@ class Watcher(Reading):
                     break
         finally:
             self._close()
-            sys.setswitchinterval(previous)
         return 0
 
     def _cycle(self) -> None:

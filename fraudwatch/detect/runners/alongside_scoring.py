@@ -29,13 +29,11 @@ def score_alongside(conn: Connection, level: int) -> None:
     logging.basicConfig(level=level, format="fraudwatch detect: %(levelname)s %(message)s")
     import polars as pl
 
-    from fraudwatch.batchgc import for_batch
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.decide import Alert, AlertBook
     from fraudwatch.detect.ruleset import load_rules
     from fraudwatch.detect.runners.engine import PARALLEL, Engine
 
-    for_batch()
     try:
         kind, setup = conn.recv()
     except (EOFError, OSError):

@@ -2,8 +2,8 @@
 alerts; `detect_alongside` and `finish_alongside` score an ingest's rows as they are stored (`ingest --detect`,
 fraudwatch.detect.runners.alongside).
 
-Process-wide tuning (fraudwatch.batchgc.for_batch) is the caller's: a command calls it before `run_detect`, after
-importing this module, so that what is frozen includes the modules the replay runs on.
+Process-wide tuning (`fraudwatch.tuning.gc_for_batch`) is the caller's: a command enters it around
+`run_detect`, after importing this module, so that what is frozen includes the modules the replay runs on.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 from multiprocessing.connection import Connection
 from typing import Any
+
+from fraudwatch import tuning
 
 
 class Scorer:
@@ -27,15 +28,8 @@ class Scorer:
                                      name="fraudwatch-detect", daemon=True)
         # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
         # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
-        saved = os.environ.get("POLARS_MAX_THREADS")
-        os.environ["POLARS_MAX_THREADS"] = "1"
-        try:
+        with tuning.environment(POLARS_MAX_THREADS="1"):
             self.proc.start()
-        finally:
-            if saved is None:
-                del os.environ["POLARS_MAX_THREADS"]
-            else:
-                os.environ["POLARS_MAX_THREADS"] = saved
         child_end.close()
         self.conn: Connection | None = parent_end
 
@@ -53,7 +47,12 @@ class Scorer:
 
 
 def _score(conn: Connection, level: int) -> None:
-    """The process's body: `alongside_scoring.score_alongside`, imported here, in the process."""
+    """The process's body: `alongside_scoring.score_alongside`, with a scoring batch's collector settings. The
+    modules it runs on are imported first, so that they are frozen out of the collections with the rest."""
+    import fraudwatch.detect.decide  # noqa: F401, RUF100  (vulture reads F401 per line)
+    import fraudwatch.detect.ruleset  # noqa: F401, RUF100
+    import fraudwatch.detect.runners.engine  # noqa: F401
     from fraudwatch.detect.runners.alongside_scoring import score_alongside
 
-    score_alongside(conn, level)
+    with tuning.gc_for_batch():
+        score_alongside(conn, level)
