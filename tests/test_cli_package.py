@@ -1,9 +1,11 @@
 """The CLI package's shape: `--help` imports no command module, every command's module builds its parser,
-command modules import none of each other, no stage imports the CLI, exit statuses agree with the errors'."""
+command modules import none of each other (no stage imports the CLI: the layer contract, `make lint`), exit
+statuses agree with the errors', and `--since`/`--until` read times and ages."""
 
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.cli.app import build_parser
+from fraudwatch.cli.context import parse_time
 from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.registry import COMMANDS, Command, load
+from fraudwatch.errors import UsageError
 from tests.conftest import ROOT, Run
 
 PACKAGE = ROOT / "fraudwatch"
@@ -99,3 +103,21 @@ def test_exit_statuses_agree_with_the_errors() -> None:
         ExitStatus.FAILED, ExitStatus.USAGE, ExitStatus.USAGE, ExitStatus.STORE, ExitStatus.INPUT,
         ExitStatus.FIREWALL, ExitStatus.REFUSED, ExitStatus.FAILED]
     assert [int(s) for s in ExitStatus] == [0, 1, 2, 3, 4, 5, 6, 70, 130]
+
+
+@pytest.mark.parametrize(("text", "ago"), [("30m", 1800), ("24h", 86400), ("7d", 7 * 86400), ("1w", 604800),
+                                            ("90s", 90)])
+def test_an_age_is_a_duration_before_now(text: str, ago: int) -> None:
+    now = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
+    assert parse_time(text, now) == now - dt.timedelta(seconds=ago)
+
+
+@pytest.mark.parametrize("text", ["30", "soon", "-1h", "2026-13-01"])
+def test_what_is_neither_a_time_nor_an_age_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a time"):
+        parse_time(text)
+
+
+def test_a_time_without_a_zone_is_utc() -> None:
+    assert parse_time("2026-11-20") == dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    assert parse_time("2026-11-20T03:00+08:00") == dt.datetime(2026, 11, 19, 19, 0, tzinfo=dt.UTC)

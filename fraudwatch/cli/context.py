@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 from dataclasses import replace
 
 from fraudwatch.config import Config, load_config
 from fraudwatch.errors import UsageError
-
-_RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+from fraudwatch.tomldoc import parse_duration
 
 
 def config_of(args: argparse.Namespace) -> Config:
@@ -25,15 +22,18 @@ def config_of(args: argparse.Namespace) -> Config:
 
 
 def parse_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
-    """ISO date or time (UTC when no zone is given), or an age like 30m, 24h, 7d (before now)."""
+    """ISO date or time (UTC when no zone is given), or an age with its unit like 30m, 24h, 7d (before now),
+    spelt as every duration in fraudwatch is (`fraudwatch.tomldoc.parse_duration`)."""
     if text is None:
         return None
-    now = now or dt.datetime.now(dt.UTC)
-    m = _RELATIVE.match(text.strip())
-    if m:
-        return now - dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    text = text.strip()
     try:
-        value = dt.datetime.fromisoformat(text.strip())
+        value = dt.datetime.fromisoformat(text)
     except ValueError:
+        if text[-1:].isalpha():  # an age needs its unit: a bare number is neither an age nor a time
+            try:
+                return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=parse_duration(text))
+            except ValueError:
+                pass
         raise UsageError(f"'{text}' is not a time (use 2026-11-20, 2026-11-20T03:00, or 24h / 7d ago)") from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
