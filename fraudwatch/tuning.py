@@ -33,38 +33,31 @@ GLIBC_MMAP_THRESHOLD = 128 << 10
 GLIBC_TRIM_THRESHOLD = 128 << 10
 
 
-def _unfreeze_unless(frozen_before: int) -> None:
-    """Give the collector back what a block froze. CPython unfreezes all or nothing, so a caller that had frozen
-    objects of its own before keeps them frozen, and the block's with them."""
-    if not frozen_before:
-        gc.unfreeze()
-
-
 @contextlib.contextmanager
-def gc_for_batch() -> Iterator[None]:
-    """A scoring batch's collector: what exists now frozen out of collections, young ones far less often."""
-    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+def _frozen(thresholds: tuple[int, int, int]) -> Iterator[None]:
+    """What exists now frozen out of collections and the collector's `thresholds`, both put back after. CPython
+    unfreezes all or nothing, so a caller that had frozen objects of its own keeps them frozen, the block's too."""
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
     gc.freeze()
-    gc.set_threshold(*BATCH_GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        _unfreeze_unless(frozen)
+        gc.set_threshold(*before)
+        if not frozen:
+            gc.unfreeze()
 
 
-@contextlib.contextmanager
-def gc_rare_full_collections() -> Iterator[None]:
+def gc_for_batch() -> contextlib.AbstractContextManager[None]:
+    """A scoring batch's collector: what exists now frozen out of collections, young ones far less often."""
+    return _frozen(BATCH_GC_THRESHOLDS)
+
+
+def gc_rare_full_collections() -> contextlib.AbstractContextManager[None]:
     """A long-running loop whose state holds no cycles (the sentry's gates): what exists now frozen, and full
     collections left to the loop, which calls `gc.collect()` between ticks when it chooses."""
-    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
-    gc.freeze()
-    gc.set_threshold(*thresholds[:2], 1 << 30)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        _unfreeze_unless(frozen)
+    young, middle, _ = gc.get_threshold()
+    return _frozen((young, middle, 1 << 30))
 
 
 @contextlib.contextmanager
