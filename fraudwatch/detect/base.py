@@ -37,8 +37,8 @@ class Context:
 @dataclass(slots=True)
 class Match:
     """A rule's finding for one key in one batch; the decision layer merges matches into alerts. Not frozen: a
-    flood makes one per key, rule and batch (91k in benchmarks/detect_bench.py's flood), and a frozen dataclass,
-    with or without slots, takes four times as long to make (4 against 1 µs). Nothing changes a match once made."""
+    flood makes one per key, rule and batch, and a frozen dataclass, with or without slots, is much slower to make
+    (figures: benchmarks/RESULTS.md, "Matches as plain slotted dataclasses"). Nothing changes a match once made."""
 
     rule: str
     key_type: str

@@ -260,8 +260,9 @@ def _codes(call_ids: pl.Series) -> pl.Series:
 def _coded_steps(steps: pl.DataFrame, remembered: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     """`steps` with its Call-IDs' hashes, and the column to key on: the hashes when they tell the batch's
     Call-IDs apart and every remembered Call-ID sharing a hash with one of them is that same Call-ID, else the
-    text. On integers the windows, joins and groups of the flood's challenges took 0.83-0.88 CPU-s, on the text
-    1.16-1.30 (seven steps of 300k events); with this check, what they find is exactly what the text finds."""
+    text. Windows, joins and groups on integers cost the flood's challenges much less than on the text (figures:
+    benchmarks/RESULTS.md, "Text keys grouped and joined on 64-bit hashes"); with this check, what they find is
+    exactly what the text finds."""
     codes = _codes(steps.get_column("call_id"))
     if codes.n_unique() != steps.get_column("call_id").n_unique():
         return steps, "call_id"
@@ -275,7 +276,8 @@ def _coded_steps(steps: pl.DataFrame, remembered: pl.DataFrame) -> tuple[pl.Data
 def _join_numbers(frame: pl.DataFrame, info: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the classes of its called numbers from `info` (one row per distinct number: all of the
     frame's). On the numbers' 64-bit hashes when they tell `info`'s numbers apart (`distinct_hashes`), as
-    `WindowDetector._coded` does: joining on integers cost 0.07 s where text took 0.10-0.14 s for 300k CDRs."""
+    `WindowDetector._coded` does: joining on integers is cheaper than on text (figures: benchmarks/RESULTS.md,
+    "Text keys grouped and joined on 64-bit hashes")."""
     hashes = distinct_hashes(info.get_column("callee_number"))
     if hashes is None:
         return frame.join(info, on="callee_number", how="left", maintain_order="left")

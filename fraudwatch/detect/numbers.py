@@ -1,24 +1,24 @@
 """Classifying called numbers (region and libphonenumber number type) for a whole column at once.
 
-`phonenumbers.parse` + `number_type` costs about 80 µs a number in Python; a backfill of a million CDRs would
-spend more time there than in every rule together. This applies the same libphonenumber metadata — country
-calling codes, each region's general pattern and its per-type national-number patterns — as vectorised regex
-matches over the distinct numbers of a batch, grouped by country code. The test suite checks it against
-`phonenumbers` number by number.
+`phonenumbers.parse` + `number_type`, number by number in Python, would cost a backfill of CDRs more than every
+rule together. This applies the same libphonenumber metadata — country calling codes, each region's general
+pattern and its per-type national-number patterns — as vectorised regex matches over the distinct numbers of a
+batch, grouped by country code. The test suite checks it against `phonenumbers` number by number.
 
-What it costs, and so how it is organised:
-- matching a regex is cheap (tens of ns a number), but each polars query has a fixed cost (~0.2 ms) and compiles
-  its regexes again (tens of µs each, up to ~1 ms with Unicode `\\d`). So each step is one query over only the
-  numbers it can still decide: a region's general pattern first (number_type's first check, which most invalid
-  numbers fail), then its type patterns in one when/then query over the numbers that passed (a query per type
-  would cost more than it saves: most valid numbers are fixed lines or mobiles, the last types tried); and a
-  region that shares its calling code (44: GB, GG, IM, JE; 1: US, CA and 23 more) only sees the numbers no
-  earlier region took. Between queries, numbers travel as Series filtered by direct (query-free) Series calls.
+What it costs, and so how it is organised (figures: benchmarks/RESULTS.md, "Called numbers classified by
+vectorised regexes"):
+- matching a regex is cheap, but each polars query has a fixed cost and compiles its regexes again (Unicode `\\d`
+  the dearest). So each step is one query over only the numbers it can still decide: a region's general pattern
+  first (number_type's first check, which most invalid numbers fail), then its type patterns in one when/then
+  query over the numbers that passed (a query per type would cost more than it saves: most valid numbers are
+  fixed lines or mobiles, the last types tried); and a region that shares its calling code (44: GB, GG, IM, JE;
+  1: US, CA and 23 more) only sees the numbers no earlier region took. Between queries, numbers travel as
+  Series filtered by direct (query-free) Series calls.
 - a regex does not check a length, so each number is matched as a `key`: its national number's length in two
   digits, then the number ('10447400123456'); one regex per type then checks the possible lengths and the
   pattern together ('^(?:10)44(?:7...)$') instead of an extra length test per type.
-- `\\d` is written `[0-9]`, which compiles several times faster; the two differ only on non-ASCII digits, so
-  a batch that has any non-ASCII character keeps libphonenumber's patterns as they are.
+- `\\d` is written `[0-9]`, which compiles much faster; the two differ only on non-ASCII digits, so a batch
+  that has any non-ASCII character keeps libphonenumber's patterns as they are.
 """
 
 from __future__ import annotations

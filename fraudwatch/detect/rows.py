@@ -1,8 +1,8 @@
 """Events held as plain Python lists, for the sentry's ticks, and the rules' conditions evaluated on them.
 
-A tick brings a few hundred lines. Frames cost a polars query per step, a fraction of a millisecond each,
-whatever the rows: dozens of steps made a tick cost 20 ms before its first line (benchmarks/sentry_cost.py),
-which at 50 ticks a second under a flood is more than a core. Lists cost what the rows cost.
+A tick brings a few hundred lines. Frames cost a polars query per step whatever the rows, and dozens of steps a
+tick, at 50 ticks a second under a flood, add up to more than the sentry can spend. Lists cost what the rows cost
+(figures: benchmarks/RESULTS.md, "Sentry's rows as plain lists").
 
 `Conditions` answers a `where:` condition with the condition's own polars expression (`filters.Conjunct.expr`),
 evaluated once per distinct combination of the values it reads and remembered: the frame path's answer by

@@ -1,11 +1,11 @@
 """Early bans put in the kernel by the sentry's own process, before the watcher hears of them.
 
-Under a flood the watcher's Python is busy: a decision the sentry sent waited up to a second for the watcher's
-interpreter lock before its enforcer could act (benchmarks/ban_latency.py). With the nftables backend the
-sentry therefore adds each decided address to our host set itself, then sends the decision, marked `applied`.
-The watcher's enforcer does with it what it does with any decision (the allowlist, escalation, the store) and
-then puts the element right: the ban's own timeout, or out again if it does not ban after all
-(`Enforcer.on_early`). A dying watcher leaves at worst an element that expires by its own timeout.
+Under a flood the watcher's Python is busy: a decision the sentry sent waited long for the watcher's interpreter
+lock before its enforcer could act (figures: benchmarks/RESULTS.md, "Early bans put in the kernel by the sentry").
+With the nftables backend the sentry therefore adds each decided address to our host set itself, then sends the
+decision, marked `applied`. The watcher's enforcer does with it what it does with any decision (the allowlist,
+escalation, the store) and then puts the element right: the ban's own timeout, or out again if it does not ban after
+all (`Enforcer.on_early`). A dying watcher leaves at worst an element that expires by its own timeout.
 
 What the sentry adds can never be more than the enforcer would ban: the same allowlist (trusted networks,
 `[firewall] allow`, this host's addresses, special-purpose networks), no rule on trial (`report_only`), and the

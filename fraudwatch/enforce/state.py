@@ -50,7 +50,8 @@ def next_id(con: duckdb.DuckDBPyConnection) -> int:
 
 def active(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Ban]:
     """The active bans (only the columns the enforcer needs: this runs on every start and reconcile)."""
-    # column by column (Arrow to lists): a third faster than rows of tuples for the 100k of a restore
+    # column by column (Arrow to lists): faster than rows of tuples for a restore's many bans (figures:
+    # benchmarks/RESULTS.md, "Active bans read column by column")
     table = con.sql("SELECT id, network, level, epoch(expires_at) FROM bans WHERE removed_at IS NULL "
                     "AND expires_at > ? ORDER BY id", params=[now]).to_arrow_table()
     out: list[Ban] = []

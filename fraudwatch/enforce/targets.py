@@ -7,7 +7,8 @@ a command is the parser's canonical output, never the input string.
 Parsing: the input must consist of address characters only (so an IPv6 zone id, spaces, quotes, newlines or shell
 metacharacters are refused outright; `ipaddress` itself would accept "fe80::1%<anything>"). A plain dotted-quad
 IPv4 address is validated by the C library's `inet_pton` (four decimal octets, no leading zeros: the same
-verdicts as `ipaddress`, which tests check, at a tenth of the cost); everything else by `ipaddress`.
+verdicts as `ipaddress`, which tests check, for far less; figures: benchmarks/RESULTS.md, "IPv4 addresses
+validated by `inet_pton`"); everything else by `ipaddress`.
 IPv4-mapped IPv6 folds to IPv4. Networks must have no host bits set and may not be broader than `MIN_PREFIX`.
 """
 

@@ -1,14 +1,13 @@
 """The enforcer's writes: one backend batch per round (with what we believe the kernel holds), then the store,
 written behind it.
 
-Decisions reach the kernel first and are written to the store behind it (`behind`, drained by whoever leaves
-the enforcer last, outside its lock). Under a flood the watcher's ingest holds the store's commit for hundreds
-of milliseconds at a time (benchmarks/ban_latency.py measured a ban's store write at up to 0.8 s); a ban must not
-wait for it, nor must the next decision wait for the enforcer's lock while one does. Every use of the store goes
-through `store()`, which writes what is behind first, so the enforcer never reads the store without its own
-writes. If a write fails, `dirty` is set and the next reconcile finds the store without the ban and lifts it:
-the store stays the desired state, and a crash between the kernel and the store at worst lifts the bans of that
-instant.
+Decisions reach the kernel first and are written to the store behind it (`behind`, drained by whoever leaves the
+enforcer last, outside its lock). Under a flood the watcher's ingest holds the store's commit for long stretches,
+and a ban's store write waits for it (figures: benchmarks/RESULTS.md, "Kernel first, store written behind"); a ban
+must not wait for it, nor must the next decision wait for the enforcer's lock while one does. Every use of the store
+goes through `store()`, which writes what is behind first, so the enforcer never reads the store without its own
+writes. If a write fails, `dirty` is set and the next reconcile finds the store without the ban and lifts it: the
+store stays the desired state, and a crash between the kernel and the store at worst lifts the bans of that instant.
 """
 
 from __future__ import annotations

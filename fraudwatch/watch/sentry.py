@@ -1,23 +1,21 @@
 """The sentry: a process of the watcher's own that tails the logs and decides early bans.
 
-Under a flood the watcher stores and scores lines in batches a second or more long, and a burst of password
-guesses waits for its batch: seconds before the ban. The sentry reads the same files every `TICK` (its own
-offsets, `fraudwatch.watch.tail`), runs only the gates of the rules that propose a ban on what was appended
-(`fraudwatch.detect.runners.early`), and sends each decision to the watcher at once; the watcher's early-ban
-thread hands it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's
-Python (the rules hold the interpreter's lock for most of a flood). With nftables it also puts the decided
-addresses in the kernel itself before it sends them (`fraudwatch.enforce.early`): the watcher's early-ban
-thread can wait a second for that lock. It owns nothing else: if it dies the watcher logs it and starts
-another, and bans come from the rules' alerts meanwhile.
+Under a flood the watcher stores and scores lines in batches a second or more long, and a burst of password guesses
+waits for its batch: seconds before the ban. The sentry reads the same files every `TICK` (its own offsets,
+`fraudwatch.watch.tail`), runs only the gates of the rules that propose a ban on what was appended
+(`fraudwatch.detect.runners.early`), and sends each decision to the watcher at once; the watcher's early-ban thread
+hands it to the enforcer, which bans. It is a process, not a thread, so that it never waits for the watcher's Python
+(the rules hold the interpreter's lock for most of a flood). With nftables it also puts the decided addresses in the
+kernel itself before it sends them (`fraudwatch.enforce.early`): the watcher's early-ban thread can wait long for
+that lock (figures: benchmarks/RESULTS.md, "Early bans put in the kernel by the sentry"). It owns nothing else: if
+it dies the watcher logs it and starts another, and bans come from the rules' alerts meanwhile.
 
-It runs at nice -5 (`NICE`, when allowed: root or CAP_SYS_NICE). On 2 cores under a 20,000 lines/s flood the
-watcher takes both cores; at the watcher's priority the sentry got its CPU late, and its decisions came up to
-0.3-0.45 s after their line; at nice -5 within 60 ms, and the watcher was no further behind
-(benchmarks/ban_latency.py). That flood costs it a third of a core alone (benchmarks/sentry_cost.py) and three
-quarters of its time beside the watcher; held to half its time it fell behind and skipped most of the flood, and
-so it did at nice 5 or 10. A flood several times bigger takes it up to a core, ahead of the watcher, which then
-falls behind and catches up from the files (every line is still stored); what the sentry cannot keep up with
-it skips (`LogTail`'s `max_behind`).
+It runs at nice -5 (`NICE`, when allowed: root or CAP_SYS_NICE). Under a flood the watcher takes every core; at the
+watcher's priority the sentry got its CPU late and its decisions came late; at nice -5 they came promptly, and the
+watcher was no further behind. Held to less CPU, or niced down, it fell behind and skipped most of the flood. A much
+bigger flood takes it up to a core, ahead of the watcher, which then falls behind and catches up from the files
+(every line is still stored); what the sentry cannot keep up with it skips (`LogTail`'s `max_behind`) (figures:
+benchmarks/RESULTS.md, "Sentry at nice -5").
 """
 
 from __future__ import annotations
@@ -72,11 +70,11 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     tail.poll()  # the files' ends: from here on
     conn.send(("ready", early.rules))
     busy, longest, last_stats = 0.0, 0.0, time.monotonic()
-    # The gates keep a window per address; under a botnet flood that is hundreds of thousands of objects, and
-    # every full collection of the cyclic garbage collector rescans them all: 65-130 ms pauses, measured,
-    # whenever one came due. What the sentry keeps holds no cycles, so full collections run only every
-    # FULL_GC seconds, between ticks; the loaded rules and formats are frozen out of them altogether
-    # (fraudwatch.tuning: the sentry's process body is where its tuning is entered).
+    # The gates keep a window per address; under a botnet flood that is hundreds of thousands of objects, and every
+    # full collection of the cyclic garbage collector rescans them all: long pauses whenever one came due (figures:
+    # benchmarks/RESULTS.md, "Runtime tuning: sentry full collections"). What the sentry keeps holds no cycles, so
+    # full collections run only every FULL_GC seconds, between ticks; the loaded rules and formats are frozen out of
+    # them altogether (fraudwatch.tuning: the sentry's process body is where its tuning is entered).
     with tuning.gc_rare_full_collections():
         last_full = time.monotonic()
         while os.getppid() == parent:

@@ -43,14 +43,14 @@ log = logging.getLogger("fraudwatch.watch")
 
 # How long a thread holding the GIL runs before one waiting for it gets a turn (Python's default: 5 ms). The
 # reader's thread comes back from DuckDB many times a pass and then waits for the acting thread's Python (the
-# rules) to let go; at 0.5 ms the soak (benchmarks/watch_soak.py, 30 s at 20,000 lines/s, runs alternated) kept
-# its lag at 3.3-6.1 MB after 20 s instead of 8.8-9.3 MB, written->queryable p50 1.1-1.5 s instead of 2.1-2.3 s.
+# rules) to let go; a shorter interval keeps the watcher's lag smaller and its rows queryable sooner under a flood
+# (figures: benchmarks/RESULTS.md, "Runtime tuning: watcher switch interval").
 SWITCH_INTERVAL = 0.0005
 # How much write-ahead log DuckDB gathers before it writes it into the store file (its default: 16 MB). Each
 # checkpoint stalls the commit that triggers it; a flood commits a chunk a pass, so at the default it stalled
-# every few passes. Soak, 60 s at 20,000 lines/s: lag after 50 s 2.1 MB at 64 MB (3.3-5.6 MB at the default;
-# 256 MB stalled once for long: 12.5 MB); p99 written->queryable 1.7 s (3.1 s). A crash replays at most this
-# much log at the next start; a clean stop checkpoints.
+# every few passes. Higher, the watcher lags less under a flood, until one checkpoint stalls for long (figures:
+# benchmarks/RESULTS.md, "Watcher checkpoint threshold (64 MB)"). A crash replays at most this much log at the
+# next start; a clean stop checkpoints.
 CHECKPOINT_THRESHOLD = "64MB"
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
 
@@ -92,7 +92,8 @@ class Watcher(Reading):
     def _cycle(self) -> None:
         woke = self.wake.wait(self.cfg.watch.poll_seconds)
         # the delay gathers a burst into one batch; what arrived during a pass at least as long has gathered
-        # already (under a flood, sleeping it on every pass cost the reader 7% of its time)
+        # already (under a flood, sleeping it on every pass cost the reader time; figures: benchmarks/RESULTS.md,
+        # "No batch delay after a long pass")
         delay = self.cfg.watch.batch_delay_ms / 1000 - self.last_pass_seconds
         if woke and delay > 0 and not self.stopping:
             time.sleep(delay)

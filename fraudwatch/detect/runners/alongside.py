@@ -16,8 +16,8 @@ replay reads them) and a *watermark*: it scores only what is older than the wate
 - Rows below the watermark are scored in steps of about STEPS rows, not chunk by chunk: what
   is short of a step waits for the next chunk (or the end). Much of a step's cost does not follow its rows:
   each key still in a window is scored again, and each ongoing attack's key makes a match. Scored chunk by
-  chunk (a flood's 32 MB chunk is some 238k lines: a step of 200k and one of 38k), the flood of
-  benchmarks/ingest_bench.py took twice the replay's steps and 6 CPU-s more.
+  chunk (a flood's chunk made a full step and a small one), the flood took more steps and more CPU (figures:
+  benchmarks/RESULTS.md, "Alongside scoring in whole steps").
 - It applies to a store that holds no events of the rules' tables yet; otherwise the replay (of the whole store,
   as `fraudwatch detect` does) runs after the ingest.
 """
@@ -155,8 +155,8 @@ class Alongside:
     def _feed(self, table: str, source: str) -> None:
         assert self.conn is not None and self.outbox is not None
         col, front = TIME_COLUMN[table], FRONTIER_COLUMN[table]
-        # not `source`: the chunk's file, the same in every row, sent once (a sixth of a flood chunk's bytes, and
-        # 0.1-0.25 CPU-s of its Arrow export)
+        # not `source`: the chunk's file, the same in every row, sent once (a good part of a chunk's bytes and of
+        # its Arrow export; figures: benchmarks/RESULTS.md, "A chunk's source file sent once")
         cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]) if c != "source")
         (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
         last, self.seen_rowid[table] = self.seen_rowid[table], int(top)

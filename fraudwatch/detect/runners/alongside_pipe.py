@@ -16,9 +16,10 @@ import pyarrow as pa
 
 
 class Outbox:
-    """Sends to the scoring process from a thread of its own, in order. A chunk's rows (40 MB of the flood's)
-    cross the pipe only as fast as the scoring process reads them: 0.04-0.13 s a chunk the ingest spent waiting,
-    and now spends reading its next chunk. At most two messages wait; then `put` does."""
+    """Sends to the scoring process from a thread of its own, in order. A chunk's rows cross the pipe only as
+    fast as the scoring process reads them: time the ingest spent waiting, and now spends reading its next chunk
+    (figures: benchmarks/RESULTS.md, "Rows sent to the scoring process from a thread"). At most two messages
+    wait; then `put` does."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -80,8 +81,8 @@ def write_all(fd: int, data: memoryview) -> None:
 
 def read_exactly(fd: int, size: int) -> bytearray:
     """`size` bytes from the pipe, read straight into a buffer of that size, which the rows made from them keep.
-    `recv_bytes` appends reads to a growing buffer and copies it out: twice the page faults, and 0.7 against
-    0.45 CPU-s for a flood's nine 40 MB chunks."""
+    `recv_bytes` appends reads to a growing buffer and copies it out: more page faults and more CPU (figures:
+    benchmarks/RESULTS.md, "Pipe reads into a buffer of their size")."""
     buf = bytearray(size)
     view, got = memoryview(buf), 0
     while got < size:
@@ -94,7 +95,8 @@ def read_exactly(fd: int, size: int) -> bytearray:
 
 def ipc_stream(table: pa.Table) -> pa.Buffer:
     """`table` as an Arrow IPC stream, to send through a pipe. Measured first and written once into a buffer of
-    that size: a growing output stream copied a flood chunk's 40 MB over and over (0.13 against 0.01 s)."""
+    that size: a growing output stream copied a flood chunk's rows over and over (figures: benchmarks/RESULTS.md,
+    "Arrow IPC streams written into a presized buffer")."""
     size = pa.MockOutputStream()
     with pa.ipc.new_stream(size, table.schema) as writer:
         writer.write_table(table)

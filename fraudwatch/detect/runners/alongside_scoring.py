@@ -104,7 +104,8 @@ def score_alongside(conn: Connection, level: int) -> None:
             conn.send_bytes(memoryview(ipc_stream(alerts_table(sorted(alerts.values(), key=lambda a: a.id)))))
             conn.close()
             # Nothing is left to write, and the ingest waits for this process to end: leave without freeing its
-            # heap (a flood's held rows, windows and alerts took 0.4 s to free).
+            # heap, which a flood's held rows, windows and alerts make slow to free (figures:
+            # benchmarks/RESULTS.md, "Scoring process leaves without freeing its heap").
             logging.shutdown()
             os._exit(0)
         else:

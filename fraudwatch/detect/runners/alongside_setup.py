@@ -14,13 +14,14 @@ import pyarrow as pa
 from fraudwatch.detect.runners.replay import STEP_ROWS
 from fraudwatch.netaddr import IPNetwork
 
-HELD_ROWS = 2_000_000  # rows held below no watermark (other files to come) before giving way to the replay: at
-# about 180 bytes a row of the flood's columns, some 350 MB, and the replay after the ingest then takes over
+HELD_ROWS = 2_000_000  # rows held below no watermark (other files to come) before giving way to the replay: a
+# bound on the scoring process's memory, and the replay after the ingest then takes over (figures:
+# benchmarks/RESULTS.md, "Rows held for files to come")
 # Rows a scoring step holds, about, by table. Every step scans again the rows the rules' windows keep: a flood
-# keeps many (in steps of 100k rows its scoring took 19 CPU-s, against 11 in the replay's STEP_ROWS). CDRs keep
-# few, and smaller steps keep their scoring closer behind the ingest, with less left for after its last chunk:
-# 1M CDRs with detection took 0-1.5 s less in steps of 100k than of 300k (6 of 6 alternated runs). The alerts
-# do not depend on the steps; an alert's evidence can: each match adds its first events, up to EVIDENCE_KEPT.
+# keeps many, so small steps cost it more CPU. CDRs keep few, and smaller steps keep their scoring closer behind
+# the ingest, with less left for after its last chunk, so CDRs with detection finish sooner in small steps
+# (figures: benchmarks/RESULTS.md, "Alongside scoring steps by table"). The alerts do not depend on the steps;
+# an alert's evidence can: each match adds its first events, up to EVIDENCE_KEPT.
 STEPS = {"sip_events": STEP_ROWS, "netfilter_events": STEP_ROWS, "cdrs": 100_000}
 QUEUED = 4  # chunks received and not yet scored, at most: then the ingest waits (memory stays bounded)
 

@@ -22,10 +22,10 @@ from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork
 
 # Threads a replay runs the detectors on. Much of a detector's work is in polars, which releases the GIL, and the
-# rest is Python, which holds it: on two threads one detector's polars work runs under another's Python. A replay
-# of the flood of benchmarks/ingest_bench.py took 6.6-7.0 s instead of 7.1-8.1 s (3 alternated runs of
-# benchmarks/detect_bench.py, same CPU). Not in the watcher, nor alongside an ingest before its last chunk is in:
-# there the cores are busy already, and threads made the flood slower.
+# rest is Python, which holds it: on two threads one detector's polars work runs under another's Python, and a
+# replay is faster at the same CPU. Not in the watcher, nor alongside an ingest before its last chunk is in: there
+# the cores are busy already, and threads made the flood slower (figures: benchmarks/RESULTS.md, "Replay detectors
+# on threads").
 PARALLEL = max(1, min(4, os.cpu_count() or 1))
 LONG_WINDOW = 300.0  # seconds: in a stream, rules keeping at least this much are kept incrementally
 

@@ -69,8 +69,8 @@ def data_range(con: duckdb.DuckDBPyConnection, sources: Iterable[str]) -> tuple[
 
 # Events per replay step, about: big enough to amortise per-batch work, small for memory. Much of a step's cost
 # follows the keys it holds, not its rows (each ongoing attack's key makes a match per rule and step), so fewer,
-# larger steps cost less: the flood of benchmarks/ingest_bench.py with --detect took 26-29 s at 300k against
-# 29-32 s at 200k (same minutes, 3 runs each), at the same peak RSS (850-930 MiB); at 400k it rose to ~1 GiB.
+# larger steps cost less, at the same peak RSS up to this size and more beyond (figures: benchmarks/RESULTS.md,
+# "Replay step size (300k events)").
 STEP_ROWS = 300_000
 SLOT = dt.timedelta(minutes=1)  # the finest step: a flood minute is one step on its own
 
@@ -139,10 +139,10 @@ def next_alert_id(con: duckdb.DuckDBPyConnection) -> int:
 
 def alerts_table(alerts: Sequence[Alert]) -> pa.Table:
     """The alerts as rows of the `alerts` table, less the columns saving adds (origin, updated_at). Built column
-    by column, which took half the time of one dict per alert. The scoring process of `ingest --detect` sends its
-    alerts this way: a pickle of the Alert objects took 0.9 s there and back. Made by polars, not `pa.table`
-    (the same 0.33-0.41 s for the flood's 8.7k alerts, most of it their evidence's JSON): pyarrow's first
-    conversion of Python values imports pandas (0.35 s)."""
+    by column, cheaper than one dict per alert. The scoring process of `ingest --detect` sends its alerts this
+    way, cheaper than pickling the Alert objects there and back. Made by polars, not `pa.table` (both cost the
+    same, mostly the evidence's JSON): pyarrow's first conversion of Python values imports pandas (figures:
+    benchmarks/RESULTS.md, "Alerts as Arrow rows between processes")."""
     columns = {**{k: [getattr(a, k) for a in alerts] for k in _ALERT_FIELDS},
                "evidence": [_EVIDENCE_JSON.encode(a.evidence) for a in alerts]}
     return pl.DataFrame(columns, schema={k: _ALERT_TYPES[k] for k in columns}).to_arrow()

@@ -2,7 +2,8 @@
 body), started before it is needed.
 
 This module imports nothing heavy on purpose: the ingest starts the process first thing, before it imports the
-detection modules itself (polars and the rules' modules: 0.46 s under cProfile), so both imports run at once.
+detection modules itself (polars and the rules' modules), so both imports run at once (figures:
+benchmarks/RESULTS.md, "Scoring process started first thing").
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from fraudwatch import tuning
 
 class Scorer:
     """The scoring process, started before it is told what to score (`Alongside` sends its `Setup`): `ingest
-    --detect` starts it first thing, so that its imports (polars and the rules' modules, about 1 CPU-s) run
-    while the ingest loads its formats and opens the store on one core, not during the first chunk's parse,
-    which keeps both busy."""
+    --detect` starts it first thing, so that its imports (polars and the rules' modules) run while the ingest
+    loads its formats and opens the store on one core, not during the first chunk's parse, which keeps both
+    busy."""
 
     def __init__(self) -> None:
         ctx = mp.get_context("spawn")
         parent_end, child_end = ctx.Pipe()
         self.proc: Any = ctx.Process(target=_score, args=(child_end, logging.getLogger().level),
                                      name="fraudwatch-detect", daemon=True)
-        # One polars thread: the ingest needs the other core. With two, the scoring took as long and 30% more
-        # CPU (flood replay: 19.5 s either way, 22 against 29 CPU-s), which the ingest then lacked.
+        # One polars thread: the ingest needs the other core. With two, the scoring took as long for more CPU,
+        # which the ingest then lacked (figures: benchmarks/RESULTS.md, "Runtime tuning: scoring process's
+        # polars threads").
         with tuning.environment(POLARS_MAX_THREADS="1"):
             self.proc.start()
         child_end.close()

@@ -141,9 +141,10 @@ class WindowDetector:
 
     def _coded(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` with the 64-bit hash of each text key (and of a distinct count's field) beside it, and `by`
-        naming the hashes: grouping, sorting and joining on integers took the flood's counts and distinct counts
-        half the time they took on text. A hash is used only when it tells the batch's values apart (checked
-        on the distinct values), so the result is exact: otherwise the text itself is used."""
+        naming the hashes: grouping, sorting and joining on integers cost the flood's counts and distinct counts
+        much less than on text (figures: benchmarks/RESULTS.md, "Text keys grouped and joined on 64-bit hashes").
+        A hash is used only when it tells the batch's values apart (checked on the distinct values), so the result
+        is exact: otherwise the text itself is used."""
         self.by = self.keys
         if self.keys == ["_global"]:
             return frame
@@ -227,7 +228,8 @@ class WindowDetector:
                .with_columns(pl.coalesce("_start", "ts").alias("_start"), pl.col("_n").fill_null(0))
                .sort([*keys, "ts"]))
         # episodes: a key's hot instants split where the gap exceeds the cooldown, numbered over the whole frame
-        # (sorted by key, then time: one sort, where windows over the keys took twice as long on a flood's keys)
+        # (sorted by key, then time: one sort, cheaper on a flood's keys than windows over the keys; figures:
+        # benchmarks/RESULTS.md, "Window episodes numbered in one sort")
         same_key = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
         previous = pl.when(same_key).then(pl.col("ts").shift(1))
         opens = previous.is_null() | (pl.col("_start") - previous > delta(c.cooldown))
