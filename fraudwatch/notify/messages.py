@@ -10,10 +10,13 @@ import datetime as dt
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.detect.decide import Alert
 from fraudwatch.notify.render import Doc, Seg, Table, b, clean, code, data
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.types.base import RuleType
 
 # Evidence entries that are pointers, not facts a person reads from a phone.
 _POINTER_KEYS = {"ids", "flownos", "lines"}
@@ -31,7 +34,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def value_label(rule: Any) -> str:
+def value_label(rule: RuleType) -> str:
     """How to read an alert's `value` for a loaded rule (an object with `.common` and its type's fields), as a
     template with {v}: 'peak {v} in 5m', 'fee total {v} in 1h', ..."""
     common = getattr(rule, "common", None)

@@ -21,7 +21,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -32,6 +32,11 @@ from fraudwatch.notify.channels import Channel, open_channel
 from fraudwatch.notify.messages import alert_doc, digest_doc, facts, value_label
 from fraudwatch.notify.render import Doc
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fraudwatch.detect.types.base import RuleType
+
 Clock = Callable[[], dt.datetime]
 log = logging.getLogger("fraudwatch.notify")
 
@@ -40,7 +45,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def load_rule_set(rule_dirs: Sequence[Any] = ()) -> dict[str, Any]:
+def load_rule_set(rule_dirs: Sequence[Path] = ()) -> dict[str, RuleType]:
     """The rules (shipped, then `rule_dirs`) by id: their tags route alerts, their types label values."""
     from fraudwatch.detect.ruleset import load_rules
 
@@ -49,7 +54,7 @@ def load_rule_set(rule_dirs: Sequence[Any] = ()) -> dict[str, Any]:
 
 class Notifier:
     def __init__(self, con: duckdb.DuckDBPyConnection, cfg: AlertsConfig, *, clock: Clock = utcnow,
-                 rules: Mapping[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None,
+                 rules: Mapping[str, RuleType] | None = None, tags: Mapping[str, Sequence[str]] | None = None,
                  country: Callable[[str], str | None] | None = None,
                  wake: Callable[[], None] | None = None) -> None:
         """`rules`: the loaded rules by id (`RuleSet.rules`; default: the shipped ones), for routing by tag and

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch import tuning
 from fraudwatch.config import Config, load_config
@@ -38,6 +38,9 @@ from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
 from fraudwatch.watch.files import watch_dirs
 from fraudwatch.watch.reading import Reading
+
+if TYPE_CHECKING:
+    from fraudwatch.detect.types.base import RuleType
 
 log = logging.getLogger("fraudwatch.watch")
 
@@ -200,7 +203,7 @@ class Watcher(Reading):
         log.info("%d rule(s) loaded", len(rules))
         self._warm_up(rules)
 
-    def _warm_up(self, rules: list[Any]) -> None:
+    def _warm_up(self, rules: list[RuleType]) -> None:
         from fraudwatch.watch.warmup import replay_recent, seed_open_alerts
 
         assert self.store is not None

@@ -24,7 +24,9 @@ from typing import Any
 import duckdb
 
 from fraudwatch.detect.decide import Alert
+from fraudwatch.detect.runners.engine import Engine
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, data_range
+from fraudwatch.detect.types.base import RuleType
 
 log = logging.getLogger("fraudwatch.watch")
 
@@ -56,7 +58,7 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
     return seeded
 
 
-def replay_recent(con: duckdb.DuckDBPyConnection, engine: Any, rules: list[Any], seen_rowid: dict[str, int],
+def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[RuleType], seen_rowid: dict[str, int],
                   horizon: dt.timedelta, max_rows: int) -> int:
     """Feed `engine` each table's events of the last `horizon` (up to the rows already stored); matches dropped."""
     span = max((float(r.common.window) for r in rules), default=0.0)
