@@ -77,7 +77,7 @@ def test_ctrl_c_inside_duckdb_is_an_interruption_not_an_internal_error(
     """A Ctrl-C during the ingest's address check reaches Python inside a DuckDB query, which hands it back
     wrapped in its own error: one line, exit code 130, as a Ctrl-C anywhere else."""
     from fraudwatch.cli import app as cli_module
-    from fraudwatch.cli.exit import ExitStatus
+    from fraudwatch.errors import ExitStatus
 
     con = duckdb.connect()
 

@@ -15,14 +15,13 @@ import pytest
 
 from fraudwatch.cli.app import build_parser
 from fraudwatch.cli.context import parse_time
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.registry import COMMANDS, Command, load
-from fraudwatch.errors import UsageError
+from fraudwatch.errors import ExitStatus, UsageError
 from tests.conftest import ROOT, Run
 
 PACKAGE = ROOT / "fraudwatch"
 COMMAND_MODULES = sorted({c.module for c in COMMANDS})
-SHARED = {"fraudwatch.cli.output", "fraudwatch.cli.context", "fraudwatch.cli.exit"}  # what command modules may use
+SHARED = {"fraudwatch.cli.output", "fraudwatch.cli.context"}  # what command modules may use
 
 
 MODULES_AFTER = ("import sys\nfrom fraudwatch.cli import main\ncode = main(sys.argv[1:])\n"

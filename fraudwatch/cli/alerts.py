@@ -14,10 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
 from fraudwatch.config import Config
-from fraudwatch.errors import StoreError, UsageError
+from fraudwatch.errors import ExitStatus, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
 
 ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")  # the notification side's, in fraudwatch.notify

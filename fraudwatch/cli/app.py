@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fraudwatch import __version__, tuning
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.registry import COMMANDS, load
-from fraudwatch.errors import FraudwatchError, UsageError
+from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,9 +10,8 @@ import argparse
 from typing import Any
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import cell, out, print_json
-from fraudwatch.errors import FraudwatchError, UsageError
+from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 
 BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
 HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "expires_at", "removed_at",

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from fraudwatch import tuning
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
-from fraudwatch.errors import UsageError
+from fraudwatch.errors import ExitStatus, UsageError
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:

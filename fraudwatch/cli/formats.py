@@ -15,9 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import out, print_json
-from fraudwatch.errors import SourceError, UsageError
+from fraudwatch.errors import ExitStatus, SourceError, UsageError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, detect_format, header_columns
 from fraudwatch.formats.engine import LineParser, prepare_connection

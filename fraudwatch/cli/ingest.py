@@ -15,10 +15,9 @@ from rich.table import Table
 
 from fraudwatch import tuning
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import out, print_json
 from fraudwatch.config import Config
-from fraudwatch.errors import UsageError
+from fraudwatch.errors import ExitStatus, UsageError
 from fraudwatch.formats.registry import load_formats
 
 if TYPE_CHECKING:

@@ -6,9 +6,8 @@ import argparse
 import datetime as dt
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import print_json
-from fraudwatch.errors import ConfigError, Location, UsageError
+from fraudwatch.errors import ConfigError, ExitStatus, Location, UsageError
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:

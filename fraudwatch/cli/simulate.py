@@ -8,9 +8,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import out
-from fraudwatch.errors import SourceError, UsageError
+from fraudwatch.errors import ExitStatus, SourceError, UsageError
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:

@@ -7,9 +7,8 @@ import argparse
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import cell, out, print_json
-from fraudwatch.errors import StoreError
+from fraudwatch.errors import ExitStatus, StoreError
 
 SQL_ROWS = 1000  # rows a table shows; --json prints them all
 

@@ -10,9 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.exit import ExitStatus
 from fraudwatch.cli.output import cell, out, print_json
-from fraudwatch.errors import UsageError
+from fraudwatch.errors import ExitStatus, UsageError
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:

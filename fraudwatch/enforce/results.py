@@ -6,19 +6,19 @@ import datetime as dt
 import functools
 from dataclasses import dataclass, field
 
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import ExitStatus, FraudwatchError
 
 
 class BanRefused(FraudwatchError):
     """A ban the allowlist or the input forbids; str() says which and why."""
 
-    exit_code = 6
+    exit_code: int = ExitStatus.REFUSED
 
 
 class NotBanned(FraudwatchError):
     """`bans remove` of a network no active ban names."""
 
-    exit_code = 1
+    exit_code: int = ExitStatus.FAILED
 
 
 @dataclass

@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.targets import Target
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import ExitStatus, FraudwatchError
 
 
 class FirewallError(FraudwatchError):
     """A firewall command failed or is missing; str() is its first error line."""
 
-    exit_code = 5
+    exit_code: int = ExitStatus.FIREWALL
 
 
 class SetFullError(FirewallError):
