@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
     if args.alerts_command in ALERT_ACTIONS:
         return _notify_side(args)
+    from fraudwatch.store.alerts import list_alerts
     from fraudwatch.store.db import open_read_only
 
     cfg = config_of(args)
@@ -67,20 +68,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.alerts_command == "show":
             return _show(con, args)
-        where, params = ["TRUE"], []
-        if args.since:
-            where.append("last_seen >= ?")
-            params.append(parse_time(args.since))
-        if args.rule:
-            where.append("rule = ?")
-            params.append(args.rule)
-        if args.severity:
-            where.append("severity = ?")
-            params.append(args.severity)
-        cur = con.execute(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY detected_at, id LIMIT ?",
-                          [*params, args.limit])
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = list_alerts(con, since=parse_time(args.since), rule=args.rule or None,
+                           severity=args.severity or None, limit=args.limit)
     finally:
         con.close()
     if args.json:
@@ -92,13 +81,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(con: Any, args: argparse.Namespace) -> int:
     from fraudwatch.sources.evidence import raw_lines
+    from fraudwatch.store.alerts import alert_by_id
 
-    cur = con.execute("SELECT * FROM alerts WHERE id = ?", [args.id])
-    names = [d[0] for d in cur.description]
-    found = cur.fetchall()
-    if not found:
+    row = alert_by_id(con, args.id)
+    if row is None:
         raise StoreError(f"no alert {args.id}")
-    row = dict(zip(names, found[0], strict=True))
     evidence = json.loads(row["evidence"] or "{}")
     lines = raw_lines(evidence.get("lines") or [])
     if args.json:

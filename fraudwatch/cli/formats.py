@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections import Counter
 from pathlib import Path
 
-import duckdb
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,11 +17,9 @@ from fraudwatch.cli.output import out, print_json
 from fraudwatch.errors import ExitStatus, SourceError, UsageError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, detect_format, header_columns
-from fraudwatch.formats.engine import LineParser, prepare_connection
 from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.formats.spec import LineFormat
-from fraudwatch.sources.lines import to_batch
-from fraudwatch.sources.reader import read_chunks
+from fraudwatch.formats.trial import LineResult, trial_file
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -80,75 +76,33 @@ def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: s
                 console.print(f"[red]missing required: {', '.join(missing)}[/red]")
         return ExitStatus.FAILED if missing else ExitStatus.OK
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    prepare_connection(con)
-    parser = LineParser(fmt, tz, path.stat().st_mtime)
-    names = [v.pattern.name for v in parser.compiled.variants]
-    hits: Counter[str] = Counter()
-    ignored = lines = 0
-    rejected: Counter[str] = Counter()
-    unmatched: list[tuple[int, str, str]] = []
-    for chunk in read_chunks(path, final=True):
-        batch = to_batch(chunk)
-        lines += batch.lines
-        for b in batch.bad:
-            rejected[b.reason.split(" (")[0]] += 1
-            if len(unmatched) < examples:
-                unmatched.append((b.line_no, b.reason, b.raw.decode("utf-8", "backslashreplace")))
-            if as_json:
-                print_json({"line": b.line_no, "matched": False, "pattern": None, "reason": b.reason,
-                            "fields": {}})
-        if not batch.table.num_rows:
-            continue
-        parser.parse(con, batch.table)
-        if as_json:
-            _json_lines(con, parser, batch.first_line_no)
-            continue
-        for k, n in con.execute("SELECT k, count(*) FROM cls GROUP BY k").fetchall():
-            if k == -1:
-                ignored += n
-            elif k == -2:
-                rejected["no pattern matched"] += n
-        for variant, bad, n in con.execute("SELECT variant, bad, count(*) FROM conv GROUP BY ALL").fetchall():
-            if bad:
-                rejected[bad] += n
-            else:
-                hits[names[variant]] += n
-        if len(unmatched) < examples:
-            need = examples - len(unmatched)
-            rows = con.execute(
-                "SELECT idx, reason, line FROM (SELECT idx, 'no pattern matched' AS reason, line FROM cls WHERE k = -2"
-                " UNION ALL SELECT conv.idx, conv.bad, cls.line FROM conv JOIN cls USING (idx) WHERE conv.bad <> '')"
-                " ORDER BY idx LIMIT ?", [need]).fetchall()
-            unmatched += [(batch.first_line_no + i, r, line.rstrip("\n")) for i, r, line in rows]
-    con.close()
+    assert isinstance(fmt, LineFormat)
     if as_json:
+        trial_file(path, fmt, tz, examples, each_line=_print_line)
         return ExitStatus.OK
-    table = Table(title=f"{path} with format {fmt.name}: {lines:,} lines", title_justify="left")
+    result = trial_file(path, fmt, tz, examples)
+    table = Table(title=f"{path} with format {fmt.name}: {result.lines:,} lines", title_justify="left")
     table.add_column("pattern")
     table.add_column("matched", justify="right")
     for p in fmt.patterns:
-        table.add_row(p.name, f"{hits[p.name]:,}")
-    table.add_row("(ignored)", f"{ignored:,}")
-    for reason, n in rejected.most_common():
+        table.add_row(p.name, f"{result.hits[p.name]:,}")
+    table.add_row("(ignored)", f"{result.ignored:,}")
+    for reason, n in result.rejected.most_common():
         table.add_row(f"[yellow]rejected: {escape(reason)}[/]", f"{n:,}")
     console.print(table)
-    if unmatched:
+    if result.unmatched:
         console.print("first rejected lines:")
-        for line_no, reason, text in unmatched:
+        for line_no, reason, text in result.unmatched:
             console.print(f"  {line_no}: [yellow]{escape(reason)}[/] {escape(text[:300])}")
     return ExitStatus.OK
 
 
-def _json_lines(con: duckdb.DuckDBPyConnection, parser: LineParser, first_line_no: int) -> None:
-    from fraudwatch.formats.trial import batch_results
-
-    for r in batch_results(con, parser, first_line_no):
-        line: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {
-            c: (v.isoformat() if isinstance(v, dt.datetime) else v) for c, v in r.fields.items()}}
-        if r.ignored:
-            line["ignored"] = True
-        if r.reason:
-            line["reason"] = r.reason
-        print_json(line)
+def _print_line(r: LineResult) -> None:
+    """One line's result as `formats test --json` prints it."""
+    line: dict[str, object] = {"line": r.line_no, "matched": r.matched, "pattern": r.pattern, "fields": {
+        c: (v.isoformat() if isinstance(v, dt.datetime) else v) for c, v in r.fields.items()}}
+    if r.ignored:
+        line["ignored"] = True
+    if r.reason:
+        line["reason"] = r.reason
+    print_json(line)
