@@ -20,8 +20,8 @@ from typing import Any
 
 import duckdb
 
+import fraudwatch.notify.store as store
 from fraudwatch.config.alerts import AlertsConfig
-from fraudwatch.notify import store
 from fraudwatch.notify.channels import Channel, open_channel, send
 from fraudwatch.notify.notifier import Clock, Notifier, utcnow
 
