@@ -63,34 +63,25 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
     formats = load_formats(cfg.format_dirs)
     if args.format and args.format not in formats:
         raise UsageError(f"unknown format '{args.format}' (known: {', '.join(sorted(formats))})")
-    jobs: list[tuple[Path, str | None, str]] = []
     if args.paths:
-        for p in expand_paths(args.paths):
-            jobs.append((p, args.format, args.timezone or "UTC"))
+        wanted = [(p, args.format, args.timezone or "UTC") for p in args.paths]
+    elif cfg.sources:
+        wanted = [(s.path, args.format or s.format, args.timezone or s.timezone) for s in cfg.sources]
     else:
-        if not cfg.sources:
-            raise UsageError("nothing to ingest: give PATHs, or [[sources]] in the config")
-        for src in cfg.sources:
-            for p in expand_paths([src.path]):
-                jobs.append((p, args.format or src.format, args.timezone or src.timezone))
-    total = sum(p.stat().st_size for p, _, _ in jobs)
+        raise UsageError("nothing to ingest: give PATHs, or [[sources]] in the config")
+    files = [(p, fmt, tz) for pattern, fmt, tz in wanted for p in expand_paths([pattern])]
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
     alert_count: int | None = None  # alerts detection saved
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, formats, cfg.ingest)
-        # each file's format, detected once here (the ingest is given its name) for its table
-        found = [ing.known_format(p, fmt) for p, fmt, _ in jobs]
-        jobs = [(p, f.name if f is not None else fmt, tz) for (p, fmt, tz), f in zip(jobs, found, strict=True)]
-        tables = [f.table if f is not None else None for f in found]
-        # Accounts first: the credit-limit rule reads balances when detection runs during ingest.
-        order = sorted(range(len(jobs)), key=lambda i: tables[i] != "customers")
-        jobs, tables = [jobs[i] for i in order], [tables[i] for i in order]
+        jobs = ing.plan(files)
+        total = sum(j.path.stat().st_size for j in jobs)
         alongside = None
         if args.detect:
             from fraudwatch.detect.runners.batch import detect_alongside
 
-            alongside = detect_alongside(cfg, store.con, tables, scorer)
+            alongside = detect_alongside(cfg, store.con, [j.table for j in jobs], scorer)
             ing.on_commit = alongside.on_commit if alongside is not None else None
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
@@ -98,16 +89,16 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
             with progress:
                 task = progress.add_task("ingest", total=total or 1)
                 done = 0
-                for i, (path, fmt, tz) in enumerate(jobs):
-                    progress.update(task, description=f"ingest {path.name}")
+                for i, job in enumerate(jobs):
+                    progress.update(task, description=f"ingest {job.path.name}")
                     if alongside is not None:
                         alongside.begin(i)
 
                     def advance(_path: Path, n: int, base: int = done) -> None:
                         progress.update(task, completed=base + n)
 
-                    summaries.append(ing.ingest(path, fmt, tz, advance))
-                    done += path.stat().st_size
+                    summaries.append(ing.ingest(job.path, job.format, job.timezone, advance))
+                    done += job.path.stat().st_size
                     progress.update(task, completed=done)
             if alongside is not None:
                 from fraudwatch.detect.runners.batch import finish_alongside

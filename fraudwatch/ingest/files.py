@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -53,6 +54,16 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
 # conversion), which is most of a quiet watcher's pass. Past a few thousand lines DuckDB is cheaper, and it releases
 # the GIL (figures: benchmarks/RESULTS.md, "Small batches parsed without DuckDB").
 SMALL_PARSE = 2000
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to ingest: its format (None: to be detected, which failed so far) and its table when known."""
+
+    path: Path
+    format: str | None
+    timezone: str
+    table: str | None
 
 
 class Ingestor:
@@ -104,6 +115,16 @@ class Ingestor:
             return self.format_for(path, name)
         except (FraudwatchError, OSError):
             return None
+
+    def plan(self, files: Iterable[tuple[Path, str | None, str]]) -> list[Job]:
+        """`files` (each with its format name or None, and its zone) in the order to read them: each file's format
+        found once, and customer exports first, since the credit-limit rule reads balances when detection runs
+        during the ingest."""
+        jobs = []
+        for path, name, tz in files:
+            fmt = self.known_format(path, name)
+            jobs.append(Job(path, fmt.name if fmt is not None else name, tz, fmt.table if fmt is not None else None))
+        return sorted(jobs, key=lambda j: j.table != "customers")
 
     def _ingest_lines(self, path: Path, fmt: Format, tz: str, summary: FileSummary,
                       progress: Progress | None, budget_bytes: int | None = None,
