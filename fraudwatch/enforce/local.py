@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Any
 
 from fraudwatch.config import Config
-from fraudwatch.enforce import Enforcer, ops
+from fraudwatch.enforce import ops
+from fraudwatch.enforce.enforcer import Enforcer
 from fraudwatch.store.db import Store
 
 
