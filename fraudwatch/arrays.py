@@ -34,6 +34,24 @@ def strings(values: Sequence[str | None]) -> pa.Array:
                                        nulls)
 
 
+def int64_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An int64 array without nulls as numpy, read from its buffer (`to_numpy` would import pandas)."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    assert arr.type == pa.int64() and not arr.null_count
+    return np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr), offset=arr.offset * 8)
+
+
+def repeated(value: str, n: int) -> pa.Array:
+    """One string `n` times."""
+    return strings([value]).take(int64s(np.zeros(n, np.int64)))
+
+
+def utc_micros(values: np.ndarray) -> pa.Array:
+    """Epoch microseconds as a UTC timestamp array (TIMESTAMPTZ)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), len(values), [None, pa.py_buffer(values)])
+
+
 _MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -18,7 +18,7 @@ from fraudwatch.config import IngestConfig
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest import FileSummary, Ingestor
 from fraudwatch.ingest import csvfiles as ingest_csv
-from fraudwatch.store.db import Store
+from fraudwatch.store.db import Store, open_read_only
 from tests.conftest import Run
 
 
@@ -306,9 +306,9 @@ def test_csv_pieces_hold_whole_lines_piece_rows_at_a_time(tmp_path: Path, monkey
     assert b"".join(p for p, _ in long) == b"".join(p for p, _ in pieces)
 
 
-def test_cdr_pieces_fill_whole_row_groups(tmp_path: Path, formats: dict[str, Format]) -> None:
-    """CDRs read in pieces are stored in full row groups of DuckDB's, in file order: part-filled groups would be
-    rewritten by the next checkpoint (seconds on a big backfill, see ingest_csv.PIECE_ROWS)."""
+def test_cdr_pieces_become_segments_in_file_order(tmp_path: Path, formats: dict[str, Format]) -> None:
+    """CDRs read in pieces: a whole piece is written as a segment in its transaction, in file order; the short
+    tail waits in the hot table and becomes a segment when the store closes."""
     assert ingest_csv.PIECE_ROWS == 2 * ingest_csv.ROW_GROUP  # a piece of two groups, scanned on two threads
     rows = ingest_csv.PIECE_ROWS + 5000
     path = tmp_path / "e_cdr_20261120.csv"
@@ -316,14 +316,18 @@ def test_cdr_pieces_fill_whole_row_groups(tmp_path: Path, formats: dict[str, For
         f.write("flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n")
         f.writelines(f"{i},{1763607600000 + i * 10},{1763607660000 + i * 10},60,0.25,1000{i % 7},0044790{i},"
                      f"198.51.100.{i % 200}\n" for i in range(1, rows + 1))
-    with Store(tmp_path / "s.duckdb") as store:  # as committed, before the checkpoint at close merges groups
+    with Store(tmp_path / "s.duckdb") as store:
         s = Ingestor(store, formats).ingest(path, None)
-        groups = store.con.execute("SELECT row_group_id, max(count) FROM pragma_storage_info('cdrs') GROUP BY ALL "
-                                   "ORDER BY 1").fetchall()
-        first = store.con.execute("SELECT flowno FROM cdrs LIMIT 3").fetchall()
+        segments = store.con.execute("SELECT rows FROM segments WHERE tbl = 'cdrs'").fetchall()
+        assert segments == [(ingest_csv.PIECE_ROWS,)]
+        assert store.con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(5000,)]
     assert s.parsed == rows
-    assert [n for _, n in groups] == [ingest_csv.ROW_GROUP] * 2 + [5000]
-    assert first == [(1,), (2,), (3,)]
+    con = open_read_only(tmp_path / "s.duckdb")
+    assert con.execute("SELECT rows FROM segments ORDER BY seq").fetchall() == [(ingest_csv.PIECE_ROWS,), (5000,)]
+    assert con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(0,)]
+    assert con.execute("SELECT flowno FROM cdrs LIMIT 3").fetchall() == [(1,), (2,), (3,)]
+    assert con.execute("SELECT count(DISTINCT flowno) FROM cdrs").fetchall() == [(rows,)]
+    con.close()
 
 
 def test_unreadable_and_missing_paths_are_one_line_errors(tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:

@@ -36,6 +36,11 @@ def _sql(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     con = open_read_only(cfg.store_path)
     try:
+        kinds = {st.type for st in con.extract_statements(args.query)}
+        other = kinds - {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+        if other:  # the event tables are views: DuckDB's own refusal would not say why
+            raise StoreError(f"the store is read-only here: `sql` runs queries (SELECT), not "
+                             f"{', '.join(sorted(k.name for k in other))}")
         cur = con.execute(args.query)
         names = [d[0] for d in cur.description] if cur.description else []
         rows = cur.fetchall() if names else []

@@ -258,11 +258,6 @@ class LineParser:
             return False
         return True
 
-    def pattern_names_sql(self) -> str:
-        """An SQL list literal mapping `variant` (0-based) to its pattern name: use as `names[variant + 1]`."""
-        names = ", ".join("'" + v.pattern.name.replace("'", "''") + "'" for v in self.compiled.variants)
-        return f"[{names}]"
-
 
 def _plain_rows(conv: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
     """The good rows of a `conv` table as lists of `names`, ts in epoch microseconds."""

@@ -33,6 +33,7 @@ from fraudwatch.ingest.writer import IdAllocator, write_bad_lines
 from fraudwatch.sources.reader import BadLine, Identity, identify, open_binary
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
+from fraudwatch.store.segments import Segments
 
 
 class IngestContext(Protocol):
@@ -41,6 +42,7 @@ class IngestContext(Protocol):
     con: duckdb.DuckDBPyConnection
     options: IngestConfig
     ids: IdAllocator
+    segments: Segments
     on_commit: Callable[[str, str], None] | None
 
 _TIME_COLUMNS = ("start_time", "stop_time")
@@ -223,8 +225,7 @@ class _CsvFile:
         cap = ing.options.max_raw_bytes
         bad_lines = [BadLine(line_no + max(n, 0), -1, "wrong number of fields",
                              text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]
-        con.execute("BEGIN")
-        try:
+        with ing.segments.transaction():
             parsed = ignored = rejected = 0
             if batch is not None:
                 select, cols = self.conversion
@@ -234,12 +235,8 @@ class _CsvFile:
                 finally:
                     con.unregister("csvbatch")
                 parsed, ignored, rejected = _store_rows(ing, fmt, cols, str(path), summary)
-            write_bad_lines(con, ing.ids, str(path), fmt.name, bad_lines)
+            write_bad_lines(ing.segments, ing.ids, str(path), fmt.name, bad_lines)
             new_pos = positions.advance(con, pos, path, self.ident, fmt.name, end, line_no + total_rows)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         summary.lines += total_rows
         summary.counts.parsed[fmt.table] += parsed
         summary.counts.ignored += ignored
@@ -263,8 +260,11 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
         rejected += int(n)
     if rejected:
         base = ing.ids.take("rejects", rejected)
-        con.execute("INSERT INTO rejects SELECT ? + row_number() OVER () - 1, ?, ?, row, NULL, ?, bad, "
-                    f"concat_ws(',', {col_list}), NULL FROM csvconv WHERE bad <> ''", [base, now, source, fmt.name])
+        ing.segments.append("rejects", con.sql(
+            "SELECT ? + row_number() OVER (ORDER BY row) - 1 AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, "
+            "row AS line_no, NULL::BIGINT AS byte_offset, ? AS format, bad AS reason, "
+            f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes FROM csvconv WHERE bad <> '' ORDER BY row",
+            params=[base, now, source, fmt.name]).to_arrow_table())
     # A key twice in the piece (an export repeating a row): its first row only. Checked first: the check is far
     # cheaper than the window that keeps first rows (figures: benchmarks/RESULTS.md, "CSV repeated keys checked
     # before deduplicating").
@@ -273,18 +273,12 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
     good = "SELECT * FROM csvconv WHERE bad = ''"
     if repeats:
         good += f" QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY row) = 1"
-    extra_cols, extra_vals = "", ""
-    if table.column("source"):
-        extra_cols += ", source"
-        extra_vals += f", {lit(source)}"
-    if table.column("line_no"):
-        extra_cols += ", line_no"
-        extra_vals += ", row"
-    if table.column("updated_at"):
-        extra_cols += ", updated_at"
-        extra_vals += ", now()"
+    extras = {"source": lit(source), "line_no": "row", "updated_at": "now()"}
+    extras = {name: expr for name, expr in extras.items() if table.column(name)}
+    extra_cols = "".join(f", {name}" for name in extras)
     if fmt.table == "customers":
         # The newest load of an account replaces what was known of it.
+        extra_vals = "".join(f", {expr}" for expr in extras.values())
         con.execute(f"DELETE FROM customers WHERE account IN (SELECT account FROM ({good}))")
         con.execute(f"INSERT INTO customers ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} FROM ({good})")
         return good_rows, 0, rejected
@@ -295,10 +289,12 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
                             [lo, hi]).fetchall()[0]
     new = "" if not stored else (f" WHERE NOT EXISTS (SELECT 1 FROM {table.name} t WHERE t.{key} = g.{key} "
                                  "AND t.start_time BETWEEN ? AND ?)")
-    # In file order: the rows then fill whole row groups (see PIECE_ROWS). Unordered, the parallel scan of the
-    # conversion left each piece in three part-filled groups, which the checkpoint at close rewrote.
-    cur = con.execute(f"INSERT INTO {table.name} ({col_list}{extra_cols}) SELECT {col_list}{extra_vals} "
-                      f"FROM ({good}) g{new} ORDER BY row", [lo, hi] if stored else [])
-    inserted_row = cur.fetchall()[0]
-    inserted = int(inserted_row[0]) if inserted_row else 0
+    given = {c: c for c in cols} | extras
+    select = ", ".join(f'{given[c.name]} AS "{c.name}"' if c.name in given else f'NULL::{c.type} AS "{c.name}"'
+                       for c in table.columns)
+    # In file order, as the lines came.
+    rows = con.sql(f"SELECT {select} FROM ({good}) g{new} ORDER BY row",
+                   params=[lo, hi] if stored else []).to_arrow_table()
+    ing.segments.append(table.name, rows)
+    inserted = rows.num_rows
     return inserted, good_rows - inserted, rejected

@@ -77,6 +77,7 @@ class Ingestor:
         self.formats = formats
         self.options = options or IngestConfig()
         self.ids = IdAllocator(self.con)
+        self.segments = store.segments
         prepare_connection(self.con)
 
     def ingest(self, path: Path, format_name: str | None = None, tz: str = "UTC",
@@ -166,19 +167,14 @@ class Ingestor:
                      parsed: Parsed | None) -> tuple[BatchCounts, positions.Position]:
         """One transaction: the batch's rows, its rejects and the file's new position."""
         opts = self.options
-        con.execute("BEGIN")
-        try:
+        with self.segments.transaction():
             counts = BatchCounts()
             if parsed is not None:  # `cls` and `conv` are registered on `con` by the parse
-                counts = write_parsed(con, self.ids, parser, parsed, str(path), batch.first_line_no, chunk.lines,
-                                      opts.max_raw_bytes)
-            write_bad_lines(con, self.ids, str(path), parser.fmt.name, batch.bad)
+                counts = write_parsed(con, self.segments, self.ids, parser, parsed, str(path), batch.first_line_no,
+                                      chunk.lines, opts.max_raw_bytes)
+            write_bad_lines(self.segments, self.ids, str(path), parser.fmt.name, batch.bad)
             counts.rejected += len(batch.bad)
             counts.reasons.update(Counter(b.reason.split(" (")[0] for b in batch.bad))
             new_pos = positions.advance(con, pos, path, ident, parser.fmt.name, chunk.end_offset,
                                         chunk.end_line_no)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         return counts, new_pos

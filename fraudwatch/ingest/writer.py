@@ -1,5 +1,8 @@
-"""The single writer: copies parsed batches into the store, with their rejects and the read position, in one
-transaction per batch — so a crash at any instant leaves either the whole batch and its position, or neither."""
+"""The single writer: turns parsed batches into the store's rows, with their rejects and the read position, in one
+transaction per batch — so a crash at any instant leaves either the whole batch and its position, or neither.
+The rows go to the event tables' segments (`fraudwatch.store.segments`), which the caller's
+`Segments.transaction()` commits together with the position.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fraudwatch.arrays import int64_values, int64s, repeated, strings, utc_micros
 from fraudwatch.formats.engine import LineParser, Parsed
 from fraudwatch.sources.reader import BadLine
-from fraudwatch.store.schema import TABLES
-
-REJECT_SCHEMA = pa.schema([("line_no", pa.int64()), ("off", pa.int64()), ("reason", pa.string()),
-                           ("raw", pa.string()), ("raw_bytes", pa.int64())])
+from fraudwatch.store.schema import TABLES, arrow_schema
+from fraudwatch.store.segments import Segments, next_id
 
 
 @dataclass
@@ -39,8 +42,15 @@ def raw_text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
+def full_rows(table: str, columns: dict[str, pa.Array | pa.ChunkedArray], n: int) -> pa.Table:
+    """A table's rows from the columns given; the others NULL."""
+    schema = arrow_schema(table)
+    return pa.table([columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in schema],
+                    schema=schema)
+
+
 class IdAllocator:
-    """Row ids per table: the writer is the only one, so max(id) at open plus a running count is unique."""
+    """Row ids per table: the writer is the only one, so the highest id at open plus a running count is unique."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
@@ -48,55 +58,74 @@ class IdAllocator:
 
     def take(self, table: str, count: int) -> int:
         if table not in self.next:
-            row = self.con.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0]
-            self.next[table] = int(row[0]) if row else 1
+            self.next[table] = next_id(self.con, table)
         base = self.next[table]
         self.next[table] = base + count
         return base
 
 
-def write_bad_lines(con: duckdb.DuckDBPyConnection, ids: IdAllocator, source: str, fmt: str,
-                    bad: Sequence[BadLine]) -> None:
+def write_bad_lines(segs: Segments, ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine]) -> None:
     if not bad:
         return
-    tbl = pa.Table.from_pylist(
-        [{"line_no": b.line_no, "off": b.offset, "reason": b.reason, "raw": raw_text(b.raw), "raw_bytes": b.length}
-         for b in bad], schema=REJECT_SCHEMA)
-    base = ids.take("rejects", len(bad))
-    con.register("bad_lines", tbl)
-    try:
-        con.execute("INSERT INTO rejects SELECT ? + row_number() OVER () - 1, ?, ?, line_no, off, ?, reason, raw, "
-                    "raw_bytes FROM bad_lines", [base, dt.datetime.now(dt.UTC), source, fmt])
-    finally:
-        con.unregister("bad_lines")
+    n = len(bad)
+    base = ids.take("rejects", n)
+    segs.append("rejects", full_rows("rejects", {
+        "id": int64s(np.arange(base, base + n)),
+        "ingested_at": utc_micros(np.full(n, now_micros())),
+        "source": repeated(source, n),
+        "line_no": int64s(np.array([b.line_no for b in bad])),
+        "byte_offset": int64s(np.array([b.offset for b in bad])),
+        "format": repeated(fmt, n),
+        "reason": strings([b.reason for b in bad]),
+        "raw": strings([raw_text(b.raw) for b in bad]),
+        "raw_bytes": int64s(np.array([b.length for b in bad]))}, n))
 
 
-def write_parsed(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed,
-                 source: str, first_line_no: int, lines: int, max_raw_bytes: int) -> BatchCounts:
-    """Copy `conv` (good rows) into the format's table and the rest of `cls` into rejects."""
+def now_micros() -> int:
+    return (dt.datetime.now(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+def write_parsed(con: duckdb.DuckDBPyConnection, segs: Segments, ids: IdAllocator, parser: LineParser,
+                 parsed: Parsed, source: str, first_line_no: int, lines: int, max_raw_bytes: int) -> BatchCounts:
+    """The good rows of `conv` into the format's table, the rest of `cls` into rejects (built in Arrow: no
+    query, and the Parquet encoding that follows runs without the GIL)."""
     fmt = parser.fmt
     table = TABLES[fmt.table]
-    cols = parser.compiled.columns
     counts = count_parsed(table.name, parsed)
     base = ids.take(table.name, lines)
-    names = parser.pattern_names_sql()
-    col_list = ", ".join(f'"{c}"' for c in cols)
-    con.execute(
-        f'INSERT INTO {table.name} (id, source, line_no, byte_offset, format, pattern, {col_list}) '
-        f"SELECT ? + idx, ?, ? + idx, off, ?, {names}[variant + 1], {col_list} FROM conv WHERE bad = ''",
-        [base, source, first_line_no, fmt.name])
+    conv = parsed.conv
+    mask = good_mask(conv)
+    good = conv if conv.num_rows == pc.sum(pc.cast(mask, pa.int64())).as_py() else conv.filter(mask)
+    n = good.num_rows
+    if n:
+        idx = int64_values(pc.cast(good.column("idx"), pa.int64()))
+        names = strings([v.pattern.name for v in parser.compiled.variants])
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {c: good.column(c) for c in parser.compiled.columns}
+        columns.update({
+            "id": int64s(idx + base),
+            "source": repeated(source, n),
+            "line_no": int64s(idx + first_line_no),
+            "byte_offset": good.column("off"),
+            "format": repeated(fmt.name, n),
+            "pattern": pc.take(names, good.column("variant"))})
+        segs.append(table.name, full_rows(table.name, columns, n))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
-        con.execute(
-            "INSERT INTO rejects SELECT ? + idx, ?, ?, ? + idx, off, ?, reason, left(raw, ?), strlen(raw) FROM ("
+        rejects = con.sql(
+            "SELECT ? + idx AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, ? + idx AS line_no, off AS byte_offset, "
+            "? AS format, reason, left(raw, ?) AS raw, strlen(raw) AS raw_bytes FROM ("
             "  SELECT idx, off, 'no pattern matched' AS reason, rtrim(line, chr(10)) AS raw FROM cls WHERE k = -2"
             "  UNION ALL"
             "  SELECT conv.idx, conv.off, conv.bad, rtrim(cls.line, chr(10)) FROM conv JOIN cls USING (idx)"
-            "  WHERE conv.bad <> '')",
-            [rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes])
+            "  WHERE conv.bad <> '') ORDER BY idx",
+            params=[rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes]).to_arrow_table()
+        segs.append("rejects", rejects)
     return counts
 
 
+def good_mask(conv: pa.Table) -> pa.ChunkedArray:
+    """Which rows of `conv` converted everywhere (`bad` empty, length 0)."""
+    return pc.invert(pc.cast(pc.utf8_length(conv.column("bad")), pa.bool_()))
 
 def count_parsed(table_name: str, parsed: Parsed) -> BatchCounts:
     """Per-event (or per-table) counts of a parsed batch, its ignored lines and the reasons of its rejected ones,
@@ -111,7 +140,7 @@ def count_parsed(table_name: str, parsed: Parsed) -> BatchCounts:
             counts.rejected += n
             counts.reasons["no pattern matched"] += n
     conv = parsed.conv
-    good = pc.invert(pc.cast(pc.utf8_length(conv.column("bad")), pa.bool_()))  # no reason: length 0
+    good = good_mask(conv)
     labels = conv.column("event").filter(good) if "event" in conv.column_names else None
     n_good = pc.sum(pc.cast(good, pa.int64())).as_py() or 0
     if labels is not None:

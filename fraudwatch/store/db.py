@@ -2,7 +2,8 @@
 
 DuckDB allows one process to hold a database file for writing, and then no other process can open it at all.
 The writer is therefore opened only for as long as a command writes, and read-only commands open the file
-read-only — or, while the watcher holds it, the read copy it publishes beside it (`fraudwatch.store.replica`).
+read-only — or, while the watcher holds it, read the event segments directly and the small tables from the
+snapshot the watcher publishes beside it (`fraudwatch.store.replica`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import duckdb
 
 from fraudwatch.errors import StoreError
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fraudwatch.store.segments import SEGMENTED, Segments, segments_root, view_sql
 
 
 class StoreLocked(StoreError):
@@ -48,7 +50,18 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise StoreError(f"{path}: schema version {version}, this fraudwatch needs {SCHEMA_VERSION}; "
                          "open it once for writing (e.g. `fraudwatch ingest`) to migrate")
+    _segment_views(con, path)
     return con
+
+
+def _segment_views(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """The event tables as temporary views over the segments where they are now (the stored views name the
+    folder the writer last saw; a store copied elsewhere still reads)."""
+    root = segments_root(path)
+    for table in SEGMENTED:
+        files = [root / r[0] for r in con.execute(
+            "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
+        con.execute(f"CREATE TEMP VIEW {table} AS {view_sql(table, files, with_hot=True)}")
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> int:
@@ -69,6 +82,9 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(path, read_only=False)
         self.migrate()
+        self.segments = Segments(self.con, path)
+        self.segments.recover()
+        self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
 
     def migrate(self) -> None:
         con = self.con
@@ -86,7 +102,11 @@ class Store:
             con.execute("COMMIT")
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.segments.flush_hot()
+        finally:
+            self.segments.close()
+            self.con.close()
 
     def __enter__(self) -> Store:
         return self

@@ -1,19 +1,17 @@
-"""The read copy: how other processes read the store while the watcher holds it.
+"""The small tables' snapshot: how other processes read the store while the watcher holds it.
 
 DuckDB lets one process open a database file for writing, and while it does no other process can open the file
-at all, not even read-only. The watcher holds the store for as long as it runs, so it publishes a read copy
-beside it (`<store>.read/`) every few seconds, from its own consistent snapshot:
+at all, not even read-only. The event tables are Parquet segments that any process reads directly
+(`fraudwatch.store.segments`, listed in `_segments.json` after every commit); the rest (alerts, positions,
+customers, bans, the outbox, ...) lives in the DuckDB file, so the watcher publishes a snapshot of those small
+tables beside it (`<store>.read/`) every few seconds, from one consistent transaction:
 
-- append-only tables (events, CDRs, rejects) as immutable Parquet segments of the rows added since the last
-  publication (by DuckDB rowid, which only grows in a table nothing deletes from), merged when they get many;
-- every other table (alerts, positions, customers, bans, ...) in full, as it is small;
+- every table that is not an event table, in full, as one Parquet file each;
 - `manifest.json`, replaced atomically (write, fsync, rename), naming the files of each table.
 
-A reader (`open_read_only` when the store is locked, the notebooks, `fraudwatch report`) opens an in-memory
-DuckDB with one view per table over the files the manifest names, so every query it runs sees one publication.
-Files a newer manifest no longer names are deleted only after `GRACE_SECONDS`, so a reader that opened an older
-manifest keeps working meanwhile. The copy costs disk (Parquet with zstd, smaller than the store) and a little
-CPU each publication; it buys readers that never stop the writer and never see half a batch.
+A reader (`open_read_only` when the store is locked) opens an in-memory DuckDB with one view per table: the
+snapshot's files for the small tables, the listed segments for the event tables. Files a newer manifest no longer
+names are deleted only after `GRACE_SECONDS`, so a reader that opened an older manifest keeps working meanwhile.
 """
 
 from __future__ import annotations
@@ -29,12 +27,10 @@ from typing import Any
 import duckdb
 
 from fraudwatch.errors import StoreError
+from fraudwatch.store.segments import SEGMENTED, read_listing, segments_root, view_sql
 
-APPEND_ONLY = ("sip_events", "netfilter_events", "cdrs", "rejects")
 MANIFEST = "manifest.json"
 GRACE_SECONDS = 600.0
-MERGE_AT = 24  # segments of one table before the small ones are merged
-SMALL_SEGMENT = 64 << 20  # bytes: segments below this are merged together
 
 
 def replica_dir(store_path: Path) -> Path:
@@ -46,7 +42,6 @@ class Manifest:
     published_at: str = ""
     schema_version: int = 0
     tables: dict[str, list[str]] = field(default_factory=dict)  # table -> files (relative to the folder)
-    rowids: dict[str, int] = field(default_factory=dict)  # append-only table -> last rowid published
     trash: dict[str, float] = field(default_factory=dict)  # file -> when it left the manifest (epoch s)
     seq: int = 0
 
@@ -92,15 +87,12 @@ class Publisher:
         try:
             tables = [r[0] for r in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+                "AND table_type = 'BASE TABLE' AND NOT starts_with(table_name, 'hot_') ORDER BY 1").fetchall()]
             m.seq += 1
             seq = m.seq
             old_files = {f for files in m.tables.values() for f in files}
             for t in tables:
-                if t in APPEND_ONLY:
-                    self._append(t, seq)
-                else:
-                    m.tables[t] = [self._copy(f"SELECT * FROM {t}", [], f"{t}.{seq}.parquet")]
+                m.tables[t] = [self._copy(f"SELECT * FROM {t}", [], f"{t}.{seq}.parquet")]
             (version,) = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0]
         finally:
             con.execute("ROLLBACK")
@@ -115,25 +107,6 @@ class Publisher:
         self._empty_trash(now)
         self.last_seconds = time.monotonic() - started
         return m
-
-    def _append(self, t: str, seq: int) -> None:
-        m = self.manifest
-        (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {t}").fetchall()[0]
-        last = m.rowids.get(t, -1)
-        files = m.tables.get(t, [])
-        if top < last or not files:  # a new or replaced store: start this table over
-            files, last = [self._copy(f"SELECT * FROM {t} WHERE rowid <= ?", [top], f"{t}.{seq}.parquet")], top
-        elif top > last:
-            files = [*files, self._copy(f"SELECT * FROM {t} WHERE rowid > ? AND rowid <= ?", [last, top],
-                                        f"{t}.{seq}.parquet")]
-            last = top
-        small = [f for f in files if (self.folder / f).stat().st_size < SMALL_SEGMENT]
-        if len(files) > MERGE_AT and len(small) > 1:
-            listed = ", ".join(f"'{_sql_path(self.folder / f)}'" for f in small)
-            merged = self._copy(f"SELECT * FROM read_parquet([{listed}])", [], f"{t}.{seq}m.parquet")
-            files = [f for f in files if f not in small] + [merged]  # a table's rows have no order anyway
-        m.tables[t] = files
-        m.rowids[t] = last
 
     def _empty_trash(self, now: float) -> None:
         m = self.manifest
@@ -161,9 +134,15 @@ def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for t, files in m.tables.items():
-        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files)
+        if t in SEGMENTED or ".." in t or not t.isidentifier():
+            continue
+        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files if ".." not in f)
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")
-    con.execute(f"CREATE VIEW replica_info AS SELECT '{m.published_at}'::TIMESTAMPTZ AS published_at")
+    segments, listed_at = read_listing(segments_root(store_path))
+    for t, paths in segments.items():
+        con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")
+    con.execute("CREATE TABLE replica_info (published_at TIMESTAMPTZ, events_as_of TIMESTAMPTZ)")
+    con.execute("INSERT INTO replica_info VALUES (?, ?)", [m.published_at or None, listed_at])
     return con
 
 

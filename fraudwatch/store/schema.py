@@ -312,16 +312,50 @@ BANS = Table(
     ),
 )
 
+SEGMENTS = Table(
+    "segments",
+    "The manifest of the event tables' Parquet segments (`<store>.segments/<table>/day=YYYY-MM-DD/<seq>.parquet`): "
+    "a segment is listed here in the same transaction as the file positions it covers, and the event tables are "
+    "views over the listed files and their `hot_` tables (see docs/architecture.md, *Storage*).",
+    (
+        C("seq", "BIGINT", "segment number, increasing; the file's name"),
+        C("tbl", "VARCHAR", "event table: sip_events, netfilter_events, cdrs or rejects"),
+        C("day", "DATE", "UTC day of the rows' time column (NULL: rows without a time)"),
+        C("file", "VARCHAR", "path relative to the segments folder"),
+        C("rows", "BIGINT", "rows in the file"),
+        C("bytes", "BIGINT", "file size"),
+        C("max_id", "BIGINT", "highest row id in the file (NULL for cdrs, which have none)"),
+        C("min_time", "TIMESTAMPTZ", "earliest value of the time column"),
+        C("max_time", "TIMESTAMPTZ", "latest value of the time column"),
+        C("created_at", "TIMESTAMPTZ", "when it was written"),
+    ),
+)
+
+SEGMENT_TRASH = Table(
+    "segment_trash",
+    "Segments a compaction replaced, deleted a grace period later (readers that listed them keep working).",
+    (
+        C("file", "VARCHAR", "path relative to the segments folder"),
+        C("removed_at", "TIMESTAMPTZ", "when it left the manifest"),
+    ),
+)
+
 NOTIFY_TABLES = (NOTIFY_OUTBOX, NOTIFY_STATE, NOTIFY_DIGEST, SILENCES)
 
 TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS,
-                                                ALERTS, *NOTIFY_TABLES, BANS)}
+                                                ALERTS, *NOTIFY_TABLES, BANS, SEGMENTS, SEGMENT_TRASH)}
 
 # Tables formats may write into (their canonical fields are the table's columns).
 EVENT_TABLES = ("sip_events", "netfilter_events")
 # Arrow types of the column types that rows built outside DuckDB carry (bans, typed captures)
 ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "VARCHAR": pa.string(),
-               "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+               "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "DECIMAL(18,4)": pa.decimal128(18, 4),
+               "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "DATE": pa.date32()}
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a table's rows, as its Parquet segments store them."""
+    return pa.schema([(c.name, ARROW_TYPES[c.type]) for c in TABLES[table].columns])
 
 
 def create_table_sql(table: Table) -> str:
@@ -340,6 +374,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (create_table_sql(ALERTS),),
     4: (create_table_sql(BANS),),  # firewall bans (fraudwatch.enforce)
     5: tuple(create_table_sql(t) for t in NOTIFY_TABLES),  # alert notifications (fraudwatch.notify)
+    # Event tables as Parquet segments (fraudwatch.store.segments): the tables become the hot tables of small
+    # batches (an older store's rows among them, flushed into segments at the first open), and the event tables'
+    # names become views, made at every open. A later column added to an event table is added to its hot table.
+    6: (*(f"ALTER TABLE {t} RENAME TO hot_{t}" for t in ("sip_events", "netfilter_events", "cdrs", "rejects")),
+        create_table_sql(SEGMENTS), create_table_sql(SEGMENT_TRASH)),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

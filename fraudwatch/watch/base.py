@@ -70,7 +70,6 @@ class WatcherBase:
         self.enforcer: Any = None  # fraudwatch.enforce.Enforcer when [firewall] says so
         self.notifier: Any = None  # fraudwatch.notify.Notifier when [alerts] has channels
         self.sentry: Any = None  # fraudwatch.watch.sentry.Sentry while early bans run
-        self.seen_rowid: dict[str, int] = {}
         self.observer: Any = None
         self.control: Any = None
         self.metrics: Any = None

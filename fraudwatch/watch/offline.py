@@ -71,16 +71,19 @@ def offline_status(cfg: Config) -> dict[str, Any]:
 
 
 def store_facts(store_path: Path) -> dict[str, Any]:
-    """The store's size and its read copy's, today's events, the last alert, and when the read copy was
-    published (when the store is one); `store_error` when it cannot be opened."""
+    """The store's size, its event segments' and its snapshot's for readers, today's events, the last alert, and
+    when the snapshot was published (when the store is one); `store_error` when it cannot be opened."""
     from fraudwatch.store.replica import replica_dir
+    from fraudwatch.store.segments import segments_root
 
     size = store_path.stat().st_size if store_path.exists() else 0
     wal = store_path.with_name(store_path.name + ".wal")
     size += wal.stat().st_size if wal.exists() else 0
     folder = replica_dir(store_path)
     copy = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
-    facts: dict[str, Any] = {"store_bytes": size, "read_copy_bytes": copy}
+    root = segments_root(store_path)
+    segments = sum(p.stat().st_size for p in root.rglob("*.parquet")) if root.is_dir() else 0
+    facts: dict[str, Any] = {"store_bytes": size, "segments_bytes": segments, "read_copy_bytes": copy}
     try:
         con = open_read_only(store_path)
     except StoreError as exc:
@@ -96,8 +99,9 @@ def store_facts(store_path: Path) -> dict[str, Any]:
                           "ORDER BY updated_at DESC, id DESC LIMIT 1").fetchall()
         facts["last_alert"] = (dict(zip(("id", "rule", "severity", "key", "last_seen", "action"), row[0],
                                         strict=True)) if row else None)
-        if "replica_info" in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
-            facts["data_as_of"] = con.execute("SELECT published_at FROM replica_info").fetchall()[0][0]
+        if "replica_info" in {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}:
+            facts["data_as_of"], facts["events_as_of"] = con.execute(
+                "SELECT published_at, events_as_of FROM replica_info").fetchall()[0]
     finally:
         con.close()
     return facts

@@ -12,6 +12,8 @@ import logging
 import time
 from pathlib import Path
 
+import polars as pl
+
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
@@ -125,16 +127,13 @@ class Reading(Acting):
     def _detect(self) -> None:
         """Feed the rows committed since the last pass to live detection, then act on what it decided."""
         assert self.store is not None
-        con = self.store.con
         for table, order in ORDER.items():
-            (top,) = con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
-            last = self.seen_rowid.get(table, -1)
-            if top <= last:
+            rows = self.store.segments.take(table)  # what this pass committed, as stored
+            if rows is None:
                 continue
-            cols = ", ".join(f'"{c}"' for c in self._columns(table))
-            frame = con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? ORDER BY {order}",
-                            params=[last, top]).pl()
-            self.seen_rowid[table] = int(top)
+            frame = pl.from_arrow(rows.select(self._columns(table)))
+            assert isinstance(frame, pl.DataFrame)
+            frame = frame.sort(order.split(", "), nulls_last=True)  # as SQL's ORDER BY
             self.stats.events(table, frame)
             if self.detection is not None and frame.height:
                 self._put((table, frame))

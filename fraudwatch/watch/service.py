@@ -55,6 +55,8 @@ SWITCH_INTERVAL = 0.0005
 # benchmarks/RESULTS.md, "Watcher checkpoint threshold (64 MB)"). A crash replays at most this much log at the
 # next start; a clean stop checkpoints.
 CHECKPOINT_THRESHOLD = "64MB"
+FLUSH_SECONDS = 1.0  # hot rows older than this are written as segments (what readers in other processes see)
+COMPACT_SECONDS = 30.0  # how often small segments are looked at for merging
 MAX_FAILURES = 10  # passes failing in a row before the watcher exits (for systemd to restart it)
 
 
@@ -134,8 +136,7 @@ class Watcher(Reading):
         self.ingestor = Ingestor(self.store, self.formats, self.cfg.ingest)
         con = self.store.con
         for table in ORDER:  # live detection covers rows stored from now on
-            self.seen_rowid[table] = int(con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}")
-                                         .fetchall()[0][0])
+            self.store.segments.subscribe(table)
         self.act_con = con.cursor()
         self._load_rules()
         self._build_actors()
@@ -144,6 +145,7 @@ class Watcher(Reading):
         self._start_observer()
         self.publisher = Publisher(con.cursor(), self.cfg.store_path)
         self._thread("publisher", self._publish_loop)
+        self._thread("compactor", self._compact_loop)
         from fraudwatch.watch.control import ControlServer
 
         self.control = ControlServer(self)
@@ -212,7 +214,7 @@ class Watcher(Reading):
         seeded = seed_open_alerts(self.store.con, self.detection.book)
         fed = 0
         if w.warmup_seconds and w.warmup_rows:
-            fed = replay_recent(self.store.con, self.detection.engine, rules, self.seen_rowid,
+            fed = replay_recent(self.store.con, self.detection.engine, rules,
                                 dt.timedelta(seconds=w.warmup_seconds), w.warmup_rows)
         if seeded or fed:
             log.info("warm-up: %d open alert(s) resumed, %d recent event(s) replayed into the rules in %.1fs",
@@ -284,9 +286,26 @@ class Watcher(Reading):
         self.observer = observer
 
     def _periodic(self) -> None:
+        assert self.store is not None
+        self.store.segments.flush_hot(max_age=FLUSH_SECONDS)  # readers elsewhere see rows this old at most
         pub = self.publisher
         self.stats.maybe_write(self.cfg.watch.status_seconds, pub.manifest.published_at if pub else None,
                                pub.last_seconds if pub else None)
+
+    def _compact_loop(self) -> None:
+        """Small segments (a flush a second under load) merged into day files, off the reading thread."""
+        assert self.store is not None
+        cursor = self.store.con.cursor()
+        while not self.stopping:
+            end = time.monotonic() + COMPACT_SECONDS
+            while not self.stopping and time.monotonic() < end:
+                time.sleep(0.2)
+            if self.stopping:
+                break
+            try:
+                self.store.segments.compact(cursor)
+            except Exception as exc:  # more small files until the next try; nothing is lost
+                log.error("compacting segments failed: %s", exc)
 
     def _publish_loop(self) -> None:
         assert self.publisher is not None

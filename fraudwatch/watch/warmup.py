@@ -58,9 +58,10 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
     return seeded
 
 
-def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[RuleType], seen_rowid: dict[str, int],
-                  horizon: dt.timedelta, max_rows: int) -> int:
-    """Feed `engine` each table's events of the last `horizon` (up to the rows already stored); matches dropped."""
+def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[RuleType], horizon: dt.timedelta,
+                  max_rows: int) -> int:
+    """Feed `engine` each table's events of the last `horizon` before the newest stored (at most the newest
+    `max_rows`), before the watcher reads anything new; matches dropped."""
     span = max((float(r.common.window) for r in rules), default=0.0)
     horizon = min(horizon, dt.timedelta(seconds=span))
     fed = 0
@@ -70,11 +71,10 @@ def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[Ru
         (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
         if newest is None:
             continue
-        top = seen_rowid.get(table, -1)
         cols = ", ".join(f'"{c}"' for c in engine.columns(table))
         frame = con.sql(
-            f"SELECT * FROM (SELECT {cols} FROM {table} WHERE {col} > ? AND rowid <= ? ORDER BY rowid DESC LIMIT ?) "
-            f"ORDER BY {ORDER[table]}", params=[newest - horizon, top, max_rows]).pl()
+            f"SELECT * FROM (SELECT {cols} FROM {table} WHERE {col} > ? ORDER BY {col} DESC LIMIT ?) "
+            f"ORDER BY {ORDER[table]}", params=[newest - horizon, max_rows]).pl()
         if frame.height:
             engine.process(table, frame)
             fed += frame.height

@@ -45,6 +45,8 @@ from fraudwatch.detect.types import RuleType
 if TYPE_CHECKING:
     import duckdb
 
+    from fraudwatch.store.segments import Segments
+
 log = logging.getLogger("fraudwatch.detect")
 # How far back in time a file may step and still be scored alongside. Rows within it of the newest wait for the
 # next chunk, so it is small: a flood writes tens of thousands of lines a second.
@@ -57,7 +59,7 @@ FRONTIER_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_
 class Alongside:
     """The ingest's side: feed committed rows and watermarks, and take the alerts at the end (or None: replay)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], setup: Setup,
+    def __init__(self, con: duckdb.DuckDBPyConnection, feed: Segments, rules: Sequence[RuleType], setup: Setup,
                  job_tables: Sequence[str | None], scorer: Scorer | None = None) -> None:
         from fraudwatch.detect.ruleset import rule_columns
 
@@ -67,7 +69,9 @@ class Alongside:
         self.columns = {s: rule_columns(rules, s) for s in self.sources}
         self.jobs = list(job_tables)
         self.current = -1
-        self.seen_rowid = dict.fromkeys(self.sources, -1)
+        self.feed = feed  # the rows each commit adds, as the store wrote them
+        for table in self.sources:
+            feed.subscribe(table)
         self.newest: dict[str, dt.datetime] = {}  # table -> newest FRONTIER_COLUMN value fed
         self.sent: dt.datetime | None = None  # the watermark last sent
         self.scorer = scorer  # started early, or when the first rows come (`_start`)
@@ -92,10 +96,13 @@ class Alongside:
     def on_commit(self, table: str, source: str) -> None:
         """The ingest committed a chunk of `table` from the file `source`: send its rows, then the watermark that
         follows."""
-        if self.conn is None or table not in self.seen_rowid:
+        if table not in self.sources:
+            return
+        rows = self.feed.take(table)  # taken in any case: the feed holds what is not taken
+        if self.conn is None or rows is None:
             return
         try:
-            self._feed(table, source)
+            self._feed(table, rows, source)
             self._advance()
         except (OSError, EOFError) as exc:
             self._lost(exc)
@@ -152,17 +159,16 @@ class Alongside:
             return
         self.outbox = Outbox(self.conn)
 
-    def _feed(self, table: str, source: str) -> None:
+    def _feed(self, table: str, rows: pa.Table, source: str) -> None:
         assert self.conn is not None and self.outbox is not None
         col, front = TIME_COLUMN[table], FRONTIER_COLUMN[table]
         # not `source`: the chunk's file, the same in every row, sent once (a good part of a chunk's bytes and of
         # its Arrow export; figures: benchmarks/RESULTS.md, "A chunk's source file sent once")
-        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*self.columns[table], front]) if c != "source")
-        (top,) = self.con.execute(f"SELECT coalesce(max(rowid), -1) FROM {table}").fetchall()[0]
-        last, self.seen_rowid[table] = self.seen_rowid[table], int(top)
+        cols = [c for c in dict.fromkeys([*self.columns[table], front]) if c != "source"]
         # not sorted here: the scoring process sorts what it scores, across chunks
-        rows = self.con.sql(f"SELECT {cols} FROM {table} WHERE rowid > ? AND rowid <= ? AND {col} IS NOT NULL",
-                            params=[last, top]).to_arrow_table()
+        rows = rows.select(cols)
+        if rows.column(col).null_count:
+            rows = rows.filter(pc.is_valid(rows.column(col)))
         if not rows.num_rows:
             return
         oldest = instant(pc.min(rows.column(col)))

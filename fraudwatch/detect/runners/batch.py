@@ -57,6 +57,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
     is stopped)."""
     from fraudwatch.detect.runners.alongside import Alongside
     from fraudwatch.detect.runners.alongside_setup import Setup
+    from fraudwatch.store.segments import Segments
 
     rules = list(load_rules(cfg.rule_dirs).rules.values())
     if not Alongside.applies(con, rules):
@@ -65,7 +66,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
         return None
     setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
                   list(cfg.trusted_accounts), 1)
-    return Alongside(con, rules, setup, tables, scorer)
+    return Alongside(con, Segments.of(con), rules, setup, tables, scorer)
 
 
 def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:

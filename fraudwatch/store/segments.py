@@ -1,0 +1,377 @@
+"""Event tables as immutable Parquet segments, partitioned by table and day, beside the DuckDB file.
+
+The append-only tables (`SEGMENTED`) keep their rows in zstd Parquet files under `<store>.segments/`, laid out
+hive-style as `<table>/day=YYYY-MM-DD/<seq>.parquet` (the day of the row's time column, UTC), so DuckDB, Spark,
+Trino or pyarrow read them as they are. The DuckDB file keeps the mutable state and the manifest of segments
+(`segments`), and exposes each event table under its usual name as a view over its segments and its *hot* table
+(`hot_<table>`): small batches (the watcher's few lines a pass) go there first, and are moved into one segment
+per day by `flush_hot` at most a second or so later — a segment a pass would leave thousands of files a day.
+
+Exactly once: a segment is written and fsynced under a temporary name, renamed, fsynced into its folder, then
+recorded in the manifest inside the caller's transaction, the one that moves the file positions it covers (or,
+for a flush, deletes the hot rows it holds). A crash before the commit leaves a file that no manifest row names;
+`Segments.recover`, run by the writer at open, deletes it. Files a compaction replaced stay `GRACE_SECONDS` in
+`segment_trash` before they are deleted, so a reader that listed them keeps working meanwhile.
+
+Readers in other processes (while the writer holds the DuckDB file) read `_segments.json`, the manifest's copy
+that the writer replaces atomically after each commit that changed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fraudwatch.arrays import instant
+from fraudwatch.store.schema import TABLES, arrow_schema
+
+log = logging.getLogger("fraudwatch.store")
+
+# Append-only tables and the time column that names a row's day.
+SEGMENTED: dict[str, str] = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_time",
+                             "rejects": "ingested_at"}
+LISTING = "_segments.json"
+NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # rows without a time (Hive's name for a NULL partition value)
+# A batch of at least this many rows is written as a segment straight away; smaller ones wait in the hot table.
+DIRECT_ROWS = 20_000
+FLUSH_ROWS = 200_000  # hot rows that are flushed whatever their age
+SMALL_BYTES = 16 << 20  # segments below this size are merged ...
+MERGE_AT = 16  # ... once a day of a table has this many of them
+GRACE_SECONDS = 120.0  # a replaced segment is deleted this long after it left the manifest
+ZSTD_LEVEL = 3
+
+
+def hot(table: str) -> str:
+    return f"hot_{table}"
+
+
+def segments_root(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".segments")
+
+
+def _sql_text(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def view_sql(table: str, files: Sequence[Path], with_hot: bool) -> str:
+    """The view that shows `table`: its hot rows (in the writer's file) and its segments, by column name, so a
+    segment written before a column was added reads as NULL there."""
+    parts = [f"SELECT * FROM {hot(table)}"] if with_hot else []
+    if files:
+        listed = ", ".join(_sql_text(str(f)) for f in files)
+        parts.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+    if not parts:  # a reader of a table with no segment yet: no rows, the table's columns
+        cols = ", ".join(f'NULL::{c.type} AS "{c.name}"' for c in TABLES[table].columns)
+        parts.append(f"SELECT {cols} WHERE false")
+    return " UNION ALL BY NAME ".join(parts) if len(parts) > 1 else parts[0]
+
+
+def day_parts(rows: pa.Table, column: str) -> list[tuple[str, pa.Table]]:
+    """`rows` cut by the UTC day of `column` (one part, without a copy, when they share a day)."""
+    days = pc.cast(rows.column(column), pa.date32())
+    unique = pc.unique(days)
+    if len(unique) == 1 and unique[0].is_valid:
+        return [(unique[0].as_py().isoformat(), rows)]
+    parts = []
+    for day in unique:
+        if not day.is_valid:
+            parts.append((NO_DAY, rows.filter(pc.is_null(days))))
+        else:
+            parts.append((day.as_py().isoformat(), rows.filter(pc.equal(days, day))))
+    return parts
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_OPEN: dict[int, Segments] = {}  # id of a writer's connection -> its store's segments
+
+
+class Segments:
+    """The writer's side: appends, hot flushes, compaction, recovery and the views. One per open store."""
+
+    @staticmethod
+    def of(con: duckdb.DuckDBPyConnection) -> Segments:
+        """The segments of the store whose writer connection `con` is."""
+        got = _OPEN.get(id(con))
+        if got is None or got.con is not con:
+            raise LookupError("not the connection of an open store's writer")
+        return got
+
+    def close(self) -> None:
+        _OPEN.pop(id(self.con), None)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, store_path: Path) -> None:
+        _OPEN[id(con)] = self
+        self.con = con
+        self.root = segments_root(store_path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()  # one transaction that changes segments at a time (views are catalog)
+        (top,) = con.execute("SELECT coalesce(max(seq), 0) FROM segments").fetchall()[0]
+        self.seq = int(top)
+        self.hot_rows = {t: int(con.execute(f"SELECT count(*) FROM {hot(t)}").fetchall()[0][0]) for t in SEGMENTED}
+        self.hot_since: float | None = time.monotonic() if any(self.hot_rows.values()) else None
+        self.feed: dict[str, list[pa.Table]] = {}  # subscribed table -> rows committed, not yet taken
+        self._pending: list[tuple[str, pa.Table]] = []  # rows of the open transaction, for the feed
+        self._pending_hot: dict[str, int] = {}
+        self._written: list[Path] = []  # segment files of the open transaction
+        self._dirty: set[str] = set()  # tables whose segment list the open transaction changed
+        self._in_txn = False
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def transaction(self, con: duckdb.DuckDBPyConnection | None = None) -> Iterator[None]:
+        """BEGIN ... COMMIT on `con` (the writer's connection by default), with the segment files and views of
+        what was appended inside; on an error, ROLLBACK and the files written are deleted."""
+        con = con or self.con
+        with self.lock:
+            con.execute("BEGIN")
+            self._in_txn = True
+            try:
+                yield
+                for table in sorted(self._dirty):
+                    self._refresh_view(con, table)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                for path in self._written:
+                    path.unlink(missing_ok=True)
+                self._pending.clear()
+                self._pending_hot.clear()
+                self._written.clear()
+                self._dirty.clear()
+                raise
+            finally:
+                self._in_txn = False
+            changed = bool(self._dirty)
+            for table, rows in self._pending:
+                self.feed.setdefault(table, []).append(rows)
+            for table, n in self._pending_hot.items():
+                self.hot_rows[table] += n
+                if n > 0 and self.hot_since is None:
+                    self.hot_since = time.monotonic()
+            self._pending.clear()
+            self._pending_hot.clear()
+            self._written.clear()
+            self._dirty.clear()
+            if changed:
+                self.write_listing(con)
+
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Add `rows` (the table's columns, in any order) inside `transaction()`: as segments when the batch is big
+        enough, else into the hot table."""
+        assert self._in_txn, "Segments.append outside Segments.transaction"
+        if not rows.num_rows:
+            return
+        rows = rows.select(list(TABLES[table].names)).cast(arrow_schema(table))
+        if rows.num_rows >= DIRECT_ROWS:
+            self._write(self.con, table, rows)
+        else:
+            self.con.register("fw_hot_rows", rows)
+            try:
+                self.con.execute(f"INSERT INTO {hot(table)} SELECT * FROM fw_hot_rows")
+            finally:
+                self.con.unregister("fw_hot_rows")
+            self._pending_hot[table] = self._pending_hot.get(table, 0) + rows.num_rows
+        if table in self.feed:
+            self._pending.append((table, rows))
+
+    def subscribe(self, table: str) -> None:
+        """Keep the rows committed to `table` from now on, for `take` (live detection reads them there)."""
+        self.feed.setdefault(table, [])
+
+    def take(self, table: str) -> pa.Table | None:
+        """The rows committed to a subscribed table since the last call, in commit order (None: none)."""
+        got = self.feed.get(table)
+        if not got:
+            return None
+        self.feed[table] = []
+        return pa.concat_tables(got) if len(got) > 1 else got[0]
+
+    # ------------------------------------------------------------------ writing segments
+
+    def _write(self, con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> list[Path]:
+        col = SEGMENTED[table]
+        out = []
+        for day, part in day_parts(rows, col):
+            self.seq += 1
+            rel = Path(table) / f"day={day}" / f"{self.seq:012d}.parquet"
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            pq.write_table(part, tmp, compression="zstd", compression_level=ZSTD_LEVEL)
+            _fsync_path(tmp)
+            os.replace(tmp, path)
+            _fsync_path(path.parent)
+            self._written.append(path)
+            self._record(con, self.seq, table, day, rel, part)
+            out.append(path)
+        self._dirty.add(table)
+        return out
+
+    def _record(self, con: duckdb.DuckDBPyConnection, seq: int, table: str, day: str, rel: Path,
+                rows: pa.Table) -> None:
+        col = SEGMENTED[table]
+        times = rows.column(col)
+        max_id = pc.max(rows.column("id")).as_py() if "id" in rows.column_names else None
+        con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [seq, table, None if day == NO_DAY else day, str(rel), rows.num_rows,
+                     (self.root / rel).stat().st_size, max_id, instant(pc.min(times)), instant(pc.max(times)),
+                     dt.datetime.now(dt.UTC)])
+
+    def flush_hot(self, max_age: float | None = None) -> int:
+        """Move the hot rows into segments (one per table and day) when they are older than `max_age` seconds or
+        many (always, with None); returns the rows moved."""
+        if self.hot_since is None:
+            return 0
+        total = sum(self.hot_rows.values())
+        if max_age is not None and total < FLUSH_ROWS and time.monotonic() - self.hot_since < max_age:
+            return 0
+        con = self.con
+        moved = 0
+        with self.transaction():
+            for table, n in self.hot_rows.items():
+                if not n:
+                    continue
+                rows = con.sql(f"SELECT * FROM {hot(table)}").to_arrow_table()
+                if rows.num_rows:
+                    self._write(con, table, rows.cast(arrow_schema(table)))
+                con.execute(f"DELETE FROM {hot(table)}")
+                moved += rows.num_rows
+                self._pending_hot[table] = -n
+        self.hot_since = None
+        return moved
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self, con: duckdb.DuckDBPyConnection | None = None, merge_at: int = MERGE_AT) -> int:
+        """Merge each day's small segments of a table into one (sorted by time); returns the merges made. Safe
+        from another thread with a cursor of its own: the merge is written outside the lock, the swap is a
+        transaction of its own."""
+        con = con or self.con
+        groups = con.execute(
+            "SELECT tbl, day, list(seq ORDER BY seq), list(file ORDER BY seq) FROM segments WHERE bytes < ? "
+            "GROUP BY ALL HAVING count(*) >= ? ORDER BY 1, 2", [SMALL_BYTES, merge_at]).fetchall()
+        merges = 0
+        for table, day, seqs, files in groups:
+            with self.lock:
+                self.seq += 1
+                seq = self.seq
+            day_name = day.isoformat() if day is not None else NO_DAY
+            rel = Path(table) / f"day={day_name}" / f"{seq:012d}.parquet"
+            path = self.root / rel
+            tmp = path.with_name(path.name + ".tmp")
+            listed = ", ".join(_sql_text(str(self.root / f)) for f in files)
+            col = SEGMENTED[table]
+            rows = con.sql(f"SELECT * FROM read_parquet([{listed}], union_by_name = true) "
+                           f"ORDER BY {col}").to_arrow_table()
+            pq.write_table(rows.select(list(TABLES[table].names)).cast(arrow_schema(table)), tmp,
+                           compression="zstd", compression_level=ZSTD_LEVEL)
+            _fsync_path(tmp)
+            os.replace(tmp, path)
+            _fsync_path(path.parent)
+            with self.transaction(con):
+                self._written.append(path)
+                gone = con.execute("DELETE FROM segments WHERE list_contains(?, seq) RETURNING file",
+                                   [seqs]).fetchall()
+                if len(gone) != len(seqs):  # changed meanwhile (cannot happen with one writer): leave it
+                    raise RuntimeError(f"segments of {table} {day_name} changed during their merge")
+                now = dt.datetime.now(dt.UTC)
+                con.executemany("INSERT INTO segment_trash VALUES (?, ?)", [[f, now] for (f,) in gone])
+                self._record(con, seq, table, day_name, rel, rows)
+                self._dirty.add(table)
+            merges += 1
+        self.empty_trash(con)
+        return merges
+
+    def empty_trash(self, con: duckdb.DuckDBPyConnection | None = None, grace: float = GRACE_SECONDS) -> None:
+        con = con or self.con
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace)
+        with self.lock:
+            done = con.execute("DELETE FROM segment_trash WHERE removed_at <= ? RETURNING file", [cutoff]).fetchall()
+        for (rel,) in done:
+            (self.root / rel).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ open: recovery and views
+
+    def recover(self) -> None:
+        """At open, by the only writer: delete files no manifest row names (a crash between a segment's rename
+        and its commit, or a merge not swapped in), forget manifest rows whose file is gone (deleted by hand:
+        the views would fail on every query), refresh the views and the listing."""
+        con = self.con
+        listed = {r[0] for r in con.execute("SELECT file FROM segments").fetchall()}
+        trash = {r[0] for r in con.execute("SELECT file FROM segment_trash").fetchall()}
+        for path in self.root.rglob("*"):
+            if not path.is_file() or path.name == LISTING:
+                continue
+            rel = str(path.relative_to(self.root))
+            if rel not in listed and rel not in trash:
+                log.warning("removing %s: a segment no commit recorded (an interrupted write)", path)
+                path.unlink()
+        missing = [f for f in listed if not (self.root / f).exists()]
+        with self.transaction():
+            if missing:
+                log.error("%d segment(s) listed in the store are gone from %s (e.g. %s); their rows are dropped "
+                          "from the store's views", len(missing), self.root, missing[0])
+                con.execute("DELETE FROM segments WHERE list_contains(?, file)", [missing])
+            self._dirty.update(SEGMENTED)
+        self.empty_trash()
+
+    def _refresh_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        files = [self.root / r[0] for r in con.execute(
+            "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS {view_sql(table, files, with_hot=True)}")
+
+    def write_listing(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """`_segments.json`: the manifest for readers in other processes, replaced atomically."""
+        con = con or self.con
+        tables: dict[str, list[str]] = {t: [] for t in SEGMENTED}
+        for table, rel in con.execute("SELECT tbl, file FROM segments ORDER BY seq").fetchall():
+            tables.setdefault(table, []).append(rel)
+        body = {"written_at": dt.datetime.now(dt.UTC).isoformat(), "tables": tables}
+        tmp = self.root / f".{LISTING}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(body), encoding="utf-8")
+        os.replace(tmp, self.root / LISTING)
+
+
+def read_listing(root: Path) -> tuple[dict[str, list[Path]], dt.datetime | None]:
+    """The segments of each table as the writer last listed them, and when (no listing: none, None)."""
+    try:
+        raw = json.loads((root / LISTING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {t: [] for t in SEGMENTED}, None
+    tables = raw.get("tables", {}) if isinstance(raw, dict) else {}
+    out = {t: [root / str(f) for f in tables.get(t, []) if isinstance(f, str) and ".." not in f]
+           for t in SEGMENTED}
+    try:
+        when = dt.datetime.fromisoformat(str(raw.get("written_at")))
+    except ValueError:
+        when = None
+    return out, when
+
+
+def next_id(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """1 + the highest row id of `table`, from its hot rows and the manifest (no segment is read)."""
+    (top,) = con.execute(
+        f"SELECT greatest((SELECT coalesce(max(id), 0) FROM {hot(table)}), "
+        "(SELECT coalesce(max(max_id), 0) FROM segments WHERE tbl = ?))", [table]).fetchall()[0]
+    return int(top) + 1
