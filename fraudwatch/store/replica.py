@@ -125,24 +125,26 @@ def _sql_path(p: Path) -> str:
 
 
 def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with one view per table over the latest publication."""
+    """An in-memory connection with one view per table: the event tables over their listed segments, the small
+    tables over the latest snapshot (absent until the watcher's first publication)."""
     folder = replica_dir(store_path)
     m = Manifest.load(folder)
-    if m is None:
-        raise StoreError(f"{store_path}: the store is in use by the watcher and no read copy is published yet "
-                         f"(it appears in {folder} within [watch] publish_seconds of the start)")
+    segments, listed_at = read_listing(segments_root(store_path))
+    if m is None and listed_at is None:
+        raise StoreError(f"{store_path}: the store is in use by the watcher and nothing is published for readers "
+                         f"yet (it appears in {folder} within [watch] publish_seconds of the start)")
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    for t, files in m.tables.items():
-        if t in SEGMENTED or ".." in t or not t.isidentifier():
+    for t, files in (m.tables.items() if m is not None else ()):
+        if t in SEGMENTED or not t.isidentifier():
             continue
-        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files if ".." not in f)
+        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files if "/" not in f and ".." not in f)
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")
-    segments, listed_at = read_listing(segments_root(store_path))
     for t, paths in segments.items():
         con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")
     con.execute("CREATE TABLE replica_info (published_at TIMESTAMPTZ, events_as_of TIMESTAMPTZ)")
-    con.execute("INSERT INTO replica_info VALUES (?, ?)", [m.published_at or None, listed_at])
+    con.execute("INSERT INTO replica_info VALUES (?, ?)", [m.published_at if m and m.published_at else None,
+                                                           listed_at])
     return con
 
 
