@@ -37,11 +37,10 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    # Bytes of log read, parsed and committed at once. DuckDB writes a transaction's rows straight into the store
-    # file only by whole row groups (122,880 rows); below that they go through the write-ahead log. 32 MB fills
-    # row groups and skips the log: faster commits for a higher peak RSS (figures: benchmarks/RESULTS.md, "Ingest
-    # chunk size (32 MB)").
-    chunk_bytes: int = 32 << 20
+    # Bytes of log read, parsed and committed at once. Two chunks are in memory at a time (one parsed, the one
+    # before written as a Parquet segment); 16 MB backfills as fast as 32 MB did, with some 180 MB less at the
+    # peak (figures: benchmarks/RESULTS.md, "Ingest chunk size (16 MB)").
+    chunk_bytes: int = 16 << 20
     max_line_bytes: int = 64 << 10
     max_raw_bytes: int = 4096
 

@@ -29,7 +29,7 @@ from fraudwatch.formats.compile import convert_expr, lit
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, header_columns
 from fraudwatch.ingest.summary import FileSummary
-from fraudwatch.ingest.writer import IdAllocator, write_bad_lines
+from fraudwatch.ingest.writer import Committer, IdAllocator, bad_line_rows
 from fraudwatch.sources.reader import BadLine, Identity, identify, open_binary
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
@@ -43,6 +43,7 @@ class IngestContext(Protocol):
     options: IngestConfig
     ids: IdAllocator
     segments: Segments
+    committer: Committer
     on_commit: Callable[[str, str], None] | None
 
 _TIME_COLUMNS = ("start_time", "stop_time")
@@ -189,35 +190,49 @@ def ingest_csv(ing: IngestContext, path: Path, fmt: CsvFormat, tz: str, summary:
     start = max(pos.byte_offset if pos else 0, len(header))
     line_no = pos.line_no if pos and pos.line_no else 1  # lines consumed so far (the header is line 1)
     summary.end_offset = start
-    file = _CsvFile(ing, path, ident, fmt, conversion_sql(fmt, mapping, tz), summary)
+    file = _CsvFile(ing, path, ident, fmt, conversion_sql(fmt, mapping, tz), summary, pos)
     enc = "utf8"
-    for body, end in _pieces(path, start, ing.options.chunk_bytes, final=path.suffix == ".gz"):
-        table, invalid, enc = (pa.table({}), [], enc) if not body.strip() else _read_rows(body, header, enc)
-        pos, line_no = file.commit(pos, table, invalid, end, line_no)
-        summary.end_offset = end
-        if ing.on_commit is not None:
-            ing.on_commit(fmt.table, str(path))
-    if pos is None:  # nothing after the header yet: the file is known from now on
-        file.commit(pos, pa.table({}), [], start, line_no)
+    try:
+        for body, end in _pieces(path, start, ing.options.chunk_bytes, final=path.suffix == ".gz"):
+            table, invalid, enc = (pa.table({}), [], enc) if not body.strip() else _read_rows(body, header, enc)
+            line_no = file.piece(table, invalid, end, line_no)
+    finally:
+        file.settle()  # a commit under way completes and counts, whatever stopped the reading
+    if file.pos is None:  # nothing after the header yet: the file is known from now on
+        file.piece(pa.table({}), [], start, line_no)
+        file.settle()
 
 
-@dataclass(frozen=True)
+@dataclass
+class _Pending:
+    """A piece the writer thread commits, and what it counts once committed."""
+
+    end: int
+    lines: int
+    parsed: int
+    ignored: int
+    rejected: int
+    wrong_fields: int
+
+
 class _CsvFile:
-    ing: IngestContext
-    path: Path
-    ident: Identity
-    fmt: CsvFormat
-    conversion: tuple[str, list[str]]  # conversion_sql's SELECT and columns
-    summary: FileSummary
+    """One CSV file's pieces: each converted here, its rows committed on the writer thread (`Committer`) while
+    the next piece is read and converted; customers, a table whose rows are replaced, commit here."""
 
-    def commit(self, pos: positions.Position | None, table: pa.Table, invalid: list[tuple[int, str]], end: int,
-               line_no: int) -> tuple[positions.Position, int]:
-        """One transaction: a piece's rows, its rejects and the file's new position; returns the position and
-        the lines consumed after it."""
-        ing, path, fmt, summary = self.ing, self.path, self.fmt, self.summary
+    def __init__(self, ing: IngestContext, path: Path, ident: Identity, fmt: CsvFormat,
+                 conversion: tuple[str, list[str]], summary: FileSummary, pos: positions.Position | None) -> None:
+        self.ing, self.path, self.ident, self.fmt, self.summary = ing, path, ident, fmt, summary
+        self.conversion = conversion  # conversion_sql's SELECT and columns
+        self.pos = pos
+        self.pending: _Pending | None = None
+
+    def piece(self, table: pa.Table, invalid: list[tuple[int, str]], end: int, line_no: int) -> int:
+        """A piece's rows, its rejects and the file's new position, committed together; returns the lines
+        consumed after it."""
+        ing, path, fmt = self.ing, self.path, self.fmt
         con = ing.con
         # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).
-        total_rows = table.num_rows + len(invalid)
+        total_rows = int(table.num_rows) + len(invalid)
         numbers = np.arange(line_no + 1, line_no + total_rows + 1, dtype=np.int64)
         if invalid:
             numbers = np.delete(numbers, [n - 1 for n, _ in invalid if 0 < n <= total_rows])
@@ -225,29 +240,63 @@ class _CsvFile:
         cap = ing.options.max_raw_bytes
         bad_lines = [BadLine(line_no + max(n, 0), -1, "wrong number of fields",
                              text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]
-        with ing.segments.transaction():
-            parsed = ignored = rejected = 0
-            if batch is not None:
-                select, cols = self.conversion
-                con.register("csvbatch", batch)
-                try:
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE csvconv AS {select}")
-                finally:
-                    con.unregister("csvbatch")
-                parsed, ignored, rejected = _store_rows(ing, fmt, cols, str(path), summary)
-            write_bad_lines(ing.segments, ing.ids, str(path), fmt.name, bad_lines)
-            new_pos = positions.advance(con, pos, path, self.ident, fmt.name, end, line_no + total_rows)
-        summary.lines += total_rows
-        summary.counts.parsed[fmt.table] += parsed
-        summary.counts.ignored += ignored
-        summary.counts.rejected += rejected + len(bad_lines)
-        if bad_lines:
-            summary.counts.reasons["wrong number of fields"] += len(bad_lines)
-        return new_pos, line_no + total_rows
+        select, cols = self.conversion
+        if batch is not None:
+            con.register("csvbatch", batch)
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE csvconv AS {select}")
+            finally:
+                con.unregister("csvbatch")
+        self.settle()  # the piece before is stored: the look-up of CDRs already stored sees its rows
+        rows: list[tuple[str, pa.Table]] = []
+        counts = (0, 0, 0)
+        if fmt.table == "customers":
+            with ing.segments.transaction():
+                if batch is not None:
+                    counts = _store_rows(ing, fmt, cols, str(path), self.summary, rows)
+                self._add_bad(rows, bad_lines)
+                for name, got in rows:
+                    ing.segments.append(name, got)
+                self.pos = positions.advance(con, self.pos, path, self.ident, fmt.name, end, line_no + total_rows)
+            self._account(_Pending(end, total_rows, *counts, len(bad_lines)))
+            return line_no + total_rows
+        if batch is not None:
+            counts = _store_rows(ing, fmt, cols, str(path), self.summary, rows)
+        self._add_bad(rows, bad_lines)
+        ing.committer.submit(rows, path, self.ident, self.pos, fmt.name, end, line_no + total_rows)
+        self.pending = _Pending(end, total_rows, *counts, len(bad_lines))
+        return line_no + total_rows
+
+    def _add_bad(self, rows: list[tuple[str, pa.Table]], bad_lines: list[BadLine]) -> None:
+        bad = bad_line_rows(self.ing.ids, str(self.path), self.fmt.name, bad_lines)
+        if bad is not None:
+            rows.append(("rejects", bad))
+
+    def settle(self) -> None:
+        """Wait for the piece the writer thread commits, and count it."""
+        if self.pending is None:
+            return
+        done, self.pending = self.pending, None
+        self.pos = self.ing.committer.settle()
+        self._account(done)
+
+    def _account(self, done: _Pending) -> None:
+        summary = self.summary
+        summary.lines += done.lines
+        summary.counts.parsed[self.fmt.table] += done.parsed
+        summary.counts.ignored += done.ignored
+        summary.counts.rejected += done.rejected + done.wrong_fields
+        if done.wrong_fields:
+            summary.counts.reasons["wrong number of fields"] += done.wrong_fields
+        summary.end_offset = done.end
+        if self.ing.on_commit is not None:
+            self.ing.on_commit(self.fmt.table, str(self.path))
 
 
-def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str,
-                summary: FileSummary) -> tuple[int, int, int]:
+def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str, summary: FileSummary,
+                out: list[tuple[str, pa.Table]]) -> tuple[int, int, int]:
+    """The piece in `csvconv`: customers replaced in their table; CDR rows and rejects added to `out`; returns
+    the rows parsed, ignored (CDRs already stored) and rejected."""
     con = ing.con
     table = TABLES[fmt.table]
     key = fmt.key
@@ -260,11 +309,11 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
         rejected += int(n)
     if rejected:
         base = ing.ids.take("rejects", rejected)
-        ing.segments.append("rejects", con.sql(
+        out.append(("rejects", con.sql(
             "SELECT ? + row_number() OVER (ORDER BY row) - 1 AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, "
             "row AS line_no, NULL::BIGINT AS byte_offset, ? AS format, bad AS reason, "
             f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes FROM csvconv WHERE bad <> '' ORDER BY row",
-            params=[base, now, source, fmt.name]).to_arrow_table())
+            params=[base, now, source, fmt.name]).to_arrow_table()))
     # A key twice in the piece (an export repeating a row): its first row only. Checked first: the check is far
     # cheaper than the window that keeps first rows (figures: benchmarks/RESULTS.md, "CSV repeated keys checked
     # before deduplicating").
@@ -295,6 +344,6 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
     # In file order, as the lines came.
     rows = con.sql(f"SELECT {select} FROM ({good}) g{new} ORDER BY row",
                    params=[lo, hi] if stored else []).to_arrow_table()
-    ing.segments.append(table.name, rows)
+    out.append((table.name, rows))
     inserted = rows.num_rows
     return inserted, good_rows - inserted, rejected

@@ -13,19 +13,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
+import pyarrow as pa
 
 from fraudwatch.config import IngestConfig
 from fraudwatch.errors import FraudwatchError, SourceError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
-from fraudwatch.formats.engine import LineParser, Parsed, prepare_connection
+from fraudwatch.formats.engine import LineParser, prepare_connection
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest.csvfiles import ingest_csv
 from fraudwatch.ingest.summary import FileSummary, Progress
-from fraudwatch.ingest.writer import BatchCounts, IdAllocator, write_bad_lines, write_parsed
-from fraudwatch.sources.lines import LineBatch, to_batch
-from fraudwatch.sources.reader import Chunk, Identity, identify, read_chunks
+from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, parsed_rows
+from fraudwatch.sources.lines import to_batch
+from fraudwatch.sources.reader import Chunk, identify, read_chunks
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
 
@@ -78,6 +78,7 @@ class Ingestor:
         self.options = options or IngestConfig()
         self.ids = IdAllocator(self.con)
         self.segments = store.segments
+        self.committer = Committer(self.con, self.segments)
         prepare_connection(self.con)
 
     def ingest(self, path: Path, format_name: str | None = None, tz: str = "UTC",
@@ -130,9 +131,9 @@ class Ingestor:
     def _ingest_lines(self, path: Path, fmt: Format, tz: str, summary: FileSummary,
                       progress: Progress | None, budget_bytes: int | None = None,
                       until: int | None = None) -> None:
-        # Sequential on purpose: parsing the next chunk on a second connection while this one commits was
-        # measured slower, since DuckDB needs the GIL to scan Arrow tables (figures: benchmarks/RESULTS.md,
-        # "Backfill chunks parsed and committed in turn").
+        # Pipelined: while chunk N is parsed (DuckDB, both cores), chunk N-1 is written as Parquet and committed
+        # on the writer thread (pyarrow encodes without the GIL), so the write costs little wall time (figures:
+        # benchmarks/RESULTS.md, "Parse and write overlapped").
         assert not isinstance(fmt, CsvFormat)
         ident = identify(path)
         if ident is None:
@@ -142,39 +143,48 @@ class Ingestor:
         start, line_no = (pos.byte_offset, pos.line_no) if pos else (0, 0)
         parser = LineParser(fmt, tz, ident.mtime)
         end = summary.end_offset = start
-        for chunk in read_chunks(path, start, line_no, opts.chunk_bytes, opts.max_line_bytes, opts.max_raw_bytes,
-                                 ident=ident, until=until):
-            batch = to_batch(chunk, opts.max_line_bytes, opts.max_raw_bytes)
-            n = batch.table.num_rows
-            parsed = None if not n else parser.parse_batch_small(self.con, batch.table) if n <= SMALL_PARSE \
-                else parser.parse(self.con, batch.table)
-            counts, pos = self._write_batch(self.con, parser, path, ident, pos, chunk, batch, parsed)
+        pending: tuple[Chunk, int, BatchCounts] | None = None  # the chunk the writer thread commits
+
+        def settle() -> None:
+            """Wait for the chunk being committed, and account for it."""
+            nonlocal pos, end, pending
+            assert pending is not None
+            done, lines, counts = pending
+            pending = None
+            pos = self.committer.settle()
             if self.on_commit is not None:
                 self.on_commit(fmt.table, str(path))
-            summary.lines += batch.lines
+            summary.lines += lines
             summary.counts.add(counts)
-            end = summary.end_offset = chunk.end_offset
+            end = summary.end_offset = done.end_offset
             if progress:
                 progress(path, end - start)
-            if budget_bytes is not None and end - start >= budget_bytes:
-                summary.more = True
-                break
+
+        try:
+            for chunk in read_chunks(path, start, line_no, opts.chunk_bytes, opts.max_line_bytes,
+                                     opts.max_raw_bytes, ident=ident, until=until):
+                batch = to_batch(chunk, opts.max_line_bytes, opts.max_raw_bytes)
+                n = batch.table.num_rows
+                parsed = None if not n else parser.parse_batch_small(self.con, batch.table) if n <= SMALL_PARSE \
+                    else parser.parse(self.con, batch.table)
+                counts, rows = BatchCounts(), list[tuple[str, pa.Table]]()
+                if parsed is not None:
+                    counts, rows = parsed_rows(self.con, self.ids, parser, parsed, str(path), batch.first_line_no,
+                                               chunk.lines, opts.max_raw_bytes)
+                bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad)
+                if bad is not None:
+                    rows.append(("rejects", bad))
+                counts.rejected += len(batch.bad)
+                counts.reasons.update(Counter(b.reason.split(" (")[0] for b in batch.bad))
+                if pending is not None:
+                    settle()
+                self.committer.submit(rows, path, ident, pos, parser.fmt.name, chunk.end_offset, chunk.end_line_no)
+                pending = (chunk, batch.lines, counts)
+                if budget_bytes is not None and chunk.end_offset - start >= budget_bytes:
+                    summary.more = True
+                    break
+        finally:
+            if pending is not None:  # a commit under way completes and counts, whatever stopped the reading
+                settle()
         if path.suffix != ".gz":
             summary.pending_bytes = max(0, path.stat().st_size - end)
-
-    def _write_batch(self, con: duckdb.DuckDBPyConnection, parser: LineParser, path: Path, ident: Identity,
-                     pos: positions.Position | None, chunk: Chunk, batch: LineBatch,
-                     parsed: Parsed | None) -> tuple[BatchCounts, positions.Position]:
-        """One transaction: the batch's rows, its rejects and the file's new position."""
-        opts = self.options
-        with self.segments.transaction():
-            counts = BatchCounts()
-            if parsed is not None:  # `cls` and `conv` are registered on `con` by the parse
-                counts = write_parsed(con, self.segments, self.ids, parser, parsed, str(path), batch.first_line_no,
-                                      chunk.lines, opts.max_raw_bytes)
-            write_bad_lines(self.segments, self.ids, str(path), parser.fmt.name, batch.bad)
-            counts.rejected += len(batch.bad)
-            counts.reasons.update(Counter(b.reason.split(" (")[0] for b in batch.bad))
-            new_pos = positions.advance(con, pos, path, ident, parser.fmt.name, chunk.end_offset,
-                                        chunk.end_line_no)
-        return counts, new_pos

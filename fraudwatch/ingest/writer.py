@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -18,7 +20,8 @@ import pyarrow.compute as pc
 
 from fraudwatch.arrays import int64_values, int64s, repeated, strings, utc_micros
 from fraudwatch.formats.engine import LineParser, Parsed
-from fraudwatch.sources.reader import BadLine
+from fraudwatch.sources.reader import BadLine, Identity
+from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES, arrow_schema
 from fraudwatch.store.segments import Segments, next_id
 
@@ -64,12 +67,13 @@ class IdAllocator:
         return base
 
 
-def write_bad_lines(segs: Segments, ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine]) -> None:
+def bad_line_rows(ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine]) -> pa.Table | None:
+    """Lines the reader could not take (too long, invalid UTF-8, ...) as rows of rejects."""
     if not bad:
-        return
+        return None
     n = len(bad)
     base = ids.take("rejects", n)
-    segs.append("rejects", full_rows("rejects", {
+    return full_rows("rejects", {
         "id": int64s(np.arange(base, base + n)),
         "ingested_at": utc_micros(np.full(n, now_micros())),
         "source": repeated(source, n),
@@ -78,17 +82,18 @@ def write_bad_lines(segs: Segments, ids: IdAllocator, source: str, fmt: str, bad
         "format": repeated(fmt, n),
         "reason": strings([b.reason for b in bad]),
         "raw": strings([raw_text(b.raw) for b in bad]),
-        "raw_bytes": int64s(np.array([b.length for b in bad]))}, n))
+        "raw_bytes": int64s(np.array([b.length for b in bad]))}, n)
 
 
 def now_micros() -> int:
     return (dt.datetime.now(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
-def write_parsed(con: duckdb.DuckDBPyConnection, segs: Segments, ids: IdAllocator, parser: LineParser,
-                 parsed: Parsed, source: str, first_line_no: int, lines: int, max_raw_bytes: int) -> BatchCounts:
-    """The good rows of `conv` into the format's table, the rest of `cls` into rejects (built in Arrow: no
-    query, and the Parquet encoding that follows runs without the GIL)."""
+def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed, source: str,
+                first_line_no: int, lines: int, max_raw_bytes: int) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
+    """The good rows of `conv` as rows of the format's table, the rest of `cls` as rows of rejects (the good ones
+    built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse."""
+    out: list[tuple[str, pa.Table]] = []
     fmt = parser.fmt
     table = TABLES[fmt.table]
     counts = count_parsed(table.name, parsed)
@@ -108,7 +113,7 @@ def write_parsed(con: duckdb.DuckDBPyConnection, segs: Segments, ids: IdAllocato
             "byte_offset": good.column("off"),
             "format": repeated(fmt.name, n),
             "pattern": pc.take(names, good.column("variant"))})
-        segs.append(table.name, full_rows(table.name, columns, n))
+        out.append((table.name, full_rows(table.name, columns, n)))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
         rejects = con.sql(
@@ -119,8 +124,8 @@ def write_parsed(con: duckdb.DuckDBPyConnection, segs: Segments, ids: IdAllocato
             "  SELECT conv.idx, conv.off, conv.bad, rtrim(cls.line, chr(10)) FROM conv JOIN cls USING (idx)"
             "  WHERE conv.bad <> '') ORDER BY idx",
             params=[rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes]).to_arrow_table()
-        segs.append("rejects", rejects)
-    return counts
+        out.append(("rejects", rejects))
+    return counts, out
 
 
 def good_mask(conv: pa.Table) -> pa.ChunkedArray:
@@ -153,3 +158,38 @@ def count_parsed(table_name: str, parsed: Parsed) -> BatchCounts:
         for item in pc.value_counts(conv.column("bad").filter(pc.invert(good))).to_pylist():
             counts.reasons[item["values"]] += item["counts"]
     return counts
+
+
+class Committer:
+    """Commits a chunk's rows and its file's new position on a writer thread, one chunk at a time, in order, while
+    the caller parses the next chunk: the Parquet encoding runs without the GIL, beside DuckDB's parse (figures:
+    benchmarks/RESULTS.md, "Parse and write overlapped"). `settle` waits for the chunk under way."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, segments: Segments) -> None:
+        self.con = con
+        self.segments = segments
+        self._pool: ThreadPoolExecutor | None = None  # made at the first chunk
+        self._cursor: duckdb.DuckDBPyConnection | None = None  # the writer thread's connection
+        self._pending: Future[positions.Position] | None = None
+
+    def submit(self, rows: list[tuple[str, pa.Table]], path: Path, ident: Identity, pos: positions.Position | None,
+               fmt: str, end_offset: int, end_line_no: int) -> None:
+        assert self._pending is None, "settle the chunk under way first"
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fraudwatch-write")
+            self._cursor = self.con.cursor()
+        self._pending = self._pool.submit(self._commit, rows, path, ident, pos, fmt, end_offset, end_line_no)
+
+    def settle(self) -> positions.Position | None:
+        """The position the chunk under way committed (its error, raised here); None when none is under way."""
+        pending, self._pending = self._pending, None
+        return pending.result() if pending is not None else None
+
+    def _commit(self, rows: list[tuple[str, pa.Table]], path: Path, ident: Identity, pos: positions.Position | None,
+                fmt: str, end_offset: int, end_line_no: int) -> positions.Position:
+        con = self._cursor
+        assert con is not None
+        with self.segments.transaction(con):
+            for table, got in rows:
+                self.segments.append(table, got)
+            return positions.advance(con, pos, path, ident, fmt, end_offset, end_line_no)

@@ -98,7 +98,7 @@ def read_chunks(
     path: Path,
     offset: int = 0,
     line_no: int = 0,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 16 << 20,
     max_line_bytes: int = 64 << 10,
     max_raw_bytes: int = 4096,
     final: bool | None = None,

@@ -133,7 +133,7 @@ class Segments:
         self._pending_hot: dict[str, int] = {}
         self._written: list[Path] = []  # segment files of the open transaction
         self._dirty: set[str] = set()  # tables whose segment list the open transaction changed
-        self._in_txn = False
+        self._txn_con: duckdb.DuckDBPyConnection | None = None  # the open transaction's connection
 
     # ------------------------------------------------------------------ transactions
 
@@ -144,7 +144,7 @@ class Segments:
         con = con or self.con
         with self.lock:
             con.execute("BEGIN")
-            self._in_txn = True
+            self._txn_con = con
             try:
                 yield
                 for table in sorted(self._dirty):
@@ -161,7 +161,7 @@ class Segments:
                 self._dirty.clear()
                 raise
             finally:
-                self._in_txn = False
+                self._txn_con = None
             changed = bool(self._dirty)
             for table, rows in self._pending:
                 self.feed.setdefault(table, []).append(rows)
@@ -179,18 +179,19 @@ class Segments:
     def append(self, table: str, rows: pa.Table) -> None:
         """Add `rows` (the table's columns, in any order) inside `transaction()`: as segments when the batch is big
         enough, else into the hot table."""
-        assert self._in_txn, "Segments.append outside Segments.transaction"
+        con = self._txn_con
+        assert con is not None, "Segments.append outside Segments.transaction"
         if not rows.num_rows:
             return
         rows = rows.select(list(TABLES[table].names)).cast(arrow_schema(table))
         if rows.num_rows >= DIRECT_ROWS:
-            self._write(self.con, table, rows)
+            self._write(con, table, rows)
         else:
-            self.con.register("fw_hot_rows", rows)
+            con.register("fw_hot_rows", rows)
             try:
-                self.con.execute(f"INSERT INTO {hot(table)} SELECT * FROM fw_hot_rows")
+                con.execute(f"INSERT INTO {hot(table)} SELECT * FROM fw_hot_rows")
             finally:
-                self.con.unregister("fw_hot_rows")
+                con.unregister("fw_hot_rows")
             self._pending_hot[table] = self._pending_hot.get(table, 0) + rows.num_rows
         if table in self.feed:
             self._pending.append((table, rows))
