@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=20000)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--keep", type=Path, help="work in DIR and keep it")
+    ap.add_argument("--watch-setting", metavar="KEY=VALUE", default=[], action="append",
+                    type=lambda kv: tuple(kv.split("=", 1)),
+                    help="a [watch] setting for the watcher (TOML value, e.g. memory_limit='\"256MB\"')")
     ap.add_argument("--poll-ms", type=float, default=25.0,
                     help="how often a pending probe asks the watcher for its read position (each ask is a query on "
                          "the watcher's own connection: asking every 5 ms cost it a tenth of its throughput)")
@@ -67,7 +70,7 @@ def main() -> None:
             p.unlink()
     (work / "fraudwatch.toml").write_text(
         '[store]\npath = "store.duckdb"\n[[sources]]\npath = "logs/sipproxy.log"\nformat = "vos3000-sipproxy"\n'
-        "[watch]\nbatch_delay_ms = 50\n", encoding="utf-8")
+        "[watch]\nbatch_delay_ms = 50\n" + "".join(f"{k} = {v}\n" for k, v in args.watch_setting), encoding="utf-8")
     cmd = [sys.executable, "-m", "fraudwatch", "--config", str(work / "fraudwatch.toml"), "watch",
            "--log-level", os.environ.get("SOAK_LOG", "info")]
     proc = subprocess.Popen(cmd, stderr=(work / "watch.log").open("wb"), cwd=work)
@@ -104,7 +107,7 @@ def main() -> None:
 
         def reader_check() -> None:
             t = time.monotonic()
-            con = open_read_only(store)  # the read copy: the watcher holds the store
+            con = open_read_only(store)  # the segments and the snapshot: the watcher holds the store
             con.execute("SELECT count(*) FROM sip_events").fetchall()
             a = time.monotonic() - t
             con.close()
@@ -112,9 +115,9 @@ def main() -> None:
             con = open_read_only(store)
             con.execute("SELECT src_ip, count(*) FROM sip_events GROUP BY 1 ORDER BY 2 DESC LIMIT 10").fetchall()
             b = time.monotonic() - t
-            (published,) = con.execute("SELECT published_at FROM replica_info").fetchall()[0]
+            (events_as_of,) = con.execute("SELECT events_as_of FROM replica_info").fetchall()[0]
             con.close()
-            readers.append((a, b, (dt.datetime.now(dt.UTC) - published).total_seconds()))
+            readers.append((a, b, (dt.datetime.now(dt.UTC) - events_as_of).total_seconds()))
 
         def sample() -> None:
             while not stop.is_set():
@@ -187,11 +190,12 @@ def main() -> None:
           f"p99 {_pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
     pubs = [s["publish"] for s in samples if s.get("publish") is not None]
     if readers:
-        print(f"  readers while it runs ({len(readers)} checks, read copy): open + count(*) median "
+        print(f"  readers while it runs ({len(readers)} checks, reading the segments): open + count(*) median "
               f"{statistics.median(r[0] for r in readers) * 1000:.0f} ms, open + top-10 GROUP BY median "
-              f"{statistics.median(r[1] for r in readers) * 1000:.0f} ms; data age median "
+              f"{statistics.median(r[1] for r in readers) * 1000:.0f} ms; age of the events they see, median "
               f"{statistics.median(r[2] for r in readers):.1f} s, max {max(r[2] for r in readers):.1f} s; "
-              f"a publication takes median {statistics.median(pubs) * 1000 if pubs else float('nan'):.0f} ms")
+              f"a snapshot of the small tables takes median "
+              f"{statistics.median(pubs) * 1000 if pubs else float('nan'):.0f} ms")
     print(f"  status lines/s while flooding (median of 1 s samples): "
           f"{statistics.median(s['rate'] for s in samples if 5 < s['t'] < args.seconds):,.0f}")
     if not args.keep:

@@ -265,15 +265,16 @@ class Segments:
     # ------------------------------------------------------------------ compaction
 
     def compact(self, con: duckdb.DuckDBPyConnection | None = None, merge_at: int = MERGE_AT) -> int:
-        """Merge each day's small segments of a table into one (sorted by time); returns the merges made. Safe
-        from another thread with a cursor of its own: the merge is written outside the lock, the swap is a
-        transaction of its own."""
+        """Merge each day's small segments of a table into one, in their order; returns the merges made. Safe
+        from another thread with a cursor of its own: DuckDB streams the merge to its file outside the lock
+        (memory stays flat, the GIL free), and the swap is a transaction of its own."""
         con = con or self.con
         groups = con.execute(
-            "SELECT tbl, day, list(seq ORDER BY seq), list(file ORDER BY seq) FROM segments WHERE bytes < ? "
-            "GROUP BY ALL HAVING count(*) >= ? ORDER BY 1, 2", [SMALL_BYTES, merge_at]).fetchall()
+            "SELECT tbl, day, list(seq ORDER BY seq), list(file ORDER BY seq), sum(rows)::BIGINT, max(max_id), "
+            "min(min_time), max(max_time) FROM segments WHERE bytes < ? GROUP BY ALL HAVING count(*) >= ? "
+            "ORDER BY 1, 2", [SMALL_BYTES, merge_at]).fetchall()
         merges = 0
-        for table, day, seqs, files in groups:
+        for table, day, seqs, files, rows, max_id, lo, hi in groups:
             with self.lock:
                 self.seq += 1
                 seq = self.seq
@@ -282,11 +283,9 @@ class Segments:
             path = self.root / rel
             tmp = path.with_name(path.name + ".tmp")
             listed = ", ".join(_sql_text(str(self.root / f)) for f in files)
-            col = SEGMENTED[table]
-            rows = con.sql(f"SELECT * FROM read_parquet([{listed}], union_by_name = true) "
-                           f"ORDER BY {col}").to_arrow_table()
-            pq.write_table(rows.select(list(TABLES[table].names)).cast(arrow_schema(table)), tmp,
-                           compression="zstd", compression_level=ZSTD_LEVEL)
+            cols = ", ".join(f'"{c}"' for c in TABLES[table].names)
+            con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "
+                        f"{_sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
             _fsync_path(tmp)
             os.replace(tmp, path)
             _fsync_path(path.parent)
@@ -298,7 +297,8 @@ class Segments:
                     raise RuntimeError(f"segments of {table} {day_name} changed during their merge")
                 now = dt.datetime.now(dt.UTC)
                 con.executemany("INSERT INTO segment_trash VALUES (?, ?)", [[f, now] for (f,) in gone])
-                self._record(con, seq, table, day_name, rel, rows)
+                con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [seq, table, day, str(rel), rows, path.stat().st_size, max_id, lo, hi, now])
                 self._dirty.add(table)
             merges += 1
         self.empty_trash(con)

@@ -156,7 +156,7 @@ def test_small_batches_wait_hot_then_flush_and_small_segments_merge_per_day(tmp_
         segs.empty_trash(grace=0)
         assert len(_files(root)) == 1
         assert store.con.execute("SELECT count(*) FROM segment_trash").fetchall() == [(0,)]
-        # sorted by time in the merged day file
+        # the merged day file keeps the rows in their order
         times = store.con.execute("SELECT ingested_at FROM rejects").fetchall()
         assert times == sorted(times)
 
