@@ -335,7 +335,8 @@ class Segments:
         listed = {r[0] for r in con.execute("SELECT file FROM segments").fetchall()}
         trash = {r[0] for r in con.execute("SELECT file FROM segment_trash").fetchall()}
         for path in self.root.rglob("*"):
-            if not path.is_file() or path.name == LISTING:
+            ours = path.name.endswith((".parquet", ".parquet.tmp")) or path.name.startswith(f".{LISTING}.")
+            if not ours or not path.is_file():  # only what this module writes is ever deleted
                 continue
             rel = str(path.relative_to(self.root))
             if rel not in listed and rel not in trash:

@@ -96,8 +96,10 @@ def test_files_no_commit_recorded_are_removed_at_open_and_listed_ones_kept(tmp_p
     partial = root / "cdrs" / "day=2026-11-20" / "000000000100.parquet.tmp"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"PAR1 half")
+    (root / "notes.txt").write_text("an operator's file", encoding="utf-8")
     Store(db).close()
     assert _files(root) == kept and not partial.exists()
+    assert (root / "notes.txt").exists()  # only what fraudwatch writes is ever deleted
     con = open_read_only(db)
     assert con.execute("SELECT count(*) FROM sip_events").fetchall() == [(150,)]
     con.close()
