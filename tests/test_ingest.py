@@ -307,10 +307,9 @@ def test_csv_pieces_hold_whole_lines_piece_rows_at_a_time(tmp_path: Path, monkey
 
 
 def test_cdr_pieces_become_segments_in_file_order(tmp_path: Path, formats: dict[str, Format]) -> None:
-    """CDRs read in pieces: a whole piece is written as a segment in its transaction, in file order; the short
-    tail waits in the hot table and becomes a segment when the store closes."""
-    assert ingest_csv.PIECE_ROWS == 2 * ingest_csv.ROW_GROUP  # a piece of two groups, scanned on two threads
-    rows = ingest_csv.PIECE_ROWS + 5000
+    """CDRs read in pieces: each piece is written as a segment in its transaction, in file order; a few rows added
+    later wait in the hot table and become a segment when the store closes."""
+    rows = ingest_csv.PIECE_ROWS + 25_000
     path = tmp_path / "e_cdr_20261120.csv"
     with path.open("w", encoding="utf-8") as f:
         f.write("flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n")
@@ -318,15 +317,21 @@ def test_cdr_pieces_become_segments_in_file_order(tmp_path: Path, formats: dict[
                      f"198.51.100.{i % 200}\n" for i in range(1, rows + 1))
     with Store(tmp_path / "s.duckdb") as store:
         s = Ingestor(store, formats).ingest(path, None)
-        segments = store.con.execute("SELECT rows FROM segments WHERE tbl = 'cdrs'").fetchall()
-        assert segments == [(ingest_csv.PIECE_ROWS,)]
-        assert store.con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(5000,)]
+        segments = store.con.execute("SELECT rows FROM segments WHERE tbl = 'cdrs' ORDER BY seq").fetchall()
+        assert segments == [(ingest_csv.PIECE_ROWS,), (25_000,)]
+        assert store.con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(0,)]
     assert s.parsed == rows
+    with path.open("a", encoding="utf-8") as f:  # an export that grows by a few rows: they wait hot
+        f.write(f"{rows + 1},1763617600000,1763617660000,60,0.25,10001,00447901,198.51.100.9\n")
+    with Store(tmp_path / "s.duckdb") as store:
+        assert Ingestor(store, formats).ingest(path, None).parsed == 1
+        assert store.con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(1,)]
     con = open_read_only(tmp_path / "s.duckdb")
-    assert con.execute("SELECT rows FROM segments ORDER BY seq").fetchall() == [(ingest_csv.PIECE_ROWS,), (5000,)]
+    assert con.execute("SELECT rows FROM segments ORDER BY seq").fetchall() == [(ingest_csv.PIECE_ROWS,), (25_000,),
+                                                                              (1,)]
     assert con.execute("SELECT count(*) FROM hot_cdrs").fetchall() == [(0,)]
     assert con.execute("SELECT flowno FROM cdrs LIMIT 3").fetchall() == [(1,), (2,), (3,)]
-    assert con.execute("SELECT count(DISTINCT flowno) FROM cdrs").fetchall() == [(rows,)]
+    assert con.execute("SELECT count(DISTINCT flowno), count(*) FROM cdrs").fetchall() == [(rows + 1, rows + 1)]
     con.close()
 
 

@@ -87,12 +87,12 @@ def conversion_sql(fmt: CsvFormat, mapping: dict[int, str], tz: str) -> tuple[st
     return outer, cols
 
 
-# Rows a CSV piece holds: whole row groups of DuckDB's (122,880 rows), inserted in file order (`_store_rows`). Rows
-# inserted in one transaction go straight into the store file by whole row groups; part-filled groups are rewritten
-# by the next checkpoint, which then takes longer and leaves a bigger store. Smaller pieces are slower in all, one
-# piece of all rows takes far more memory (figures: benchmarks/RESULTS.md, "CSV pieces of two row groups").
+# Rows a CSV piece holds. Two pieces are in memory at once (one converted, the one before written as a segment);
+# pieces of 122,880 rows backfill as fast as pieces twice that size, with 130-170 MB less at the peak, and far
+# smaller pieces pay each piece's fixed cost (figures: benchmarks/RESULTS.md, "CSV pieces of one row group").
+# The size is DuckDB's row group, which the conversion's parallel scan splits the piece by.
 ROW_GROUP = 122_880
-PIECE_ROWS = 2 * ROW_GROUP
+PIECE_ROWS = ROW_GROUP
 PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 546-byte rows on average by default
 
 
