@@ -409,3 +409,40 @@ def test_a_hanging_notifier_does_not_delay_the_ban(site: Path) -> None:
         release.set()
         w.close()
         server.shutdown()
+
+
+def test_readers_see_events_within_seconds_from_the_segments_not_the_snapshot(site: Path, cli: object) -> None:
+    """Events reach readers in other processes through the segments the watcher lists after each commit (hot rows
+    within about a second), not through the snapshot of the small tables, here published once a minute."""
+    from collections.abc import Callable
+
+    run: Callable[..., Run] = cli  # type: ignore[assignment]
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i) for i in range(300)), encoding="utf-8")
+    config = site / "fraudwatch.toml"
+    config.write_text('[store]\npath = "store.duckdb"\n[[sources]]\npath = "logs/sipproxy.log"\n'
+                      'format = "vos3000-sipproxy"\n[watch]\npoll_seconds = 0.2\nbatch_delay_ms = 20\n'
+                      "publish_seconds = 60\n", encoding="utf-8")
+    w = WatcherProcess(config, site / "store.duckdb").start()
+    try:
+        assert _settled(w, 300) == 300
+
+        def seen(n: int) -> Callable[[], bool]:
+            def check() -> bool:
+                got = run("--config", config, "sql", "SELECT count(*) AS n FROM sip_events", "--json")
+                return got.code == 0 and json.loads(got.out) == [{"n": n}]
+            return check
+
+        assert wait_until(seen(300), 10)
+        with log.open("a", encoding="utf-8") as f:
+            f.write("".join(sip_line(i, "more") for i in range(300, 420)))
+        started = time.monotonic()
+        assert wait_until(seen(420), 10, every=0.1)
+        assert time.monotonic() - started < 5  # not the snapshot's minute
+        segments = site / "store.duckdb.segments"
+        assert list(segments.glob("sip_events/day=2026-11-01/*.parquet"))
+        assert not (site / "store.duckdb.read" / "manifest.json").exists() or \
+            "sip_events" not in (site / "store.duckdb.read" / "manifest.json").read_text()
+    finally:
+        assert w.stop() == 0
+        w.close()
