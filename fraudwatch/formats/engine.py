@@ -127,12 +127,9 @@ class LineParser:
         cls = batch.append_column("k", k)
         con.register("cls", cls)
         present = pc.unique(k).to_pylist()
-        # `conv` as one record batch: DuckDB hands it over in one batch per thread and variant (some 30k rows),
-        # and its order-preserving insert copies small batches once more to fill row groups. Combining them here
-        # costs less than that copy in the insert, the ingest's one single-threaded stage (figures:
-        # benchmarks/RESULTS.md, "Parsed rows inserted from one record batch").
-        conv = con.sql(self.compiled.convert_sql_for(v for v in present if v is not None)).to_arrow_table() \
-            .combine_chunks()
+        # `conv` in DuckDB's batches, as they come (combining them was for DuckDB's own insert, which events no
+        # longer take: benchmarks/RESULTS.md, "Parsed rows inserted from one record batch")
+        conv = con.sql(self.compiled.convert_sql_for(v for v in present if v is not None)).to_arrow_table()
         parsed = Parsed(cls, conv)
         parsed.register(con)
         return parsed
