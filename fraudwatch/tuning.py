@@ -14,6 +14,10 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
 
 # The collector for a batch that scores events: millions of short-lived acyclic containers (matches, evidence,
 # rows) beside long-lived rules and alerts. Young collections 70 times less often; what exists at start frozen.
@@ -31,6 +35,12 @@ BACKFILL_TRIM_THRESHOLD = 512 << 20
 # off for good; a process that leaves a backfill is about to end, so that is of no consequence.
 GLIBC_MMAP_THRESHOLD = 128 << 10
 GLIBC_TRIM_THRESHOLD = 128 << 10
+# DuckDB's allocator (its own jemalloc) in a long-running process: without its background threads, memory DuckDB
+# freed is given back to the system only when DuckDB allocates again, so a watcher that went quiet after a big
+# query (the warm-up's read of the recent past, a compaction) kept all of it: 380 MiB resident for 6 MiB in use,
+# idle. With them, freed pages go back within seconds (figures: benchmarks/RESULTS.md, "Runtime tuning: DuckDB
+# allocator in the watcher").
+DUCKDB_BACKGROUND_THREADS = "allocator_background_threads"
 
 
 @contextlib.contextmanager
@@ -102,6 +112,22 @@ def malloc_for_backfill() -> Iterator[bool]:
         if mallopt is not None and applied:
             mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
             mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+
+
+@contextlib.contextmanager
+def duckdb_returns_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's allocator gives freed memory back to the system on its own threads, for as long as the block
+    lasts (a process-wide setting, made through `con`, the connection the process works with, and put back
+    through it unless it was closed meanwhile)."""
+    import duckdb
+
+    (before,) = con.execute(f"SELECT current_setting('{DUCKDB_BACKGROUND_THREADS}')").fetchall()[0]
+    con.execute(f"SET {DUCKDB_BACKGROUND_THREADS} = true")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"SET {DUCKDB_BACKGROUND_THREADS} = ?", [bool(before)])
 
 
 @contextlib.contextmanager

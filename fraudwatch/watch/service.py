@@ -71,25 +71,28 @@ class Watcher(Reading):
 
     def _run(self, max_seconds: float | None) -> int:
         self._open()
+        assert self.store is not None
         deadline = time.monotonic() + max_seconds if max_seconds else None
         failures = 0
         try:
-            self.wake.set()  # a first pass at once: read what was written while we were down
-            while not self.stopping:
-                try:
-                    self._cycle()
-                    failures = 0
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception:  # one bad pass must not end the service; a persistent fault must
-                    failures += 1
-                    log.exception("pass failed (%d in a row)", failures)
-                    if failures >= MAX_FAILURES:
-                        log.error("giving up after %d failed passes in a row", failures)
-                        return 1
-                    time.sleep(min(5.0, 0.5 * failures))
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            # the warm-up's memory (in _open) goes back to the system too: the setting covers what was freed before
+            with tuning.duckdb_returns_memory(self.store.con):
+                self.wake.set()  # a first pass at once: read what was written while we were down
+                while not self.stopping:
+                    try:
+                        self._cycle()
+                        failures = 0
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except Exception:  # one bad pass must not end the service; a persistent fault must
+                        failures += 1
+                        log.exception("pass failed (%d in a row)", failures)
+                        if failures >= MAX_FAILURES:
+                            log.error("giving up after %d failed passes in a row", failures)
+                            return 1
+                        time.sleep(min(5.0, 0.5 * failures))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
         finally:
             self._close()
         return 0
