@@ -35,12 +35,18 @@ BACKFILL_TRIM_THRESHOLD = 512 << 20
 # off for good; a process that leaves a backfill is about to end, so that is of no consequence.
 GLIBC_MMAP_THRESHOLD = 128 << 10
 GLIBC_TRIM_THRESHOLD = 128 << 10
-# DuckDB's allocator (its own jemalloc) in a long-running process: without its background threads, memory DuckDB
-# freed is given back to the system only when DuckDB allocates again, so a watcher that went quiet after a big
-# query (the warm-up's read of the recent past, a compaction) kept all of it: 380 MiB resident for 6 MiB in use,
-# idle. With them, freed pages go back within seconds (figures: benchmarks/RESULTS.md, "Runtime tuning: DuckDB
-# allocator in the watcher").
-DUCKDB_BACKGROUND_THREADS = "allocator_background_threads"
+# The watcher's DuckDB settings (process-wide: DuckDB has them per database instance, and one allocator):
+WATCHER_DUCKDB: dict[str, bool | int] = {
+    # freed memory given back to the system on DuckDB's allocator's own threads. Without them, its jemalloc
+    # returns memory only when DuckDB allocates again, so a watcher that went quiet after a big query (the
+    # warm-up's read of the recent past, a compaction) kept all of it: 380 MiB resident for 6 MiB in use, idle
+    "allocator_background_threads": True,
+    # one worker thread: the watcher's reader, acting and compacting threads keep the cores busy already, and
+    # with two a compaction's COPY (two threads reading segments ahead, in order) peaked at 450 MiB above the
+    # watcher for 1.2M rows, at one 45 MiB; the soak lagged less with one, not more
+    "threads": 1,
+}
+# (figures for both: benchmarks/RESULTS.md, "Runtime tuning: the watcher's DuckDB")
 
 
 @contextlib.contextmanager
@@ -115,19 +121,20 @@ def malloc_for_backfill() -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def duckdb_returns_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB's allocator gives freed memory back to the system on its own threads, for as long as the block
-    lasts (a process-wide setting, made through `con`, the connection the process works with, and put back
-    through it unless it was closed meanwhile)."""
+def duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, bool | int]) -> Iterator[None]:
+    """DuckDB `settings`, made through `con` (the connection the process works with) for as long as the block
+    lasts, then put back through it (unless it was closed meanwhile)."""
     import duckdb
 
-    (before,) = con.execute(f"SELECT current_setting('{DUCKDB_BACKGROUND_THREADS}')").fetchall()[0]
-    con.execute(f"SET {DUCKDB_BACKGROUND_THREADS} = true")
+    before = {name: con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0] for name in settings}
     try:
+        for name, value in settings.items():
+            con.execute(f"SET {name} = {value!r}")
         yield
     finally:
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"SET {DUCKDB_BACKGROUND_THREADS} = ?", [bool(before)])
+            for name, value in before.items():
+                con.execute(f"SET {name} = {value!r}")
 
 
 @contextlib.contextmanager

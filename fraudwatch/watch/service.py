@@ -75,8 +75,8 @@ class Watcher(Reading):
         deadline = time.monotonic() + max_seconds if max_seconds else None
         failures = 0
         try:
-            # the warm-up's memory (in _open) goes back to the system too: the setting covers what was freed before
-            with tuning.duckdb_returns_memory(self.store.con):
+            # (the memory the warm-up in _open freed goes back to the system too, once DuckDB's allocator has threads)
+            with tuning.duckdb_settings(self.store.con, tuning.WATCHER_DUCKDB):
                 self.wake.set()  # a first pass at once: read what was written while we were down
                 while not self.stopping:
                     try:
