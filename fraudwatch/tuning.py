@@ -47,6 +47,11 @@ WATCHER_DUCKDB: dict[str, bool | int] = {
     "threads": 1,
 }
 # (figures for both: benchmarks/RESULTS.md, "Runtime tuning: the watcher's DuckDB")
+# The watcher's pyarrow memory pool: the C library's malloc, not pyarrow's default (mimalloc, on Linux wheels).
+# The watcher's Arrow buffers are many and short-lived (a pass's rows, the feed, segment writes); mimalloc kept
+# the pages they freed, the soak's RSS 20-60 MiB higher at its peak and in its last 10 s (figures:
+# benchmarks/RESULTS.md, "Runtime tuning: the watcher's Arrow memory pool").
+WATCHER_ARROW_POOL = "system"
 
 
 @contextlib.contextmanager
@@ -135,6 +140,21 @@ def duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, bool | i
         with contextlib.suppress(duckdb.Error):
             for name, value in before.items():
                 con.execute(f"SET {name} = {value!r}")
+
+
+@contextlib.contextmanager
+def arrow_memory_pool(backend: str) -> Iterator[None]:
+    """pyarrow's default memory pool `backend` ("system", "jemalloc", "mimalloc") for the block, then the one
+    before (buffers made meanwhile keep the pool they came from)."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool({"system": pa.system_memory_pool, "jemalloc": pa.jemalloc_memory_pool,
+                        "mimalloc": pa.mimalloc_memory_pool}[backend]())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
 
 
 @contextlib.contextmanager

@@ -129,3 +129,13 @@ def test_duckdb_settings_are_made_and_put_back() -> None:
     assert con.execute(settings).fetchall() == before
     with tuning.duckdb_settings(con, {"threads": 1}):
         con.close()  # closed inside the block: nothing to put back
+
+
+def test_the_arrow_memory_pool_is_put_back() -> None:
+    import pyarrow as pa
+
+    before = pa.default_memory_pool().backend_name
+    with tuning.arrow_memory_pool(tuning.WATCHER_ARROW_POOL):
+        assert pa.default_memory_pool().backend_name == tuning.WATCHER_ARROW_POOL
+        assert pa.array(["kept"] * 3).to_pylist() == ["kept"] * 3
+    assert pa.default_memory_pool().backend_name == before

@@ -66,7 +66,7 @@ class Watcher(Reading):
 
     def run(self, max_seconds: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or `stop()`, or `max_seconds`); returns the exit code."""
-        with tuning.switch_interval(SWITCH_INTERVAL):
+        with tuning.switch_interval(SWITCH_INTERVAL), tuning.arrow_memory_pool(tuning.WATCHER_ARROW_POOL):
             return self._run(max_seconds)
 
     def _run(self, max_seconds: float | None) -> int:
