@@ -14,6 +14,10 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
 
 # The collector for a batch that scores events: millions of short-lived acyclic containers (matches, evidence,
 # rows) beside long-lived rules and alerts. Young collections 70 times less often; what exists at start frozen.
@@ -31,6 +35,23 @@ BACKFILL_TRIM_THRESHOLD = 512 << 20
 # off for good; a process that leaves a backfill is about to end, so that is of no consequence.
 GLIBC_MMAP_THRESHOLD = 128 << 10
 GLIBC_TRIM_THRESHOLD = 128 << 10
+# The watcher's DuckDB settings (process-wide: DuckDB has them per database instance, and one allocator):
+WATCHER_DUCKDB: dict[str, bool | int] = {
+    # freed memory given back to the system on DuckDB's allocator's own threads. Without them, its jemalloc
+    # returns memory only when DuckDB allocates again, so a watcher that went quiet after a big query (the
+    # warm-up's read of the recent past, a compaction) kept all of it: 380 MiB resident for 6 MiB in use, idle
+    "allocator_background_threads": True,
+    # one worker thread: the watcher's reader, acting and compacting threads keep the cores busy already, and
+    # with two a compaction's COPY (two threads reading segments ahead, in order) peaked at 450 MiB above the
+    # watcher for 1.2M rows, at one 45 MiB; the soak lagged less with one, not more
+    "threads": 1,
+}
+# (figures for both: benchmarks/RESULTS.md, "Runtime tuning: the watcher's DuckDB")
+# The watcher's pyarrow memory pool: the C library's malloc, not pyarrow's default (mimalloc, on Linux wheels).
+# The watcher's Arrow buffers are many and short-lived (a pass's rows, the feed, segment writes); mimalloc kept
+# the pages they freed, the soak's RSS 20-60 MiB higher at its peak and in its last 10 s (figures:
+# benchmarks/RESULTS.md, "Runtime tuning: the watcher's Arrow memory pool").
+WATCHER_ARROW_POOL = "system"
 
 
 @contextlib.contextmanager
@@ -102,6 +123,38 @@ def malloc_for_backfill() -> Iterator[bool]:
         if mallopt is not None and applied:
             mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
             mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)
+
+
+@contextlib.contextmanager
+def duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, bool | int]) -> Iterator[None]:
+    """DuckDB `settings`, made through `con` (the connection the process works with) for as long as the block
+    lasts, then put back through it (unless it was closed meanwhile)."""
+    import duckdb
+
+    before = {name: con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0] for name in settings}
+    try:
+        for name, value in settings.items():
+            con.execute(f"SET {name} = {value!r}")
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            for name, value in before.items():
+                con.execute(f"SET {name} = {value!r}")
+
+
+@contextlib.contextmanager
+def arrow_memory_pool(backend: str) -> Iterator[None]:
+    """pyarrow's default memory pool `backend` ("system", "jemalloc", "mimalloc") for the block, then the one
+    before (buffers made meanwhile keep the pool they came from)."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool({"system": pa.system_memory_pool, "jemalloc": pa.jemalloc_memory_pool,
+                        "mimalloc": pa.mimalloc_memory_pool}[backend]())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
 
 
 @contextlib.contextmanager

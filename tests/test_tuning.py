@@ -112,3 +112,30 @@ def test_the_settings_are_restored_when_the_block_fails() -> None:
     with pytest.raises(RuntimeError), tuning.gc_for_batch():
         raise RuntimeError("scoring failed")
     assert gc.get_threshold() == before
+
+
+def test_duckdb_settings_are_made_and_put_back() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 3")
+    settings = "SELECT current_setting('threads'), current_setting('allocator_background_threads')"
+    before = con.execute(settings).fetchall()
+    with tuning.duckdb_settings(con, tuning.WATCHER_DUCKDB):
+        assert con.execute(settings).fetchall() == [(tuning.WATCHER_DUCKDB["threads"], True)]
+    assert con.execute(settings).fetchall() == before == [(3, False)]
+    with pytest.raises(RuntimeError), tuning.duckdb_settings(con, {"threads": 1}):
+        raise RuntimeError("the watcher failed")
+    assert con.execute(settings).fetchall() == before
+    with tuning.duckdb_settings(con, {"threads": 1}):
+        con.close()  # closed inside the block: nothing to put back
+
+
+def test_the_arrow_memory_pool_is_put_back() -> None:
+    import pyarrow as pa
+
+    before = pa.default_memory_pool().backend_name
+    with tuning.arrow_memory_pool(tuning.WATCHER_ARROW_POOL):
+        assert pa.default_memory_pool().backend_name == tuning.WATCHER_ARROW_POOL
+        assert pa.array(["kept"] * 3).to_pylist() == ["kept"] * 3
+    assert pa.default_memory_pool().backend_name == before

@@ -280,7 +280,8 @@ class Segments:
     def compact(self, con: duckdb.DuckDBPyConnection | None = None, merge_at: int = MERGE_AT) -> int:
         """Merge each day's small segments of a table into one, in their order; returns the merges made. Safe
         from another thread with a cursor of its own: DuckDB streams the merge to its file outside the lock
-        (memory stays flat, the GIL free), and the swap is a transaction of its own."""
+        (the GIL free; memory flat on one DuckDB thread, as the watcher runs it, not on two: tuning.WATCHER_DUCKDB),
+        and the swap is a transaction of its own."""
         con = con or self.con
         groups = con.execute(
             "SELECT tbl, day, list(seq ORDER BY seq), list(file ORDER BY seq), sum(rows)::BIGINT, max(max_id), "

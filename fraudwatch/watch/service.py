@@ -66,30 +66,33 @@ class Watcher(Reading):
 
     def run(self, max_seconds: float | None = None) -> int:
         """Run until SIGTERM/SIGINT (or `stop()`, or `max_seconds`); returns the exit code."""
-        with tuning.switch_interval(SWITCH_INTERVAL):
+        with tuning.switch_interval(SWITCH_INTERVAL), tuning.arrow_memory_pool(tuning.WATCHER_ARROW_POOL):
             return self._run(max_seconds)
 
     def _run(self, max_seconds: float | None) -> int:
         self._open()
+        assert self.store is not None
         deadline = time.monotonic() + max_seconds if max_seconds else None
         failures = 0
         try:
-            self.wake.set()  # a first pass at once: read what was written while we were down
-            while not self.stopping:
-                try:
-                    self._cycle()
-                    failures = 0
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception:  # one bad pass must not end the service; a persistent fault must
-                    failures += 1
-                    log.exception("pass failed (%d in a row)", failures)
-                    if failures >= MAX_FAILURES:
-                        log.error("giving up after %d failed passes in a row", failures)
-                        return 1
-                    time.sleep(min(5.0, 0.5 * failures))
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            # (the memory the warm-up in _open freed goes back to the system too, once DuckDB's allocator has threads)
+            with tuning.duckdb_settings(self.store.con, tuning.WATCHER_DUCKDB):
+                self.wake.set()  # a first pass at once: read what was written while we were down
+                while not self.stopping:
+                    try:
+                        self._cycle()
+                        failures = 0
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except Exception:  # one bad pass must not end the service; a persistent fault must
+                        failures += 1
+                        log.exception("pass failed (%d in a row)", failures)
+                        if failures >= MAX_FAILURES:
+                            log.error("giving up after %d failed passes in a row", failures)
+                            return 1
+                        time.sleep(min(5.0, 0.5 * failures))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
         finally:
             self._close()
         return 0

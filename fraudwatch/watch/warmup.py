@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from fraudwatch.detect.decide import Alert
 from fraudwatch.detect.runners.engine import Engine
@@ -29,6 +30,7 @@ from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, data_range
 from fraudwatch.detect.types.base import RuleType
 
 log = logging.getLogger("fraudwatch.watch")
+WARMUP_BATCH = 100_000  # rows of the recent past fed to the rules at a time
 
 ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
                 "value", "action", "trusted", "report_only", "description", "evidence", "updates")
@@ -61,7 +63,12 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
 def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[RuleType], horizon: dt.timedelta,
                   max_rows: int) -> int:
     """Feed `engine` each table's events of the last `horizon` before the newest stored (at most the newest
-    `max_rows`), before the watcher reads anything new; matches dropped."""
+    `max_rows`), before the watcher reads anything new; matches dropped.
+
+    The rows are found by their time alone first (one column), then read in order and fed in batches of
+    `WARMUP_BATCH` (the rules give the same state for any cut of the stream): reading them as one frame, sorted
+    twice, cost the watcher 650 MiB at its start on a store of a million recent events, for a 40 MiB frame
+    (figures: benchmarks/RESULTS.md, "Watcher warm-up in batches")."""
     span = max((float(r.common.window) for r in rules), default=0.0)
     horizon = min(horizon, dt.timedelta(seconds=span))
     fed = 0
@@ -71,11 +78,20 @@ def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[Ru
         (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
         if newest is None:
             continue
+        # the oldest time among the newest `max_rows` rows of the horizon, and how many rows are that recent (more
+        # than `max_rows` when several share that time: the oldest of those in ORDER's order are skipped)
+        (since,) = con.execute(f"SELECT min({col}) FROM (SELECT {col} FROM {table} WHERE {col} > ? "
+                               f"ORDER BY {col} DESC LIMIT ?)", [newest - horizon, max_rows]).fetchall()[0]
+        if since is None:
+            continue
+        (recent,) = con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [since]).fetchall()[0]
         cols = ", ".join(f'"{c}"' for c in engine.columns(table))
-        frame = con.sql(
-            f"SELECT * FROM (SELECT {cols} FROM {table} WHERE {col} > ? ORDER BY {col} DESC LIMIT ?) "
-            f"ORDER BY {ORDER[table]}", params=[newest - horizon, max_rows]).pl()
-        if frame.height:
-            engine.process(table, frame)
-            fed += frame.height
+        reader = con.sql(f"SELECT {cols} FROM {table} WHERE {col} >= ? ORDER BY {ORDER[table]} OFFSET ?",
+                         params=[since, max(0, int(recent) - max_rows)]).to_arrow_reader(WARMUP_BATCH)
+        for batch in reader:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            if frame.height:
+                engine.process(table, frame)
+                fed += frame.height
     return fed
