@@ -35,6 +35,14 @@ FOUNDATION_RATE = {"vos3000-sipproxy": 2_000_000 / 18.0, "vos3000-cdr": 1_000_00
 BOUND = 1.3
 
 
+def _disk(db: Path) -> int:
+    """The store's bytes on disk: its file, its write-ahead log and its event segments (`<store>.segments/`)."""
+    files = [db, db.with_name(db.name + ".wal")]
+    seg = db.with_name(db.name + ".segments")
+    files += [p for p in seg.rglob("*") if p.is_file()] if seg.is_dir() else []
+    return sum(p.stat().st_size for p in files if p.exists())
+
+
 def write_cdrs(path: Path, rows: int, seed: int = 1) -> None:
     """rows e_cdr lines (the columns the simulator writes), starttime/stoptime epoch ms."""
     rng = np.random.default_rng(seed)
@@ -144,7 +152,7 @@ def _measure(work: Path, path: Path, fmt: str, unit: str, name: str, extra: tupl
         con.close()
     print(f"{name:24s} {n:>10,} {unit} in {elapsed:6.2f} s = {n / elapsed:>10,.0f} {unit}/s; "
           f"parsed {summary['parsed']:,}, ignored {summary['ignored']:,}, rejected {summary['rejected']:,}; "
-          f"peak RSS {rss / 2**20:,.0f} MiB; store {db.stat().st_size / 1e6:,.0f} MB{alerts}", flush=True)
+          f"peak RSS {rss / 2**20:,.0f} MiB; store {_disk(db) / 1e6:,.0f} MB{alerts}", flush=True)
     return n, elapsed
 
 
