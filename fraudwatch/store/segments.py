@@ -187,7 +187,10 @@ class Segments:
             self._written.clear()
             self._dirty.clear()
             if changed:
-                self.write_listing(con)
+                try:
+                    self.write_listing(con)
+                except OSError as exc:  # committed all the same; readers elsewhere see the previous listing
+                    log.error("cannot write %s: %s", self.root / LISTING, exc)
 
     def append(self, table: str, rows: pa.Table) -> None:
         """Add `rows` (the table's columns, in any order) inside `transaction()`: as segments when the batch is big
