@@ -192,4 +192,6 @@ class Committer:
         with self.segments.transaction(con):
             for table, got in rows:
                 self.segments.append(table, got)
-            return positions.advance(con, pos, path, ident, fmt, end_offset, end_line_no)
+            new_pos = positions.advance(con, pos, path, ident, fmt, end_offset, end_line_no)
+        self.segments.maybe_compact(con)
+        return new_pos

@@ -221,3 +221,22 @@ def test_an_older_store_is_migrated_its_rows_moved_into_segments(tmp_path: Path)
         assert store.con.execute("SELECT id, src_ip FROM sip_events ORDER BY id").fetchall() == \
             [(1, "192.0.2.1"), (2, "192.0.2.2")]
         assert segments.next_id(store.con, "sip_events") == 3
+
+
+def test_a_long_backfill_merges_as_it_goes_so_views_stay_over_few_files(tmp_path: Path, formats: dict[str, Format],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudwatch.config import IngestConfig
+
+    monkeypatch.setattr(segments, "DIRECT_ROWS", 100)  # every chunk a segment ...
+    monkeypatch.setattr(segments, "COMPACT_ABOVE", 12)  # ... and few of them allowed before merging
+    monkeypatch.setattr(segments, "MERGE_AT", 8)
+    log = tmp_path / "sipproxy.log"
+    write(log, sip_lines(20_000))
+    with Store(tmp_path / "s.duckdb") as store:
+        summary = Ingestor(store, formats, IngestConfig(chunk_bytes=32_768)).ingest(log, "vos3000-sipproxy")
+        assert summary.error is None and summary.parsed == 15_000
+        (listed,) = store.con.execute("SELECT count(*) FROM segments").fetchall()[0]
+        assert listed < 12 + 8  # merged along the way (some 60 chunks were written)
+        assert store.con.execute("SELECT count(*), count(DISTINCT id) FROM sip_events").fetchall() == \
+            [(15_000, 15_000)]
+        assert store.segments.files == listed
