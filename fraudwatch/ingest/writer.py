@@ -22,6 +22,7 @@ from fraudwatch.arrays import int64_values, int64s, repeated, strings, utc_micro
 from fraudwatch.formats.engine import LineParser, Parsed
 from fraudwatch.sources.reader import BadLine, Identity
 from fraudwatch.store import positions
+from fraudwatch.store.compaction import maybe_compact
 from fraudwatch.store.schema import TABLES, arrow_schema
 from fraudwatch.store.segments import Segments, next_id
 
@@ -193,5 +194,5 @@ class Committer:
             for table, got in rows:
                 self.segments.append(table, got)
             new_pos = positions.advance(con, pos, path, ident, fmt, end_offset, end_line_no)
-        self.segments.maybe_compact(con)
+        maybe_compact(self.segments, con)
         return new_pos

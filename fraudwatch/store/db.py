@@ -14,8 +14,10 @@ from pathlib import Path
 import duckdb
 
 from fraudwatch.errors import StoreError
+from fraudwatch.store.compaction import empty_trash
+from fraudwatch.store.layout import SEGMENTED, segments_root, view_sql
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
-from fraudwatch.store.segments import SEGMENTED, Segments, segments_root, view_sql
+from fraudwatch.store.segments import Segments
 
 
 class StoreLocked(StoreError):
@@ -84,6 +86,7 @@ class Store:
         self.migrate()
         self.segments = Segments(self.con, path)
         self.segments.recover()
+        empty_trash(self.segments)  # what merges replaced, once readers are done with it
         self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
 
     def migrate(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from fraudwatch.errors import StoreError
-from fraudwatch.store.segments import SEGMENTED, read_listing, segments_root, view_sql
+from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, view_sql
 
 MANIFEST = "manifest.json"
 GRACE_SECONDS = 600.0

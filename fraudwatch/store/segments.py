@@ -10,8 +10,8 @@ per day by `flush_hot` at most a second or so later — a segment a pass would l
 Exactly once: a segment is written and fsynced under a temporary name, renamed, fsynced into its folder, then
 recorded in the manifest inside the caller's transaction, the one that moves the file positions it covers (or,
 for a flush, deletes the hot rows it holds). A crash before the commit leaves a file that no manifest row names;
-`Segments.recover`, run by the writer at open, deletes it. Files a compaction replaced stay `GRACE_SECONDS` in
-`segment_trash` before they are deleted, so a reader that listed them keeps working meanwhile.
+`Segments.recover`, run by the writer at open, deletes it. Merges of small segments are
+`fraudwatch.store.compaction`'s; the folder layout, the encoding and the views are `fraudwatch.store.layout`'s.
 
 Readers in other processes (while the writer holds the DuckDB file) read `_segments.json`, the manifest's copy
 that the writer replaces atomically after each commit that changed it.
@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -37,84 +35,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fraudwatch.arrays import instant
+from fraudwatch.store.layout import (
+    LISTING,
+    NO_DAY,
+    SEGMENTED,
+    day_parts,
+    fsync_path,
+    hot,
+    parquet_options,
+    segments_root,
+    view_sql,
+)
 from fraudwatch.store.schema import TABLES, arrow_schema
 
 log = logging.getLogger("fraudwatch.store")
 
-# Append-only tables and the time column that names a row's day.
-SEGMENTED: dict[str, str] = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_time",
-                             "rejects": "ingested_at"}
-LISTING = "_segments.json"
-NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # rows without a time (Hive's name for a NULL partition value)
 # A batch of at least this many rows is written as a segment straight away; smaller ones wait in the hot table.
 DIRECT_ROWS = 20_000
 FLUSH_ROWS = 200_000  # hot rows that are flushed whatever their age
-SMALL_BYTES = 16 << 20  # segments below this size are merged ...
-MERGE_AT = 16  # ... once a day of a table has this many of them
-COMPACT_ABOVE = 512  # segments listed beyond which a writer merges as it goes (the watcher merges every 30 s)
-GRACE_SECONDS = 120.0  # a replaced segment is deleted this long after it left the manifest
-ZSTD_LEVEL = 3
-
-
-def hot(table: str) -> str:
-    return f"hot_{table}"
-
-
-def segments_root(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + ".segments")
-
-
-def _sql_text(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def view_sql(table: str, files: Sequence[Path], with_hot: bool) -> str:
-    """The view that shows `table`: its hot rows (in the writer's file) and its segments. Every segment has the
-    table's columns in the table's order (`Segments.append` makes them so), so the files are read by position:
-    binding the view then costs a fifth of reading every footer by name (a migration that adds a column to an
-    event table rewrites its segments or moves to `union_by_name`)."""
-    parts = [f"SELECT * FROM {hot(table)}"] if with_hot else []
-    if files:
-        listed = ", ".join(_sql_text(str(f)) for f in files)
-        parts.append(f"SELECT * FROM read_parquet([{listed}])")
-    if not parts:  # a reader of a table with no segment yet: no rows, the table's columns
-        cols = ", ".join(f'NULL::{c.type} AS "{c.name}"' for c in TABLES[table].columns)
-        parts.append(f"SELECT {cols} WHERE false")
-    return " UNION ALL BY NAME ".join(parts) if len(parts) > 1 else parts[0]
-
-
-@functools.cache
-def parquet_options(table: str) -> dict[str, Any]:
-    """How a table's segments are encoded: zstd; 64-bit integers and times (ids, line numbers, offsets, event
-    times: mostly increasing) delta-encoded, the rest with dictionaries. Against dictionaries everywhere, a third
-    smaller and half the encoding time (figures: benchmarks/RESULTS.md, "Segment encoding")."""
-    wide = [f.name for f in arrow_schema(table) if f.type == pa.int64() or pa.types.is_timestamp(f.type)]
-    return {"compression": "zstd", "compression_level": ZSTD_LEVEL,
-            "use_dictionary": [n for n in TABLES[table].names if n not in wide],
-            "column_encoding": dict.fromkeys(wide, "DELTA_BINARY_PACKED")}
-
-
-def day_parts(rows: pa.Table, column: str) -> list[tuple[str, pa.Table]]:
-    """`rows` cut by the UTC day of `column` (one part, without a copy, when they share a day)."""
-    days = pc.cast(rows.column(column), pa.date32())
-    unique = pc.unique(days)
-    if len(unique) == 1 and unique[0].is_valid:
-        return [(unique[0].as_py().isoformat(), rows)]
-    parts = []
-    for day in unique:
-        if not day.is_valid:
-            parts.append((NO_DAY, rows.filter(pc.is_null(days))))
-        else:
-            parts.append((day.as_py().isoformat(), rows.filter(pc.equal(days, day))))
-    return parts
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _OPEN: dict[int, Segments] = {}  # id of a writer's connection -> its store's segments
@@ -228,6 +166,19 @@ class Segments:
         self.feed[table] = []
         return pa.concat_tables(got) if len(got) > 1 else got[0]
 
+    # ------------------------------------------------------------------ for the merges (fraudwatch.store.compaction)
+
+    def new_seq(self) -> int:
+        with self.lock:
+            self.seq += 1
+            return self.seq
+
+    def adopt(self, path: Path, table: str) -> None:
+        """Inside `transaction()`: `path`, written for `table`, is deleted if the transaction fails, and the
+        table's view is made again on commit."""
+        self._written.append(path)
+        self._dirty.add(table)
+
     # ------------------------------------------------------------------ writing segments
 
     def _write(self, con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> list[Path]:
@@ -241,9 +192,9 @@ class Segments:
             tmp = path.with_name(path.name + ".tmp")
             pq.write_table(part, tmp, **parquet_options(table))
             self.files += 1
-            _fsync_path(tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
-            _fsync_path(path.parent)
+            fsync_path(path.parent)
             self._written.append(path)
             self._record(con, self.seq, table, day, rel, part)
             out.append(path)
@@ -283,63 +234,6 @@ class Segments:
         self.hot_since = None
         return moved
 
-    # ------------------------------------------------------------------ compaction
-
-    def compact(self, con: duckdb.DuckDBPyConnection | None = None, merge_at: int | None = None) -> int:
-        """Merge each day's small segments of a table into one, in their order; returns the merges made. Safe
-        from another thread with a cursor of its own: DuckDB streams the merge to its file outside the lock
-        (the GIL free; memory flat on one DuckDB thread, as the watcher runs it, not on two: tuning.WATCHER_DUCKDB),
-        and the swap is a transaction of its own."""
-        con = con or self.con
-        groups = con.execute(
-            "SELECT tbl, day, list(seq ORDER BY seq), list(file ORDER BY seq), sum(rows)::BIGINT, max(max_id), "
-            "min(min_time), max(max_time) FROM segments WHERE bytes < ? GROUP BY ALL HAVING count(*) >= ? "
-            "ORDER BY 1, 2", [SMALL_BYTES, merge_at or MERGE_AT]).fetchall()
-        merges = 0
-        for table, day, seqs, files, rows, max_id, lo, hi in groups:
-            with self.lock:
-                self.seq += 1
-                seq = self.seq
-            day_name = day.isoformat() if day is not None else NO_DAY
-            rel = Path(table) / f"day={day_name}" / f"{seq:012d}.parquet"
-            path = self.root / rel
-            tmp = path.with_name(path.name + ".tmp")
-            listed = ", ".join(_sql_text(str(self.root / f)) for f in files)
-            cols = ", ".join(f'"{c}"' for c in TABLES[table].names)
-            con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "
-                        f"{_sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
-            _fsync_path(tmp)
-            os.replace(tmp, path)
-            _fsync_path(path.parent)
-            with self.transaction(con):
-                self._written.append(path)
-                gone = con.execute("DELETE FROM segments WHERE list_contains(?, seq) RETURNING file",
-                                   [seqs]).fetchall()
-                if len(gone) != len(seqs):  # changed meanwhile (cannot happen with one writer): leave it
-                    raise RuntimeError(f"segments of {table} {day_name} changed during their merge")
-                now = dt.datetime.now(dt.UTC)
-                con.executemany("INSERT INTO segment_trash VALUES (?, ?)", [[f, now] for (f,) in gone])
-                con.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [seq, table, day, str(rel), rows, path.stat().st_size, max_id, lo, hi, now])
-                self._dirty.add(table)
-            merges += 1
-            self.files -= len(seqs) - 1
-        self.empty_trash(con)
-        return merges
-
-    def maybe_compact(self, con: duckdb.DuckDBPyConnection | None = None) -> int:
-        """`compact` once many segments are listed: a backfill of months of logs, segment by segment, would
-        otherwise make every commit rebind views over thousands of files."""
-        return self.compact(con) if self.files >= COMPACT_ABOVE else 0
-
-    def empty_trash(self, con: duckdb.DuckDBPyConnection | None = None, grace: float = GRACE_SECONDS) -> None:
-        con = con or self.con
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace)
-        with self.lock:
-            done = con.execute("DELETE FROM segment_trash WHERE removed_at <= ? RETURNING file", [cutoff]).fetchall()
-        for (rel,) in done:
-            (self.root / rel).unlink(missing_ok=True)
-
     # ------------------------------------------------------------------ open: recovery and views
 
     def recover(self) -> None:
@@ -364,7 +258,6 @@ class Segments:
                           "from the store's views", len(missing), self.root, missing[0])
                 con.execute("DELETE FROM segments WHERE list_contains(?, file)", [missing])
             self._dirty.update(SEGMENTED)
-        self.empty_trash()
 
     def _refresh_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         files = [self.root / r[0] for r in con.execute(
@@ -381,22 +274,6 @@ class Segments:
         tmp = self.root / f".{LISTING}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(body), encoding="utf-8")
         os.replace(tmp, self.root / LISTING)
-
-
-def read_listing(root: Path) -> tuple[dict[str, list[Path]], dt.datetime | None]:
-    """The segments of each table as the writer last listed them, and when (no listing: none, None)."""
-    try:
-        raw = json.loads((root / LISTING).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {t: [] for t in SEGMENTED}, None
-    tables = raw.get("tables", {}) if isinstance(raw, dict) else {}
-    out = {t: [root / str(f) for f in tables.get(t, []) if isinstance(f, str) and ".." not in f]
-           for t in SEGMENTED}
-    try:
-        when = dt.datetime.fromisoformat(str(raw.get("written_at")))
-    except ValueError:
-        when = None
-    return out, when
 
 
 def next_id(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -73,8 +73,8 @@ def offline_status(cfg: Config) -> dict[str, Any]:
 def store_facts(store_path: Path) -> dict[str, Any]:
     """The store's size, its event segments' and its snapshot's for readers, today's events, the last alert, and
     when the snapshot was published (when the store is one); `store_error` when it cannot be opened."""
+    from fraudwatch.store.layout import segments_root
     from fraudwatch.store.replica import replica_dir
-    from fraudwatch.store.segments import segments_root
 
     size = store_path.stat().st_size if store_path.exists() else 0
     wal = store_path.with_name(store_path.name + ".wal")

@@ -34,6 +34,7 @@ from fraudwatch.detect.runners.replay import ORDER
 from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.ingest import Ingestor
+from fraudwatch.store.compaction import compact
 from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
 from fraudwatch.watch.files import watch_dirs
@@ -306,7 +307,7 @@ class Watcher(Reading):
             if self.stopping:
                 break
             try:
-                self.store.segments.compact(cursor)
+                compact(self.store.segments, cursor)
             except Exception as exc:  # more small files until the next try; nothing is lost
                 log.error("compacting segments failed: %s", exc)
 

@@ -15,7 +15,7 @@ import pytest
 
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest import Ingestor
-from fraudwatch.store import positions, segments
+from fraudwatch.store import compaction, layout, positions, segments
 from fraudwatch.store.db import Store, open_read_only
 from fraudwatch.store.schema import MIGRATIONS, TABLES, arrow_schema, create_table_sql
 from tests.test_ingest import sip_lines, write
@@ -43,7 +43,7 @@ def test_a_big_batch_is_a_segment_in_its_days_folder_readable_by_other_tools(tmp
         summary = Ingestor(store, formats).ingest(log, "vos3000-sipproxy")
         assert store.con.execute("SELECT count(*) FROM hot_sip_events").fetchall() == [(0,)]
         assert store.con.execute("SELECT count(*) FROM sip_events").fetchall() == [(summary.parsed,)]
-    root = segments.segments_root(tmp_path / "s.duckdb")
+    root = layout.segments_root(tmp_path / "s.duckdb")
     assert _files(root) == ["sip_events/day=2026-11-20/000000000001.parquet"]
     # hive-partitioned, zstd: pyarrow (or Spark, Trino, DuckDB) reads it as it is, with the day as a column
     table = ds.dataset(root / "sip_events", format="parquet", partitioning="hive").to_table()
@@ -60,7 +60,7 @@ def test_a_failed_transaction_leaves_no_file_and_no_row_and_is_read_again(tmp_pa
     log = tmp_path / "sipproxy.log"
     write(log, sip_lines(40_000))
     db = tmp_path / "s.duckdb"
-    root = segments.segments_root(db)
+    root = layout.segments_root(db)
 
     def crash(*_a: object, **_k: object) -> None:  # after the segment was renamed, before the commit
         assert _files(root), "the segment is written before the position moves"
@@ -87,7 +87,7 @@ def test_files_no_commit_recorded_are_removed_at_open_and_listed_ones_kept(tmp_p
     db = tmp_path / "s.duckdb"
     with Store(db) as store:
         Ingestor(store, formats).ingest(log, "vos3000-sipproxy")
-    root = segments.segments_root(db)
+    root = layout.segments_root(db)
     kept = _files(root)
     assert len(kept) == 1
     # a crash between a segment's rename and its commit, and one during its write
@@ -113,7 +113,7 @@ def test_a_listed_segment_deleted_by_hand_is_dropped_with_an_error_not_a_broken_
         write(log, [line.replace("2026-11-20", f"2026-11-0{day}") for line in sip_lines(100)])
         with Store(db) as store:
             Ingestor(store, formats).ingest(log, "vos3000-sipproxy")
-    root = segments.segments_root(db)
+    root = layout.segments_root(db)
     (first,) = [f for f in _files(root) if "day=2026-11-01" in f]
     (root / first).unlink()
     with Store(db) as store:
@@ -150,12 +150,12 @@ def test_small_batches_wait_hot_then_flush_and_small_segments_merge_per_day(tmp_
         root = segs.root
         small = _files(root)
         assert len(small) == 6
-        assert segs.compact(merge_at=4) == 1
+        assert compaction.compact(segs, merge_at=4) == 1
         assert store.con.execute("SELECT rows FROM segments").fetchall() == [(600,)]
         assert len(_files(root)) == 7  # the merged files wait out their grace period for readers
         assert store.con.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM rejects").fetchall() \
             == [(600, 600, 1, 600)]
-        segs.empty_trash(grace=0)
+        compaction.empty_trash(segs, grace=0)
         assert len(_files(root)) == 1
         assert store.con.execute("SELECT count(*) FROM segment_trash").fetchall() == [(0,)]
         # the merged day file keeps the rows in their order
@@ -228,8 +228,8 @@ def test_a_long_backfill_merges_as_it_goes_so_views_stay_over_few_files(tmp_path
     from fraudwatch.config import IngestConfig
 
     monkeypatch.setattr(segments, "DIRECT_ROWS", 100)  # every chunk a segment ...
-    monkeypatch.setattr(segments, "COMPACT_ABOVE", 12)  # ... and few of them allowed before merging
-    monkeypatch.setattr(segments, "MERGE_AT", 8)
+    monkeypatch.setattr(compaction, "COMPACT_ABOVE", 12)  # ... and few of them allowed before merging
+    monkeypatch.setattr(compaction, "MERGE_AT", 8)
     log = tmp_path / "sipproxy.log"
     write(log, sip_lines(20_000))
     with Store(tmp_path / "s.duckdb") as store:
