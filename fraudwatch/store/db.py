@@ -15,7 +15,7 @@ import duckdb
 
 from fraudwatch.errors import StoreError
 from fraudwatch.store.compaction import empty_trash
-from fraudwatch.store.layout import SEGMENTED, segments_root, view_sql
+from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fraudwatch.store.segments import Segments
 
@@ -59,11 +59,8 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
 def _segment_views(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """The event tables as temporary views over the segments where they are now (the stored views name the
     folder the writer last saw; a store copied elsewhere still reads)."""
-    root = segments_root(path)
     for table in SEGMENTED:
-        files = [root / r[0] for r in con.execute(
-            "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
-        con.execute(f"CREATE TEMP VIEW {table} AS {view_sql(table, files, with_hot=True)}")
+        make_view(con, segments_root(path), table, "TEMP")
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,6 +36,14 @@ def segments_root(store_path: Path) -> Path:
 
 def sql_text(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def make_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, kind: str = "") -> None:
+    """`CREATE OR REPLACE {kind} VIEW table` over its hot table and the segments the manifest on `con` lists,
+    found under `root` (the writer's views; a read-only connection's temporary ones, `kind` "TEMP")."""
+    files = [root / r[0] for r in con.execute(
+        "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
+    con.execute(f"CREATE OR REPLACE {kind} VIEW {table} AS {view_sql(table, files, with_hot=True)}")
 
 
 def view_sql(table: str, files: Sequence[Path], with_hot: bool) -> str:

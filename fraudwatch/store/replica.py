@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from fraudwatch.errors import StoreError
-from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, view_sql
+from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, sql_text, view_sql
 
 MANIFEST = "manifest.json"
 GRACE_SECONDS = 600.0
@@ -74,7 +74,7 @@ class Publisher:
 
     def _copy(self, select: str, params: list[Any], name: str) -> str:
         tmp = self.folder / f".{name}.tmp"
-        self.con.execute(f"COPY ({select}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)", params)
+        self.con.execute(f"COPY ({select}) TO {sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)", params)
         os.replace(tmp, self.folder / name)
         return name
 
@@ -120,10 +120,6 @@ class Publisher:
                 p.unlink(missing_ok=True)
 
 
-def _sql_path(p: Path) -> str:
-    return str(p).replace("'", "''")
-
-
 def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with one view per table: the event tables over their listed segments, the small
     tables over the latest snapshot (absent until the watcher's first publication)."""
@@ -138,7 +134,7 @@ def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
     for t, files in (m.tables.items() if m is not None else ()):
         if t in SEGMENTED or not t.isidentifier():
             continue
-        listed = ", ".join(f"'{_sql_path(folder / f)}'" for f in files if "/" not in f and ".." not in f)
+        listed = ", ".join(sql_text(str(folder / f)) for f in files if "/" not in f and ".." not in f)
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")
     for t, paths in segments.items():
         con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")

@@ -42,9 +42,9 @@ from fraudwatch.store.layout import (
     day_parts,
     fsync_path,
     hot,
+    make_view,
     parquet_options,
     segments_root,
-    view_sql,
 )
 from fraudwatch.store.schema import TABLES, arrow_schema
 
@@ -103,17 +103,14 @@ class Segments:
             try:
                 yield
                 for table in sorted(self._dirty):
-                    self._refresh_view(con, table)
+                    make_view(con, self.root, table)
                 con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 for path in self._written:
                     path.unlink(missing_ok=True)
-                self._pending.clear()
-                self._pending_hot.clear()
-                self._written.clear()
-                self._dirty.clear()
+                self._forget_open()
                 raise
             finally:
                 self._txn_con = None
@@ -124,15 +121,19 @@ class Segments:
                 self.hot_rows[table] += n
                 if n > 0 and self.hot_since is None:
                     self.hot_since = time.monotonic()
-            self._pending.clear()
-            self._pending_hot.clear()
-            self._written.clear()
-            self._dirty.clear()
+            self._forget_open()
             if changed:
                 try:
                     self.write_listing(con)
                 except OSError as exc:  # committed all the same; readers elsewhere see the previous listing
                     log.error("cannot write %s: %s", self.root / LISTING, exc)
+
+    def _forget_open(self) -> None:
+        """The open transaction's files, rows and views, once it committed or rolled back."""
+        self._pending.clear()
+        self._pending_hot.clear()
+        self._written.clear()
+        self._dirty.clear()
 
     def append(self, table: str, rows: pa.Table) -> None:
         """Add `rows` (the table's columns, in any order) inside `transaction()`: as segments when the batch is big
@@ -258,11 +259,6 @@ class Segments:
                           "from the store's views", len(missing), self.root, missing[0])
                 con.execute("DELETE FROM segments WHERE list_contains(?, file)", [missing])
             self._dirty.update(SEGMENTED)
-
-    def _refresh_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
-        files = [self.root / r[0] for r in con.execute(
-            "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS {view_sql(table, files, with_hot=True)}")
 
     def write_listing(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         """`_segments.json`: the manifest for readers in other processes, replaced atomically."""
