@@ -219,6 +219,14 @@ class Enforcer:
         extra = f" (replaces {len(superseded)} ban(s) inside it)" if superseded else ""
         return f"banned {render(net)} until {when(expires)} (ban #{ban.id}){extra}" + err_suffix(error)
 
+    def listing(self, now: dt.datetime, include_history: bool = False,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        """The bans as the store holds them (`state.listing`), the writes left behind made first. Through the
+        store's lock like every use of `con`: a DuckDB connection refuses a second thread's call while it runs
+        one (the early-ban thread's writes). Not `_locked`: a listing waits for the store, not for decisions."""
+        with self._store() as con:
+            return state.listing(con, now, include_history, limit)
+
     @_locked
     def unban(self, text: str, now: dt.datetime) -> str:
         self._ensure_loaded(now)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import fraudwatch.enforce.state as state
 from fraudwatch.enforce.enforcer import Enforcer
 from fraudwatch.errors import FraudwatchError
 
@@ -26,7 +25,7 @@ def apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime 
     now = now or dt.datetime.now(dt.UTC)
     try:
         if name == LIST:
-            rows = state.listing(enforcer.con, now, include_history=bool(args.get("all")), limit=args.get("limit"))
+            rows = enforcer.listing(now, include_history=bool(args.get("all")), limit=args.get("limit"))
             return {"ok": True, "rows": [{k: _iso(v) for k, v in r.items()} for r in rows]}
         if name == ADD:
             ttl = args.get("ttl")

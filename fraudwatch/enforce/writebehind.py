@@ -124,16 +124,22 @@ class WriteBehind:
                     work(self.con)
                 except Exception:
                     self.dirty = True  # the next tick reconciles the kernel to what the store holds
+                    self._abort()
                     raise
+
+    def _abort(self) -> None:
+        """No transaction left open by a write that failed, whatever failed in it: an open one would refuse
+        every later BEGIN, and every ban after it would be lost to the store."""
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error as exc:
+            if "no transaction is active" not in str(exc):
+                log.error("firewall: the store's transaction could not be rolled back: %s", exc)
 
     def _record(self, con: duckdb.DuckDBPyConnection, new: Sequence[Ban], extended: Sequence[Ban],
                 superseded: Sequence[Ban], t_now: float) -> None:
         con.execute("BEGIN")
-        try:
-            state.insert(con, new, self.backend.name)
-            state.extend(con, extended)
-            state.remove(con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC), "superseded")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        state.insert(con, new, self.backend.name)
+        state.extend(con, extended)
+        state.remove(con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC), "superseded")
+        con.execute("COMMIT")  # on failure, `_write` rolls back

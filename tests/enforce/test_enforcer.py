@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fraudwatch.config.firewall import RuleTTL
+from fraudwatch.detect.runners.early import Decision
 from fraudwatch.enforce import BanRefused, Enforcer, FirewallConfig, NotBanned, SetFullError
 from fraudwatch.enforce.backends.base import Runner
 from fraudwatch.enforce.backends.dryrun import DryRunBackend
@@ -342,6 +344,43 @@ def test_a_busy_store_never_holds_a_ban_back_and_its_bans_are_written_after(tmp_
     assert linked and linked[0][7].startswith("banned 192.0.2.9")
     rows = e.con.execute("SELECT id, network, source, alert_id FROM bans ORDER BY id").fetchall()
     assert rows == [(1, "192.0.2.1", "rule", 1), (2, "192.0.2.9", "early", 7)]
+
+
+def test_a_listing_waits_for_the_store_rather_than_share_its_connection(tmp_path: Path) -> None:
+    """`bans list` over the control socket runs on the watcher's loop while the early-ban thread writes: one
+    DuckDB connection refuses a second thread's call while it runs one (CI once lost a ban's record, and every
+    ban after it, that way). The listing goes through the store's lock, and sees the writes left behind."""
+    import threading
+
+    from fraudwatch.enforce import ops
+
+    e = make(tmp_path)
+    e.on_alerts([alert(1, "192.0.2.1")], T0)
+    busy, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with e._store():
+            busy.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert busy.wait(5)
+    e.on_early([_decision("192.0.2.9")], T0)  # behind: the store is busy
+    listed: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: listed.append(ops.apply(e, ops.LIST, {}, T0)))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive()  # waits for the store, does not call into the connection the writer holds
+    release.set()
+    writer.join(5)
+    reader.join(5)
+    assert listed and listed[0]["ok"], listed
+    assert [r["network"] for r in listed[0]["rows"]] == ["192.0.2.1", "192.0.2.9"]
+
+
+def _decision(ip: str) -> Decision:
+    return Decision("sip-bruteforce", ip, "critical", 15.0, T0, "brute force")
 
 
 def test_a_ban_the_store_could_not_take_is_lifted_at_the_next_reconcile(tmp_path: Path,
