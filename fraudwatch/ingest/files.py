@@ -170,7 +170,8 @@ class Ingestor:
                 counts, rows = BatchCounts(), list[tuple[str, pa.Table]]()
                 if parsed is not None:
                     counts, rows = parsed_rows(self.con, self.ids, parser, parsed, str(path), batch.first_line_no,
-                                               chunk.lines, opts.max_raw_bytes)
+                                               chunk.lines, opts.max_raw_bytes, batch.repaired)
+                    counts.repaired += len(batch.repaired)
                 bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad)
                 if bad is not None:
                     rows.append(("rejects", bad))

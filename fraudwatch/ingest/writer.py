@@ -33,11 +33,13 @@ class BatchCounts:
     ignored: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    repaired: int = 0  # lines whose bytes were repaired (invalid UTF-8, NUL), whatever became of them
 
     def add(self, other: BatchCounts) -> None:
         self.parsed.update(other.parsed)
         self.ignored += other.ignored
         self.rejected += other.rejected
+        self.repaired += other.repaired
         self.reasons.update(other.reasons)
 
 
@@ -91,9 +93,11 @@ def now_micros() -> int:
 
 
 def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed, source: str,
-                first_line_no: int, lines: int, max_raw_bytes: int) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
+                first_line_no: int, lines: int, max_raw_bytes: int, repaired: np.ndarray | None = None,
+                ) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
     """The good rows of `conv` as rows of the format's table, the rest of `cls` as rows of rejects (the good ones
-    built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse."""
+    built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse.
+    `repaired` lists the line indexes whose bytes were repaired (`fraudwatch.sources.lines`): their rows say so."""
     out: list[tuple[str, pa.Table]] = []
     fmt = parser.fmt
     table = TABLES[fmt.table]
@@ -114,6 +118,10 @@ def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LinePa
             "byte_offset": good.column("off"),
             "format": repeated(fmt.name, n),
             "pattern": pc.take(names, good.column("variant"))})
+        if table.column("repaired") is not None:
+            fixed = repaired if repaired is not None and len(repaired) else None
+            columns["repaired"] = pa.array(np.zeros(n, dtype=bool)) if fixed is None \
+                else pa.array(np.isin(idx, fixed))
         out.append((table.name, full_rows(table.name, columns, n)))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
