@@ -30,6 +30,9 @@ FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges
 class FileState:
     source: SourceConfig
     format: str | None = None  # detected once per file
+    failures: int = 0  # reads of it that failed in a row
+    parked: str | None = None  # why it is no longer read (`fraudwatch.watch.reading.PARK_AFTER` failures)
+    parked_file: tuple[int, int] | None = None  # (device, inode) it was parked as: a new file there is read
 
 
 @dataclass

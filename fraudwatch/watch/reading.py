@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN
@@ -27,6 +28,11 @@ from fraudwatch.watch.base import FileState
 from fraudwatch.watch.files import Signature, files_of, gzip_size
 
 log = logging.getLogger("fraudwatch.watch")
+
+# Reads of one file failing in a row after which it is parked: not read again (the failure, whatever it is, would
+# come back on every change or every pass) until a new file takes its name or the watcher restarts or reloads;
+# `fraudwatch status` lists it, and the log says so once.
+PARK_AFTER = 3
 
 
 class Reading(Acting):
@@ -72,6 +78,11 @@ class Reading(Acting):
         sig = Signature.of(path)
         if sig is None:
             return False
+        if state.parked is not None:
+            if state.parked_file == (sig.dev, sig.inode):
+                return False
+            state.parked, state.parked_file, state.failures = None, None, 0  # a new file under the name
+            self.stats.parked(path, None)
         fmt = self._format_of(path, state)
         if fmt is None:
             return False
@@ -86,19 +97,39 @@ class Reading(Acting):
             self.stats.seen(path, fmt.name, sig.size)
             return False
         started = time.monotonic()
-        summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
-                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
-                                       until=None if is_csv or path.suffix == ".gz" else sig.size)
+        try:
+            summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
+                                           budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
+                                           until=None if is_csv or path.suffix == ".gz" else sig.size)
+        except duckdb.Error:  # the store's fault, not the file's: the pass fails (and the service says so)
+            raise
+        except Exception as exc:  # this file's content broke its reading: the other files are read all the same
+            log.exception("reading %s failed", path)
+            self._failed(path, fmt.name, state, sig, f"{type(exc).__name__}: {exc}")
+            return False
         self.stats.read(path, fmt.name, summary, sig.size, time.monotonic() - started)
         if summary.error:
-            self.stats.error(path, summary.error)
             self.tracker.done(path, sig)  # not again until it changes
+            self._failed(path, fmt.name, state, sig, summary.error)
             return False
+        state.failures = 0
         if not summary.more:
             self.tracker.done(path, sig)
         if fmt.name == "vos3000-customers" and summary.lines:
             self._refresh_credit()
         return summary.more
+
+    def _failed(self, path: Path, fmt: str, state: FileState, sig: Signature, error: str) -> None:
+        """Count a failed read of `path`; the PARK_AFTER-th in a row parks it."""
+        self.stats.seen(path, fmt, sig.size)
+        self.stats.error(path, error)
+        state.failures += 1
+        if state.failures < PARK_AFTER:
+            return
+        state.parked, state.parked_file = error, (sig.dev, sig.inode)
+        self.stats.parked(path, error)
+        log.error("parked %s after %d failed reads in a row: not read again until another file takes its name or "
+                  "the watcher restarts (last error: %s)", path, state.failures, error)
 
     def _gzip_done(self, path: Path) -> bool:
         """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""
