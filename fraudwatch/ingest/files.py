@@ -26,21 +26,24 @@ from fraudwatch.ingest.summary import FileSummary, Progress
 from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, parsed_rows
 from fraudwatch.sources.lines import to_batch
 from fraudwatch.sources.reader import Chunk, identify, read_chunks
+from fraudwatch.sources.roots import glob_root, inside
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
 
 
 def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named, files inside folders (recursively, sorted, hidden ones skipped), and glob matches."""
+    """Files named, files inside folders (recursively, sorted, hidden ones skipped), and glob matches; a file a
+    folder or glob finds that resolves outside that folder (a link) is refused (`fraudwatch.sources.roots`)."""
     for p in paths:
         if any(ch in str(p) for ch in "*?[") and not p.exists():
             matches = sorted(Path(m) for m in glob.glob(str(p)))
             if not matches:
                 raise SourceError(f"{p}: no file matches")
-            yield from expand_paths(matches)
+            root = glob_root(p)
+            yield from expand_paths(m for m in matches if inside(root, m))
         elif p.is_dir():
             yield from sorted(f for f in p.rglob("*") if f.is_file() and not any(
-                part.startswith(".") for part in f.relative_to(p).parts))
+                part.startswith(".") for part in f.relative_to(p).parts) and inside(p, f))
         elif p.is_file():
             yield p
         elif not p.exists():
