@@ -7,6 +7,7 @@ DuckDB, and commit rows, rejects and the new position together.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ from fraudwatch.formats.engine import LineParser, prepare_connection
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest.csvfiles import ingest_csv
 from fraudwatch.ingest.summary import FileSummary, Progress
-from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, parsed_rows
+from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, latest_time, parsed_rows
 from fraudwatch.sources.lines import to_batch
 from fraudwatch.sources.reader import Chunk, identify, read_chunks
 from fraudwatch.sources.roots import glob_root, inside
@@ -82,6 +83,7 @@ class Ingestor:
         self.ids = IdAllocator(self.con)
         self.segments = store.segments
         self.committer = Committer(self.con, self.segments)
+        self.last_ts: dict[str, dt.datetime] = {}  # per file, the newest line time read so far: rejects' time
         prepare_connection(self.con)
 
     def ingest(self, path: Path, format_name: str | None = None, tz: str = "UTC",
@@ -171,11 +173,14 @@ class Ingestor:
                 parsed = None if not n else parser.parse_batch_small(self.con, batch.table) if n <= SMALL_PARSE \
                     else parser.parse(self.con, batch.table)
                 counts, rows = BatchCounts(), list[tuple[str, pa.Table]]()
+                before = self.last_ts.get(str(path))
                 if parsed is not None:
                     counts, rows = parsed_rows(self.con, self.ids, parser, parsed, str(path), batch.first_line_no,
-                                               chunk.lines, opts.max_raw_bytes, batch.repaired)
+                                               chunk.lines, opts.max_raw_bytes, batch.repaired, before)
                     counts.repaired += len(batch.repaired)
-                bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad)
+                    if (newest := latest_time(parsed.conv)) is not None:
+                        self.last_ts[str(path)] = newest if before is None else max(before, newest)
+                bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad, before)
                 if bad is not None:
                     rows.append(("rejects", bad))
                 counts.rejected += len(batch.bad)

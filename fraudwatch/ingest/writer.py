@@ -70,15 +70,20 @@ class IdAllocator:
         return base
 
 
-def bad_line_rows(ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine]) -> pa.Table | None:
-    """Lines the reader could not take (too long, invalid UTF-8, ...) as rows of rejects."""
+def bad_line_rows(ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine],
+                  ts: dt.datetime | None = None) -> pa.Table | None:
+    """Lines the reader could not take (too long, wrong number of fields, ...) as rows of rejects; their time
+    `ts` (the last line's before them), else when they were rejected."""
     if not bad:
         return None
     n = len(bad)
     base = ids.take("rejects", n)
+    now = now_micros()
+    at = now if ts is None else (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     return full_rows("rejects", {
         "id": int64s(np.arange(base, base + n)),
-        "ingested_at": utc_micros(np.full(n, now_micros())),
+        "ingested_at": utc_micros(np.full(n, now)),
+        "ts": utc_micros(np.full(n, at)),
         "source": repeated(source, n),
         "line_no": int64s(np.array([b.line_no for b in bad])),
         "byte_offset": int64s(np.array([b.offset for b in bad])),
@@ -94,10 +99,12 @@ def now_micros() -> int:
 
 def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed, source: str,
                 first_line_no: int, lines: int, max_raw_bytes: int, repaired: np.ndarray | None = None,
-                ) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
+                before: dt.datetime | None = None) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
     """The good rows of `conv` as rows of the format's table, the rest of `cls` as rows of rejects (the good ones
     built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse.
-    `repaired` lists the line indexes whose bytes were repaired (`fraudwatch.sources.lines`): their rows say so."""
+    `repaired` lists the line indexes whose bytes were repaired (`fraudwatch.sources.lines`): their rows say so.
+    A reject's `ts` is the time of the last good line before it in the batch, else `before` (the file's last
+    time before the batch), else now."""
     out: list[tuple[str, pa.Table]] = []
     fmt = parser.fmt
     table = TABLES[fmt.table]
@@ -125,16 +132,28 @@ def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LinePa
         out.append((table.name, full_rows(table.name, columns, n)))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
+        now = dt.datetime.now(dt.UTC)
         rejects = con.sql(
-            "SELECT ? + idx AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, ? + idx AS line_no, off AS byte_offset, "
-            "? AS format, reason, left(raw, ?) AS raw, strlen(raw) AS raw_bytes FROM ("
+            "SELECT ? + r.idx AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, ? + r.idx AS line_no, "
+            "r.off AS byte_offset, ? AS format, reason, left(raw, ?) AS raw, strlen(raw) AS raw_bytes, "
+            "coalesce(g.ts, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ) AS ts FROM ("
             "  SELECT idx, off, 'no pattern matched' AS reason, rtrim(line, chr(10)) AS raw FROM cls WHERE k = -2"
             "  UNION ALL"
             "  SELECT conv.idx, conv.off, conv.bad, rtrim(cls.line, chr(10)) FROM conv JOIN cls USING (idx)"
-            "  WHERE conv.bad <> '') ORDER BY idx",
-            params=[rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes]).to_arrow_table()
+            "  WHERE conv.bad <> '') r"
+            " ASOF LEFT JOIN (SELECT idx, ts FROM conv WHERE bad = '' AND ts IS NOT NULL) g ON r.idx > g.idx"
+            " ORDER BY r.idx",
+            params=[rbase, now, source, first_line_no, fmt.name, max_raw_bytes, before, now]).to_arrow_table()
         out.append(("rejects", rejects))
     return counts, out
+
+
+def latest_time(conv: pa.Table) -> dt.datetime | None:
+    """The newest time among `conv`'s good rows (None: none has one)."""
+    if not conv.num_rows or "ts" not in conv.column_names:
+        return None
+    got = pc.max(conv.column("ts").filter(good_mask(conv))).as_py()
+    return got if isinstance(got, dt.datetime) else None
 
 
 def good_mask(conv: pa.Table) -> pa.ChunkedArray:

@@ -180,6 +180,8 @@ REJECTS = Table(
         C("reason", "VARCHAR", "why: no pattern matched, line too long, bad <field>, wrong number of fields ..."),
         C("raw", "VARCHAR", "the line as text (invalid bytes as \\xNN), cut to [ingest] max_raw_bytes"),
         C("raw_bytes", "BIGINT", "the line's full length in bytes"),
+        C("ts", "TIMESTAMPTZ", "when, as near as the file tells: the time of the last line before it that had one "
+          "(in the same read), else when it was rejected; the reject-rate rules count rejects on it (schema 7)"),
     ),
 )
 
@@ -389,8 +391,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         create_table_sql(SEGMENTS), create_table_sql(SEGMENT_TRASH)),
     # Lines with bytes that are not text are stored, repaired, instead of rejected (fraudwatch.sources.lines);
     # the segments written before get the column at the first open (fraudwatch.store.evolve).
-    7: tuple(f"ALTER TABLE hot_{t} ADD COLUMN IF NOT EXISTS repaired BOOLEAN" for t in ("sip_events",
-                                                                                           "netfilter_events")),
+    # Rejects get a time, so that rules can count them (rules/input.yaml).
+    7: (*(f"ALTER TABLE hot_{t} ADD COLUMN IF NOT EXISTS repaired BOOLEAN" for t in ("sip_events", "netfilter_events")),
+        "ALTER TABLE hot_rejects ADD COLUMN IF NOT EXISTS ts TIMESTAMPTZ"),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -139,7 +139,7 @@ class Stats:
                 fs.parked = why
 
     def events(self, table: str, frame: pl.DataFrame) -> None:
-        if not frame.height or "source" not in frame.columns:
+        if not frame.height or "source" not in frame.columns or table == "rejects":
             return
         col = TIME_COLUMN[table]
         latest = frame.group_by("source").agg(pl.col(col).max().alias("t"))
