@@ -369,7 +369,8 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
         out.append(("rejects", con.sql(
             "SELECT ? + row_number() OVER (ORDER BY row) - 1 AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, "
             "row AS line_no, NULL::BIGINT AS byte_offset, ? AS format, bad AS reason, "
-            f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes, ?::TIMESTAMPTZ AS ts FROM csvconv "
+            f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes, "
+            f"coalesce({'start_time' if 'start_time' in cols else 'NULL'}, ?::TIMESTAMPTZ) AS ts FROM csvconv "
             "WHERE bad <> '' ORDER BY row", params=[base, now, source, fmt.name, now]).to_arrow_table()))
     # A key twice in the piece (an export repeating a row): its first row only. Checked first: the check is far
     # cheaper than the window that keeps first rows (figures: benchmarks/RESULTS.md, "CSV repeated keys checked

@@ -55,7 +55,9 @@ def test_a_jump_of_a_sources_rejects_alerts_live_and_in_replay(tmp_path: Path, c
     db = tmp_path / "store.duckdb"
     run = cli("--db", db, "ingest", "--format", "vos3000-sipproxy", "--detect", "--json", log)
     assert run.code == 0, run.err
-    assert json.loads(run.out)["files"][0]["rejected"] == 12 + 150
+    out = json.loads(run.out)
+    assert out["files"][0]["rejected"] == 12 + 150
+    assert out["detection"] == "alongside the ingest"  # scored as the rows were stored
     live = _alerts(db)
     assert [a[:4] for a in live] == [("rejects-spike-source", "key", str(log), "critical")]
     con = duckdb.connect(str(db), read_only=True)
