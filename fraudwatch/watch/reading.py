@@ -20,7 +20,7 @@ from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.registry import Format
-from fraudwatch.sources.reader import identify
+from fraudwatch.sources.reader import fingerprint_of, identify
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
 from fraudwatch.watch.acting import Acting
@@ -79,7 +79,7 @@ class Reading(Acting):
         if sig is None:
             return False
         if state.parked is not None:
-            if state.parked_file == (sig.dev, sig.inode):
+            if state.parked_file is None or self._same_content(path, *state.parked_file):
                 return False
             state.parked, state.parked_file, state.failures = None, None, 0  # a new file under the name
             self.stats.parked(path, None)
@@ -126,10 +126,22 @@ class Reading(Acting):
         state.failures += 1
         if state.failures < PARK_AFTER:
             return
-        state.parked, state.parked_file = error, (sig.dev, sig.inode)
+        try:
+            ident = identify(path)
+        except (OSError, EOFError):
+            ident = None
+        state.parked, state.parked_file = error, (ident.fingerprint, ident.fp_bytes) if ident is not None else None
         self.stats.parked(path, error)
         log.error("parked %s after %d failed reads in a row: not read again until another file takes its name or "
                   "the watcher restarts (last error: %s)", path, state.failures, error)
+
+    @staticmethod
+    def _same_content(path: Path, fingerprint: str, nbytes: int) -> bool:
+        """Whether `path` still begins with the bytes a parked file began with (a few KB read, once a pass)."""
+        try:
+            return fingerprint_of(path, nbytes) == fingerprint
+        except (OSError, EOFError):
+            return True  # unreadable now: left parked
 
     def _gzip_done(self, path: Path) -> bool:
         """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""
