@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudwatch.arrays import int64_values, int64s, repeated, strings, utc_micros
+from fraudwatch.arrays import bools, instant, int64_values, int64s, repeated, strings, utc_micros
 from fraudwatch.formats.engine import LineParser, Parsed
 from fraudwatch.sources.reader import BadLine, Identity
 from fraudwatch.store import positions
@@ -127,8 +127,7 @@ def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LinePa
             "pattern": pc.take(names, good.column("variant"))})
         if table.column("repaired") is not None:
             fixed = repaired if repaired is not None and len(repaired) else None
-            columns["repaired"] = pa.array(np.zeros(n, dtype=bool)) if fixed is None \
-                else pa.array(np.isin(idx, fixed))
+            columns["repaired"] = bools(np.zeros(n, dtype=bool) if fixed is None else np.isin(idx, fixed))
         out.append((table.name, full_rows(table.name, columns, n)))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
@@ -152,8 +151,7 @@ def latest_time(conv: pa.Table) -> dt.datetime | None:
     """The newest time among `conv`'s good rows (None: none has one)."""
     if not conv.num_rows or "ts" not in conv.column_names:
         return None
-    got = pc.max(conv.column("ts").filter(good_mask(conv))).as_py()
-    return got if isinstance(got, dt.datetime) else None
+    return instant(pc.max(conv.column("ts").filter(good_mask(conv))))  # (`as_py` would import pandas)
 
 
 def good_mask(conv: pa.Table) -> pa.ChunkedArray:
