@@ -15,23 +15,22 @@ import duckdb
 
 from fraudwatch.errors import StoreError
 from fraudwatch.store.compaction import empty_trash
+from fraudwatch.store.failures import StoreLocked, classify
 from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fraudwatch.store.segments import Segments
 
-
-class StoreLocked(StoreError):
-    """Another process (normally the watcher) holds the store file."""
+__all__ = ["Store", "StoreLocked", "open_read_only"]
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
+        known = classify(exc, path)  # corrupt, locked (only then the read copy serves), or disk full
+        if known is not None:
+            raise known from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "lock" in first.lower():
-            raise StoreLocked(f"{path}: the store is in use by another fraudwatch process ({first}); if that "
-                              "is the watcher, add files to its [[sources]] or stop it first") from None
         raise StoreError(f"{path}: cannot open the store: {first}") from None
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -80,11 +79,18 @@ class Store:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(path, read_only=False)
-        self.migrate()
-        self.segments = Segments(self.con, path)
-        self.segments.recover()
-        empty_trash(self.segments)  # what merges replaced, once readers are done with it
-        self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
+        try:
+            self.migrate()
+            self.segments = Segments(self.con, path)
+            self.segments.recover()
+            empty_trash(self.segments)  # what merges replaced, once readers are done with it
+            self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
+        except Exception as exc:
+            self.con.close()
+            known = None if isinstance(exc, StoreError) else classify(exc, path)
+            if known is not None:
+                raise known from exc
+            raise
 
     def migrate(self) -> None:
         con = self.con
@@ -111,5 +117,15 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except Exception as closing:
+            known = classify(closing, self.path)
+            if known is not None:
+                raise known from closing
+            raise
+        if exc is not None and not isinstance(exc, StoreError):
+            known = classify(exc, self.path)  # a write that ran out of space, a block that failed its checksum
+            if known is not None:
+                raise known from exc
