@@ -117,7 +117,8 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+    def __exit__(self, *info: object) -> None:
+        exc = info[1] if len(info) > 1 and isinstance(info[1], BaseException) else None
         try:
             self.close()
         except Exception as closing:
