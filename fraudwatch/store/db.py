@@ -16,6 +16,7 @@ import duckdb
 from fraudwatch.errors import StoreError
 from fraudwatch.store.compaction import empty_trash
 from fraudwatch.store.failures import StoreLocked, classify
+from fraudwatch.store.files import make_private, private_umask
 from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fraudwatch.store.segments import Segments
@@ -77,8 +78,10 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        private_umask()  # the store, its log, segments and read copy: 0640 / 0750 whatever the umask
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(path, read_only=False)
+        make_private(path, path.with_name(path.name + ".wal"), segments_root(path))
         try:
             self.migrate()
             self.segments = Segments(self.con, path)
