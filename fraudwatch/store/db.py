@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from fraudwatch.errors import StoreError
+from fraudwatch.errors import FraudwatchError, StoreError
 from fraudwatch.store.compaction import empty_trash
 from fraudwatch.store.failures import StoreLocked, classify
 from fraudwatch.store.files import make_private, private_umask
@@ -90,7 +90,7 @@ class Store:
             self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
         except Exception as exc:
             self.con.close()
-            known = None if isinstance(exc, StoreError) else classify(exc, path)
+            known = None if isinstance(exc, FraudwatchError) else classify(exc, path)
             if known is not None:
                 raise known from exc
             raise
@@ -129,7 +129,7 @@ class Store:
             if known is not None:
                 raise known from closing
             raise
-        if exc is not None and not isinstance(exc, StoreError):
+        if exc is not None and not isinstance(exc, FraudwatchError):
             known = classify(exc, self.path)  # a write that ran out of space, a block that failed its checksum
             if known is not None:
                 raise known from exc

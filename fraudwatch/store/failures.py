@@ -28,7 +28,8 @@ class StoreFull(StoreError):
     """The filesystem under the store (its file, write-ahead log or segments) has no space left."""
 
 
-_CORRUPT = re.compile(r"corrupt|checksum|not a valid duckdb database|invalid (?:database )?header", re.IGNORECASE)
+_CORRUPT = re.compile(r"corrupt database file|does not match stored checksum|not a valid duckdb database",
+                      re.IGNORECASE)
 _LOCKED = re.compile(r"\bcould not set lock\b|\bconflicting lock\b|\block(?:ed)? (?:on|by)\b", re.IGNORECASE)
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _FULL = re.compile(r"no space left on device|disk quota exceeded|file too large", re.IGNORECASE)
@@ -56,20 +57,22 @@ def _is_full(exc: BaseException) -> bool:
     return bool(_FULL.search(str(exc)))
 
 
-def classify(exc: BaseException, path: Path | str) -> StoreError | None:
-    """The store error `exc` (a DuckDB or OS error, or one chained to it) stands for, naming `path`; None when it
-    is none of corrupt, locked or full."""
+def classify(exc: BaseException, path: Path | str | None) -> StoreError | None:
+    """The store error `exc` (a DuckDB or OS error, or one chained to it) stands for, naming `path` (None where it
+    is not known: DuckDB's own text names the file); None when it is none of corrupt, locked or full."""
     chain = _chain(exc)
+    where = path if path is not None else "store"
     for e in chain:
         if _is_full(e):
-            return StoreFull(f"{path}: no space left on device while writing the store ({_first_line(e)}); free "
-                             f"space on the filesystem that holds {Path(path).parent} and run the command again")
+            fs = f"the filesystem that holds {Path(path).parent}" if path is not None else "its filesystem"
+            return StoreFull(f"{where}: no space left on device while writing the store ({_first_line(e)}); free "
+                             f"space on {fs} and run the command again")
     for e in chain:
         if _CORRUPT.search(str(e)):
-            return StoreCorrupt(f"{path}: the store file is corrupt ({_first_line(e)}); stop the watcher, move the "
+            return StoreCorrupt(f"{where}: the store file is corrupt ({_first_line(e)}); stop the watcher, move the "
                                 "file aside, and restore it from a backup or re-ingest the sources into a new store")
     for e in chain:
         if _LOCKED.search(str(e)):
-            return StoreLocked(f"{path}: the store is in use by another fraudwatch process ({_first_line(e)}); if "
+            return StoreLocked(f"{where}: the store is in use by another fraudwatch process ({_first_line(e)}); if "
                                "that is the watcher, add files to its [[sources]] or stop it first")
     return None

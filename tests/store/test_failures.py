@@ -98,3 +98,18 @@ def test_a_full_disk_says_no_space_left_on_device(tmp_path: Path, small_disk: Pa
     assert run.stderr.startswith(f"fraudwatch: {db}: no space left on device"), run.stderr
     assert "free space on the filesystem" in run.stderr
     assert "internal error" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_watcher_whose_disk_fills_says_no_space_left_on_device(tmp_path: Path, small_disk: Path) -> None:
+    src = tmp_path / "sip.log"
+    noise = [os.urandom(40).hex() for _ in range(40_000)]
+    write(src, [f'2026-11-20 03:{i // 1200 % 60:02d}:{i // 20 % 60:02d}.{i % 1000:03d} [INFO] RECV REGISTER from '
+                f'198.51.100.{i % 250 + 1}:5060 user="{1000 + i}" callid="c{i}" ua="{n}"' for i, n in enumerate(noise)])
+    cfg = tmp_path / "fraudwatch.toml"
+    cfg.write_text(f'[store]\npath = "{small_disk / "s.duckdb"}"\n[[sources]]\npath = "{src}"\n'
+                   'format = "vos3000-sipproxy"\n', encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "fraudwatch", "--config", str(cfg), "watch"],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode != 0, run.stderr  # it retries each pass, then gives up for systemd to restart it
+    assert "no space left on device while writing the store" in run.stderr, run.stderr
+    assert "internal error" not in run.stderr and "Traceback" not in run.stderr
