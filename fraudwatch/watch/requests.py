@@ -10,6 +10,7 @@ table of operations (`fraudwatch.watch.ops`) in step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +58,15 @@ def _check(op: str, name: str, arg: Arg, value: object) -> None:
         if not isinstance(value, bool):
             raise UsageError(f"{where} must be true or false, not {_json_type(value)}")
     elif arg.kind == "count":
-        if not _is_int(value):
+        if not isinstance(value, int) or isinstance(value, bool):
             raise UsageError(f"{where} must be an integer, not {_json_type(value)}")
-        if not 0 <= value <= MAX_LIMIT:  # type: ignore[operator]
+        if not 0 <= value <= MAX_LIMIT:
             raise UsageError(f"{where} must be between 0 and {MAX_LIMIT}")
     elif arg.kind == "number":
         if not (_is_int(value) or isinstance(value, float)):
             raise UsageError(f"{where} must be a number, not {_json_type(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # Python's json reads NaN and Infinity
+            raise UsageError(f"{where} must be a finite number")
     elif arg.kind == "params":
         if not isinstance(value, list):
             raise UsageError(f"{where} must be a list, not {_json_type(value)}")
