@@ -68,10 +68,11 @@ def test_idle_and_excess_connections_are_bounded_and_answered(watcher: WatcherPr
     assert watcher.proc is not None
     proc = psutil.Process(watcher.proc.pid)
     before = proc.num_threads()
+    slack = 6  # the watcher's own threads come and go (DuckDB's pool, the acting thread's work)
     idle = [_connect(watcher) for _ in range(60)]  # say nothing, keep the connection open
     try:
         time.sleep(1.0)
-        assert proc.num_threads() <= before + control.MAX_HANDLERS + 2
+        assert proc.num_threads() <= before + control.MAX_HANDLERS + slack
         busy = 0
         for s in idle:  # those past the cap are told at once, not left hanging
             s.settimeout(0.5)
@@ -86,7 +87,7 @@ def test_idle_and_excess_connections_are_bounded_and_answered(watcher: WatcherPr
         assert busy >= 60 - control.MAX_HANDLERS
         # the silent ones are dropped after the read timeout, and the socket serves again
         assert wait_until(lambda: (watcher.call("ping") or {}).get("ok") is True, timeout=control.READ_TIMEOUT + 10)
-        assert proc.num_threads() <= before + 2
+        assert proc.num_threads() <= before + slack  # the handlers' threads ended
     finally:
         for s in idle:
             s.close()
