@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
+MAX_MANUAL_TTL = 10 * 365 * 86400  # a hand-made ban's longest time: ten years (reconcile renews kernel timeouts)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -61,6 +63,22 @@ def _locked(method: _F) -> _F:
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+def manual_ttl(value: object) -> int | None:
+    """A hand-made ban's time in whole seconds (None: `ttl_manual`), or BanRefused saying why not. Over the
+    control socket the value is whatever JSON the client sent: -100 or 1e300 must not reach the kernel or the
+    expiry arithmetic (1e300 seconds from now is no time a datetime can hold)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BanRefused(f"not banned: ttl must be a whole number of seconds, got {json.dumps(str(value))[:40]}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise BanRefused(f"not banned: ttl must be a whole number of seconds, got {value!r}"[:80])
+    if not 1 <= value <= MAX_MANUAL_TTL:
+        raise BanRefused(f"not banned: ttl must be from 1 to {MAX_MANUAL_TTL} seconds (ten years), got "
+                         f"{value!r}"[:100])
+    return int(value)
 
 
 class Enforcer:
@@ -189,7 +207,9 @@ class Enforcer:
     # -- operations for the CLI (and the watcher's control channel) -------------------------------------------
     @_locked
     def ban(self, text: str, now: dt.datetime, ttl: int | None = None, reason: str | None = None) -> str:
-        """Ban an address or network by hand; raises BanRefused for allowlisted or invalid input."""
+        """Ban an address or network by hand; raises BanRefused for allowlisted or invalid input (a `ttl` that is
+        not a whole number of seconds from 1 to `MAX_MANUAL_TTL`)."""
+        ttl = manual_ttl(ttl)
         self._ensure_loaded(now)
         try:
             net = parse_target(text, 128, allow_network=True)
