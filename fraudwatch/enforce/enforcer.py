@@ -30,6 +30,7 @@ from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.backends import make_backend
 from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError
 from fraudwatch.enforce.early import kernel_target
+from fraudwatch.enforce.evidence import early_refusal, lookup, recent_customers
 from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.planning import Proposal, kernel_timeout, plan_alerts, plan_reconcile, supersede
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
+CUSTOMERS_REFRESH = 30.0  # seconds between lookups of the recent customers (for early bans and the sentry)
 MAX_MANUAL_TTL = 10 * 365 * 86400  # a hand-made ban's longest time: ten years (reconcile renews kernel timeouts)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -106,6 +108,8 @@ class Enforcer:
         self.lock = threading.RLock()
         self.writes = WriteBehind(con, self.backend, lambda: len(self._active) > BULK)
         self._next_id: int | None = None  # the next ban id (ids are given before their bans are written)
+        self.customers: frozenset[str] = frozenset()  # recent customers (`evidence.recent_customers`)
+        self._customers_at: float | None = None  # monotonic time of that lookup
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -113,7 +117,9 @@ class Enforcer:
         """Idempotent setup of our table/sets/chain, then a reconcile (restores active bans after a restart)."""
         self.refresh_allowlist()
         self.backend.setup()
-        return self.reconcile(now)
+        report = self.reconcile(now)
+        self.refresh_customers(now, force=True)
+        return report
 
     @_locked
     def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
@@ -133,7 +139,7 @@ class Enforcer:
             kernel = self.writes.kernel
             for net in applied.values():
                 kernel.setdefault(net, None)
-            results = self._on_alerts(decisions, now)
+            results = self._on_alerts(decisions, now, early=True)
             self._settle_early(applied, results, now.timestamp())
         self.write_behind(wait=False)
         return list(results.values())
@@ -155,7 +161,7 @@ class Enforcer:
         if add or remove:
             self.writes.apply(add, remove, t_now)
 
-    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime) -> dict[int, str]:
+    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime, early: bool = False) -> dict[int, str]:
         """Plan the round (`planning.plan_alerts`), then one kernel batch and the store behind it. Early
         decisions have no alert id: their results are keyed by -1, -2, ... and their bans say `early`."""
         self._ensure_loaded(now)
@@ -163,16 +169,21 @@ class Enforcer:
         next_id = self._ids()
         caps = {v: self.backend.capacity(v) for v in (4, 6)}
         plan = plan_alerts(alerts, t_now, self.cfg, self.allowlist, self._active, self._prior_counts(now), next_id,
-                           caps)
+                           caps, self._evidence(alerts, now, early), self.customers)
         self._next_id = plan.next_id
         for text, why, level in plan.refused:
             self._refuse(text, why, level)
+        if plan.made_room:
+            shown = "; ".join(plan.made_room[:3]) + (f"; and {len(plan.made_room) - 3} more"
+                                                     if len(plan.made_room) > 3 else "")
+            self._refuse("(full policy)", f"ban set nearly full ([firewall] full_policy = {self.cfg.full_policy}, "
+                         f"full_at = {self.cfg.full_at}%): {shown}", logging.WARNING)
         new, extended, superseded, out = plan.new, plan.extended, plan.superseded, plan.out
         if new:
             first = min(b.expires for b in new)
             if self._next_expiry is None or first < self._next_expiry:
                 self._next_expiry = first
-        error = self.writes.commit(new, extended, superseded, t_now, plan.entries)
+        error = self.writes.commit(new, extended, superseded, t_now, plan.entries, plan.evicted)
         if plan.linked:
             pairs = [(b.id, b.alert_id) for b in plan.linked]
             self.writes.later(lambda con: state.link(con, pairs))
@@ -189,6 +200,7 @@ class Enforcer:
     def tick(self, now: dt.datetime) -> ReconcileReport | None:
         """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure)."""
         self._ensure_loaded(now)
+        self.refresh_customers(now)
         if self._next_expiry is not None and now.timestamp() >= self._next_expiry:
             self._expire(now)
         due = (self._last_reconcile is None or self.writes.dirty
@@ -328,6 +340,54 @@ class Enforcer:
         self._allowlist_ready = True
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _evidence(self, alerts: Sequence[Proposal], now: dt.datetime,
+                  early: bool) -> Callable[[str, bool], str | None] | None:
+        """What `planning.plan_alerts` asks before a new ban (`fraudwatch.enforce.evidence`). Early decisions
+        never wait for the store: they are checked against the recent customers looked up every
+        `CUSTOMERS_REFRESH` seconds. Alerts: one lookup for the round's addresses that are not banned yet."""
+        if not self.cfg.ban_evidence:
+            return None
+        window = self.cfg.customer_window
+        if early:
+            customers = self.customers
+            return lambda ip, _early: early_refusal(ip, customers, window)
+        since: dict[str, dt.datetime] = {}
+        for a in alerts:
+            if a.action != "ban_ip" or a.key_type != "ip" or a.id is None:
+                continue
+            ip = a.key.split("|", 1)[0]
+            first = getattr(a, "first_seen", None)
+            start = first if isinstance(first, dt.datetime) else now - dt.timedelta(hours=1)
+            if ip not in since or start < since[ip]:
+                since[ip] = start
+        if not since:
+            return None
+        try:
+            with self._store() as con:
+                found = lookup(con, since, now, window)
+        except duckdb.Error as exc:  # no evidence to be had: ban as before rather than never
+            log.error("firewall: looking up the evidence for %d address(es) failed (banning without it): %s",
+                      len(since), exc)
+            return None
+        customers = self.customers
+
+        def check(ip: str, is_early: bool) -> str | None:
+            return early_refusal(ip, customers, window) if is_early else found.refusal(ip)
+
+        return check
+
+    def refresh_customers(self, now: dt.datetime, force: bool = False) -> frozenset[str]:
+        """The recent customers, looked up again when `CUSTOMERS_REFRESH` seconds old (or `force`)."""
+        due = self._customers_at is None or time.monotonic() - self._customers_at >= CUSTOMERS_REFRESH
+        if self.cfg.ban_evidence and (due or force):
+            try:
+                with self._store() as con:
+                    self.customers = recent_customers(con, now, self.cfg.customer_window)
+            except duckdb.Error as exc:
+                log.error("firewall: looking up the recent customers failed: %s", exc)
+            self._customers_at = time.monotonic()
+        return self.customers
+
     def _refuse(self, text: str, why: str, level: int = logging.WARNING) -> str:
         shown = json.dumps(text[:80])
         log.log(level, "firewall: %s%s", why, "" if shown in why else f" (input {shown})")

@@ -125,11 +125,14 @@ def test_a_network_ban_supersedes_the_bans_inside_it() -> None:
         "already banned: 2001:db8:1:2::/64")
 
 
-def test_set_capacity_refuses_beyond_maxelem() -> None:
+def test_set_capacity_makes_room_beyond_maxelem() -> None:
     p = plan([alert(1, "192.0.2.1"), alert(2, "192.0.2.2"), alert(3, "192.0.2.3"), alert(4, "2001:db8::3")],
              caps={4: 2, 6: 2})
-    assert p.out[3] == "not banned: the IPv4 set is full (2 entries, [firewall] maxelem)"
-    assert p.refused[-1][2] == logging.ERROR
+    assert p.out[3].startswith("banned 192.0.2.3")
+    assert p.out[1].startswith("not banned after all: banned 192.0.2.1 ")
+    assert [b.net.text for b in p.new] == ["192.0.2.2", "192.0.2.3", "2001:db8::3"]
+    assert [e.net.text for e in p.entries] == ["192.0.2.2", "192.0.2.3", "2001:db8::3"]
+    assert p.evicted == [] and p.made_room == ["evicted ban #1 on 192.0.2.1 (level 1)"]
     assert p.out[4].startswith("banned 2001:db8::3")
 
 
