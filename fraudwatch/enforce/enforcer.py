@@ -187,6 +187,8 @@ class Enforcer:
         if plan.linked:
             pairs = [(b.id, b.alert_id) for b in plan.linked]
             self.writes.later(lambda con: state.link(con, pairs))
+        if not early:
+            self._note_refusals(alerts, out)
         if new or extended:
             log.info("firewall: banned %d, extended %d, superseded %d (%s)%s", len(new), len(extended),
                      len(superseded), self.backend.name, f"; error: {error}" if error else "")
@@ -340,6 +342,25 @@ class Enforcer:
         self._allowlist_ready = True
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _note_refusals(self, alerts: Sequence[Proposal], out: dict[int, str]) -> None:
+        """A ban the alert proposed and that was not made says why in the alert itself (`enforcement` in its
+        evidence, which `alerts show` prints), not only in the log and the notification: kept in the alert the
+        rules hold, so their next update of it keeps it, and written to its row behind the round."""
+        rows: list[tuple[str, int]] = []
+        for a in alerts:
+            evidence, aid = getattr(a, "evidence", None), a.id
+            text = out.get(aid) if aid is not None else None
+            if aid is None or text is None or not isinstance(evidence, dict) or a.action != "ban_ip":
+                continue
+            if text.startswith("not banned") or "enforcement" in evidence:
+                evidence["enforcement"] = text
+                rows.append((json.dumps(evidence, default=str, ensure_ascii=False), aid))
+        if rows:
+            def record(con: duckdb.DuckDBPyConnection) -> None:
+                con.executemany("UPDATE alerts SET evidence = ? WHERE id = ?", rows)
+
+            self.writes.later(record)
+
     def _evidence(self, alerts: Sequence[Proposal], now: dt.datetime,
                   early: bool) -> Callable[[str, bool], str | None] | None:
         """What `planning.plan_alerts` asks before a new ban (`fraudwatch.enforce.evidence`). Early decisions
@@ -375,6 +396,10 @@ class Enforcer:
             return early_refusal(ip, customers, window) if is_early else found.refusal(ip)
 
         return check
+
+    def add_customers(self, addresses: Sequence[str]) -> None:
+        """Recent customers seen before the store has them (the sentry's log tail): kept until the next lookup."""
+        self.customers = self.customers | frozenset(addresses)
 
     def refresh_customers(self, now: dt.datetime, force: bool = False) -> frozenset[str]:
         """The recent customers, looked up again when `CUSTOMERS_REFRESH` seconds old (or `force`)."""

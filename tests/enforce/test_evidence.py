@@ -3,15 +3,20 @@ alert says why. Real logs through the real ingest, the shipped rules and the enf
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 from pathlib import Path
 
 import pytest
 
+from fraudwatch.cli import main
 from fraudwatch.detect.decide import Alert
 from fraudwatch.detect.runners.early import Decision
+from fraudwatch.detect.runners.replay import save_alerts
 from fraudwatch.enforce import Enforcer, FirewallConfig
 from fraudwatch.enforce.evidence import lookup
+from fraudwatch.notify.messages import facts
 from pipelines.detect_eval import backtest, build, ingest
 from tests.enforce.helpers import store_con
 
@@ -77,16 +82,29 @@ def test_forged_scanner_lines_with_a_customers_address_do_not_ban_it(tmp_path: P
     config = store_of(tmp_path / "s", lines)
     alerts = ban_alerts(config)
     assert {a.key for a in alerts} >= {CUSTOMER, ATTACKER, GUESSED}
-    enf = Enforcer(store_con(tmp_path / "s" / "fraudwatch.duckdb"), FirewallConfig(), [], host_addresses=[])
+    con = store_con(tmp_path / "s" / "fraudwatch.duckdb")
+    save_alerts(con, alerts, "live")
+    enf = Enforcer(con, FirewallConfig(), [], host_addresses=[])
     done = enf.on_alerts(alerts, T + dt.timedelta(minutes=10))
     by_key = {a.key: done[a.id] for a in sorted(alerts, key=lambda a: a.id, reverse=True)}  # each key's first
-    assert by_key[CUSTOMER].startswith(f"not banned: {CUSTOMER} registered or called successfully within 1d"), \
+    assert by_key[CUSTOMER].startswith(f"not banned: {CUSTOMER} registered or called OK within 1d"), \
         by_key[CUSTOMER]
-    assert "may be forged" in by_key[CUSTOMER]
+    assert "UDP can be forged" in by_key[CUSTOMER]
     assert by_key[ATTACKER].startswith(f"banned {ATTACKER} ")  # no customer: nothing to forge against
     assert by_key[GUESSED].startswith(f"banned {GUESSED} ")  # a customer's address, but it answered our challenge
     assert {r["network"] for r in enf.listing(T + dt.timedelta(minutes=10))} == {ATTACKER, GUESSED}
-    assert any(text == CUSTOMER and "may be forged" in why for text, why in enf.refused)
+    assert any(text == CUSTOMER and "UDP can be forged" in why for text, why in enf.refused)
+    # the notification's `done` says it whole, and `alerts show` prints it from the alert's row
+    first = min((a for a in alerts if a.key == CUSTOMER), key=lambda a: a.id)
+    assert facts(first, done, {}, None, 120)["done"] == by_key[CUSTOMER]
+    enf.write_behind()
+    con.close()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--config", str(config), "alerts", "show", str(first.id)]) == 0
+    shown = " ".join(out.getvalue().split())
+    assert f"enforcement \"not banned: {CUSTOMER} registered or called OK within 1d" in shown, shown
+    assert "UDP can be forged" in shown
 
 
 def test_the_evidence_is_configurable_and_looked_up_once_per_round(tmp_path: Path) -> None:
