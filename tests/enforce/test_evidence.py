@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,43 @@ def test_the_simulators_labelled_attacks_are_all_still_banned(simulated: Path, t
         assert not what.startswith("not banned"), (a.rule, a.key, what)
         banned.add(a.key)
     assert banned == {a.key for a in wanted}
+
+
+def _sip(con: Any, ip: str, at: float, event: str, *, transport: str | None = None, status: int | None = None,
+         call_id: str | None = None, direction: str = "in", method: str = "REGISTER") -> None:
+    con.execute("INSERT INTO hot_sip_events BY NAME SELECT ? AS ts, ? AS src_ip, ? AS event, ? AS transport, "
+                "? AS status, ? AS call_id, ? AS direction, ? AS method",
+                [T + dt.timedelta(seconds=at), ip, event, transport, status, call_id, direction, method])
+
+
+def _kernel(con: Any, ip: str, at: float, proto: str, flags: str | None) -> None:
+    con.execute("INSERT INTO hot_netfilter_events BY NAME SELECT ? AS ts, ? AS src_ip, ? AS proto, ? AS tcp_flags",
+                [T + dt.timedelta(seconds=at), ip, proto, flags])
+
+
+def test_each_kind_of_evidence_and_what_does_not_count(tmp_path: Path) -> None:
+    """A recent customer is proven by a failure after our challenge on one Call-ID, a failure over TCP/TLS/WS, or
+    a kernel-logged TCP segment past the handshake; not by UDP (SIP or kernel lines), a bare SYN, or a challenge
+    and a failure on different Call-IDs."""
+    con = store_con(tmp_path / "s.duckdb")
+    ips = [f"198.51.100.{i}" for i in range(10, 18)]
+    for ip in ips:
+        _sip(con, ip, 0, "reg_online")
+    a, b, c, d, e, f, g, h = ips
+    _sip(con, a, 100, "response", status=401, call_id="x", direction="out")
+    _sip(con, a, 101, "response", status=403, call_id="x", direction="out")  # challenged, then failed
+    _sip(con, b, 100, "auth_failure", transport="TCP")
+    _sip(con, c, 100, "auth_failure", transport="ws")
+    _kernel(con, d, 100, "TCP", "ACK PSH")
+    _kernel(con, e, 100, "UDP", None)  # forgeable
+    _kernel(con, f, 100, "TCP", "SYN")  # forgeable: no handshake yet
+    _sip(con, g, 100, "response", status=401, call_id="y", direction="out")
+    _sip(con, g, 101, "response", status=403, call_id="z", direction="out")  # another dialog
+    _sip(con, h, 100, "auth_failure", transport="UDP")
+    _sip(con, h, 30, "auth_failure", transport="TCP")  # before the alert's time (less the slack)
+    since = {ip: T + dt.timedelta(seconds=95) for ip in ips}
+    ev = lookup(con, since, T + dt.timedelta(minutes=5), 86400)
+    assert ev.customers == set(ips)
+    assert ev.proven == {a, b, c, d}
+    assert [ip for ip in ips if ev.refusal(ip)] == [e, f, g, h]
+    assert ev.refusal("192.0.2.1") is None  # no customer
