@@ -148,5 +148,5 @@ def early_refusal(ip: str, customers: Collection[str], window: int) -> str | Non
     recent customer's ban waits for the rule's alert, which is checked with the whole dialog in the store."""
     if ip not in customers:
         return None
-    return (f"not banned early: {ip} registered or called successfully within {span(window)}; the rule's alert "
+    return (f"not banned early: {ip} registered or called OK within {span(window)}; the rule's alert "
             f"decides, with the evidence in the store ([firewall] ban_evidence)")
