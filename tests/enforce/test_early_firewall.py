@@ -77,7 +77,7 @@ def test_the_sentry_never_adds_a_recent_customer_and_the_enforcer_waits_for_the_
     assert done[0].startswith("not banned early: 192.0.2.40 registered or called OK within 1d")
     assert done[1].startswith("banned 192.0.2.41")
     assert parse_target("192.0.2.40") not in backend.state
-    off, off_backend = _sentry(_cfg(ban_evidence=False))  # the switch turns the check off here too
+    off, _ = _sentry(_cfg(ban_evidence=False))  # the switch turns the check off here too
     off.customers = {"192.0.2.40"}
     assert [d.applied for d in off.apply([_decision("192.0.2.40")])] == [True]
 
