@@ -110,6 +110,7 @@ class Enforcer:
         self._next_id: int | None = None  # the next ban id (ids are given before their bans are written)
         self.customers: frozenset[str] = frozenset()  # recent customers (`evidence.recent_customers`)
         self._customers_at: float | None = None  # monotonic time of that lookup
+        self._customers_asof: dt.datetime | None = None  # the `now` it was made for
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -385,7 +386,7 @@ class Enforcer:
             return None
         try:
             with self._store() as con:
-                found = lookup(con, since, now, window)
+                found = lookup(con, since, now, window, self.customers, self._customers_asof)
         except duckdb.Error as exc:  # no evidence to be had: ban as before rather than never
             log.error("firewall: looking up the evidence for %d address(es) failed (banning without it): %s",
                       len(since), exc)
@@ -408,6 +409,7 @@ class Enforcer:
             try:
                 with self._store() as con:
                     self.customers = recent_customers(con, now, self.cfg.customer_window)
+                self._customers_asof = now
             except duckdb.Error as exc:
                 log.error("firewall: looking up the recent customers failed: %s", exc)
             self._customers_at = time.monotonic()

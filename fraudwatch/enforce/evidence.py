@@ -76,21 +76,25 @@ def _table(since: Mapping[str, dt.datetime]) -> pa.Table:
                      "since": pa.array(list(since.values()), pa.timestamp("us", tz="UTC"))})
 
 
-def lookup(con: duckdb.DuckDBPyConnection, since: Mapping[str, dt.datetime], now: dt.datetime,
-           window: int) -> Evidence:
+def lookup(con: duckdb.DuckDBPyConnection, since: Mapping[str, dt.datetime], now: dt.datetime, window: int,
+           known: Collection[str] = (), known_at: dt.datetime | None = None) -> Evidence:
     """The evidence for the addresses of `since` (address -> the first event time of the alert against it).
-    Parameterised SQL over the event views, the addresses joined as a registered Arrow table."""
+    Parameterised SQL over the event views, the addresses joined as a registered Arrow table. `known`: the
+    recent customers as of `known_at` (`recent_customers`, looked up every half minute): then only the successes
+    since (less a minute) are read here, not the whole window on every round of a flood."""
     if not since:
         return NONE
+    start = now - dt.timedelta(seconds=window)
+    if known_at is not None and known_at - SLACK > start:
+        start = known_at - SLACK
     con.register("_fw_evidence", _table(since))
     try:
         rows = con.execute(
             f"SELECT DISTINCT s.src_ip FROM sip_events s JOIN _fw_evidence e ON s.src_ip = e.ip "
             f"WHERE s.ts >= ? AND {_SUCCESS} "
             f"UNION SELECT DISTINCT c.caller_ip FROM cdrs c JOIN _fw_evidence e ON c.caller_ip = e.ip "
-            f"WHERE c.start_time >= ? AND c.hold_seconds > 0",
-            [now - dt.timedelta(seconds=window), now - dt.timedelta(seconds=window)]).fetchall()
-        customers = frozenset(str(r[0]) for r in rows)
+            f"WHERE c.start_time >= ? AND c.hold_seconds > 0", [start, start]).fetchall()
+        customers = frozenset(str(r[0]) for r in rows) | frozenset(ip for ip in since if ip in known)
         proven: frozenset[str] = frozenset()
         if customers:
             con.register("_fw_customers", _table({ip: since[ip] - SLACK for ip in customers}))

@@ -119,6 +119,11 @@ def test_the_evidence_is_configurable_and_looked_up_once_per_round(tmp_path: Pat
     ev = lookup(con, {CUSTOMER: T, ATTACKER: T}, T + dt.timedelta(minutes=10), 86400)
     assert ev.customers == {CUSTOMER} and ev.proven == set()
     assert lookup(con, {CUSTOMER: T}, T + dt.timedelta(days=2), 86400).customers == set()  # not recent
+    # with the recent customers known as of a time, only the successes since then are read
+    later = T + dt.timedelta(minutes=10)
+    assert lookup(con, {CUSTOMER: T}, later, 86400, known=(), known_at=later).customers == set()
+    assert lookup(con, {CUSTOMER: T}, later, 86400, known={CUSTOMER}, known_at=later).customers == {CUSTOMER}
+    assert lookup(con, {CUSTOMER: T}, later, 86400, known=(), known_at=T).customers == {CUSTOMER}
 
 
 def test_an_early_decision_on_a_recent_customer_waits_for_the_alert(tmp_path: Path) -> None:
