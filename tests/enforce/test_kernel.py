@@ -251,5 +251,10 @@ def test_a_full_kernel_set_evicts_and_the_newest_attacker_is_dropped(backend: st
         assert kernel == {"203.0.113.12", "203.0.113.13", "192.0.2.2"}, kernel
         assert not p.reaches("192.0.2.2")
         assert any("evicted ban #1 on 203.0.113.11" in why for _, why in enf.refused)
+        if backend == "nftables":  # a changed maxelem resizes the sets in place, their elements kept
+            bigger = Enforcer(con, FirewallConfig(backend=backend, maxelem=5), TRUSTED, command_prefix=p.prefix_b)
+            assert not bigger.start(now()).errors
+            assert "size 5" in p.in_b("nft", "list", "set", "inet", "fraudwatch", "fraudwatch4").stdout
+            assert {n.text for n in bigger.backend.list()} == kernel
         enf.backend.teardown()
         con.close()
