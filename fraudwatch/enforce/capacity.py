@@ -14,13 +14,12 @@ Pure, like the planning that calls it: the index of active bans is changed in pl
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Collection
 
-from fraudwatch.enforce.index import BanIndex
+from fraudwatch.enforce.index import BITS, BanIndex
 from fraudwatch.enforce.state import Ban
-from fraudwatch.enforce.targets import Allowlist, Target, parse_target
+from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target
 
 PREFIX = {4: 24, 6: 64}  # what `aggregate` bans instead of the hosts inside
 
@@ -37,6 +36,8 @@ class Room:
     def __init__(self, active: BanIndex) -> None:
         self.active = active
         self._queues: dict[int, list[Ban]] = {}
+        self._counts: dict[int, Counter[int]] = {}  # version -> network (value >> host bits) -> host bans in it
+        self._shielded: dict[int, set[int]] = {}  # version -> networks never aggregated (customers, allowlist)
 
     def evict(self, version: int) -> Ban | None:
         queue = self._queues.get(version)
@@ -54,25 +55,42 @@ class Room:
     def aggregate(self, version: int, allowlist: Allowlist,
                   protected: Collection[str]) -> tuple[Target, list[Ban]] | None:
         """The network holding most host bans of `version` (two or more) that may be banned, and those bans, taken
-        out of the index; None when there is none."""
-        prefix = PREFIX[version]
-        counts = Counter(ipaddress.ip_network(f"{b.net.text}/{prefix}", strict=False)
-                         for b in self.active.values() if b.net.version == version and b.net.is_host
-                         and b.source != "cli")
-        shielded = []
-        for p in protected:
-            try:
-                shielded.append(ipaddress.ip_address(p))
-            except ValueError:
-                continue
-        for net, n in counts.most_common():
+        out of the index; None when there is none. The bans per network are counted once per round and family
+        (integer shifts: 100k bans in a few tens of milliseconds), then kept up to date as networks are taken."""
+        shift = BITS[version] - PREFIX[version]
+        counts = self._counts.get(version)
+        if counts is None:
+            counts = self._counts[version] = Counter(
+                b.net.value >> shift for b in self.active.values()
+                if b.net.version == version and b.net.is_host and b.source != "cli")
+            self._shielded[version] = {t.value >> shift for t in _targets(protected) if t.version == version}
+        shielded = self._shielded[version]
+        for top, n in counts.most_common():
             if n < 2:
                 return None
-            target = parse_target(str(net), prefix, allow_network=True)
-            if allowlist.refusal(target) is not None or any(a in net for a in shielded if a.version == version):
+            if top in shielded:
+                continue
+            target = Target(version, top << shift, PREFIX[version], "")
+            target = parse_target(f"{target.net}", allow_network=True)
+            if allowlist.refusal(target) is not None:
+                shielded.add(top)
                 continue
             inside = self.active.inside(target)
+            if any(b.source == "cli" for b in inside):
+                shielded.add(top)  # a ban by hand inside: left as it is
+                continue
             for b in inside:
                 self.active.discard(b)
+            del counts[top]
             return target, inside
         return None
+
+
+def _targets(texts: Collection[str]) -> list[Target]:
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_target(text))
+        except TargetError:
+            continue
+    return out

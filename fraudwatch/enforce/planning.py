@@ -189,6 +189,10 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
                 out[aid] = refuse(text, f"not banned: the IPv{version} set is full ({cap} entries, [firewall] "
                                         f"maxelem) and nothing could be evicted or aggregated", level=logging.ERROR)
                 continue
+            cover = active.covering(net) if active.nets else None
+            if cover is not None:  # the room made was a network ban that holds it
+                out[aid] = f"already banned: {cover.net.text} until {when(cover.expires)} (ban #{cover.id})"
+                continue
         ban = Ban(next_id, net, level, expires, t_now, "rule" if a.id is not None else EARLY, a.rule, a.id,
                   a.severity, a.description)
         next_id += 1
