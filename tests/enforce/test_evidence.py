@@ -16,7 +16,6 @@ from fraudwatch.detect.decide import Alert
 from fraudwatch.detect.runners.early import Decision
 from fraudwatch.detect.runners.replay import save_alerts
 from fraudwatch.enforce import Enforcer, FirewallConfig
-from fraudwatch.enforce.evidence import lookup
 from fraudwatch.notify.messages import facts
 from pipelines.detect_eval import backtest, build, ingest
 from tests.enforce.helpers import store_con
@@ -109,6 +108,8 @@ def test_forged_scanner_lines_with_a_customers_address_do_not_ban_it(tmp_path: P
 
 
 def test_the_evidence_is_configurable_and_looked_up_once_per_round(tmp_path: Path) -> None:
+    from fraudwatch.enforce.evidence import lookup
+
     lines = sorted([*registered(CUSTOMER, 0, "1001"), *scanned(CUSTOMER, 300)])
     config = store_of(tmp_path / "s", lines)
     alerts = ban_alerts(config)
@@ -180,6 +181,8 @@ def test_each_kind_of_evidence_and_what_does_not_count(tmp_path: Path) -> None:
     """A recent customer is proven by a failure after our challenge on one Call-ID, a failure over TCP/TLS/WS, or
     a kernel-logged TCP segment past the handshake; not by UDP (SIP or kernel lines), a bare SYN, or a challenge
     and a failure on different Call-IDs."""
+    from fraudwatch.enforce.evidence import lookup
+
     con = store_con(tmp_path / "s.duckdb")
     ips = [f"198.51.100.{i}" for i in range(10, 18)]
     for ip in ips:
