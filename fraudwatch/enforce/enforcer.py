@@ -48,6 +48,7 @@ log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
 CUSTOMERS_REFRESH = 30.0  # seconds between lookups of the recent customers (for early bans and the sentry)
+SEEN_SECONDS = 600.0  # how long a customer the sentry saw is kept without the store's word for it
 MAX_MANUAL_TTL = 10 * 365 * 86400  # a hand-made ban's longest time: ten years (reconcile renews kernel timeouts)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -111,6 +112,8 @@ class Enforcer:
         self.customers: frozenset[str] = frozenset()  # recent customers (`evidence.recent_customers`)
         self._customers_at: float | None = None  # monotonic time of that lookup
         self._customers_asof: dt.datetime | None = None  # the `now` it was made for
+        self._seen: dict[str, float] = {}  # customers the sentry saw succeed -> monotonic time (`add_customers`)
+        self._customers_lock = threading.Lock()  # the early-ban thread adds while the acting thread looks up
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -122,11 +125,18 @@ class Enforcer:
         self.refresh_customers(now, force=True)
         return report
 
-    @_locked
     def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
-        """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch."""
+        """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch. The
+        evidence (`fraudwatch.enforce.evidence`) is looked up first, outside the enforcer's lock: the early-ban
+        thread never waits for a read of the store."""
+        evidence = self._evidence(alerts, now, early=False)
+        return self._on_alerts_locked(alerts, now, evidence)
+
+    @_locked
+    def _on_alerts_locked(self, alerts: Sequence[Alert], now: dt.datetime,
+                          evidence: Callable[[str, bool], str | None] | None) -> dict[int, str]:
         with tuning.gc_paused(len(alerts) > BULK):
-            return self._on_alerts(alerts, now)
+            return self._on_alerts(alerts, now, evidence=evidence)
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
         """Ban the keys of early decisions (`fraudwatch.detect.runners.early`) at once, as their rules' alerts
@@ -140,7 +150,8 @@ class Enforcer:
             kernel = self.writes.kernel
             for net in applied.values():
                 kernel.setdefault(net, None)
-            results = self._on_alerts(decisions, now, early=True)
+            results = self._on_alerts(decisions, now, early=True,
+                                      evidence=self._evidence(decisions, now, early=True))
             self._settle_early(applied, results, now.timestamp())
         self.write_behind(wait=False)
         return list(results.values())
@@ -162,7 +173,8 @@ class Enforcer:
         if add or remove:
             self.writes.apply(add, remove, t_now)
 
-    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime, early: bool = False) -> dict[int, str]:
+    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime, early: bool = False,
+                   evidence: Callable[[str, bool], str | None] | None = None) -> dict[int, str]:
         """Plan the round (`planning.plan_alerts`), then one kernel batch and the store behind it. Early
         decisions have no alert id: their results are keyed by -1, -2, ... and their bans say `early`."""
         self._ensure_loaded(now)
@@ -170,7 +182,7 @@ class Enforcer:
         next_id = self._ids()
         caps = {v: self.backend.capacity(v) for v in (4, 6)}
         plan = plan_alerts(alerts, t_now, self.cfg, self.allowlist, self._active, self._prior_counts(now), next_id,
-                           caps, self._evidence(alerts, now, early), self.customers)
+                           caps, evidence, self.customers)
         self._next_id = plan.next_id
         for text, why, level in plan.refused:
             self._refuse(text, why, level)
@@ -199,11 +211,16 @@ class Enforcer:
                     out[aid] = text + err_suffix(error)
         return out
 
-    @_locked
     def tick(self, now: dt.datetime) -> ReconcileReport | None:
-        """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure)."""
-        self._ensure_loaded(now)
+        """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure). The recent
+        customers are looked up again when due, outside the enforcer's lock (early bans use the last list
+        meanwhile)."""
         self.refresh_customers(now)
+        return self._tick(now)
+
+    @_locked
+    def _tick(self, now: dt.datetime) -> ReconcileReport | None:
+        self._ensure_loaded(now)
         if self._next_expiry is not None and now.timestamp() >= self._next_expiry:
             self._expire(now)
         due = (self._last_reconcile is None or self.writes.dirty
@@ -366,7 +383,8 @@ class Enforcer:
                   early: bool) -> Callable[[str, bool], str | None] | None:
         """What `planning.plan_alerts` asks before a new ban (`fraudwatch.enforce.evidence`). Early decisions
         never wait for the store: they are checked against the recent customers looked up every
-        `CUSTOMERS_REFRESH` seconds. Alerts: one lookup for the round's addresses that are not banned yet."""
+        `CUSTOMERS_REFRESH` seconds. Alerts: one lookup for the round's addresses, made before the round takes
+        the enforcer's lock (the planning asks only about the addresses it would newly ban)."""
         if not self.cfg.ban_evidence:
             return None
         window = self.cfg.customer_window
@@ -399,8 +417,13 @@ class Enforcer:
         return check
 
     def add_customers(self, addresses: Sequence[str]) -> None:
-        """Recent customers seen before the store has them (the sentry's log tail): kept until the next lookup."""
-        self.customers = self.customers | frozenset(addresses)
+        """Recent customers seen before the store has them (the sentry's log tail): kept `SEEN_SECONDS` through
+        the lookups, which may run before the watcher has stored their lines."""
+        with self._customers_lock:
+            t = time.monotonic()
+            for ip in addresses:
+                self._seen[ip] = t
+            self.customers = self.customers | frozenset(addresses)
 
     def refresh_customers(self, now: dt.datetime, force: bool = False) -> frozenset[str]:
         """The recent customers, looked up again when `CUSTOMERS_REFRESH` seconds old (or `force`)."""
@@ -408,7 +431,11 @@ class Enforcer:
         if self.cfg.ban_evidence and (due or force):
             try:
                 with self._store() as con:
-                    self.customers = recent_customers(con, now, self.cfg.customer_window)
+                    found = recent_customers(con, now, self.cfg.customer_window)
+                with self._customers_lock:
+                    cut = time.monotonic() - SEEN_SECONDS
+                    self._seen = {ip: t for ip, t in self._seen.items() if t >= cut and ip not in found}
+                    self.customers = found | frozenset(self._seen)
                 self._customers_asof = now
             except duckdb.Error as exc:
                 log.error("firewall: looking up the recent customers failed: %s", exc)
