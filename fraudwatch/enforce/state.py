@@ -52,12 +52,12 @@ def active(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Ban]:
     """The active bans (only the columns the enforcer needs: this runs on every start and reconcile)."""
     # column by column (Arrow to lists): faster than rows of tuples for a restore's many bans (figures:
     # benchmarks/RESULTS.md, "Active bans read column by column")
-    table = con.sql("SELECT id, network, level, epoch(expires_at) FROM bans WHERE removed_at IS NULL "
+    table = con.sql("SELECT id, network, level, epoch(expires_at), source FROM bans WHERE removed_at IS NULL "
                     "AND expires_at > ? ORDER BY id", params=[now]).to_arrow_table()
     out: list[Ban] = []
     append = out.append
     pton, inet = socket.inet_pton, socket.AF_INET
-    for ban_id, network, level, expires in zip(*(c.to_pylist() for c in table.columns), strict=True):
+    for ban_id, network, level, expires, source in zip(*(c.to_pylist() for c in table.columns), strict=True):
         try:
             if "/" in network or ":" in network:
                 target = parse_target(network)
@@ -65,7 +65,7 @@ def active(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Ban]:
                 target = Target(4, int.from_bytes(pton(inet, network), "big"), 32, network)
         except (TargetError, OSError):  # not written by us: never sent to a firewall
             continue
-        append(Ban(ban_id, target, level, expires))
+        append(Ban(ban_id, target, level, expires, source=source or "rule"))
     return out
 
 
