@@ -90,7 +90,7 @@ def lookup(con: duckdb.DuckDBPyConnection, since: Mapping[str, dt.datetime], now
     con.register("_fw_evidence", _table(since))
     try:
         rows = con.execute(
-            f"SELECT DISTINCT s.src_ip FROM sip_events s JOIN _fw_evidence e ON s.src_ip = e.ip "
+            f"SELECT DISTINCT s.src_ip FROM sip_events s JOIN _fw_evidence e ON s.src_ip = e.ip "  # nosec B608 # only constant clauses of this module are formatted in; times are parameters
             f"WHERE s.ts >= ? AND {_SUCCESS} "
             f"UNION SELECT DISTINCT c.caller_ip FROM cdrs c JOIN _fw_evidence e ON c.caller_ip = e.ip "
             f"WHERE c.start_time >= ? AND c.hold_seconds > 0", [start, start]).fetchall()
@@ -100,7 +100,7 @@ def lookup(con: duckdb.DuckDBPyConnection, since: Mapping[str, dt.datetime], now
             con.register("_fw_customers", _table({ip: since[ip] - SLACK for ip in customers}))
             try:
                 rows = con.execute(
-                    f"WITH ev AS (SELECT s.src_ip, s.ts, s.event, s.direction, s.status, s.call_id, s.transport "
+                    f"WITH ev AS (SELECT s.src_ip, s.ts, s.event, s.direction, s.status, s.call_id, s.transport "  # nosec B608 # only constant clauses of this module are formatted in; times are parameters
                     f"FROM sip_events s JOIN _fw_customers e ON s.src_ip = e.ip WHERE s.ts >= e.since) "
                     f"SELECT DISTINCT f.src_ip FROM ev f JOIN ev c ON c.src_ip = f.src_ip AND c.call_id = f.call_id "
                     f"WHERE f.call_id IS NOT NULL AND c.ts <= f.ts AND {_failed('f')} AND {_challenge('c')} "
@@ -120,7 +120,7 @@ def recent_customers(con: duckdb.DuckDBPyConnection, now: dt.datetime, window: i
     """Every address with a success within `window` before `now`: what early bans (which cannot wait for the
     store) check, and what the watcher hands the sentry."""
     since = now - dt.timedelta(seconds=window)
-    rows = con.execute(f"SELECT DISTINCT src_ip FROM sip_events WHERE ts >= ? AND src_ip IS NOT NULL AND {_SUCCESS} "
+    rows = con.execute(f"SELECT DISTINCT src_ip FROM sip_events WHERE ts >= ? AND src_ip IS NOT NULL AND {_SUCCESS} "  # nosec B608 # only constant clauses of this module are formatted in; times are parameters
                        f"UNION SELECT DISTINCT caller_ip FROM cdrs WHERE start_time >= ? AND hold_seconds > 0 "
                        f"AND caller_ip IS NOT NULL", [since, since]).fetchall()
     return frozenset(str(r[0]) for r in rows)

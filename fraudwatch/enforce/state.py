@@ -99,7 +99,7 @@ def insert(con: duckdb.DuckDBPyConnection, bans: Sequence[Ban], backend: str) ->
     con.register("_fw_new_bans", table)
     try:
         names = ", ".join(f'"{c}"' for c in BANS.names)
-        con.execute(f"INSERT INTO bans ({names}) SELECT {names} FROM _fw_new_bans")
+        con.execute(f"INSERT INTO bans ({names}) SELECT {names} FROM _fw_new_bans")  # nosec B608 # names: the bans table's columns, a constant
     finally:
         con.unregister("_fw_new_bans")
 
@@ -158,7 +158,7 @@ def listing(con: duckdb.DuckDBPyConnection, now: dt.datetime, include_history: b
     order = "ORDER BY id DESC" if include_history else "ORDER BY expires_at, id"
     lim = f" LIMIT {int(limit)}" if limit else ""
     cur = con.execute(
-        f"SELECT id, network, source, rule, alert_id, severity, level, created_at, expires_at, removed_at, "
+        f"SELECT id, network, source, rule, alert_id, severity, level, created_at, expires_at, removed_at, "  # nosec B608 # only constant clauses are formatted in; values are parameters
         f"removed_reason, reason, backend, (removed_at IS NULL AND expires_at > $now) AS active "
         f"FROM bans {where} {order}{lim}", {"now": now})
     names = [d[0] for d in cur.description or ()]
