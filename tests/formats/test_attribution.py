@@ -169,3 +169,26 @@ def test_a_burst_of_each_new_failure_kind_alerts(tmp_path: Path, cli: Callable[.
     banning = {a["key"] for a in alerts if a["rule"] in ("auth-failures-ip", "unknown-extension-ip")
                and a["severity"] == "critical" and a["action"] == "ban_ip"}
     assert banning >= set(kinds), sorted(set(kinds) - banning)
+
+
+def test_failures_without_an_address_alert_for_the_account_and_never_against_an_address(
+        tmp_path: Path, cli: Callable[..., Run]) -> None:
+    """Twenty failures whose Response forges a second address: stored, an alert for the account, no alert keyed
+    by an address (neither the forged one nor an empty key), so nothing to ban."""
+    forged = '",LocalAddress="IPV4/UDP/198.51.100.1/5060",RemoteAddress="IPV4/UDP/198.51.100.254/5060'
+    log = tmp_path / "security"
+    with log.open("w", encoding="utf-8") as out:
+        for i in range(20):
+            out.write(SEC.format(user="1001", call_id=f"c{i}", response="x" + forged)
+                      .replace("03:14:09]", f"03:14:{i + 10:02d}]").replace("T03:14:09", f"T03:14:{i + 10:02d}")
+                      + "\n")
+    db = tmp_path / "s.duckdb"
+    assert cli("--db", db, "ingest", "--format", "asterisk", "--json", log).code == 0
+    rows = json.loads(cli("--db", db, "sql", "--json", "SELECT count(*) AS n, count(src_ip) AS with_ip "
+                          "FROM sip_events WHERE event = 'auth_failure'").out)
+    assert rows == [{"n": 20, "with_ip": 0}]
+    run = cli("--db", db, "detect", "--json", "--since", "2026-11-19")
+    assert run.code == 0, run.err
+    alerts = json.loads(run.out)["alerts"]
+    assert {a["rule"] for a in alerts if a["key_type"] == "account" and a["key"] == "1001"} >= {"auth-failures-account"}
+    assert not [a for a in alerts if a["key_type"] == "ip"], alerts
