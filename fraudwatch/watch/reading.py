@@ -22,6 +22,7 @@ from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.registry import Format
 from fraudwatch.sources.reader import fingerprint_of, identify
 from fraudwatch.store import positions
+from fraudwatch.store.failures import classify
 from fraudwatch.store.schema import TABLES
 from fraudwatch.watch.acting import Acting
 from fraudwatch.watch.base import FileState
@@ -104,6 +105,8 @@ class Reading(Acting):
         except duckdb.Error:  # the store's fault, not the file's: the pass fails (and the service says so)
             raise
         except Exception as exc:  # this file's content broke its reading: the other files are read all the same
+            if classify(exc, self.cfg.store_path) is not None:  # unless the store is full, corrupt or locked
+                raise
             log.exception("reading %s failed", path)
             self._failed(path, fmt.name, state, sig, f"{type(exc).__name__}: {exc}")
             return False
