@@ -4,8 +4,10 @@ A Unix socket beside the store (`<store>.sock`, mode 0600: only the watcher's us
 file anyway). One JSON object per line each way. Operations:
 
 - `ping`, `status`: the watcher's pid and its live status (what `fraudwatch status` shows);
-- `query`: one read-only SELECT, run at once on a cursor of the watcher's own database (so it sees every
-  committed row, with no publication delay) — a single statement, checked by DuckDB's own parser;
+- `query`: one read-only SELECT, in a sandboxed DuckDB instance of the watcher's own that reads the segments and
+  is handed the hot rows and small tables it names from the writer (so it sees every committed row, with no
+  publication delay): no file outside the segments, no network, no settings, a time limit
+  (`fraudwatch.store.sandbox`, `[watch] query_seconds`);
 - any name in the watcher's table of operations (`fraudwatch.watch.ops`: bans, silences, ...): run on the
   watcher's thread between two batches, since that thread is the store's only writer.
 
@@ -26,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from fraudwatch.errors import StoreError, UsageError
-from fraudwatch.jsontext import jsonable
+from fraudwatch.errors import FraudwatchError, StoreError, UsageError
 
 if TYPE_CHECKING:
+    from fraudwatch.store.sandbox import LiveQueries
     from fraudwatch.watch.base import WatcherBase
 
 MAX_ROWS = 100_000
@@ -38,26 +40,6 @@ MAX_REQUEST = 1 << 20
 
 def socket_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".sock")
-
-
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
-              max_rows: int = MAX_ROWS) -> dict[str, Any]:
-    cur = con.cursor()  # the writer's thread uses `con` itself, concurrently
-    try:
-        statements = cur.extract_statements(sql)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise UsageError("only one SELECT statement may run through the watcher")
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            res = cur.execute(sql, params or [])
-            columns = [d[0] for d in res.description or []]
-            rows = res.fetchmany(max_rows + 1)
-        finally:
-            cur.execute("ROLLBACK")
-    finally:
-        cur.close()
-    return {"ok": True, "columns": columns, "rows": [[jsonable(v) for v in r] for r in rows[:max_rows]],
-            "truncated": len(rows) > max_rows}
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -82,6 +64,7 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     watcher: WatcherBase
+    queries: LiveQueries
 
     def dispatch(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         w = self.watcher
@@ -91,9 +74,13 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             pub = w.publisher
             return {"ok": True, "status": w.stats.snapshot(pub.manifest.published_at if pub else None,
                                                             pub.last_seconds if pub else None)}
-        if name == "query":
+        if name == "query":  # in a sandboxed instance of its own, never on the writer's (fraudwatch.store.sandbox)
             assert w.store is not None
-            return run_query(w.store.con, str(args.get("sql", "")), list(args.get("params") or []))
+            try:
+                return self.queries.answer(w.store.con, str(args.get("sql", "")), list(args.get("params") or []),
+                                           MAX_ROWS)
+            except FraudwatchError as exc:  # refused, failed, or out of time: one line and its exit status
+                return {"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)}
         return w.submit(name, args)
 
 
@@ -112,6 +99,9 @@ class ControlServer:
         finally:
             os.umask(old)
         self.server.watcher = watcher
+        from fraudwatch.store.sandbox import LiveQueries  # the CLI imports this module: it stays light
+
+        self.server.queries = LiveQueries(watcher.cfg.store_path, watcher.cfg.watch.query_seconds)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="fraudwatch-control", daemon=True)
 
@@ -121,6 +111,7 @@ class ControlServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.queries.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
