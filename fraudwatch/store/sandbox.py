@@ -246,8 +246,8 @@ class LiveQueries:
             try:
                 for t in wanted:
                     if t == WATCHER_SETTINGS:
-                        small[t] = cur.execute("SELECT name, value FROM duckdb_settings() WHERE list_contains(?, name) "
-                                               "ORDER BY name", [list(SHOWN_SETTINGS)]).to_arrow_table()
+                        small[t] = cur.sql("SELECT name, value FROM duckdb_settings() WHERE list_contains(?, name) "
+                                           "ORDER BY name", params=[list(SHOWN_SETTINGS)]).to_arrow_table()
                     elif t in SEGMENTED:
                         events[t] = (listed_files(cur, self.root, t), _arrow(cur, hot(t)))
                     else:
@@ -261,4 +261,4 @@ class LiveQueries:
 
 def _arrow(cur: duckdb.DuckDBPyConnection, table: str) -> pa.Table:
     """Every row of one of our own tables (`table` is a schema name, never a query's)."""
-    return cur.execute(f"SELECT * FROM {table}").to_arrow_table()
+    return cur.sql(f"SELECT * FROM {table}").to_arrow_table()
