@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from fraudwatch.cli.terminal import SafeFormatter as SafeFormatter  # for `watch`'s log (commands import output only)
 from fraudwatch.cli.terminal import safe, safe_json
 from fraudwatch.jsontext import dumps
 from fraudwatch.store.schema import ALERTS

@@ -9,8 +9,7 @@ import sys
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, print_json, text
-from fraudwatch.cli.terminal import SafeFormatter
+from fraudwatch.cli.output import SafeFormatter, cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, UsageError
 
 
