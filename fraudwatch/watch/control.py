@@ -64,7 +64,8 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     watcher: WatcherBase
-    queries: LiveQueries
+    queries: LiveQueries | None = None  # made at the first query (a DuckDB instance of its own)
+    queries_lock = threading.Lock()
 
     def dispatch(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         w = self.watcher
@@ -77,11 +78,19 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         if name == "query":  # in a sandboxed instance of its own, never on the writer's (fraudwatch.store.sandbox)
             assert w.store is not None
             try:
-                return self.queries.answer(w.store.con, str(args.get("sql", "")), list(args.get("params") or []),
-                                           MAX_ROWS)
+                sql, params = str(args.get("sql", "")), list(args.get("params") or [])
+                return self.live_queries().answer(w.store.con, sql, params, MAX_ROWS)
             except FraudwatchError as exc:  # refused, failed, or out of time: one line and its exit status
                 return {"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)}
         return w.submit(name, args)
+
+    def live_queries(self) -> LiveQueries:
+        with self.queries_lock:
+            if self.queries is None:
+                from fraudwatch.store.sandbox import LiveQueries  # the CLI imports this module: it stays light
+
+                self.queries = LiveQueries(self.watcher.cfg.store_path, self.watcher.cfg.watch.query_seconds)
+            return self.queries
 
 
 class ControlServer:
@@ -99,9 +108,6 @@ class ControlServer:
         finally:
             os.umask(old)
         self.server.watcher = watcher
-        from fraudwatch.store.sandbox import LiveQueries  # the CLI imports this module: it stays light
-
-        self.server.queries = LiveQueries(watcher.cfg.store_path, watcher.cfg.watch.query_seconds)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="fraudwatch-control", daemon=True)
 
@@ -111,7 +117,9 @@ class ControlServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.server.queries.close()
+        with self.server.queries_lock:
+            if self.server.queries is not None:
+                self.server.queries.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
