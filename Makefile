@@ -57,13 +57,14 @@ demo: setup
 	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml summary
 
 # ruff; mypy --strict; the layer contract and no cycle inside a package (import-linter, pyproject.toml);
-# unused and missing dependencies (deptry); dead code (vulture).
+# unused and missing dependencies (deptry); dead code (vulture); security checks (bandit, pyproject.toml).
 lint: setup
 	$(BIN)/ruff check fraudwatch tests benchmarks pipelines
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/deptry .
 	$(BIN)/vulture
+	$(BIN)/bandit -q -c pyproject.toml -r fraudwatch pipelines
 
 unit: setup
 	$(BIN)/pytest -q

@@ -127,6 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitStatus.INTERRUPTED
         if os.environ.get("FRAUDWATCH_DEBUG"):
             raise
+        from fraudwatch.store.failures import classify
+
+        duckdb = sys.modules.get("duckdb")
+        from_store = isinstance(exc, OSError) or (duckdb is not None and isinstance(exc, duckdb.Error))
+        known = classify(exc, None) if from_store else None  # outside a command's own handling (the watcher's loop)
+        if known is not None:
+            print(f"fraudwatch: {known}", file=sys.stderr)
+            return known.exit_code
         detail = json.dumps(str(exc).splitlines()[0] if str(exc) else "")[1:-1]
         print(f"fraudwatch: internal error: {type(exc).__name__}: {detail} "
               "(set FRAUDWATCH_DEBUG=1 for the traceback)", file=sys.stderr)

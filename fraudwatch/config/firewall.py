@@ -17,6 +17,7 @@ from fraudwatch.tomldoc import DURATION_HINT, Document, check_keys, parse_durati
 BACKENDS = ("nftables", "ipset", "iptables", "dry-run")
 SCOPES = ("sip-ports", "all")
 PROTOCOLS = ("udp", "tcp", "sctp")
+FULL_POLICIES = ("evict", "aggregate")  # what a nearly full set does (fraudwatch.enforce.capacity)
 # ipset's timeout is a 32-bit count of seconds of which the kernel keeps 2^31/1000 (fail2ban#1320, #2720)
 IPSET_MAX_TIMEOUT = 2_147_483
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,23}$")
@@ -57,7 +58,11 @@ class FirewallConfig:
     allow_host_addresses: bool = True  # the host's own addresses are never banned
     report_only: tuple[str, ...] = ()  # rule ids on trial: say what would be banned, ban nothing
     rule_ttl: dict[str, RuleTTL] = field(default_factory=dict)
-    maxelem: int = 262_144  # ipset size, per family
+    maxelem: int = 262_144  # the ban set's size, per family, in every backend (nftables `size`, ipset `maxelem`)
+    full_policy: str = "evict"  # nearly full: evict the soonest-expiring lowest-level bans, or aggregate to a prefix
+    full_at: int = 95  # percent of maxelem at which the full policy starts
+    ban_evidence: bool = True  # a recent customer's address is banned only on evidence it really sent the lines
+    customer_window: int = 86400  # "recent": a successful registration or call within this time
     kernel_timeout_max: int = 7 * 86400  # longer bans are re-asserted by reconcile before the kernel drops them
     reconcile_interval: int = 60
     unban_on_stop: bool = False
@@ -73,7 +78,7 @@ ALLOWED_KEYS = {
     "backend", "table", "set", "chain", "scope", "ports", "protocols", "priority", "ttl_warning", "ttl_critical",
     "ttl_manual", "ttl_max", "escalation_factor", "escalation_window", "ipv6_prefix", "allow",
     "allow_host_addresses", "report_only", "rule_ttl", "maxelem", "kernel_timeout_max", "reconcile_interval",
-    "unban_on_stop",
+    "unban_on_stop", "full_policy", "full_at", "ban_evidence", "customer_window",
 }
 
 
@@ -170,6 +175,10 @@ def parse_firewall(raw: dict[str, Any], doc: Document) -> FirewallConfig:
         report_only=tuple(report_only),
         rule_ttl=_rule_ttl(sec, doc, ttl_warning, ttl_critical),
         maxelem=integer("maxelem", d.maxelem, 1, 1 << 31),
+        full_policy=choice("full_policy", FULL_POLICIES, d.full_policy),
+        full_at=integer("full_at", d.full_at, 50, 100),
+        ban_evidence=boolean("ban_evidence", d.ban_evidence),
+        customer_window=duration("customer_window", d.customer_window),
         kernel_timeout_max=kernel_max,
         reconcile_interval=duration("reconcile_interval", d.reconcile_interval),
         unban_on_stop=boolean("unban_on_stop", d.unban_on_stop),

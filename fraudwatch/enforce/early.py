@@ -9,7 +9,11 @@ all (`Enforcer.on_early`). A dying watcher leaves at worst an element that expir
 
 What the sentry adds can never be more than the enforcer would ban: the same allowlist (trusted networks,
 `[firewall] allow`, this host's addresses, special-purpose networks), no rule on trial (`report_only`), and the
-first level's time (escalation only lengthens a ban). Only single addresses: a network (IPv6 aggregated to
+first level's time (escalation only lengthens a ban), and no recent customer's address (`[firewall] ban_evidence`:
+the addresses the watcher's store knows registered or called successfully, which the watcher hands the sentry,
+and those the sentry saw succeed in the log tail itself, which it hands the watcher with its decisions; the
+enforcer then leaves such a ban to the rule's alert, checked against the whole dialog in the store: see
+`fraudwatch.enforce.evidence`). Only single addresses: a network (IPv6 aggregated to
 /`ipv6_prefix`) goes in an interval set, where the kernel refuses overlaps that only the enforcer can see
 coming. Adding an element that is already there cannot fail; on this kernel it resets the element's timeout,
 which the enforcer then sets back to its ban's (`Enforcer._settle_early`).
@@ -55,6 +59,8 @@ class SentryFirewall:
         self.allowlist = Allowlist.build(cfg.trusted_networks, self.cfg.allow, hosts)
         self.trial = set(self.cfg.report_only)
         self.applied = 0  # elements added, for the sentry's counters
+        self.customers: set[str] = set()  # recent customers (the watcher's and the sentry's own): never added here
+        self.held = 0  # decisions on a recent customer's address, left to the enforcer, for the counters
 
     @staticmethod
     def wanted(cfg: Config) -> bool:
@@ -69,6 +75,10 @@ class SentryFirewall:
             net = kernel_target(d, self.cfg.ipv6_prefix)
             if net is None or not net.is_host or d.report_only or d.rule in self.trial \
                     or self.allowlist.refusal(net) is not None:
+                out.append(d)
+                continue
+            if self.cfg.ban_evidence and d.key.split("|", 1)[0] in self.customers:
+                self.held += 1
                 out.append(d)
                 continue
             ttl = min(self.cfg.ttl_max, self.cfg.ttl_for(d.rule, d.severity))

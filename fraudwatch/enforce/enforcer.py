@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.backends import make_backend
 from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError
 from fraudwatch.enforce.early import kernel_target
+from fraudwatch.enforce.evidence import early_refusal, lookup, recent_customers
 from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.planning import Proposal, kernel_timeout, plan_alerts, plan_reconcile, supersede
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fraudwatch.enforce")
 BULK = 2000  # batches larger than this run with the cyclic GC paused (it rescans every live object, often)
 COST_FACTOR = 50  # a reconcile that took s seconds waits at least 50 s before the next
+CUSTOMERS_REFRESH = 30.0  # seconds between lookups of the recent customers (for early bans and the sentry)
+SEEN_SECONDS = 600.0  # how long a customer the sentry saw is kept without the store's word for it
+MAX_MANUAL_TTL = 10 * 365 * 86400  # a hand-made ban's longest time: ten years (reconcile renews kernel timeouts)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -61,6 +66,22 @@ def _locked(method: _F) -> _F:
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+def manual_ttl(value: object) -> int | None:
+    """A hand-made ban's time in whole seconds (None: `ttl_manual`), or BanRefused saying why not. Over the
+    control socket the value is whatever JSON the client sent: -100 or 1e300 must not reach the kernel or the
+    expiry arithmetic (1e300 seconds from now is no time a datetime can hold)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BanRefused(f"not banned: ttl must be a whole number of seconds, got {json.dumps(str(value))[:40]}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise BanRefused(f"not banned: ttl must be a whole number of seconds, got {value!r}"[:80])
+    if not 1 <= value <= MAX_MANUAL_TTL:
+        raise BanRefused(f"not banned: ttl must be from 1 to {MAX_MANUAL_TTL} seconds (ten years), got "
+                         f"{value!r}"[:100])
+    return int(value)
 
 
 class Enforcer:
@@ -88,6 +109,11 @@ class Enforcer:
         self.lock = threading.RLock()
         self.writes = WriteBehind(con, self.backend, lambda: len(self._active) > BULK)
         self._next_id: int | None = None  # the next ban id (ids are given before their bans are written)
+        self.customers: frozenset[str] = frozenset()  # recent customers (`evidence.recent_customers`)
+        self._customers_at: float | None = None  # monotonic time of that lookup
+        self._customers_asof: dt.datetime | None = None  # the `now` it was made for
+        self._seen: dict[str, float] = {}  # customers the sentry saw succeed -> monotonic time (`add_customers`)
+        self._customers_lock = threading.Lock()  # the early-ban thread adds while the acting thread looks up
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -95,13 +121,22 @@ class Enforcer:
         """Idempotent setup of our table/sets/chain, then a reconcile (restores active bans after a restart)."""
         self.refresh_allowlist()
         self.backend.setup()
-        return self.reconcile(now)
+        report = self.reconcile(now)
+        self.refresh_customers(now, force=True)
+        return report
+
+    def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
+        """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch. The
+        evidence (`fraudwatch.enforce.evidence`) is looked up first, outside the enforcer's lock: the early-ban
+        thread never waits for a read of the store."""
+        evidence = self._evidence(alerts, now, early=False)
+        return self._on_alerts_locked(alerts, now, evidence)
 
     @_locked
-    def on_alerts(self, alerts: Sequence[Alert], now: dt.datetime) -> dict[int, str]:
-        """Ban the sources of alerts whose action is `ban_ip`; alert id -> what was done. One kernel batch."""
+    def _on_alerts_locked(self, alerts: Sequence[Alert], now: dt.datetime,
+                          evidence: Callable[[str, bool], str | None] | None) -> dict[int, str]:
         with tuning.gc_paused(len(alerts) > BULK):
-            return self._on_alerts(alerts, now)
+            return self._on_alerts(alerts, now, evidence=evidence)
 
     def on_early(self, decisions: Sequence[Decision], now: dt.datetime) -> list[str]:
         """Ban the keys of early decisions (`fraudwatch.detect.runners.early`) at once, as their rules' alerts
@@ -115,7 +150,8 @@ class Enforcer:
             kernel = self.writes.kernel
             for net in applied.values():
                 kernel.setdefault(net, None)
-            results = self._on_alerts(decisions, now)
+            results = self._on_alerts(decisions, now, early=True,
+                                      evidence=self._evidence(decisions, now, early=True))
             self._settle_early(applied, results, now.timestamp())
         self.write_behind(wait=False)
         return list(results.values())
@@ -137,7 +173,8 @@ class Enforcer:
         if add or remove:
             self.writes.apply(add, remove, t_now)
 
-    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime) -> dict[int, str]:
+    def _on_alerts(self, alerts: Sequence[Proposal], now: dt.datetime, early: bool = False,
+                   evidence: Callable[[str, bool], str | None] | None = None) -> dict[int, str]:
         """Plan the round (`planning.plan_alerts`), then one kernel batch and the store behind it. Early
         decisions have no alert id: their results are keyed by -1, -2, ... and their bans say `early`."""
         self._ensure_loaded(now)
@@ -145,19 +182,26 @@ class Enforcer:
         next_id = self._ids()
         caps = {v: self.backend.capacity(v) for v in (4, 6)}
         plan = plan_alerts(alerts, t_now, self.cfg, self.allowlist, self._active, self._prior_counts(now), next_id,
-                           caps)
+                           caps, evidence, self.customers)
         self._next_id = plan.next_id
         for text, why, level in plan.refused:
             self._refuse(text, why, level)
+        if plan.made_room:
+            shown = "; ".join(plan.made_room[:3]) + (f"; and {len(plan.made_room) - 3} more"
+                                                     if len(plan.made_room) > 3 else "")
+            self._refuse("(full policy)", f"ban set nearly full ([firewall] full_policy = {self.cfg.full_policy}, "
+                         f"full_at = {self.cfg.full_at}%): {shown}", logging.WARNING)
         new, extended, superseded, out = plan.new, plan.extended, plan.superseded, plan.out
         if new:
             first = min(b.expires for b in new)
             if self._next_expiry is None or first < self._next_expiry:
                 self._next_expiry = first
-        error = self.writes.commit(new, extended, superseded, t_now, plan.entries)
+        error = self.writes.commit(new, extended, superseded, t_now, plan.entries, plan.evicted)
         if plan.linked:
             pairs = [(b.id, b.alert_id) for b in plan.linked]
             self.writes.later(lambda con: state.link(con, pairs))
+        if not early:
+            self._note_refusals(alerts, out)
         if new or extended:
             log.info("firewall: banned %d, extended %d, superseded %d (%s)%s", len(new), len(extended),
                      len(superseded), self.backend.name, f"; error: {error}" if error else "")
@@ -167,9 +211,15 @@ class Enforcer:
                     out[aid] = text + err_suffix(error)
         return out
 
-    @_locked
     def tick(self, now: dt.datetime) -> ReconcileReport | None:
-        """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure)."""
+        """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure). The recent
+        customers are looked up again when due, outside the enforcer's lock (early bans use the last list
+        meanwhile)."""
+        self.refresh_customers(now)
+        return self._tick(now)
+
+    @_locked
+    def _tick(self, now: dt.datetime) -> ReconcileReport | None:
         self._ensure_loaded(now)
         if self._next_expiry is not None and now.timestamp() >= self._next_expiry:
             self._expire(now)
@@ -189,7 +239,9 @@ class Enforcer:
     # -- operations for the CLI (and the watcher's control channel) -------------------------------------------
     @_locked
     def ban(self, text: str, now: dt.datetime, ttl: int | None = None, reason: str | None = None) -> str:
-        """Ban an address or network by hand; raises BanRefused for allowlisted or invalid input."""
+        """Ban an address or network by hand; raises BanRefused for allowlisted or invalid input (a `ttl` that is
+        not a whole number of seconds from 1 to `MAX_MANUAL_TTL`)."""
+        ttl = manual_ttl(ttl)
         self._ensure_loaded(now)
         try:
             net = parse_target(text, 128, allow_network=True)
@@ -308,6 +360,88 @@ class Enforcer:
         self._allowlist_ready = True
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _note_refusals(self, alerts: Sequence[Proposal], out: dict[int, str]) -> None:
+        """A ban the alert proposed and that was not made says why in the alert itself (`enforcement` in its
+        evidence, which `alerts show` prints), not only in the log and the notification: kept in the alert the
+        rules hold, so their next update of it keeps it, and written to its row behind the round."""
+        rows: list[tuple[str, int]] = []
+        for a in alerts:
+            evidence, aid = getattr(a, "evidence", None), a.id
+            text = out.get(aid) if aid is not None else None
+            if aid is None or text is None or not isinstance(evidence, dict) or a.action != "ban_ip":
+                continue
+            if text.startswith("not banned") or "enforcement" in evidence:
+                evidence["enforcement"] = text
+                rows.append((json.dumps(evidence, default=str, ensure_ascii=False), aid))
+        if rows:
+            def record(con: duckdb.DuckDBPyConnection) -> None:
+                con.executemany("UPDATE alerts SET evidence = ? WHERE id = ?", rows)
+
+            self.writes.later(record)
+
+    def _evidence(self, alerts: Sequence[Proposal], now: dt.datetime,
+                  early: bool) -> Callable[[str, bool], str | None] | None:
+        """What `planning.plan_alerts` asks before a new ban (`fraudwatch.enforce.evidence`). Early decisions
+        never wait for the store: they are checked against the recent customers looked up every
+        `CUSTOMERS_REFRESH` seconds. Alerts: one lookup for the round's addresses, made before the round takes
+        the enforcer's lock (the planning asks only about the addresses it would newly ban)."""
+        if not self.cfg.ban_evidence:
+            return None
+        window = self.cfg.customer_window
+        if early:
+            customers = self.customers
+            return lambda ip, _early: early_refusal(ip, customers, window)
+        since: dict[str, dt.datetime] = {}
+        for a in alerts:
+            if a.action != "ban_ip" or a.key_type != "ip" or a.id is None:
+                continue
+            ip = a.key.split("|", 1)[0]
+            first = getattr(a, "first_seen", None)
+            start = first if isinstance(first, dt.datetime) else now - dt.timedelta(hours=1)
+            if ip not in since or start < since[ip]:
+                since[ip] = start
+        if not since:
+            return None
+        try:
+            with self._store() as con:
+                found = lookup(con, since, now, window, self.customers, self._customers_asof)
+        except duckdb.Error as exc:  # no evidence to be had: ban as before rather than never
+            log.error("firewall: looking up the evidence for %d address(es) failed (banning without it): %s",
+                      len(since), exc)
+            return None
+        customers = self.customers
+
+        def check(ip: str, is_early: bool) -> str | None:
+            return early_refusal(ip, customers, window) if is_early else found.refusal(ip)
+
+        return check
+
+    def add_customers(self, addresses: Sequence[str]) -> None:
+        """Recent customers seen before the store has them (the sentry's log tail): kept `SEEN_SECONDS` through
+        the lookups, which may run before the watcher has stored their lines."""
+        with self._customers_lock:
+            t = time.monotonic()
+            for ip in addresses:
+                self._seen[ip] = t
+            self.customers = self.customers | frozenset(addresses)
+
+    def refresh_customers(self, now: dt.datetime, force: bool = False) -> frozenset[str]:
+        """The recent customers, looked up again when `CUSTOMERS_REFRESH` seconds old (or `force`)."""
+        due = self._customers_at is None or time.monotonic() - self._customers_at >= CUSTOMERS_REFRESH
+        if self.cfg.ban_evidence and (due or force):
+            try:
+                with self._store() as con:
+                    found = recent_customers(con, now, self.cfg.customer_window)
+                with self._customers_lock:
+                    cut = time.monotonic() - SEEN_SECONDS
+                    self._seen = {ip: t for ip, t in self._seen.items() if t >= cut and ip not in found}
+                    self.customers = found | frozenset(self._seen)
+                self._customers_asof = now
+            except duckdb.Error as exc:
+                log.error("firewall: looking up the recent customers failed: %s", exc)
+            self._customers_at = time.monotonic()
+        return self.customers
+
     def _refuse(self, text: str, why: str, level: int = logging.WARNING) -> str:
         shown = json.dumps(text[:80])
         log.log(level, "firewall: %s%s", why, "" if shown in why else f" (input {shown})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fraudwatch.enforce.enforcer import Enforcer
+from fraudwatch.enforce.enforcer import Enforcer, manual_ttl
 from fraudwatch.errors import FraudwatchError
 
 LIST, ADD, REMOVE, FLUSH, SYNC = "bans.list", "bans.add", "bans.remove", "bans.flush", "bans.sync"
@@ -28,8 +28,7 @@ def apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime 
             rows = enforcer.listing(now, include_history=bool(args.get("all")), limit=args.get("limit"))
             return {"ok": True, "rows": [{k: _iso(v) for k, v in r.items()} for r in rows]}
         if name == ADD:
-            ttl = args.get("ttl")
-            message = enforcer.ban(str(args["target"]), now, ttl=int(ttl) if ttl else None,
+            message = enforcer.ban(str(args.get("target", "")), now, ttl=manual_ttl(args.get("ttl")),
                                    reason=args.get("reason"))
             return {"ok": True, "message": message}
         if name == REMOVE:

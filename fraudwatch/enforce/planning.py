@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.backends.base import Entry
+from fraudwatch.enforce.capacity import Room, high_water
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.results import span, when
 from fraudwatch.enforce.state import Ban
@@ -59,6 +60,8 @@ class Plan:
     entries: list[Entry] = field(default_factory=list)  # to put in the kernel: the new and extended bans
     linked: list[Ban] = field(default_factory=list)  # early bans whose alert came: their alert id is set
     refused: list[tuple[str, str, int]] = field(default_factory=list)  # (input, why, log level), in order
+    evicted: list[Ban] = field(default_factory=list)  # ended to make room in a nearly full set
+    made_room: list[str] = field(default_factory=list)  # what the full policy did, for the log and the status
     next_id: int = 0  # the id the next ban gets
 
 
@@ -94,14 +97,19 @@ def supersede(active: BanIndex, net: Target) -> list[Ban]:
 
 def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, allowlist: Allowlist,
                 active: BanIndex, prior: dict[str, int], next_id: int,
-                caps: Mapping[int, int | None]) -> Plan:
+                caps: Mapping[int, int | None], evidence: Callable[[str, bool], str | None] | None = None,
+                protected: Collection[str] = ()) -> Plan:
     """Ban the keys of `ban_ip` alerts. `prior`: network -> its level within the escalation window (updated
-    here); `caps`: IP version -> how many entries its set holds (None: no limit). One pass with its lookups
-    hoisted: a botnet brings 100k alerts in a batch."""
+    here); `caps`: IP version -> how many entries its set holds (None: no limit); `evidence`: (address, early)
+    -> why a new ban of it is not made (`fraudwatch.enforce.evidence`); `protected`: the recent customers, whom
+    an aggregated network ban must not hold (`fraudwatch.enforce.capacity`). One pass with its lookups hoisted:
+    a botnet brings 100k alerts in a batch."""
     plan = Plan()
     out, new, extended, superseded, entries, linked = (plan.out, plan.new, plan.extended, plan.superseded,
                                                       plan.entries, plan.linked)
     counts = {v: active.count(v) if caps[v] is not None else 0 for v in (4, 6)}
+    highs = {v: high_water(c, cfg.full_at) if c is not None else None for v, c in caps.items()}
+    room = Room(active)
     trial = set(cfg.report_only)
     ttls: dict[tuple[str, str, int], tuple[int, int]] = {}  # (rule, severity, level) -> (ttl, kernel timeout)
     refusal = allowlist.refusal
@@ -144,6 +152,11 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
             known = ttls[key] = (seconds, min(seconds, kernel_max))
         seconds, timeout = known
         expires = t_now + seconds
+        if existing is None and evidence is not None:
+            why = evidence(text, a.id is None)
+            if why:
+                out[aid] = refuse(text, why)
+                continue
         if a.report_only or a.rule in trial:
             already = f" (already banned until {when(existing.expires)})" if existing else ""
             out[aid] = f"report-only: would ban {net.text} for {span(seconds)} (level {level}){already}"
@@ -166,11 +179,20 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
                             f"ban #{existing.id}, decided early on the log's newest lines{ahead})")
             continue
         version = net.version
-        cap = caps[version]
-        if cap is not None and counts[version] >= cap:
-            out[aid] = refuse(text, f"not banned: the IPv{version} set is full ({cap} entries, [firewall] maxelem)",
-                              level=logging.ERROR)
-            continue
+        cap, high = caps[version], highs[version]
+        if cap is not None and high is not None and counts[version] >= high:
+            counts[version] -= _make_room(plan, room, cfg, allowlist, protected, version, counts[version] - high + 1,
+                                          t_now, next_id)
+            if plan.next_id > next_id:
+                next_id = plan.next_id
+            if counts[version] >= cap:
+                out[aid] = refuse(text, f"not banned: the IPv{version} set is full ({cap} entries, [firewall] "
+                                        f"maxelem) and nothing could be evicted or aggregated", level=logging.ERROR)
+                continue
+            cover = active.covering(net) if active.nets else None
+            if cover is not None:  # the room made was a network ban that holds it
+                out[aid] = f"already banned: {cover.net.text} until {when(cover.expires)} (ban #{cover.id})"
+                continue
         ban = Ban(next_id, net, level, expires, t_now, "rule" if a.id is not None else EARLY, a.rule, a.id,
                   a.severity, a.description)
         next_id += 1
@@ -187,6 +209,52 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
         out[aid] = f"banned {net.text} until {when(expires)} (level {level})"
     plan.next_id = next_id
     return plan
+
+
+def _make_room(plan: Plan, room: Room, cfg: FirewallConfig, allowlist: Allowlist, protected: Collection[str],
+               version: int, needed: int, t_now: float, next_id: int) -> int:
+    """Free `needed` entries of `version`'s set by the full policy; how many were freed. An aggregated network
+    ban takes the next id (`plan.next_id`)."""
+    freed = 0
+    while freed < needed:
+        if cfg.full_policy == "aggregate":
+            got = room.aggregate(version, allowlist, protected)
+            if got is not None:
+                net, inside = got
+                ban = Ban(next_id, net, max(b.level for b in inside), max(b.expires for b in inside), t_now, "rule",
+                          "full-policy", None, None, f"aggregated {len(inside)} bans: the IPv{version} set was "
+                          f"nearly full")
+                next_id += 1
+                room.active.add(ban)
+                plan.superseded.extend(_unplanned(plan, inside))
+                plan.new.append(ban)
+                plan.entries.append(Entry(net, min(cfg.kernel_timeout_max, max(1, math.ceil(ban.expires - t_now)))))
+                plan.made_room.append(f"aggregated {len(inside)} bans into {net.text}")
+                freed += len(inside) - 1
+                continue
+        victim = room.evict(version)
+        if victim is None:
+            break
+        plan.evicted.extend(_unplanned(plan, [victim]))
+        plan.made_room.append(f"evicted ban #{victim.id} on {victim.net.text} (level {victim.level})")
+        freed += 1
+    plan.next_id = max(plan.next_id, next_id)
+    return freed
+
+
+def _unplanned(plan: Plan, ended: list[Ban]) -> list[Ban]:
+    """Of bans ended while making room, those made earlier in this round are taken out of it (neither written
+    nor put in the kernel); the others are returned, to end in the store and the kernel."""
+    fresh = {id(b) for b in plan.new}
+    gone = {b.net for b in ended if id(b) in fresh}
+    if gone:
+        plan.new[:] = [b for b in plan.new if b.net not in gone]
+        plan.entries[:] = [e for e in plan.entries if e.net not in gone]
+        texts = {f"banned {n.text} " for n in gone}
+        for aid, text in plan.out.items():  # rare (a set filled within one round): their results say so
+            if text.startswith("banned ") and text[:text.find(" ", 7) + 1] in texts:
+                plan.out[aid] = "not banned after all: " + text + " (the set was nearly full: made room for later bans)"
+    return [b for b in ended if id(b) not in fresh]
 
 
 @dataclass

@@ -52,12 +52,12 @@ def active(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Ban]:
     """The active bans (only the columns the enforcer needs: this runs on every start and reconcile)."""
     # column by column (Arrow to lists): faster than rows of tuples for a restore's many bans (figures:
     # benchmarks/RESULTS.md, "Active bans read column by column")
-    table = con.sql("SELECT id, network, level, epoch(expires_at) FROM bans WHERE removed_at IS NULL "
+    table = con.sql("SELECT id, network, level, epoch(expires_at), source FROM bans WHERE removed_at IS NULL "
                     "AND expires_at > ? ORDER BY id", params=[now]).to_arrow_table()
     out: list[Ban] = []
     append = out.append
     pton, inet = socket.inet_pton, socket.AF_INET
-    for ban_id, network, level, expires in zip(*(c.to_pylist() for c in table.columns), strict=True):
+    for ban_id, network, level, expires, source in zip(*(c.to_pylist() for c in table.columns), strict=True):
         try:
             if "/" in network or ":" in network:
                 target = parse_target(network)
@@ -65,7 +65,7 @@ def active(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Ban]:
                 target = Target(4, int.from_bytes(pton(inet, network), "big"), 32, network)
         except (TargetError, OSError):  # not written by us: never sent to a firewall
             continue
-        append(Ban(ban_id, target, level, expires))
+        append(Ban(ban_id, target, level, expires, source=source or "rule"))
     return out
 
 
@@ -99,7 +99,7 @@ def insert(con: duckdb.DuckDBPyConnection, bans: Sequence[Ban], backend: str) ->
     con.register("_fw_new_bans", table)
     try:
         names = ", ".join(f'"{c}"' for c in BANS.names)
-        con.execute(f"INSERT INTO bans ({names}) SELECT {names} FROM _fw_new_bans")
+        con.execute(f"INSERT INTO bans ({names}) SELECT {names} FROM _fw_new_bans")  # nosec B608 # names: the bans table's columns, a constant
     finally:
         con.unregister("_fw_new_bans")
 
@@ -158,7 +158,7 @@ def listing(con: duckdb.DuckDBPyConnection, now: dt.datetime, include_history: b
     order = "ORDER BY id DESC" if include_history else "ORDER BY expires_at, id"
     lim = f" LIMIT {int(limit)}" if limit else ""
     cur = con.execute(
-        f"SELECT id, network, source, rule, alert_id, severity, level, created_at, expires_at, removed_at, "
+        f"SELECT id, network, source, rule, alert_id, severity, level, created_at, expires_at, removed_at, "  # nosec B608 # only constant clauses are formatted in; values are parameters
         f"removed_reason, reason, backend, (removed_at IS NULL AND expires_at > $now) AS active "
         f"FROM bans {where} {order}{lim}", {"now": now})
     names = [d[0] for d in cur.description or ()]

@@ -80,13 +80,14 @@ class WriteBehind:
         return None
 
     def commit(self, new: Sequence[Ban], extended: Sequence[Ban], superseded: Sequence[Ban], t_now: float,
-               entries: list[Entry]) -> str | None:
-        """One kernel batch, then the store (one short transaction, written behind)."""
-        if not (new or extended or superseded):
+               entries: list[Entry], evicted: Sequence[Ban] = ()) -> str | None:
+        """One kernel batch, then the store (one short transaction, written behind). `evicted`: bans ended to make
+        room in a nearly full set (`fraudwatch.enforce.capacity`), removed in the same batch as the new ones go in."""
+        if not (new or extended or superseded or evicted):
             return None
-        error = self.apply(entries, [b.net for b in superseded if b.net in self.kernel], t_now)
-        new, extended, superseded = list(new), list(extended), list(superseded)
-        self.behind.append(lambda con: self._record(con, new, extended, superseded, t_now))
+        error = self.apply(entries, [b.net for b in (*superseded, *evicted) if b.net in self.kernel], t_now)
+        new, extended, superseded, ended = list(new), list(extended), list(superseded), list(evicted)
+        self.behind.append(lambda con: self._record(con, new, extended, superseded, t_now, ended))
         return error
 
     # -- the store -------------------------------------------------------------------------------------------
@@ -137,9 +138,11 @@ class WriteBehind:
                 log.error("firewall: the store's transaction could not be rolled back: %s", exc)
 
     def _record(self, con: duckdb.DuckDBPyConnection, new: Sequence[Ban], extended: Sequence[Ban],
-                superseded: Sequence[Ban], t_now: float) -> None:
+                superseded: Sequence[Ban], t_now: float, evicted: Sequence[Ban] = ()) -> None:
+        at = dt.datetime.fromtimestamp(t_now, dt.UTC)
         con.execute("BEGIN")
         state.insert(con, new, self.backend.name)
         state.extend(con, extended)
-        state.remove(con, [b.id for b in superseded], dt.datetime.fromtimestamp(t_now, dt.UTC), "superseded")
+        state.remove(con, [b.id for b in superseded], at, "superseded")
+        state.remove(con, [b.id for b in evicted], at, "evicted: the set was nearly full")
         con.execute("COMMIT")  # on failure, `_write` rolls back

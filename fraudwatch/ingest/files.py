@@ -28,6 +28,7 @@ from fraudwatch.sources.lines import to_batch
 from fraudwatch.sources.reader import Chunk, identify, read_chunks
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
+from fraudwatch.store.failures import StoreFull, classify
 
 
 def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
@@ -100,6 +101,8 @@ class Ingestor:
         except FraudwatchError as exc:
             summary.error = str(exc)
         except OSError as exc:
+            if isinstance(full := classify(exc, self.store.path), StoreFull):
+                raise full from exc  # the store's disk, not this file: every file after it would fail alike
             summary.error = f"{path}: {exc.strerror or exc}"
         return summary
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fraudwatch.detect.types.base import RuleType
 
 # Evidence entries that are pointers, not facts a person reads from a phone.
-_POINTER_KEYS = {"ids", "flownos", "lines"}
+_POINTER_KEYS = {"ids", "flownos", "lines", "enforcement"}  # enforcement: what the enforcer did, shown as `done`
 _KEY_LABEL = {"ip": "IP", "account": "account", "prefix": "destination prefix", "number": "number", "key": "key",
               "global": "switch-wide"}
 ACTION_TEXT = {"ban_ip": "ban the IP", "lock_account": "lock the account", "alert": "alert only"}

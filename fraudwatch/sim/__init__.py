@@ -35,7 +35,7 @@ class SimResult:
 def _rng(seed: int, stream: str) -> random.Random:
     """An independent, reproducible random stream per concern (a string seed is hashed with SHA-512, so it does
     not depend on PYTHONHASHSEED); adding draws to one concern does not shift the others."""
-    return random.Random(f"fraudwatch.sim:{seed}:{stream}")  # noqa: S311 - simulation, not cryptography
+    return random.Random(f"fraudwatch.sim:{seed}:{stream}")  # noqa: S311  # nosec B311 # simulation, seeded for repeatable data: not cryptography
 
 
 def simulate(out_dir: Path, days: int = 2, accounts: int = 50, seed: int = 1,

@@ -23,9 +23,9 @@ SWITCH = "198.51.100.1"
 # reads as auth_failure / invalid_user / acl_reject (all but `noexten`, which fraudwatch keeps as a `request` whose
 # detail says "extension not found").
 FAILURE_WEIGHTS = {
-    "reg_wrong_password": 25,  # chan_sip: Registration from ... failed for ... - Wrong password
+    "reg_wrong_password": 25,  # chan_sip: Registration from ... failed for ... - Wrong password  # nosec B105 # a count of simulated lines, not a password
     "reg_no_peer": 15,  # chan_sip: ... - No matching peer found
-    "sec_invalid_password": 10,  # res_security_log, chan_sip's Service="SIP"
+    "sec_invalid_password": 10,  # res_security_log, chan_sip's Service="SIP"  # nosec B105 # a count of simulated lines, not a password
     "sec_challenge_failed": 15,  # res_security_log, PJSIP
     "sec_invalid_account": 15,  # res_security_log, PJSIP
     "pjsip_auth_failed": 10,  # res_pjsip: Request 'INVITE' from ... failed for ... - Failed to authenticate
@@ -138,7 +138,7 @@ def write_asterisk_log(path: Path, lines: int, seed: int = 1, failure_share: flo
     Each line is a failure with probability ``failure_share`` (one of FAILURE_WEIGHTS, by weight), otherwise one of
     ORDINARY_WEIGHTS.
     """
-    rng = random.Random(f"fraudwatch.sim.asterisk:{seed}")  # noqa: S311 - simulation, not cryptography
+    rng = random.Random(f"fraudwatch.sim.asterisk:{seed}")  # noqa: S311  # nosec B311 # simulation, seeded for repeatable data: not cryptography
     attackers = _attackers(rng)
     fail_kinds, fail_w = list(FAILURE_WEIGHTS), list(FAILURE_WEIGHTS.values())
     ok_kinds, ok_w = list(ORDINARY_WEIGHTS), list(ORDINARY_WEIGHTS.values())

@@ -79,7 +79,7 @@ def write_sipproxy_flood(path: Path, lines: int, seed: int) -> int:
     Speed comes from building 32768 line bodies up front (random kind, source, user, User-Agent) and then only
     joining a timestamp, a body and a serial number per line; the serial keeps every Call-ID unique.
     """
-    rng = random.Random(f"fraudwatch.sim.flood:{seed}")  # noqa: S311 - simulation, not cryptography
+    rng = random.Random(f"fraudwatch.sim.flood:{seed}")  # noqa: S311  # nosec B311 # simulation, seeded for repeatable data: not cryptography
     sources = _sources(rng)
     users = [str(rng.randint(100, 9999)) for _ in range(2044)] + ["admin", "test", "1000", "100"]
     uas = [*SCANNER_UAS, *DESK_UAS, *SOFT_UAS]

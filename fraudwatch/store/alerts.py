@@ -22,7 +22,7 @@ def list_alerts(con: duckdb.DuckDBPyConnection, *, since: dt.datetime | None = N
         if value is not None:
             where.append(clause)
             params.append(value)
-    return _rows(con.execute(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY detected_at, id LIMIT ?",
+    return _rows(con.execute(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY detected_at, id LIMIT ?",  # nosec B608 # constant clauses; values are parameters
                              [*params, limit]))
 
 

@@ -44,7 +44,7 @@ def compact(segs: Segments, con: duckdb.DuckDBPyConnection | None = None, merge_
         tmp = path.with_name(path.name + ".tmp")
         listed = ", ".join(sql_text(str(segs.root / f)) for f in files)
         cols = ", ".join(f'"{c}"' for c in TABLES[table].names)
-        con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "
+        con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "  # nosec B608 # columns of the schema, file names quoted by sql_text
                     f"{sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
         fsync_path(tmp)
         os.replace(tmp, path)

@@ -13,25 +13,25 @@ from pathlib import Path
 
 import duckdb
 
-from fraudwatch.errors import StoreError
+from fraudwatch.errors import FraudwatchError, StoreError
 from fraudwatch.store.compaction import empty_trash
+from fraudwatch.store.failures import StoreLocked, classify
+from fraudwatch.store.files import make_private, private_umask
 from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fraudwatch.store.segments import Segments
 
-
-class StoreLocked(StoreError):
-    """Another process (normally the watcher) holds the store file."""
+__all__ = ["Store", "StoreLocked", "open_read_only"]
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
+        known = classify(exc, path)  # corrupt, locked (only then the read copy serves), or disk full
+        if known is not None:
+            raise known from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "lock" in first.lower():
-            raise StoreLocked(f"{path}: the store is in use by another fraudwatch process ({first}); if that "
-                              "is the watcher, add files to its [[sources]] or stop it first") from None
         raise StoreError(f"{path}: cannot open the store: {first}") from None
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -88,13 +88,22 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        private_umask()  # the store, its log, segments and read copy: 0640 / 0750 whatever the umask
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(path, read_only=False)
-        self.migrate()
-        self.segments = Segments(self.con, path)
-        self.segments.recover()
-        empty_trash(self.segments)  # what merges replaced, once readers are done with it
-        self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
+        make_private(path, path.with_name(path.name + ".wal"), segments_root(path))
+        try:
+            self.migrate()
+            self.segments = Segments(self.con, path)
+            self.segments.recover()
+            empty_trash(self.segments)  # what merges replaced, once readers are done with it
+            self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables
+        except Exception as exc:
+            self.con.close()
+            known = None if isinstance(exc, FraudwatchError) else classify(exc, path)
+            if known is not None:
+                raise known from exc
+            raise
 
     def migrate(self) -> None:
         con = self.con
@@ -121,5 +130,16 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *info: object) -> None:
+        exc = info[1] if len(info) > 1 and isinstance(info[1], BaseException) else None
+        try:
+            self.close()
+        except Exception as closing:
+            known = classify(closing, self.path)
+            if known is not None:
+                raise known from closing
+            raise
+        if exc is not None and not isinstance(exc, FraudwatchError):
+            known = classify(exc, self.path)  # a write that ran out of space, a block that failed its checksum
+            if known is not None:
+                raise known from exc

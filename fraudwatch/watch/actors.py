@@ -79,8 +79,15 @@ def start_sentry(w: WatcherBase) -> None:
             log.info("early bans: banned %d on the log's newest lines: %s%s", len(banned), shown,
                      f"; and {len(banned) - 3} more" if len(banned) > 3 else "")
 
+    def customers(seen: list[str] | None) -> list[str]:
+        """The sentry saw `seen` succeed in the log tail; the recent customers, for the sentry (see
+        fraudwatch.enforce.early)."""
+        if seen:
+            enforcer.add_customers(seen)
+        return sorted(enforcer.customers)
+
     try:
-        sentry = Sentry(w.cfg, on_bans)
+        sentry = Sentry(w.cfg, on_bans, customers if w.cfg.firewall.ban_evidence else None)
         sentry.start()
     except Exception as exc:  # bans still come from the rules' alerts
         log.error("early bans not started: %s", exc)

@@ -19,23 +19,34 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import socketserver
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from fraudwatch.errors import FraudwatchError, StoreError, UsageError
+from fraudwatch.watch.requests import validate
 
 if TYPE_CHECKING:
     from fraudwatch.store.sandbox import LiveQueries
     from fraudwatch.watch.base import WatcherBase
 
+log = logging.getLogger("fraudwatch.watch")
+
 MAX_ROWS = 100_000
 MAX_REQUEST = 1 << 20
+READ_TIMEOUT = 10.0  # seconds a connection may take to send its request line (and to take its answer)
+MAX_HANDLERS = 16  # connections served at once; `fraudwatch` itself opens one per command
+WARN_EVERY = 60.0  # seconds between two warnings about misbehaving clients
+BUSY = (json.dumps({"ok": False, "error": f"the watcher is busy: more than {MAX_HANDLERS} control connections at "
+                    "once; try again", "exit_code": 3}) + "\n").encode()
 
 
 def socket_path(store_path: Path) -> Path:
@@ -44,28 +55,99 @@ def socket_path(store_path: Path) -> Path:
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    timeout = READ_TIMEOUT  # socketserver sets it on the connection: a client that sends nothing is dropped
 
     def handle(self) -> None:
-        line = self.rfile.readline(MAX_REQUEST)
         try:
-            req = json.loads(line)
-            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-                raise ValueError("a request is a JSON object with 'op'")
-            result = self.server.dispatch(req["op"], req.get("args") or {})
-        except (ValueError, UsageError) as exc:
-            result = {"ok": False, "error": str(exc), "exit_code": 2}
+            line = self.rfile.readline(MAX_REQUEST)
+        except TimeoutError:
+            self.server.misbehaved(f"a client sent no request within {READ_TIMEOUT:g} s")
+            return
+        if not line:
+            self.server.misbehaved("a client closed its connection without a request")
+            return
+        try:
+            name, args = _parse(line)
+        except UsageError as exc:
+            self.server.misbehaved(f"bad request: {exc}")
+            self._reply({"ok": False, "error": str(exc), "exit_code": 2})
+            return
+        try:
+            result = self.server.dispatch(name, args)
+        except FraudwatchError as exc:
+            result = {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
         except duckdb.Error as exc:
             result = {"ok": False, "error": str(exc).splitlines()[0], "exit_code": 3}
         except Exception as exc:  # the socket thread never dies of one request
+            log.warning("control socket: %s failed: %s: %.200s", name, type(exc).__name__, exc)
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": 70}
-        self.wfile.write(json.dumps(result).encode() + b"\n")
+        self._reply(result)
+
+    def _reply(self, result: dict[str, Any]) -> None:
+        try:
+            self.wfile.write(json.dumps(result).encode() + b"\n")
+        except OSError:  # the client went away or stopped reading: its loss
+            self.server.misbehaved("a client did not take its answer")
+
+
+def _parse(line: bytes) -> tuple[str, dict[str, Any]]:
+    """The operation and its checked arguments from one request line; UsageError when it is not one."""
+    if len(line) >= MAX_REQUEST and not line.endswith(b"\n"):
+        raise UsageError(f"a request longer than {MAX_REQUEST} bytes")
+    try:
+        req = json.loads(line)
+    except (ValueError, RecursionError):
+        raise UsageError("a request is one line of JSON") from None
+    if not isinstance(req, dict):
+        raise UsageError("a request is a JSON object with 'op' (a string) and 'args' (an object)")
+    return validate(req.get("op"), req.get("args"))
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
+    """A thread per connection, at most `MAX_HANDLERS` at once: one more is answered "busy" and closed at once,
+    from the accepting thread, without a thread of its own. A client's misbehaviour (silence, bad JSON, bad
+    arguments, a hang-up) costs at most one warning line a minute in the watcher's log, never a traceback."""
+
     daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64  # the listen backlog: a burst of clients waits to be accepted (or refused) quickly
     watcher: WatcherBase
     queries: LiveQueries | None = None  # made at the first query (a DuckDB instance of its own)
     queries_lock = threading.Lock()
+
+    def __init__(self, path: str, handler: type[socketserver.BaseRequestHandler]) -> None:
+        super().__init__(path, handler)
+        self.slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        self.warnings = RateLimitedWarning(WARN_EVERY)
+
+    def misbehaved(self, what: str) -> None:
+        self.warnings.warn(what)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.misbehaved(f"more than {MAX_HANDLERS} connections at once: refused one")
+            with contextlib.suppress(OSError):
+                request.settimeout(0.2)
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread could be started: the slot is not used
+            self.slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """What escaped a handler (socketserver prints a traceback): one rate-limited line instead."""
+        exc = sys.exception()
+        self.misbehaved(f"a connection failed: {type(exc).__name__}: {exc}" if exc else "a connection failed")
 
     def dispatch(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         w = self.watcher
@@ -77,11 +159,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
                                                             pub.last_seconds if pub else None)}
         if name == "query":  # in a sandboxed instance of its own, never on the writer's (fraudwatch.store.sandbox)
             assert w.store is not None
-            try:
-                sql, params = str(args.get("sql", "")), list(args.get("params") or [])
-                return self.live_queries().answer(w.store.con, sql, params, MAX_ROWS)
-            except FraudwatchError as exc:  # refused, failed, or out of time: one line and its exit status
-                return {"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)}
+            sql, params = str(args.get("sql", "")), list(args.get("params") or [])
+            return self.live_queries().answer(w.store.con, sql, params, MAX_ROWS)  # errors: FraudwatchError
         return w.submit(name, args)
 
     def live_queries(self) -> LiveQueries:
@@ -91,6 +170,26 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
                 self.queries = LiveQueries(self.watcher.cfg.store_path, self.watcher.cfg.watch.query_seconds)
             return self.queries
+
+
+class RateLimitedWarning:
+    """One warning line per `every` seconds at most, saying how many more were held back since the last."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.lock = threading.Lock()
+        self.last = -every
+        self.held = 0
+
+    def warn(self, what: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last < self.every:
+                self.held += 1
+                return
+            held, self.held, self.last = self.held, 0, now
+        more = f" (and {held} more since the last warning)" if held else ""
+        log.warning("control socket: %s%s", what[:200], more)
 
 
 class ControlServer:

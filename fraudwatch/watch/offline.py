@@ -60,7 +60,7 @@ def offline_status(cfg: Config) -> dict[str, Any]:
         by_source: dict[str, dict[str, Any]] = {}
         for table, col in TIME_COLUMN.items():
             for source, n, last in con.execute(
-                    f"SELECT source, count(*), max({col}) FROM {table} GROUP BY 1").fetchall():
+                    f"SELECT source, count(*), max({col}) FROM {table} GROUP BY 1").fetchall():  # nosec B608 # event tables and time columns of the schema
                 by_source[source] = {"parsed": n, "last_event": last.isoformat() if last else None}
         rejected = dict(con.execute("SELECT source, count(*) FROM rejects GROUP BY 1").fetchall())
         con.close()
@@ -93,7 +93,7 @@ def store_facts(store_path: Path) -> dict[str, Any]:
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         events = 0
         for table, col in TIME_COLUMN.items():
-            events += int(con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [today]).fetchall()[0][0])
+            events += int(con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [today]).fetchall()[0][0])  # nosec B608 # event tables and time columns of the schema; the day is a parameter
         facts["events_today"] = events
         row = con.execute("SELECT id, rule, severity, key, last_seen, action FROM alerts "
                           "ORDER BY updated_at DESC, id DESC LIMIT 1").fetchall()

@@ -46,15 +46,18 @@ NICE = -5  # the sentry's priority, relative to the watcher's
 FULL_GC = 600.0  # seconds between the sentry's full garbage collections (see run_sentry)
 STATS_SECONDS = 5.0  # how often the sentry reports its counters
 RESTARTS = 5  # restarts after the sentry exits unasked, before the watcher goes on without it
+CUSTOMERS_SECONDS = 10.0  # how often the watcher sends the sentry the recent customers its store knows
+SEEN_SECONDS = 600.0  # how long the sentry keeps a customer it saw succeed itself (the watcher's list has it by then)
 
 
-def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
+def run_sentry(cfg: Config, conn: Connection, level: int, known: list[str] | None = None) -> None:
     """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
     logging.basicConfig(level=level, format="fraudwatch sentry: %(levelname)s %(message)s")
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.ruleset import load_rules
     from fraudwatch.detect.runners.early import LINE_SOURCES, EarlyBans
+    from fraudwatch.enforce.evidence import SUCCESS_COLUMNS, successes
     from fraudwatch.formats.registry import load_formats
     from fraudwatch.rulesdir import shipped_rules_dir
     from fraudwatch.watch.tail import LogTail
@@ -64,9 +67,14 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
         os.nice(NICE)
     rules = list(load_rules(cfg.rule_dirs).rules.values())
     early = EarlyBans(rules, Context(shipped_rules_dir() / "lists"), cfg.trusted_networks)
-    tail = LogTail(cfg.sources, load_formats(cfg.format_dirs), cfg.ingest,
-                   {s: early.columns(s) for s in LINE_SOURCES if early.gates[s]})
+    columns = {s: early.columns(s) for s in LINE_SOURCES if early.gates[s]}
+    watching = cfg.firewall.ban_evidence and "sip_events" in columns
+    if watching:  # the successes it sees itself: a customer's registration just before forged lines
+        columns["sip_events"] = sorted({*columns["sip_events"], *SUCCESS_COLUMNS})
+    tail = LogTail(cfg.sources, load_formats(cfg.format_dirs), cfg.ingest, columns)
     firewall = _firewall(cfg)
+    customers = _Customers(firewall)
+    customers.known(known or [])  # from the start: a sent list could come a tick after forged lines
     tail.poll()  # the files' ends: from here on
     conn.send(("ready", early.rules))
     busy, longest, last_stats = 0.0, 0.0, time.monotonic()
@@ -78,11 +86,19 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
     with tuning.gc_rare_full_collections():
         last_full = time.monotonic()
         while os.getppid() == parent:
-            if conn.poll():
-                return  # "stop"
+            while conn.poll():
+                message = conn.recv()
+                if not isinstance(message, tuple):
+                    return  # "stop"
+                if message[0] == "customers":
+                    customers.known(message[1])
             t0 = time.monotonic()
             decisions = []
             for table, rows in tail.poll().items():
+                if watching and table == "sip_events":
+                    seen = customers.seen(successes(rows.columns, rows.height))
+                    if seen:  # before the decisions: the watcher's enforcer learns them first
+                        conn.send(("customers", seen))
                 try:
                     decisions.extend(early.process(table, rows))
                 except Exception:  # one batch it cannot score must not end early bans
@@ -107,12 +123,44 @@ def run_sentry(cfg: Config, conn: Connection, level: int) -> None:
                                      "busy": round(busy / (t1 - last_stats), 3), "longest_tick": round(longest, 3),
                                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                                      "banned_itself": firewall.applied if firewall is not None else None,
+                                     "customers_held": firewall.held if firewall is not None else None,
                                      "errors": s.errors[-3:]}))
                 busy, longest, last_stats = 0.0, 0.0, t1
             if t1 - last_full >= FULL_GC:
                 gc.collect()
                 last_full = time.monotonic()
             time.sleep(max(0.0, TICK - (time.monotonic() - t0)))
+
+
+class _Customers:
+    """The recent customers the sentry knows (`[firewall] ban_evidence`): those the watcher's store knows (sent
+    every `CUSTOMERS_SECONDS`) and those it saw succeed in the tail itself, kept `SEEN_SECONDS` (by then the
+    watcher's list has them). Its own firewall never adds them (`fraudwatch.enforce.early`)."""
+
+    def __init__(self, firewall: SentryFirewall | None) -> None:
+        self.firewall = firewall
+        self.watcher: set[str] = set()
+        self.own: dict[str, float] = {}  # address -> monotonic time seen
+
+    def known(self, addresses: list[str]) -> None:
+        self.watcher = set(addresses)
+        cut = time.monotonic() - SEEN_SECONDS
+        self.own = {ip: t for ip, t in self.own.items() if t >= cut and ip not in self.watcher}
+        self._update()
+
+    def seen(self, addresses: set[str]) -> list[str]:
+        """The addresses not known before, now kept."""
+        new = sorted(ip for ip in addresses if ip not in self.watcher and ip not in self.own)
+        now = time.monotonic()
+        for ip in new:
+            self.own[ip] = now
+        if new:
+            self._update()
+        return new
+
+    def _update(self) -> None:
+        if self.firewall is not None:
+            self.firewall.customers = self.watcher | set(self.own)
 
 
 def _firewall(cfg: Config) -> SentryFirewall | None:
@@ -132,8 +180,13 @@ class Sentry:
     """The watcher's handle on the sentry process: start it, hand its decisions to `on_bans` (on a thread of
     its own), restart it when it exits unasked (`RESTARTS` times), stop it."""
 
-    def __init__(self, cfg: Config, on_bans: Callable[[list[Any]], None]) -> None:
-        self.cfg, self.on_bans = cfg, on_bans
+    def __init__(self, cfg: Config, on_bans: Callable[[list[Any]], None],
+                 customers: Callable[[list[str] | None], list[str]] | None = None) -> None:
+        """`customers(seen)`: the sentry saw `seen` succeed (None: nothing new); returns the recent customers
+        the watcher knows, which are sent to the sentry every `CUSTOMERS_SECONDS`."""
+        self.cfg, self.on_bans, self.customers = cfg, on_bans, customers
+        self._send_lock = threading.Lock()  # the receiving thread and `stop` both send
+        self._sent_at: float | None = None
         self.proc: Any = None
         self.conn: Connection | None = None
         self.thread: threading.Thread | None = None
@@ -145,9 +198,11 @@ class Sentry:
 
     def start(self) -> None:
         self.rules, self.stats = [], {}  # until this process says it is ready
+        self._sent_at = None  # a new process: send it the customers as soon as it is ready
         ctx = mp.get_context("spawn")  # not fork: the watcher has threads and an open store
         parent_end, child_end = ctx.Pipe()
-        self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level),
+        known = self.customers(None) if self.customers is not None else []
+        self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level, known),
                                 name="fraudwatch-sentry", daemon=True)
         self.proc.start()
         child_end.close()
@@ -159,6 +214,7 @@ class Sentry:
         conn = self.conn
         assert conn is not None
         while not self.stopping:
+            self._send_customers(conn)
             try:
                 if not conn.poll(0.5):
                     continue
@@ -167,6 +223,12 @@ class Sentry:
                     messages.append(conn.recv())
             except (EOFError, OSError):
                 break
+            seen = [ip for kind, payload in messages if kind == "customers" for ip in payload]
+            if seen and self.customers is not None:  # first: the decisions of the same tick may name them
+                try:
+                    self.customers(seen)
+                except Exception:
+                    log.exception("early bans: noting %d customer address(es) the sentry saw failed", len(seen))
             bans = [d for kind, payload in messages if kind == "bans" for d in payload]
             if bans:
                 self.decisions += len(bans)
@@ -178,6 +240,23 @@ class Sentry:
                 self._note(kind, payload)
         if not self.stopping:
             self._lost()
+
+    def _send_customers(self, conn: Connection) -> None:
+        """The recent customers the watcher knows, to the sentry, every `CUSTOMERS_SECONDS` once it is ready."""
+        if self.customers is None or not self.rules:
+            return
+        now = time.monotonic()
+        if self._sent_at is not None and now - self._sent_at < CUSTOMERS_SECONDS:
+            return
+        self._sent_at = now
+        try:
+            known = self.customers(None)
+            with self._send_lock:
+                conn.send(("customers", known))
+        except (OSError, ValueError):  # it is gone: the loop finds out
+            return
+        except Exception:
+            log.exception("early bans: sending the recent customers to the sentry failed")
 
     def _note(self, kind: str, payload: Any) -> None:
         if kind == "ready":
@@ -205,7 +284,7 @@ class Sentry:
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping = True
         if self.conn is not None:
-            with contextlib.suppress(OSError):  # it is gone already
+            with contextlib.suppress(OSError), self._send_lock:  # it is gone already
                 self.conn.send("stop")
         if self.proc is not None:
             self.proc.join(timeout)

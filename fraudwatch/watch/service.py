@@ -85,9 +85,12 @@ class Watcher(Reading):
                         failures = 0
                     except (KeyboardInterrupt, SystemExit):
                         raise
-                    except Exception:  # one bad pass must not end the service; a persistent fault must
+                    except Exception as exc:  # one bad pass must not end the service; a persistent fault must
                         failures += 1
-                        log.exception("pass failed (%d in a row)", failures)
+                        if isinstance(exc, FraudwatchError):  # a full or corrupt store: its one line says it all
+                            log.error("pass failed (%d in a row): %s", failures, exc)
+                        else:
+                            log.exception("pass failed (%d in a row)", failures)
                         if failures >= MAX_FAILURES:
                             log.error("giving up after %d failed passes in a row", failures)
                             return 1

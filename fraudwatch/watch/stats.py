@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from fraudwatch.detect.runners.replay import TIME_COLUMN
+from fraudwatch.store.files import private_umask
 
 if TYPE_CHECKING:
     from fraudwatch.config import Config
@@ -69,6 +70,7 @@ class FileStats:
 
 class Stats:
     def __init__(self, store_path: Path) -> None:
+        private_umask()  # the status file names sources and attackers: not for other users
         self.store_path = store_path
         self.path = status_path(store_path)
         self.files: dict[str, FileStats] = {}

@@ -42,7 +42,7 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
     if newest is None:
         return 0
     seeded = 0
-    rows = con.execute(f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts ORDER BY id").fetchall()
+    rows = con.execute(f"SELECT {', '.join(ALERT_FIELDS)} FROM alerts ORDER BY id").fetchall()  # nosec B608 # ALERT_FIELDS: a constant of this module
     for row in rows:
         rec = dict(zip(ALERT_FIELDS, row, strict=True))
         rule = book.rules.get(rec["rule"])
@@ -75,18 +75,18 @@ def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[Ru
     for table, col in TIME_COLUMN.items():
         if not engine.detectors.get(table):
             continue
-        (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]
+        (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]  # nosec B608 # event tables and time columns of the schema
         if newest is None:
             continue
         # the oldest time among the newest `max_rows` rows of the horizon, and how many rows are that recent (more
         # than `max_rows` when several share that time: the oldest of those in ORDER's order are skipped)
-        (since,) = con.execute(f"SELECT min({col}) FROM (SELECT {col} FROM {table} WHERE {col} > ? "
+        (since,) = con.execute(f"SELECT min({col}) FROM (SELECT {col} FROM {table} WHERE {col} > ? "  # nosec B608 # event tables and time columns of the schema; values are parameters
                                f"ORDER BY {col} DESC LIMIT ?)", [newest - horizon, max_rows]).fetchall()[0]
         if since is None:
             continue
-        (recent,) = con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [since]).fetchall()[0]
+        (recent,) = con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [since]).fetchall()[0]  # nosec B608 # event tables and time columns of the schema; values are parameters
         cols = ", ".join(f'"{c}"' for c in engine.columns(table))
-        reader = con.sql(f"SELECT {cols} FROM {table} WHERE {col} >= ? ORDER BY {ORDER[table]} OFFSET ?",
+        reader = con.sql(f"SELECT {cols} FROM {table} WHERE {col} >= ? ORDER BY {ORDER[table]} OFFSET ?",  # nosec B608 # event tables, columns and ORDER of the schema; values are parameters
                          params=[since, max(0, int(recent) - max_rows)]).to_arrow_reader(WARMUP_BATCH)
         for batch in reader:
             frame = pl.from_arrow(batch)

@@ -19,6 +19,7 @@ def test_defaults_are_safe() -> None:
     assert fw == FirewallConfig()
     assert fw.backend == "dry-run" and not fw.unban_on_stop and fw.scope == "sip-ports"
     assert fw.ports == (5060, 5061) and fw.protocols == ("udp", "tcp")
+    assert fw.ban_evidence and fw.full_policy == "evict" and fw.customer_window == 86400  # spoof-resistant, bounded
 
 
 def test_every_key() -> None:
@@ -46,6 +47,10 @@ maxelem = 1000000
 kernel_timeout_max = "1d"
 reconcile_interval = "5m"
 unban_on_stop = true
+full_policy = "aggregate"
+full_at = 80
+ban_evidence = false
+customer_window = "2h"
 
 [firewall.rule_ttl]
 scanner = "6h"
@@ -58,6 +63,7 @@ sip-bruteforce = { critical = "3d" }
     assert fw.allow == (ipaddress.ip_network("192.0.2.10/32"), ipaddress.ip_network("2001:db8::/64"))
     assert not fw.allow_host_addresses and fw.report_only == ("new-rule",) and fw.maxelem == 1_000_000
     assert (fw.kernel_timeout_max, fw.reconcile_interval, fw.unban_on_stop) == (86400, 300, True)
+    assert (fw.full_policy, fw.full_at, fw.ban_evidence, fw.customer_window) == ("aggregate", 80, False, 7200)
     assert fw.rule_ttl == {"scanner": RuleTTL(21600, 21600), "sip-bruteforce": RuleTTL(1800, 3 * 86400)}
     assert fw.ttl_for("sip-bruteforce", "critical") == 3 * 86400 and fw.ttl_for("other", "warning") == 1800
 
@@ -80,6 +86,10 @@ sip-bruteforce = { critical = "3d" }
     ('unban_on_stop = "no"', 3, "'unban_on_stop' must be true or false"),
     ('backend = "ipset"\nkernel_timeout_max = "30d"', 4, "'kernel_timeout_max' must be at most 2147483 s"),
     ('report_only = "rule"', 3, "'report_only' must be a list of rule ids"),
+    ('full_policy = "refuse"', 3, "'full_policy' must be one of evict, aggregate"),
+    ("full_at = 10", 3, "'full_at' must be a whole number from 50 to 100"),
+    ('ban_evidence = "yes"', 3, "'ban_evidence' must be true or false"),
+    ('customer_window = "forever"', 3, "'customer_window' must be a positive duration"),
 ])
 def test_errors_name_file_line_and_reason(body: str, line: int, reason: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -65,6 +65,23 @@ def test_the_sentry_bans_only_what_the_enforcer_would() -> None:
     assert sentry.applied == 1
 
 
+def test_the_sentry_never_adds_a_recent_customer_and_the_enforcer_waits_for_the_alert(tmp_path: Path) -> None:
+    sentry, backend = _sentry(_cfg())
+    sentry.customers = {"192.0.2.40"}
+    out = sentry.apply([_decision("192.0.2.40"), _decision("192.0.2.41")])
+    assert [d.applied for d in out] == [False, True] and sentry.held == 1
+    assert backend.state == {parse_target("192.0.2.41"): float(24 * HOUR)}
+    enf = Enforcer(store_con(tmp_path / "s.duckdb"), _cfg().firewall, TRUSTED, backend=backend, host_addresses=[])
+    enf.add_customers(["192.0.2.40"])
+    done = enf.on_early(out, T0)
+    assert done[0].startswith("not banned early: 192.0.2.40 registered or called OK within 1d")
+    assert done[1].startswith("banned 192.0.2.41")
+    assert parse_target("192.0.2.40") not in backend.state
+    off, _ = _sentry(_cfg(ban_evidence=False))  # the switch turns the check off here too
+    off.customers = {"192.0.2.40"}
+    assert [d.applied for d in off.apply([_decision("192.0.2.40")])] == [True]
+
+
 def test_a_batch_the_kernel_refuses_is_left_to_the_watcher() -> None:
     sentry, backend = _sentry(_cfg())
 

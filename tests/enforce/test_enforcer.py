@@ -219,16 +219,43 @@ def test_one_kernel_batch_for_many_alerts(tmp_path: Path) -> None:
     assert [a for a, _ in runner.log] == [("nft", "-f", "-")]
 
 
-def test_ipset_capacity_refuses_beyond_maxelem(tmp_path: Path) -> None:
-    cfg = FirewallConfig(backend="ipset", maxelem=2)
+def test_a_full_set_evicts_the_soonest_expiring_lowest_level_ban_never_a_manual_one(tmp_path: Path) -> None:
+    """Refusing at maxelem let forged addresses crowd out real attackers: now the set makes room (and says so)."""
+    cfg = FirewallConfig(backend="ipset", maxelem=3, full_at=100)
     e = Enforcer(store_con(tmp_path / "s.duckdb"), cfg, TRUSTED, backend=IpsetBackend(cfg, RecordingRunner()),
                  host_addresses=[])
-    done = e.on_alerts([alert(1, "192.0.2.1"), alert(2, "192.0.2.2"), alert(3, "192.0.2.3"),
-                        alert(4, "2001:db8::3")], T0)
-    assert done[3] == "not banned: the IPv4 set is full (2 entries, [firewall] maxelem)"
+    e.ban("192.0.2.100", T0, ttl=60)  # by hand, soonest to expire: never evicted
+    e.on_alerts([alert(1, "192.0.2.1", severity="critical"), alert(2, "192.0.2.2")], T0)
+    done = e.on_alerts([alert(3, "192.0.2.3"), alert(4, "2001:db8::3")], T0 + dt.timedelta(seconds=1))
+    assert done[3].startswith("banned 192.0.2.3")
     assert done[4].startswith("banned 2001:db8::3")
+    active = {r["network"] for r in e.listing(T0 + dt.timedelta(seconds=2))}
+    assert active == {"192.0.2.100", "192.0.2.1", "192.0.2.3", "2001:db8::3"}  # the 1 h warning ban went
+    gone = [r for r in e.listing(T0, include_history=True) if r["network"] == "192.0.2.2"]
+    assert gone[0]["removed_reason"] == "evicted: the set was nearly full"
+    assert any("full_policy = evict" in why and "evicted ban #3 on 192.0.2.2" in why for _, why in e.refused)
+    e.flush(T0)
+    for i in range(3):
+        e.ban(f"192.0.2.{200 + i}", T0)
+    done = e.on_alerts([alert(9, "192.0.2.9")], T0)
+    assert done[9] == ("not banned: the IPv4 set is full (3 entries, [firewall] maxelem) and nothing could be "
+                       "evicted or aggregated")
     with pytest.raises(BanRefused, match="full"):
         e.ban("192.0.2.4", T0)
+
+
+def test_a_nearly_full_set_aggregates_to_a_prefix_but_never_over_a_customer(tmp_path: Path) -> None:
+    cfg = FirewallConfig(backend="nftables", maxelem=4, full_at=75, full_policy="aggregate")
+    runner = RecordingRunner()
+    e = Enforcer(store_con(tmp_path / "s.duckdb"), cfg, TRUSTED, backend=NftablesBackend(cfg, runner),
+                 host_addresses=[])
+    e.customers = frozenset({"203.0.113.7"})
+    e.on_alerts([alert(1, "192.0.2.1"), alert(2, "192.0.2.2"), alert(3, "203.0.113.1"), alert(4, "203.0.113.2")],
+                T0)
+    active = {r["network"] for r in e.listing(T0)}
+    assert active == {"192.0.2.0/24", "203.0.113.1", "203.0.113.2"}, active  # not 203.0.113.0/24: a customer
+    assert "add element inet fraudwatch fraudwatch4net { 192.0.2.0/24 timeout 3600s }" in runner.text()
+    assert any("aggregated 2 bans into 192.0.2.0/24" in why for _, why in e.refused)
 
 
 class FullRunner(Runner):

@@ -180,7 +180,7 @@ def test_nftables_renews_entries_before_a_capped_kernel_timeout(tmp_path: Path) 
 
 
 def test_ipset_full_is_detected_by_the_kernel(tmp_path: Path) -> None:
-    """maxelem is real: the enforcer refuses beyond it, and the kernel's own "Hash is full" is recognised."""
+    """maxelem is real: the enforcer makes room before it, and the kernel's own "Hash is full" is recognised."""
     require_root_and("ipset", "iptables", "ip6tables")
     from fraudwatch.enforce import SetFullError
     from fraudwatch.enforce.backends.base import Entry
@@ -191,7 +191,7 @@ def test_ipset_full_is_detected_by_the_kernel(tmp_path: Path) -> None:
         enf = Enforcer(con, cfg, TRUSTED, command_prefix=p.prefix_b)
         enf.start(now())
         done = enf.on_alerts([alert(1, "192.0.2.2"), alert(2, "192.0.2.3"), alert(3, "192.0.2.4")], now())
-        assert done[3] == "not banned: the IPv4 set is full (2 entries, [firewall] maxelem)"
+        assert done[3].startswith("banned 192.0.2.4")  # the soonest-expiring first ban made room
         with pytest.raises(SetFullError, match="full"):
             enf.backend.apply([Entry(parse_target("192.0.2.5"), 60)], [], ())
         assert len(enf.backend.list()) == 2
@@ -220,4 +220,41 @@ def test_ipset_resizes_in_place_when_maxelem_changes(tmp_path: Path) -> None:
         assert isinstance(enf2.backend, IpsetBackend)
         assert "fraudwatch4_resize" not in p.in_b("ipset", "list", "-n").stdout
         enf2.backend.teardown()
+        con.close()
+
+
+@pytest.mark.parametrize("backend", ["nftables", "ipset"])
+def test_a_full_kernel_set_evicts_and_the_newest_attacker_is_dropped(backend: str, tmp_path: Path) -> None:
+    """The set is bounded in the kernel (nftables `size`, ipset `maxelem`), and at its bound a new ban evicts the
+    soonest-expiring lowest-level one in the same batch: forged addresses cannot crowd out a real attacker."""
+    require_root_and(*TOOLS[backend])
+    with netpair() as p:
+        p.start_listener()
+        con = store_con(tmp_path / "store.duckdb")
+        cfg = FirewallConfig(backend=backend, maxelem=3, full_at=100, ttl_warning=600, ttl_critical=3600)
+        enf = Enforcer(con, cfg, TRUSTED, command_prefix=p.prefix_b)
+        enf.start(now())
+        forged = [alert(i, f"203.0.113.{10 + i}") for i in range(1, 4)]  # what forged lines would fill it with
+        enf.on_alerts(forged, now())
+        if backend == "nftables":
+            assert "size 3" in p.in_b("nft", "list", "set", "inet", "fraudwatch", "fraudwatch4").stdout
+        else:
+            assert "maxelem 3" in p.in_b("ipset", "list", "-t", "fraudwatch4").stdout
+        from fraudwatch.enforce import SetFullError
+        from fraudwatch.enforce.backends.base import Entry
+
+        with pytest.raises(SetFullError, match="full"):  # the kernel itself refuses a fourth
+            enf.backend.apply([Entry(parse_target("203.0.113.99"), 60)], [], ())
+        done = enf.on_alerts([alert(9, "192.0.2.2", severity="critical")], now())
+        assert done[9].startswith("banned 192.0.2.2"), done[9]
+        kernel = {n.text for n in enf.backend.list()}
+        assert kernel == {"203.0.113.12", "203.0.113.13", "192.0.2.2"}, kernel
+        assert not p.reaches("192.0.2.2")
+        assert any("evicted ban #1 on 203.0.113.11" in why for _, why in enf.refused)
+        if backend == "nftables":  # a changed maxelem resizes the sets in place, their elements kept
+            bigger = Enforcer(con, FirewallConfig(backend=backend, maxelem=5), TRUSTED, command_prefix=p.prefix_b)
+            assert not bigger.start(now()).errors
+            assert "size 5" in p.in_b("nft", "list", "set", "inet", "fraudwatch", "fraudwatch4").stdout
+            assert {n.text for n in bigger.backend.list()} == kernel
+        enf.backend.teardown()
         con.close()

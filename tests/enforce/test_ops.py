@@ -38,3 +38,19 @@ def test_apply_with_a_fixed_time(tmp_path: Path) -> None:
     assert r["message"] == "banned 2001:db8::/48 until 2026-11-26 13:00 UTC (ban #1)"
     assert ops.apply(e, "bans.nope", {}, now=T0)["exit_code"] == 2
     assert ops.apply(e, ops.LIST, {"all": True}, now=T0 + dt.timedelta(hours=2))["rows"][0]["active"] is False
+
+
+def test_bans_add_refuses_a_ttl_out_of_range_and_the_tick_goes_on(tmp_path: Path) -> None:
+    """Over the socket `ttl` is whatever JSON the client sent: -100 and 1e300 were accepted, and 1e300 then broke
+    the enforcer's tick (a datetime cannot hold it). Each is refused in one line, and nothing is banned."""
+    e = Enforcer(store_con(tmp_path / "s.duckdb"), FirewallConfig(), [], host_addresses=[])
+    for bad in (-100, 0, 1e300, float("nan"), 1.5, "3600", True, [1]):
+        r = ops.apply(e, ops.ADD, {"target": "203.0.113.5", "ttl": bad}, now=T0)
+        assert r["ok"] is False and r["exit_code"] == 6, (bad, r)
+        assert r["error"].startswith("not banned: ttl must be"), r["error"]
+        assert "\n" not in r["error"]
+    assert ops.apply(e, ops.LIST, {}, now=T0)["rows"] == []
+    e.tick(T0 + dt.timedelta(seconds=1))
+    e.tick(T0 + dt.timedelta(hours=1))
+    r = ops.apply(e, ops.ADD, {"target": "203.0.113.5", "ttl": 3600.0}, now=T0)
+    assert r["message"] == "banned 203.0.113.5 until 2026-11-26 13:00 UTC (ban #1)"

@@ -125,12 +125,35 @@ def test_a_network_ban_supersedes_the_bans_inside_it() -> None:
         "already banned: 2001:db8:1:2::/64")
 
 
-def test_set_capacity_refuses_beyond_maxelem() -> None:
+def test_set_capacity_makes_room_beyond_maxelem() -> None:
     p = plan([alert(1, "192.0.2.1"), alert(2, "192.0.2.2"), alert(3, "192.0.2.3"), alert(4, "2001:db8::3")],
              caps={4: 2, 6: 2})
-    assert p.out[3] == "not banned: the IPv4 set is full (2 entries, [firewall] maxelem)"
-    assert p.refused[-1][2] == logging.ERROR
+    assert p.out[3].startswith("banned 192.0.2.3")
+    assert p.out[1].startswith("not banned after all: banned 192.0.2.1 ")
+    assert [b.net.text for b in p.new] == ["192.0.2.2", "192.0.2.3", "2001:db8::3"]
+    assert [e.net.text for e in p.entries] == ["192.0.2.2", "192.0.2.3", "2001:db8::3"]
+    assert p.evicted == [] and p.made_room == ["evicted ban #1 on 192.0.2.1 (level 1)"]
     assert p.out[4].startswith("banned 2001:db8::3")
+
+
+def test_aggregating_makes_room_and_a_new_address_inside_is_already_banned() -> None:
+    cfg = FirewallConfig(full_policy="aggregate", full_at=100)
+    active = BanIndex()
+    first = plan([alert(1, "192.0.2.1"), alert(2, "192.0.2.2"), alert(3, "203.0.113.1")], cfg, active,
+                 caps={4: 3, 6: 3})
+    assert len(first.new) == 3 and not first.made_room
+    p = plan([alert(4, "192.0.2.3"), alert(5, "203.0.113.77")], cfg, active, caps={4: 3, 6: 3}, next_id=4)
+    assert p.made_room == ["aggregated 2 bans into 192.0.2.0/24"]
+    assert p.out[4].startswith("already banned: 192.0.2.0/24 until ")
+    assert [b.net.text for b in p.superseded] == ["192.0.2.1", "192.0.2.2"]
+    assert p.out[5].startswith("banned 203.0.113.77")  # the aggregation left room for it
+    assert p.evicted == [] and {str(n) for n in active} == {"192.0.2.0/24", "203.0.113.1", "203.0.113.77"}
+    # 203.0.113.0/24 holds two host bans but also a recent customer: never aggregated, the oldest is evicted
+    p = plan_alerts([alert(6, "203.0.113.200")], NOW, cfg, Allowlist.build(TRUSTED, (), HOST), active, {}, 6,
+                    {4: 3, 6: 3}, None, {"203.0.113.9"})
+    assert p.out[6].startswith("banned 203.0.113.200")
+    assert p.made_room == ["evicted ban #3 on 203.0.113.1 (level 1)"]
+    assert {str(n) for n in active} == {"192.0.2.0/24", "203.0.113.77", "203.0.113.200"}
 
 
 def test_an_early_ban_is_the_ban_of_its_rules_alert() -> None:

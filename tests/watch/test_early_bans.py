@@ -148,3 +148,62 @@ def test_early_bans_stay_off_with_dry_run_or_when_turned_off(tmp_path: Path) -> 
     bad.write_text('[store]\npath = "s.duckdb"\n[watch]\nearly_bans = "yes"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="early_bans"):
         load_config(bad)
+
+
+def _stamp() -> str:
+    now = dt.datetime.now(dt.UTC)
+    return f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"
+
+
+def _registered(ip: str) -> str:
+    cid = f"reg@{ip}"
+    return (f'{_stamp()} [INFO] RECV REGISTER from {ip}:5060 user="1001" callid="{cid}" ua="Yealink SIP-T46S"\n'
+            f'{_stamp()} [INFO] SEND 401 Unauthorized to {ip}:5060 method=REGISTER user="1001" callid="{cid}"\n'
+            f'{_stamp()} [INFO] RECV REGISTER from {ip}:5060 user="1001" callid="{cid}" ua="Yealink SIP-T46S"\n'
+            f'{_stamp()} [INFO] SEND 200 OK to {ip}:5060 method=REGISTER user="1001" callid="{cid}" expires=3600\n')
+
+
+def _scanned(ip: str) -> str:
+    return "".join(f'{_stamp()} [INFO] RECV OPTIONS from {ip}:5060 user="100" callid="s{n}-{ip}" '
+                   f'ua="friendly-scanner"\n' for n in range(8))
+
+
+def test_forged_scanner_lines_do_not_ban_a_customer_the_sentry_saw_register(tmp_path: Path, namespace: str) -> None:
+    """The sentry bans from the tail before the store has the lines, so it checks what it can itself: a customer's
+    registration it saw a moment before forged scanner lines with the customer's address. The real scanner beside
+    it is banned early; the customer is not, neither by the sentry nor later by the rules' alert, which says why."""
+    log = tmp_path / "sipproxy.log"
+    log.touch()
+    config = write_config(tmp_path, [("sipproxy.log", "vos3000-sipproxy")],
+                          'warmup_seconds = 0\ninotify = false\n[firewall]\nbackend = "nftables"\n')
+    text = config.read_text(encoding="utf-8").replace("poll_seconds = 0.2", "poll_seconds = 60")
+    config.write_text(text, encoding="utf-8")
+    w = WatcherProcess(config, tmp_path / "store.duckdb", ("ip", "netns", "exec", namespace)).start()
+    customer, scanner = "192.0.2.60", "192.0.2.61"
+    try:
+        assert wait_until(lambda: "scanner-user-agent" in (_early(w).get("rules") or []), 60), w.log.read_text()
+        with log.open("a", encoding="utf-8") as f:
+            f.write(_registered(customer))
+            f.flush()
+            time.sleep(0.3)  # a registration, then the forged lines a moment later
+            f.write(_scanned(customer) + _scanned(scanner))
+        assert wait_until(lambda: _in_set(namespace, scanner), 10, 0.01), w.log.read_text()
+        time.sleep(1.0)
+        assert not _in_set(namespace, customer), w.log.read_text()
+        assert w.count("SELECT count(*) FROM sip_events") == 0  # all of it decided from the tail alone
+        _wake(w)
+        got: dict[str, Any] = {}
+
+        def refused() -> bool:
+            r = w.call("query", {"sql": "SELECT evidence FROM alerts WHERE rule = 'scanner-user-agent' AND key = ?",
+                                 "params": [customer]})
+            got["r"] = r
+            return bool(r and r.get("ok") and r["rows"] and "enforcement" in (r["rows"][0][0] or ""))
+
+        assert wait_until(refused, 30), (got, w.log.read_text())
+        assert f"not banned: {customer} registered or called OK within 1d" in got["r"]["rows"][0][0]
+        assert _bans(w, customer) == [] and not _in_set(namespace, customer)
+        assert _bans(w, scanner)[0][0] == "early"
+    finally:
+        code = w.stop(30)
+    assert code == 0

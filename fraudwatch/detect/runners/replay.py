@@ -60,7 +60,7 @@ def data_range(con: duckdb.DuckDBPyConnection, sources: Iterable[str]) -> tuple[
     hi: dt.datetime | None = None
     for s in sources:
         col = TIME_COLUMN[s]
-        a, b = con.execute(f"SELECT min({col}), max({col}) FROM {s}").fetchall()[0]
+        a, b = con.execute(f"SELECT min({col}), max({col}) FROM {s}").fetchall()[0]  # nosec B608 # source table and its time column from the store's schema
         if a is not None:
             lo = a if lo is None else min(lo, a)
             hi = b if hi is None else max(hi, b)
@@ -85,7 +85,7 @@ def _steps(con: duckdb.DuckDBPyConnection, sources: Sequence[str], since: dt.dat
     for s in sources:
         col = TIME_COLUMN[s]
         for slot, n in con.execute(
-                f"SELECT floor((epoch({col}) - epoch(?::TIMESTAMPTZ)) / ?)::BIGINT, count(*) FROM {s} "
+                f"SELECT floor((epoch({col}) - epoch(?::TIMESTAMPTZ)) / ?)::BIGINT, count(*) FROM {s} "  # nosec B608 # source table and its time column from the store's schema; values are parameters
                 f"WHERE {col} >= ? AND {col} < ? GROUP BY 1", [since, slot_s, since, until]).fetchall():
             per_slot[slot] = per_slot.get(slot, 0) + n
     size = dt.timedelta(seconds=slot_s)
@@ -125,7 +125,7 @@ def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Conte
     for t, t_next in _steps(con, engine.sources, since, until, step, rows_per_step):
         for source in engine.sources:
             col = TIME_COLUMN[source]
-            frame = con.sql(f"SELECT {', '.join(columns[source])} FROM {source} WHERE {col} >= ? AND {col} < ? "
+            frame = con.sql(f"SELECT {', '.join(columns[source])} FROM {source} WHERE {col} >= ? AND {col} < ? "  # nosec B608 # table and column names from the store's schema; values are parameters
                             f"ORDER BY {ORDER[source]}", params=[t, t_next]).pl()
             counts[source] += frame.height
             for alert in book.apply(engine.process(source, frame, PARALLEL)):
@@ -171,7 +171,7 @@ def save_alert_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, origin: str,
                 con.execute("DELETE FROM alerts WHERE id >= ? AND id IN (SELECT id FROM new_alerts)",
                             [pc.min(rows.column("id")).as_py()])
                 made = ", ".join(_MADE_ROWS)
-                con.execute(f"INSERT INTO alerts ({made}, {', '.join(_SAVED_HERE)}) SELECT {made}, ?, ? "
+                con.execute(f"INSERT INTO alerts ({made}, {', '.join(_SAVED_HERE)}) SELECT {made}, ?, ? "  # nosec B608 # column names are constants of this module; values are parameters
                             "FROM new_alerts", [origin, now])
             finally:
                 con.unregister("new_alerts")

@@ -63,6 +63,11 @@ class IptablesBackend(Backend):
     name = "iptables"
     kernel_timeouts = False
 
+    def capacity(self, version: int) -> int | None:
+        """`maxelem` addresses per family (each one DROP rule per protocol): iptables has no set to fill, but a
+        chain of millions of rules is walked by every packet, so it is bounded like the sets."""
+        return self.cfg.maxelem
+
     def _rules(self, net: Target) -> list[str]:
         return [f"-A {self.cfg.chain} -s {render(net)}{m} -j DROP" for m in port_matches(self.cfg)]
 

@@ -22,9 +22,10 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from fraudwatch.config.firewall import FirewallConfig
-from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, Runner, first_error
+from fraudwatch.enforce.backends.base import Backend, Entry, FirewallError, Runner, SetFullError, first_error
 from fraudwatch.enforce.targets import Target, TargetError, parse_target, render
 
+FULL_MARKER = "Too many open files"  # nft's text for ENFILE: a set at its `size` refuses a new element
 CHUNK = 2000  # elements per statement: keeps each line of the batch a reasonable size
 
 
@@ -65,6 +66,11 @@ class NftablesBackend(Backend):
             with contextlib.suppress(OSError):  # no library: `nft` processes, as without `in_process`
                 self.lib = Libnftables()
 
+    def capacity(self, version: int) -> int | None:
+        """Each set is created with `size maxelem` (the kernel refuses elements beyond it); the host and network
+        sets of a family are counted together, so neither can be full while the enforcer thinks there is room."""
+        return self.cfg.maxelem
+
     def _sets(self) -> dict[str, tuple[int, bool]]:
         s = self.cfg.set
         return {f"{s}4": (4, True), f"{s}4net": (4, False), f"{s}6": (6, True), f"{s}6net": (6, False)}
@@ -79,7 +85,7 @@ class NftablesBackend(Backend):
         lines = [f"add table {t}"]
         for name, (version, host) in self._sets().items():
             flags = "timeout" if host else "interval, timeout"
-            lines.append(f"add set {t} {name} {{ type ipv{version}_addr; flags {flags}; }}")
+            lines.append(f"add set {t} {name} {{ type ipv{version}_addr; size {c.maxelem}; flags {flags}; }}")
         if replace_chain:
             lines += [f"flush chain {t} input", f"delete chain {t} input"]
         lines.append(f"add chain {t} input {{ type filter hook input priority {c.priority}; policy accept; }}")
@@ -139,10 +145,15 @@ class NftablesBackend(Backend):
                 lines.append(f"add element {t} {name} {{ {elems} }}")
         if not lines:
             return
-        if self.lib is not None:
-            self.lib.run("\n".join(lines) + "\n")
-        else:
-            self.runner.run(["nft", "-f", "-"], "\n".join(lines) + "\n")
+        try:
+            if self.lib is not None:
+                self.lib.run("\n".join(lines) + "\n")
+            else:
+                self.runner.run(["nft", "-f", "-"], "\n".join(lines) + "\n")
+        except FirewallError as exc:
+            if FULL_MARKER in str(exc):  # the kernel's ENFILE for a set at its `size`
+                raise SetFullError(f"nftables set is full (size {self.cfg.maxelem}): {exc}") from None
+            raise
 
     def flush(self) -> None:
         t = f"inet {self.cfg.table}"
