@@ -10,11 +10,10 @@ import ipaddress
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
+from fraudwatch.cli.output import alert_json, cell, out, plain, print_alerts, print_json, text
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
@@ -95,17 +94,18 @@ def _show(con: Any, args: argparse.Namespace) -> int:
         print_json(obj)
         return ExitStatus.OK
     console = out()
-    console.print(f"[bold]alert {row['id']}[/]: {row['severity']} {escape(row['rule'])} — {escape(row['description'])}")
+    console.print(f"[bold]alert {row['id']}[/]: {text(row['severity'])} {text(row['rule'])} — "
+                  f"{text(row['description'])}")
     for label in ("key_type", "key", "first_seen", "last_seen", "detected_at", "count", "value", "action", "trusted",
                   "report_only", "origin", "updates"):
-        console.print(f"  {label:12s} {cell(row[label])}")
+        console.print(f"  {label:12s} {text(row[label])}")
     for k, v in evidence.items():
         if k != "lines":
-            console.print(f"  {k:12s} {escape(json.dumps(v, ensure_ascii=False, default=str))[:400]}")
+            console.print(f"  {text(k):12s} {text(json.dumps(v, ensure_ascii=False, default=str)[:400])}")
     if lines:
         console.print("  evidence lines:")
         for item in lines:
-            console.print(f"    {escape(str(item['source']))}:{item['line_no']}: {escape(item['text'] or '(gone)')}")
+            console.print(f"    {text(item['source'])}:{item['line_no']}: {text(item['text'] or '(gone)')}")
     return ExitStatus.OK
 
 
@@ -178,11 +178,11 @@ def _write_action(cfg: Config, args: argparse.Namespace) -> int:
         raise UsageError(error) if code == ExitStatus.USAGE else StoreError(f"watcher: {error}")
     if action == "silence":
         scope = f"rule {args.rule}" if args.rule else "every rule"
-        print(f"silence {result['id']}: {key} ({scope}) until {until:%Y-%m-%d %H:%M:%S} UTC")
+        print(f"silence {result['id']}: {plain(key)} ({plain(scope)}) until {until:%Y-%m-%d %H:%M:%S} UTC")
     elif action == "unsilence":
-        print(f"ended silence {', '.join(str(i) for i in result['ended'])}")
+        print(f"ended silence {', '.join(plain(str(i)) for i in result['ended'])}")
     else:
-        print(f"{result['count']} failed notification(s) back to pending (the watcher or `detect --notify` "
+        print(f"{plain(str(result['count']))} failed notification(s) back to pending (the watcher or `detect --notify` "
               "sends them)")
     return ExitStatus.OK
 
@@ -205,8 +205,8 @@ def _print_silences(rows: list[dict[str, Any]], as_json: bool) -> int:
     for col in ("id", "key", "rule", "until", "reason", "by", "ended"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(str(r["id"]), escape(r["key"]), escape(r["rule"] or "(every rule)"), cell(r["until"]),
-                      escape(r["reason"] or ""), escape(r["created_by"] or ""), cell(r["ended_at"]))
+        table.add_row(str(r["id"]), cell(r["key"]), cell(r["rule"] or "(every rule)"), cell(r["until"]),
+                      cell(r["reason"]), cell(r["created_by"]), cell(r["ended_at"]))
     out().print(table)
     return ExitStatus.OK
 
@@ -224,10 +224,10 @@ def _print_outbox(rows: list[dict[str, Any]], as_json: bool) -> int:
     for col in ("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        status = {"pending": "[yellow]pending[/]", "failed": "[bold red]failed[/]"}.get(r["status"], r["status"])
-        table.add_row(str(r["id"]), cell(r["created_at"]), escape(r["channel"]), r["kind"],
-                      escape((r["title"] or "")[:80]), status, str(r["attempts"]),
+        status = {"pending": "[yellow]pending[/]", "failed": "[bold red]failed[/]"}.get(r["status"], text(r["status"]))
+        table.add_row(str(r["id"]), cell(r["created_at"]), cell(r["channel"]), cell(r["kind"]),
+                      cell((r["title"] or "")[:80]), status, str(r["attempts"]),
                       cell(r["next_attempt_at"]) if r["status"] == "pending" else "",
-                      escape((r["last_error"] or "")[:160]))
+                      cell((r["last_error"] or "")[:160]))
     out().print(table)
     return ExitStatus.OK

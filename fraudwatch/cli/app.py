@@ -18,6 +18,7 @@ from typing import Any
 
 from fraudwatch import __version__, tuning
 from fraudwatch.cli.registry import COMMANDS, load
+from fraudwatch.cli.terminal import safe
 from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 
 
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except FraudwatchError as exc:
-        print(f"fraudwatch: {exc}", file=sys.stderr)
+        print(f"fraudwatch: {safe(str(exc))}", file=sys.stderr)  # messages quote input: one safe line
         return exc.exit_code
     except SystemExit as exc:  # --help and --version end here
         return exc.code if isinstance(exc.code, int) else ExitStatus.OK

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, print_json
+from fraudwatch.cli.output import cell, out, plain, print_json
 from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 
 BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
@@ -76,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if not result.get("ok"):
         code = int(result.get("exit_code") or ExitStatus.FAILED)
         if "report" in result and not args.json:
-            print(result.get("message", ""))
+            print(plain(result.get("message", "")))
         raise WatcherRefused(str(result.get("error") or "refused"), code)
     if action == "list":
         _print_bans(result["rows"], args.all, args.json)
     elif action == "sync" and args.json:
         print_json(result["report"])
     else:
-        print(result["message"])
+        print(plain(result["message"]))
     return ExitStatus.OK
 
 
@@ -96,7 +96,7 @@ def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> Non
     columns = HISTORY_COLUMNS if history else BAN_COLUMNS
     table = Table(show_lines=False)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(cell(c), overflow="fold")
     for r in rows:
         table.add_row(*[cell(r.get(c)) for c in columns])
     console = out()

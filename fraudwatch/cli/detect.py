@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fraudwatch import tuning
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import alert_json, cell, out, print_alerts, print_json
+from fraudwatch.cli.output import alert_json, out, plain, print_alerts, print_json, text
 from fraudwatch.errors import ExitStatus, UsageError
 
 
@@ -56,7 +56,7 @@ def _detect(args: argparse.Namespace) -> int:
                     "alerts": [alert_json(a.as_row()) for a in result.alerts]})
         return ExitStatus.OK
     console = out()
-    span = f"{cell(result.since)} .. {cell(result.until)}" if result.since else "no events"
+    span = f"{text(result.since)} .. {text(result.until)}" if result.since else "no events"
     console.print(f"replayed {sum(result.events.values()):,} events ({span}) through {len(rules)} rules: "
                   f"{len(result.alerts)} alert(s){' (dry run, not saved)' if args.dry_run else ''}")
     print_alerts([a.as_row() for a in result.alerts])
@@ -64,7 +64,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _print_notify_summary(line: str) -> None:
-    print(f"fraudwatch: --notify: {line}", file=sys.stderr)
+    print(f"fraudwatch: --notify: {plain(line)}", file=sys.stderr)
 
 
 def _lint(args: argparse.Namespace) -> int:
@@ -74,7 +74,7 @@ def _lint(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs] if args.dirs else list(cfg.rule_dirs)
     ruleset = load_rules(dirs, collect=True, shipped=not args.dirs)
     for err in ruleset.errors:
-        print(f"fraudwatch: {err}", file=sys.stderr)
+        print(f"fraudwatch: {plain(str(err))}", file=sys.stderr)
     n = len(ruleset.rules)
     print(f"{n} rule(s) valid, {len(ruleset.errors)} error(s)")
     return ExitStatus.USAGE if ruleset.errors else ExitStatus.OK

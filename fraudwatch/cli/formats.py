@@ -8,12 +8,10 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import out, print_json
+from fraudwatch.cli.output import cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, SourceError, UsageError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, detect_format, header_columns
@@ -44,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             table.add_column(col)
         for name, fmt in sorted(formats.items()):
             n = len(fmt.patterns) if isinstance(fmt, LineFormat) else len(fmt.labels)
-            table.add_row(name, fmt.kind, fmt.table, str(n), fmt.description, str(fmt.path))
+            table.add_row(cell(name), cell(fmt.kind), cell(fmt.table), str(n), cell(fmt.description),
+                          cell(str(fmt.path)))
         out().print(table)
         return ExitStatus.OK
     return formats_test(args.file, args.format, formats, args.timezone, args.json, args.examples)
@@ -58,7 +57,7 @@ def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: s
     if name is not None and name not in formats:
         raise UsageError(f"unknown format '{name}' (known: {', '.join(sorted(formats))})")
     fmt = formats[name] if name else detect_format(path, formats)
-    console = Console(highlight=False, soft_wrap=True)
+    console = out(soft_wrap=True)
     if isinstance(fmt, CsvFormat):
         with path.open("rb") as f:
             header = decode_header(f.readline())
@@ -69,11 +68,11 @@ def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: s
             print_json({"format": fmt.name, "columns": {labels[i]: c for i, c in mapping.items()},
                         "unmapped": [h for i, h in enumerate(labels) if i not in mapping], "missing": missing})
         else:
-            console.print(f"format {fmt.name}: {len(mapping)} of {len(labels)} header columns mapped")
+            console.print(f"format {text(fmt.name)}: {len(mapping)} of {len(labels)} header columns mapped")
             for i, col in sorted(mapping.items()):
-                console.print(f"  {escape(labels[i])} -> {col}")
+                console.print(f"  {text(labels[i])} -> {text(col)}")
             if missing:
-                console.print(f"[red]missing required: {', '.join(missing)}[/red]")
+                console.print(f"[red]missing required: {text(', '.join(missing))}[/red]")
         return ExitStatus.FAILED if missing else ExitStatus.OK
 
     assert isinstance(fmt, LineFormat)
@@ -81,19 +80,19 @@ def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: s
         trial_file(path, fmt, tz, examples, each_line=_print_line)
         return ExitStatus.OK
     result = trial_file(path, fmt, tz, examples)
-    table = Table(title=f"{path} with format {fmt.name}: {result.lines:,} lines", title_justify="left")
+    table = Table(title=cell(f"{path} with format {fmt.name}: {result.lines:,} lines"), title_justify="left")
     table.add_column("pattern")
     table.add_column("matched", justify="right")
     for p in fmt.patterns:
-        table.add_row(p.name, f"{result.hits[p.name]:,}")
+        table.add_row(cell(p.name), f"{result.hits[p.name]:,}")
     table.add_row("(ignored)", f"{result.ignored:,}")
     for reason, n in result.rejected.most_common():
-        table.add_row(f"[yellow]rejected: {escape(reason)}[/]", f"{n:,}")
+        table.add_row(f"[yellow]rejected: {text(reason)}[/]", f"{n:,}")
     console.print(table)
     if result.unmatched:
         console.print("first rejected lines:")
-        for line_no, reason, text in result.unmatched:
-            console.print(f"  {line_no}: [yellow]{escape(reason)}[/] {escape(text[:300])}")
+        for line_no, reason, line in result.unmatched:
+            console.print(f"  {line_no}: [yellow]{text(reason)}[/] {text(line[:300])}")
     return ExitStatus.OK
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from fraudwatch import tuning
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import out, print_json
+from fraudwatch.cli.output import cell, out, plain, print_json, text
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, UsageError
 from fraudwatch.formats.registry import load_formats
@@ -84,13 +84,14 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
             alongside = detect_alongside(cfg, store.con, [j.table for j in jobs], scorer)
             ing.on_commit = alongside.on_commit if alongside is not None else None
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True), disable=not show, transient=True)
+                            TimeRemainingColumn(), console=Console(stderr=True, emoji=False, highlight=False),
+                            disable=not show, transient=True)
         try:
             with progress:
                 task = progress.add_task("ingest", total=total or 1)
                 done = 0
                 for i, job in enumerate(jobs):
-                    progress.update(task, description=f"ingest {job.path.name}")
+                    progress.update(task, description=f"ingest {text(job.path.name)}")
                     if alongside is not None:
                         alongside.begin(i)
 
@@ -126,24 +127,25 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
                         "(fraudwatch alerts list)")
     for s in summaries:
         if s.error:
-            print(f"fraudwatch: {s.error}", file=sys.stderr)
+            print(f"fraudwatch: {plain(s.error)}", file=sys.stderr)
     return ExitStatus.FAILED if any(s.error for s in summaries) else ExitStatus.OK
 
 
 def _print_ingest(summaries: list[Any], store: Path) -> None:
     console = out()
-    table = Table(title=f"ingested into {store}", title_justify="left")
+    table = Table(title=cell(f"ingested into {store}"), title_justify="left")
     for col in ("file", "format", "lines", "parsed", "ignored", "rejected", "by event type"):
         table.add_column(col, justify="right" if col in ("lines", "parsed", "ignored", "rejected") else "left")
     totals: Counter[str] = Counter()
     for s in summaries:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in s.counts.parsed.most_common(6))
+        kinds = text(", ".join(f"{k} {v:,}" for k, v in s.counts.parsed.most_common(6)))
         if s.error:
-            kinds = f"[red]error: {s.error}[/red]"
+            kinds = f"[red]error: {text(s.error)}[/red]"
         elif s.counts.rejected:
-            kinds += f"  [yellow](rejects: {', '.join(f'{r} {n:,}' for r, n in s.counts.reasons.most_common(3))})[/]"
-        table.add_row(str(s.path), s.format or "?", f"{s.lines:,}", f"{s.parsed:,}", f"{s.counts.ignored:,}",
-                      f"{s.counts.rejected:,}", kinds)
+            reasons = ", ".join(f"{r} {n:,}" for r, n in s.counts.reasons.most_common(3))
+            kinds += f"  [yellow](rejects: {text(reasons)})[/]"
+        table.add_row(cell(str(s.path)), cell(s.format or "?"), f"{s.lines:,}", f"{s.parsed:,}",
+                      f"{s.counts.ignored:,}", f"{s.counts.rejected:,}", kinds)
         totals.update({"lines": s.lines, "parsed": s.parsed, "ignored": s.counts.ignored,
                        "rejected": s.counts.rejected})
     table.add_section()

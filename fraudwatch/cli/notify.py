@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import print_json
+from fraudwatch.cli.output import plain, print_json
 from fraudwatch.errors import ConfigError, ExitStatus, Location, UsageError
 
 
@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         print_json(results)
     else:
         for r in results:
-            print(f"{r['channel']}: " + ("sent" if r["ok"] else f"FAILED: {r['error']}"))
+            print(f"{plain(r['channel'])}: " + ("sent" if r["ok"] else f"FAILED: {plain(r['error'])}"))
     return ExitStatus.OK if all(r["ok"] for r in results) else ExitStatus.FAILED

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fraudwatch.cli.output import out
+from fraudwatch.cli.output import cell, out, text
 from fraudwatch.errors import ExitStatus, SourceError, UsageError
 
 
@@ -38,13 +38,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SourceError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
     console = out()
-    console.print(f"simulated {args.days} day(s), {args.accounts} accounts, seed {args.seed} into {res.out_dir}")
+    console.print(f"simulated {args.days} day(s), {args.accounts} accounts, seed {args.seed} into "
+                  f"{text(str(res.out_dir))}")
     table = Table()
     table.add_column("file")
     table.add_column("lines", justify="right")
     for name, n in sorted(res.files.items()):
-        table.add_row(name, f"{n:,}")
+        table.add_row(cell(name), f"{n:,}")
     console.print(table)
     console.print(f"{res.incidents} labelled incidents in labels.csv; "
-                  f"next: fraudwatch --config {res.out_dir / 'fraudwatch.toml'} ingest")
+                  f"next: fraudwatch --config {text(str(res.out_dir / 'fraudwatch.toml'))} ingest")
     return ExitStatus.OK

@@ -8,16 +8,21 @@ from rich.table import Table
 
 from fraudwatch.cli.context import config_of
 from fraudwatch.cli.output import cell, out, print_json
-from fraudwatch.errors import ExitStatus, StoreError
+from fraudwatch.errors import ExitStatus
+from fraudwatch.store.sandbox import DEFAULT_SECONDS
 
 SQL_ROWS = 1000  # rows a table shows; --json prints them all
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     if name == "sql":
-        parser.description = "Tables: sip_events, netfilter_events, cdrs, customers, rejects, positions."
+        parser.description = ("One read-only query (SELECT, or EXPLAIN of one) over the store, in a sandbox: no file "
+                              "outside the store, no network, no settings. Tables: sip_events, netfilter_events, "
+                              "cdrs, customers, rejects, positions, alerts, bans, ...")
         parser.add_argument("query", metavar="SQL")
         parser.add_argument("--json", action="store_true", help="print rows as a JSON array of objects")
+        parser.add_argument("--timeout", type=_seconds, default=DEFAULT_SECONDS, metavar="SECONDS",
+                            help=f"stop the query after this long (default {DEFAULT_SECONDS:g})")
     else:
         parser.description = ("Volumes, the noisiest failing sources, user-agents, firewall drops, spend by account "
                               "and rejected input, read-only.")
@@ -28,32 +33,33 @@ def run(args: argparse.Namespace) -> int:
     return _sql(args) if args.command == "sql" else _summary(args)
 
 
-def _sql(args: argparse.Namespace) -> int:
-    import duckdb
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds, more than 0 and at most 86400")
+    return value
 
+
+def _sql(args: argparse.Namespace) -> int:
     from fraudwatch.store.db import open_read_only
+    from fraudwatch.store.sandbox import run as run_query
 
     cfg = config_of(args)
-    con = open_read_only(cfg.store_path)
+    con = open_read_only(cfg.store_path, sandboxed=True)
     try:
-        kinds = {st.type for st in con.extract_statements(args.query)}
-        other = kinds - {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
-        if other:  # the event tables are views: DuckDB's own refusal would not say why
-            raise StoreError(f"the store is read-only here: `sql` runs queries (SELECT), not "
-                             f"{', '.join(sorted(k.name for k in other))}")
-        cur = con.execute(args.query)
-        names = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if names else []
-    except duckdb.Error as exc:
-        raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+        got = run_query(con, args.query, [], args.timeout)
     finally:
         con.close()
+    names, rows = got.columns, got.rows
     if args.json:
         print_json([dict(zip(names, r, strict=True)) for r in rows])
         return ExitStatus.OK
     table = Table(show_lines=False)
     for n in names:
-        table.add_column(n, overflow="fold")
+        table.add_column(cell(n), overflow="fold")
     for r in rows[:SQL_ROWS]:
         table.add_row(*[cell(v) for v in r])
     console = out()
@@ -79,9 +85,9 @@ def _summary(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     console = out()
     for s in sections:
-        table = Table(title=s.title, title_justify="left", title_style="bold")
+        table = Table(title=cell(s.title), title_justify="left", title_style="bold")
         for c in s.columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(cell(c), overflow="fold")
         for r in s.rows:
             table.add_row(*[cell(v) for v in r])
         console.print(table)

@@ -6,11 +6,10 @@ import argparse
 import logging
 import sys
 
-from rich.markup import escape
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, print_json
+from fraudwatch.cli.output import SafeFormatter, cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, UsageError
 
 
@@ -38,8 +37,9 @@ def _watch(args: argparse.Namespace) -> int:
     from fraudwatch.watch.service import Watcher
 
     cfg = config_of(args)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="fraudwatch: %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)  # journald keeps it: a message quoting input stays one line
+    handler.setFormatter(SafeFormatter("fraudwatch: %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     if not cfg.sources:
         raise UsageError("nothing to watch: the config has no [[sources]]")
     watcher = Watcher(cfg, getattr(args, "config", None) or cfg.path)
@@ -55,30 +55,30 @@ def _status(args: argparse.Namespace) -> int:
         print_json(snap)
         return ExitStatus.OK
     console = out()
-    state = (f"[green]running[/] (pid {snap.get('pid')}, since {snap.get('started_at')})" if snap.get("running")
-             else "[yellow]not running[/]")
+    state = (f"[green]running[/] (pid {text(snap.get('pid'))}, since {text(snap.get('started_at'))})"
+             if snap.get("running") else "[yellow]not running[/]")
     console.print(f"watcher: {state}")
     table = Table()
     for col in ("file", "format", "lag", "lines/s", "parsed", "rejected", "last event"):
         table.add_column(col, overflow="fold")
     for f in snap.get("files", []):
-        table.add_row(escape(f["path"]), escape(str(f.get("format") or "?")), _bytes(f.get("lag_bytes", 0)),
+        table.add_row(cell(f["path"]), cell(f.get("format") or "?"), _bytes(f.get("lag_bytes", 0)),
                       f"{f.get('lines_per_s', 0):,.0f}", f"{f.get('parsed', 0):,}", f"{f.get('rejected', 0):,}",
                       cell(f.get("last_event")))
     console.print(table)
     for f in snap.get("files", []):
         if f.get("parked"):
-            console.print(f"[red]parked[/] (not read until replaced or the watcher restarts): {escape(f['path'])}: "
-                          f"{escape(str(f['parked']))}")
-    console.print(f"store: {snap['store']} ({_bytes(snap.get('store_bytes', 0))}; event segments "
+            console.print(f"[red]parked[/] (not read until replaced or the watcher restarts): {text(f['path'])}: "
+                          f"{text(str(f['parked']))}")
+    console.print(f"store: {text(snap['store'])} ({_bytes(snap.get('store_bytes', 0))}; event segments "
                   f"{_bytes(snap.get('segments_bytes', 0))}; snapshot for readers "
                   f"{_bytes(snap.get('read_copy_bytes', 0))}), events today: {snap.get('events_today', 0):,}")
     last = snap.get("last_alert")
     if last:
-        console.print(f"last alert: #{last['id']} {last['severity']} {escape(last['rule'])} "
-                      f"{escape(str(last['key']))} ({last['action']})")
+        console.print(f"last alert: #{text(str(last['id']))} {text(last['severity'])} {text(last['rule'])} "
+                      f"{text(last['key'])} ({text(last['action'])})")
     if snap.get("store_error"):
-        console.print(f"[red]{escape(snap['store_error'])}[/]")
+        console.print(f"[red]{text(snap['store_error'])}[/]")
     return ExitStatus.OK
 
 

@@ -29,10 +29,13 @@ class WatchConfig:
     # (fraudwatch.detect.runners.early).
     # Only with a firewall backend that bans (not dry-run).
     early_bans: bool = True
+    # The control socket's `query` is interrupted after this long (fraudwatch.store.sandbox); the client waits 35 s.
+    query_seconds: float = 10.0
 
 
 _KEYS = {"batch_delay_ms", "poll_seconds", "settle_seconds", "publish_seconds", "status_seconds", "metrics",
-         "inotify", "warmup_seconds", "warmup_rows", "memory_limit", "early_bans"}
+         "inotify", "warmup_seconds", "warmup_rows", "memory_limit", "early_bans",
+         "query_seconds"}
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
@@ -81,4 +84,5 @@ def parse_watch(section: dict[str, Any], doc: Document) -> WatchConfig:
         warmup_rows=int(_number(section, "warmup_rows", d.warmup_rows, doc, 0, 100_000_000)),
         memory_limit=memory.strip(),
         early_bans=early,
+        query_seconds=_number(section, "query_seconds", d.query_seconds, doc, 0.1, 30),
     )

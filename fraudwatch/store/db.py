@@ -38,8 +38,11 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; fails with a clear message when the store does not exist yet."""
+def open_read_only(path: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
+    """A read-only connection; fails with a clear message when the store does not exist yet. `sandboxed`: for
+    SQL a person types (`fraudwatch sql`): the instance reads no file but the store's segments (or, while the
+    watcher holds the store, the segments and the read copy), and its configuration is locked
+    (`fraudwatch.store.sandbox`)."""
     if not path.exists():
         raise StoreError(f"{path}: no store here yet (run `fraudwatch ingest` first, or pass --db)")
     try:
@@ -47,13 +50,20 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     except StoreLocked:
         from fraudwatch.store.replica import open_replica
 
-        return open_replica(path)
-    version = _version(con)
-    if version != SCHEMA_VERSION:
+        return open_replica(path, sandboxed)
+    try:
+        version = _version(con)
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{path}: schema version {version}, this fraudwatch needs {SCHEMA_VERSION}; "
+                             "open it once for writing (e.g. `fraudwatch ingest`) to migrate")
+        if sandboxed:
+            from fraudwatch.store.sandbox import seal
+
+            seal(con, [segments_root(path)])
+        _segment_views(con, path)
+    except BaseException:
         con.close()
-        raise StoreError(f"{path}: schema version {version}, this fraudwatch needs {SCHEMA_VERSION}; "
-                         "open it once for writing (e.g. `fraudwatch ingest`) to migrate")
-    _segment_views(con, path)
+        raise
     return con
 
 

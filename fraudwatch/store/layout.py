@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fraudwatch.errors import StoreError
 from fraudwatch.store.schema import TABLES, arrow_schema
 
 # Append-only tables and the time column that names a row's day.
@@ -24,6 +26,10 @@ SEGMENTED: dict[str, str] = {"sip_events": "ts", "netfilter_events": "ts", "cdrs
 LISTING = "_segments.json"
 NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # rows without a time (Hive's name for a NULL partition value)
 ZSTD_LEVEL = 3
+# How the writer names a segment, relative to the segments folder (`Segments._write`, compaction): nothing else
+# a manifest names is read. ASCII digits only, no glob or quote characters, no `..`, never an absolute path.
+_SEGMENT = re.compile(r"(?P<table>[a-z_]+)/day=(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|__HIVE_DEFAULT_PARTITION__)/"
+                      r"[0-9]{12}\.parquet")
 
 
 def hot(table: str) -> str:
@@ -41,9 +47,26 @@ def sql_text(s: str) -> str:
 def make_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, kind: str = "") -> None:
     """`CREATE OR REPLACE {kind} VIEW table` over its hot table and the segments the manifest on `con` lists,
     found under `root` (the writer's views; a read-only connection's temporary ones, `kind` "TEMP")."""
-    files = [root / r[0] for r in con.execute(
-        "SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()]
-    con.execute(f"CREATE OR REPLACE {kind} VIEW {table} AS {view_sql(table, files, with_hot=True)}")
+    con.execute(f"CREATE OR REPLACE {kind} VIEW {table} AS {view_sql(table, listed_files(con, root, table), True)}")
+
+
+def listed_files(con: duckdb.DuckDBPyConnection, root: Path, table: str) -> list[Path]:
+    """The segments of `table` the manifest on `con` lists (oldest first), each checked by `segment_path`."""
+    rows = con.execute("SELECT file FROM segments WHERE tbl = ? ORDER BY seq", [table]).fetchall()
+    return [segment_path(root, table, r[0], "the store's segments table") for r in rows]
+
+
+def segment_path(root: Path, table: str, rel: object, where: object) -> Path:
+    """`root / rel` when `rel` names a segment of `table` the way the writer names them; a StoreError otherwise.
+
+    A manifest's file names end up inside SQL (`read_parquet([...])`) and name what a reader opens: whoever could
+    write a manifest must not make a reader open a file outside the segments folder (an absolute path, `..`, a
+    glob) nor break out of the quoted literal."""
+    if not isinstance(rel, str) or (m := _SEGMENT.fullmatch(rel)) is None or m["table"] != table:
+        raise StoreError(f"{where}: {str(rel)[:120]!r} is not a segment of {table} "
+                         f"(<table>/day=YYYY-MM-DD/<12 digits>.parquet): refusing to read a forged or damaged "
+                         "manifest")
+    return root / rel
 
 
 def view_sql(table: str, files: Sequence[Path], with_hot: bool) -> str:
@@ -101,9 +124,11 @@ def read_listing(root: Path) -> tuple[dict[str, list[Path]], dt.datetime | None]
         raw = json.loads((root / LISTING).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {t: [] for t in SEGMENTED}, None
-    tables = raw.get("tables", {}) if isinstance(raw, dict) else {}
-    out = {t: [root / str(f) for f in tables.get(t, []) if isinstance(f, str) and ".." not in f]
-           for t in SEGMENTED}
+    where = root / LISTING
+    tables = raw.get("tables", {}) if isinstance(raw, dict) else None
+    if not isinstance(tables, dict) or not all(isinstance(tables.get(t, []), list) for t in SEGMENTED):
+        raise StoreError(f"{where}: not a listing of segments (an object with 'tables': lists of files)")
+    out = {t: [segment_path(root, t, f, where) for f in tables.get(t, [])] for t in SEGMENTED}
     try:
         when = dt.datetime.fromisoformat(str(raw.get("written_at")))
     except ValueError:

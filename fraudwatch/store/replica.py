@@ -28,6 +28,7 @@ import duckdb
 
 from fraudwatch.errors import StoreError
 from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, sql_text, view_sql
+from fraudwatch.store.schema import TABLES
 
 MANIFEST = "manifest.json"
 GRACE_SECONDS = 600.0
@@ -49,9 +50,18 @@ class Manifest:
     def load(cls, folder: Path) -> Manifest | None:
         try:
             raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        if not isinstance(raw, dict):
+            return None
+        got = cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        shapes = ((got.published_at, str), (got.tables, dict), (got.trash, dict), (got.seq, int))
+        if not all(isinstance(value, kind) for value, kind in shapes):
+            return None
+        # the publisher deletes what `trash` names once its time is up: only copies it made, inside the folder
+        got.trash = {f: when for f, when in got.trash.items()
+                     if _snapshot_name(f.partition(".")[0], f) and isinstance(when, int | float)}
+        return got
 
     def save(self, folder: Path) -> None:
         tmp = folder / f".{MANIFEST}.tmp"
@@ -120,30 +130,84 @@ class Publisher:
                 p.unlink(missing_ok=True)
 
 
-def open_replica(store_path: Path) -> duckdb.DuckDBPyConnection:
+def open_replica(store_path: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with one view per table: the event tables over their listed segments, the small
-    tables over the latest snapshot (absent until the watcher's first publication)."""
+    tables over the latest snapshot (absent until the watcher's first publication). `sandboxed`: for SQL a person
+    types (`fraudwatch.store.sandbox`): nothing but these two folders can be read, nothing written.
+
+    Whoever can write the snapshot's folder must not be able to run SQL as the reader (often root): a table is
+    read only under a name of our own schema, from files named as `Publisher` names them, inside the folder."""
     folder = replica_dir(store_path)
     m = Manifest.load(folder)
-    segments, listed_at = read_listing(segments_root(store_path))
+    root = segments_root(store_path)
+    segments, listed_at = read_listing(root)
     if m is None and listed_at is None:
         raise StoreError(f"{store_path}: the store is in use by the watcher and nothing is published for readers "
                          f"yet (it appears in {folder} within [watch] publish_seconds of the start)")
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    for t, files in (m.tables.items() if m is not None else ()):
-        if t in SEGMENTED or not t.isidentifier():
-            continue
-        listed = ", ".join(sql_text(str(folder / f)) for f in files if "/" not in f and ".." not in f)
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")  # nosec B608 # t passed isidentifier() above; file names quoted by sql_text
-    for t, paths in segments.items():
-        con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")
-    con.execute("CREATE TABLE replica_info (published_at TIMESTAMPTZ, events_as_of TIMESTAMPTZ)")
-    con.execute("INSERT INTO replica_info VALUES (?, ?)", [m.published_at if m and m.published_at else None,
-                                                           listed_at])
+    snapshot = _snapshot_files(m, folder) if m is not None else {}
+    if sandboxed:
+        from fraudwatch.store.sandbox import sandbox
+
+        con = sandbox([folder, root])
+    else:
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+    try:
+        for t, files in snapshot.items():
+            listed = ", ".join(sql_text(str(f)) for f in files)
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")  # nosec B608 # t: a schema name (SNAPSHOT_TABLES); files checked by _snapshot_files, quoted by sql_text
+        for t, paths in segments.items():
+            con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")
+        con.execute("CREATE TABLE replica_info (published_at TIMESTAMPTZ, events_as_of TIMESTAMPTZ)")
+        con.execute("INSERT INTO replica_info VALUES (?, ?)", [_when(m.published_at) if m else None, listed_at])
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+# The tables a snapshot may hold: the store's tables that are not event tables (those are read from their
+# segments), and the schema's version. Our own names: never a name read from the manifest.
+SNAPSHOT_TABLES = (*(t for t in TABLES if t not in SEGMENTED), "schema_version")
+
+
+def _snapshot_files(m: Manifest, folder: Path) -> dict[str, list[Path]]:
+    """The snapshot's files per table, each checked: `<table>.<seq>.parquet` inside the folder. A table the
+    manifest names that this fraudwatch does not know (a newer watcher's) is left out."""
+    where = folder / MANIFEST
+    out: dict[str, list[Path]] = {}
+    for t in SNAPSHOT_TABLES:
+        files = m.tables.get(t)
+        if files is None:
+            continue
+        if not isinstance(files, list) or not files or not all(_snapshot_name(t, f) for f in files):
+            raise StoreError(f"{where}: the files of table {t} are not {t}.<number>.parquet "
+                             f"({str(files)[:120]!r}): refusing to read a forged or damaged manifest")
+        out[t] = [folder / f for f in files]
+    return out
+
+
+def _snapshot_name(table: str, name: object) -> bool:
+    """Whether `name` is a file name `Publisher` gives a copy of `table` (no path: a name inside the folder)."""
+    if not (table.isascii() and table.isidentifier()) or not isinstance(name, str):
+        return False
+    if not name.startswith(f"{table}.") or not name.endswith(".parquet"):
+        return False
+    seq = name[len(table) + 1:-len(".parquet")]
+    return seq.isascii() and seq.isdigit()
+
+
+def _when(text: object) -> dt.datetime | None:
+    """A manifest's time, or None when it is not one."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def published_at(store_path: Path) -> dt.datetime | None:
     m = Manifest.load(replica_dir(store_path))
-    return dt.datetime.fromisoformat(m.published_at) if m and m.published_at else None
+    return _when(m.published_at) if m else None

@@ -4,8 +4,10 @@ A Unix socket beside the store (`<store>.sock`, mode 0600: only the watcher's us
 file anyway). One JSON object per line each way. Operations:
 
 - `ping`, `status`: the watcher's pid and its live status (what `fraudwatch status` shows);
-- `query`: one read-only SELECT, run at once on a cursor of the watcher's own database (so it sees every
-  committed row, with no publication delay) — a single statement, checked by DuckDB's own parser;
+- `query`: one read-only SELECT, in a sandboxed DuckDB instance of the watcher's own that reads the segments and
+  is handed the hot rows and small tables it names from the writer (so it sees every committed row, with no
+  publication delay): no file outside the segments, no network, no settings, a time limit
+  (`fraudwatch.store.sandbox`, `[watch] query_seconds`);
 - any name in the watcher's table of operations (`fraudwatch.watch.ops`: bans, silences, ...): run on the
   watcher's thread between two batches, since that thread is the store's only writer.
 
@@ -30,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from fraudwatch.errors import FraudwatchError, StoreError, UsageError
-from fraudwatch.jsontext import jsonable
 from fraudwatch.watch.requests import validate
 
 if TYPE_CHECKING:
+    from fraudwatch.store.sandbox import LiveQueries
     from fraudwatch.watch.base import WatcherBase
 
 log = logging.getLogger("fraudwatch.watch")
@@ -49,26 +51,6 @@ BUSY = (json.dumps({"ok": False, "error": f"the watcher is busy: more than {MAX_
 
 def socket_path(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".sock")
-
-
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None,
-              max_rows: int = MAX_ROWS) -> dict[str, Any]:
-    cur = con.cursor()  # the writer's thread uses `con` itself, concurrently
-    try:
-        statements = cur.extract_statements(sql)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise UsageError("only one SELECT statement may run through the watcher")
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            res = cur.execute(sql, params or [])
-            columns = [d[0] for d in res.description or []]
-            rows = res.fetchmany(max_rows + 1)
-        finally:
-            cur.execute("ROLLBACK")
-    finally:
-        cur.close()
-    return {"ok": True, "columns": columns, "rows": [[jsonable(v) for v in r] for r in rows[:max_rows]],
-            "truncated": len(rows) > max_rows}
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -130,6 +112,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     block_on_close = False
     request_queue_size = 64  # the listen backlog: a burst of clients waits to be accepted (or refused) quickly
     watcher: WatcherBase
+    queries: LiveQueries | None = None  # made at the first query (a DuckDB instance of its own)
+    queries_lock = threading.Lock()
 
     def __init__(self, path: str, handler: type[socketserver.BaseRequestHandler]) -> None:
         super().__init__(path, handler)
@@ -173,10 +157,19 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             pub = w.publisher
             return {"ok": True, "status": w.stats.snapshot(pub.manifest.published_at if pub else None,
                                                             pub.last_seconds if pub else None)}
-        if name == "query":
+        if name == "query":  # in a sandboxed instance of its own, never on the writer's (fraudwatch.store.sandbox)
             assert w.store is not None
-            return run_query(w.store.con, str(args.get("sql", "")), list(args.get("params") or []))
+            sql, params = str(args.get("sql", "")), list(args.get("params") or [])
+            return self.live_queries().answer(w.store.con, sql, params, MAX_ROWS)  # errors: FraudwatchError
         return w.submit(name, args)
+
+    def live_queries(self) -> LiveQueries:
+        with self.queries_lock:
+            if self.queries is None:
+                from fraudwatch.store.sandbox import LiveQueries  # the CLI imports this module: it stays light
+
+                self.queries = LiveQueries(self.watcher.cfg.store_path, self.watcher.cfg.watch.query_seconds)
+            return self.queries
 
 
 class RateLimitedWarning:
@@ -223,6 +216,9 @@ class ControlServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        with self.server.queries_lock:
+            if self.server.queries is not None:
+                self.server.queries.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
