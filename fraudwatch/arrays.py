@@ -20,6 +20,13 @@ def int64s(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
+def bools(values: np.ndarray) -> pa.Array:
+    """A numpy array of truth values as an Arrow boolean array, bit-packed here (`pa.array` would import pandas)."""
+    values = np.ascontiguousarray(values, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values,
+                                                                                        bitorder="little"))])
+
+
 def strings(values: Sequence[str | None]) -> pa.Array:
     """Python strings (or None) as an Arrow string array (32-bit offsets: under 2 GiB of text, as DuckDB's
     vectors of a few thousand values are). A little slower a value than `pa.array` (figures: benchmarks/RESULTS.md,

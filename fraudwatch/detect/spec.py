@@ -21,7 +21,7 @@ from fraudwatch import tomldoc
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.yamlfile import Lines, load_with_lines
 
-SOURCES = ("sip_events", "netfilter_events", "cdrs")
+SOURCES = ("sip_events", "netfilter_events", "cdrs", "rejects")
 ACTIONS = ("alert", "ban_ip", "lock_account")
 KEY_TYPES = {"src_ip": "ip", "caller_ip": "ip", "username": "account", "account": "account",
              "customer_account": "account", "callee_prefix": "prefix", "callee_e164": "number",

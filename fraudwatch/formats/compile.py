@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fraudwatch.formats.spec import LineFormat, Pattern, TimeSpec
+from fraudwatch.formats.spec import ENGINE_COLUMNS, LineFormat, Pattern, TimeSpec
 from fraudwatch.store.schema import TABLES, Column
 
 IPV4 = r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
@@ -159,8 +159,7 @@ _GROUP_NAME = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 
 def compile_format(fmt: LineFormat, tz: str = "UTC", year: int = 1970, ref_epoch: float = 0.0) -> CompiledFormat:
     table = TABLES[fmt.table]
-    columns = tuple(c.name for c in table.columns if c.name not in {"id", "source", "line_no", "byte_offset",
-                                                                     "format", "pattern"})
+    columns = tuple(c.name for c in table.columns if c.name not in ENGINE_COLUMNS)
     derived = {d.column: d for d in fmt.derives}
     branches = []
     captured = []

@@ -28,7 +28,7 @@ _TOKEN = re.compile(r"<([A-Z][A-Z0-9_]*)>")
 _GROUP = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # Columns the engine fills itself; a format may not capture them (except ts, which every line must carry).
-ENGINE_COLUMNS = frozenset({"id", "source", "line_no", "byte_offset", "format", "pattern"})
+ENGINE_COLUMNS = frozenset({"id", "source", "line_no", "byte_offset", "format", "pattern", "repaired"})
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ export) are counted as ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import duckdb
 import numpy as np
@@ -96,11 +98,23 @@ PIECE_ROWS = ROW_GROUP
 PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 546-byte rows on average by default
 
 
-def _pieces(path: Path, start: int, size: int, final: bool) -> Iterator[tuple[bytes, int]]:
+@dataclass
+class _Piece:
+    """Whole lines of a CSV file (`body`), the offset just after them, and an over-long line met after them
+    (`long`, its line number still 0: the caller numbers it), which was never held whole."""
+
+    body: bytes
+    end: int
+    long: BadLine | None = None
+
+
+def _pieces(path: Path, start: int, size: int, final: bool, max_line: int = 64 << 10,
+            max_raw: int = 4096) -> Iterator[_Piece]:
     """The file from `start` in pieces of PIECE_ROWS whole lines (a CSV row is one line: values with newlines
-    are refused): (bytes, offset of their end); read `size` bytes at a time. A piece of PIECE_BLOCKS reads that
-    has not reached PIECE_ROWS lines (long lines) ends at its last whole line. The last piece has the lines left;
-    its unterminated last line is held back unless `final` (a compressed file is complete)."""
+    are refused); read `size` bytes at a time. A piece of PIECE_BLOCKS reads that has not reached PIECE_ROWS
+    lines (long lines) ends at its last whole line. A line longer than `max_line` is skipped to its end without
+    being held (a piece of its own, `long`: memory stays bounded whatever one line holds). The last piece has the
+    lines left; its unterminated last line is held back unless `final` (a compressed file is complete)."""
     block = max(size, 1 << 16)
     with open_binary(path) as f:
         f.seek(start)
@@ -109,22 +123,51 @@ def _pieces(path: Path, start: int, size: int, final: bool) -> Iterator[tuple[by
             more = f.read(want)
             data += more
             while (cut := _after_lines(data, PIECE_ROWS)) is not None:
-                yield data[:cut], offset + cut
+                yield _Piece(data[:cut], offset + cut)
                 data, offset = data[cut:], offset + cut
+            cut = data.rfind(b"\n") + 1
+            if len(data) - cut > max_line:  # the line after the last whole one is too long: skip it
+                if cut:
+                    yield _Piece(data[:cut], offset + cut)
+                skipped = _skip_line(f, data[cut:], offset + cut, block, final, max_raw)
+                if skipped is None:  # a plain file that ends inside it: read again once it is whole
+                    return
+                long, data, offset = skipped
+                yield _Piece(b"", offset, long)
+                continue
             if not more:
                 break
-            if len(data) >= PIECE_BLOCKS * block and (cut := data.rfind(b"\n") + 1):  # long lines: bound memory
-                yield data[:cut], offset + cut
+            if len(data) >= PIECE_BLOCKS * block and cut:  # long lines: bound memory
+                yield _Piece(data[:cut], offset + cut)
                 data, offset = data[cut:], offset + cut
             # next, about what the piece still lacks at the mean line length seen (a copy of `data` each time)
             lines = data.count(b"\n")
             want = min(block, max(1 << 16, (PIECE_ROWS - lines) * (len(data) // max(lines, 1)) * 9 // 8))
         cut = data.rfind(b"\n") + 1
         if cut:
-            yield data[:cut], offset + cut
+            yield _Piece(data[:cut], offset + cut)
             data, offset = data[cut:], offset + cut
         if final and data:
-            yield data, offset + len(data)
+            yield _Piece(data, offset + len(data))
+
+
+def _skip_line(f: BinaryIO, head: bytes, at: int, block: int, final: bool,
+               max_raw: int) -> tuple[BadLine, bytes, int] | None:
+    """Read past the over-long line at offset `at`, whose first bytes (no newline among them) are `head`: the
+    line as a BadLine (its first `max_raw` bytes, its length), the bytes read after it, and the offset just after
+    it; None when a file still being written ends inside it."""
+    raw, length = head[:max_raw], len(head)
+    while True:
+        more = f.read(block)
+        if not more:
+            if not final:
+                return None
+            return BadLine(0, at, f"line too long ({length} bytes)", raw, length), b"", at + length
+        nl = more.find(b"\n")
+        if nl >= 0:
+            length += nl
+            return BadLine(0, at, f"line too long ({length} bytes)", raw, length), more[nl + 1:], at + length + 1
+        length += len(more)
 
 
 def _after_lines(data: bytes, lines: int, stride: int = 1 << 20) -> int | None:
@@ -180,8 +223,12 @@ def ingest_csv(ing: IngestContext, path: Path, fmt: CsvFormat, tz: str, summary:
     if ident is None:
         return
     con = ing.con
+    opts = ing.options
     with open_binary(path) as f:
-        header = f.readline()
+        header = f.readline(opts.max_line_bytes + 1)
+    if len(header) > opts.max_line_bytes:
+        raise SourceError(f"{path}: header line longer than {opts.max_line_bytes} bytes ([ingest] max_line_bytes):"
+                          " not a CSV export")
     mapping = header_columns(fmt, decode_header(header))
     missing = [c for c in fmt.required if c not in mapping.values()]
     if missing:
@@ -193,14 +240,24 @@ def ingest_csv(ing: IngestContext, path: Path, fmt: CsvFormat, tz: str, summary:
     file = _CsvFile(ing, path, ident, fmt, conversion_sql(fmt, mapping, tz), summary, pos)
     enc = "utf8"
     try:
-        for body, end in _pieces(path, start, ing.options.chunk_bytes, final=path.suffix == ".gz"):
-            table, invalid, enc = (pa.table({}), [], enc) if not body.strip() else _read_rows(body, header, enc)
-            line_no = file.piece(table, invalid, end, line_no)
+        for got in _pieces(path, start, opts.chunk_bytes, path.suffix == ".gz", opts.max_line_bytes,
+                           opts.max_raw_bytes):
+            if got.long is not None:  # a line it could not hold: kept aside, numbered, the reading goes on
+                line_no = file.piece(pa.table({}), [], got.end, line_no,
+                                     [dataclasses.replace(got.long, line_no=line_no + 1)])
+                continue
+            table, invalid, enc = (pa.table({}), [], enc) if not got.body.strip() \
+                else _read_rows(got.body, header, enc)
+            line_no = file.piece(table, invalid, got.end, line_no)
     finally:
         file.settle()  # a commit under way completes and counts, whatever stopped the reading
     if file.pos is None:  # nothing after the header yet: the file is known from now on
         file.piece(pa.table({}), [], start, line_no)
         file.settle()
+
+
+def _reasons(bad: list[BadLine]) -> Counter[str]:
+    return Counter(b.reason.split(" (")[0] for b in bad)
 
 
 @dataclass
@@ -212,7 +269,7 @@ class _Pending:
     parsed: int
     ignored: int
     rejected: int
-    wrong_fields: int
+    bad: Counter[str]  # lines kept aside before conversion (wrong number of fields, too long), by reason
 
 
 class _CsvFile:
@@ -226,20 +283,21 @@ class _CsvFile:
         self.pos = pos
         self.pending: _Pending | None = None
 
-    def piece(self, table: pa.Table, invalid: list[tuple[int, str]], end: int, line_no: int) -> int:
-        """A piece's rows, its rejects and the file's new position, committed together; returns the lines
-        consumed after it."""
+    def piece(self, table: pa.Table, invalid: list[tuple[int, str]], end: int, line_no: int,
+              long: list[BadLine] | None = None) -> int:
+        """A piece's rows, its rejects (and the over-long `long` lines, read past without being held) and the
+        file's new position, committed together; returns the lines consumed after it."""
         ing, path, fmt = self.ing, self.path, self.fmt
         con = ing.con
         # Row numbers: pyarrow numbers rows from 1 over what it read (valid and invalid alike).
-        total_rows = int(table.num_rows) + len(invalid)
+        total_rows = int(table.num_rows) + len(invalid) + len(long or [])
         numbers = np.arange(line_no + 1, line_no + total_rows + 1, dtype=np.int64)
         if invalid:
             numbers = np.delete(numbers, [n - 1 for n, _ in invalid if 0 < n <= total_rows])
         batch = table.append_column("row", int64s(numbers)) if table.num_rows else None
         cap = ing.options.max_raw_bytes
         bad_lines = [BadLine(line_no + max(n, 0), -1, "wrong number of fields",
-                             text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid]
+                             text.encode("utf-8", "replace")[:cap], len(text)) for n, text in invalid] + (long or [])
         select, cols = self.conversion
         if batch is not None:
             con.register("csvbatch", batch)
@@ -258,13 +316,13 @@ class _CsvFile:
                 for name, got in rows:
                     ing.segments.append(name, got)
                 self.pos = positions.advance(con, self.pos, path, self.ident, fmt.name, end, line_no + total_rows)
-            self._account(_Pending(end, total_rows, *counts, len(bad_lines)))
+            self._account(_Pending(end, total_rows, *counts, _reasons(bad_lines)))
             return line_no + total_rows
         if batch is not None:
             counts = _store_rows(ing, fmt, cols, str(path), self.summary, rows)
         self._add_bad(rows, bad_lines)
         ing.committer.submit(rows, path, self.ident, self.pos, fmt.name, end, line_no + total_rows)
-        self.pending = _Pending(end, total_rows, *counts, len(bad_lines))
+        self.pending = _Pending(end, total_rows, *counts, _reasons(bad_lines))
         return line_no + total_rows
 
     def _add_bad(self, rows: list[tuple[str, pa.Table]], bad_lines: list[BadLine]) -> None:
@@ -285,9 +343,8 @@ class _CsvFile:
         summary.lines += done.lines
         summary.counts.parsed[self.fmt.table] += done.parsed
         summary.counts.ignored += done.ignored
-        summary.counts.rejected += done.rejected + done.wrong_fields
-        if done.wrong_fields:
-            summary.counts.reasons["wrong number of fields"] += done.wrong_fields
+        summary.counts.rejected += done.rejected + done.bad.total()
+        summary.counts.reasons.update(done.bad)
         summary.end_offset = done.end
         if self.ing.on_commit is not None:
             self.ing.on_commit(self.fmt.table, str(self.path))
@@ -312,8 +369,9 @@ def _store_rows(ing: IngestContext, fmt: CsvFormat, cols: list[str], source: str
         out.append(("rejects", con.sql(
             "SELECT ? + row_number() OVER (ORDER BY row) - 1 AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, "  # nosec B608 # column names of the schema; values are parameters
             "row AS line_no, NULL::BIGINT AS byte_offset, ? AS format, bad AS reason, "
-            f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes FROM csvconv WHERE bad <> '' ORDER BY row",
-            params=[base, now, source, fmt.name]).to_arrow_table()))
+            f"concat_ws(',', {col_list}) AS raw, NULL::BIGINT AS raw_bytes, "
+            f"coalesce({'start_time' if 'start_time' in cols else 'NULL'}, ?::TIMESTAMPTZ) AS ts FROM csvconv "
+            "WHERE bad <> '' ORDER BY row", params=[base, now, source, fmt.name, now]).to_arrow_table()))
     # A key twice in the piece (an export repeating a row): its first row only. Checked first: the check is far
     # cheaper than the window that keeps first rows (figures: benchmarks/RESULTS.md, "CSV repeated keys checked
     # before deduplicating").

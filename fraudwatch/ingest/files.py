@@ -7,6 +7,7 @@ DuckDB, and commit rows, rejects and the new position together.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,25 +24,28 @@ from fraudwatch.formats.engine import LineParser, prepare_connection
 from fraudwatch.formats.registry import Format
 from fraudwatch.ingest.csvfiles import ingest_csv
 from fraudwatch.ingest.summary import FileSummary, Progress
-from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, parsed_rows
+from fraudwatch.ingest.writer import BatchCounts, Committer, IdAllocator, bad_line_rows, latest_time, parsed_rows
 from fraudwatch.sources.lines import to_batch
 from fraudwatch.sources.reader import Chunk, identify, read_chunks
+from fraudwatch.sources.roots import glob_root, inside
 from fraudwatch.store import positions
 from fraudwatch.store.db import Store
 from fraudwatch.store.failures import StoreFull, classify
 
 
 def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named, files inside folders (recursively, sorted, hidden ones skipped), and glob matches."""
+    """Files named, files inside folders (recursively, sorted, hidden ones skipped), and glob matches; a file a
+    folder or glob finds that resolves outside that folder (a link) is refused (`fraudwatch.sources.roots`)."""
     for p in paths:
         if any(ch in str(p) for ch in "*?[") and not p.exists():
             matches = sorted(Path(m) for m in glob.glob(str(p)))
             if not matches:
                 raise SourceError(f"{p}: no file matches")
-            yield from expand_paths(matches)
+            root = glob_root(p)
+            yield from expand_paths(m for m in matches if inside(root, m))
         elif p.is_dir():
             yield from sorted(f for f in p.rglob("*") if f.is_file() and not any(
-                part.startswith(".") for part in f.relative_to(p).parts))
+                part.startswith(".") for part in f.relative_to(p).parts) and inside(p, f))
         elif p.is_file():
             yield p
         elif not p.exists():
@@ -80,6 +84,7 @@ class Ingestor:
         self.ids = IdAllocator(self.con)
         self.segments = store.segments
         self.committer = Committer(self.con, self.segments)
+        self.last_ts: dict[str, dt.datetime] = {}  # per file, the newest line time read so far: rejects' time
         prepare_connection(self.con)
 
     def ingest(self, path: Path, format_name: str | None = None, tz: str = "UTC",
@@ -171,10 +176,14 @@ class Ingestor:
                 parsed = None if not n else parser.parse_batch_small(self.con, batch.table) if n <= SMALL_PARSE \
                     else parser.parse(self.con, batch.table)
                 counts, rows = BatchCounts(), list[tuple[str, pa.Table]]()
+                before = self.last_ts.get(str(path))
                 if parsed is not None:
                     counts, rows = parsed_rows(self.con, self.ids, parser, parsed, str(path), batch.first_line_no,
-                                               chunk.lines, opts.max_raw_bytes)
-                bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad)
+                                               chunk.lines, opts.max_raw_bytes, batch.repaired, before)
+                    counts.repaired += len(batch.repaired)
+                    if (newest := latest_time(parsed.conv)) is not None:
+                        self.last_ts[str(path)] = newest if before is None else max(before, newest)
+                bad = bad_line_rows(self.ids, str(path), parser.fmt.name, batch.bad, before)
                 if bad is not None:
                     rows.append(("rejects", bad))
                 counts.rejected += len(batch.bad)

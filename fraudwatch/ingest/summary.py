@@ -31,5 +31,6 @@ class FileSummary:
     def as_json(self) -> dict[str, object]:
         return {"path": str(self.path), "format": self.format, "lines": self.lines, "parsed": self.parsed,
                 "parsed_by_type": dict(sorted(self.counts.parsed.items())), "ignored": self.counts.ignored,
-                "rejected": self.counts.rejected, "reject_reasons": dict(self.counts.reasons.most_common(5)),
+                "rejected": self.counts.rejected, "repaired": self.counts.repaired,
+                "reject_reasons": dict(self.counts.reasons.most_common(5)),
                 "pending_bytes": self.pending_bytes, "error": self.error}

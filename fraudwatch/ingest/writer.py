@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudwatch.arrays import int64_values, int64s, repeated, strings, utc_micros
+from fraudwatch.arrays import bools, instant, int64_values, int64s, repeated, strings, utc_micros
 from fraudwatch.formats.engine import LineParser, Parsed
 from fraudwatch.sources.reader import BadLine, Identity
 from fraudwatch.store import positions
@@ -33,11 +33,13 @@ class BatchCounts:
     ignored: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    repaired: int = 0  # lines whose bytes were repaired (invalid UTF-8, NUL), whatever became of them
 
     def add(self, other: BatchCounts) -> None:
         self.parsed.update(other.parsed)
         self.ignored += other.ignored
         self.rejected += other.rejected
+        self.repaired += other.repaired
         self.reasons.update(other.reasons)
 
 
@@ -68,15 +70,20 @@ class IdAllocator:
         return base
 
 
-def bad_line_rows(ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine]) -> pa.Table | None:
-    """Lines the reader could not take (too long, invalid UTF-8, ...) as rows of rejects."""
+def bad_line_rows(ids: IdAllocator, source: str, fmt: str, bad: Sequence[BadLine],
+                  ts: dt.datetime | None = None) -> pa.Table | None:
+    """Lines the reader could not take (too long, wrong number of fields, ...) as rows of rejects; their time
+    `ts` (the last line's before them), else when they were rejected."""
     if not bad:
         return None
     n = len(bad)
     base = ids.take("rejects", n)
+    now = now_micros()
+    at = now if ts is None else (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     return full_rows("rejects", {
         "id": int64s(np.arange(base, base + n)),
-        "ingested_at": utc_micros(np.full(n, now_micros())),
+        "ingested_at": utc_micros(np.full(n, now)),
+        "ts": utc_micros(np.full(n, at)),
         "source": repeated(source, n),
         "line_no": int64s(np.array([b.line_no for b in bad])),
         "byte_offset": int64s(np.array([b.offset for b in bad])),
@@ -91,9 +98,13 @@ def now_micros() -> int:
 
 
 def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LineParser, parsed: Parsed, source: str,
-                first_line_no: int, lines: int, max_raw_bytes: int) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
+                first_line_no: int, lines: int, max_raw_bytes: int, repaired: np.ndarray | None = None,
+                before: dt.datetime | None = None) -> tuple[BatchCounts, list[tuple[str, pa.Table]]]:
     """The good rows of `conv` as rows of the format's table, the rest of `cls` as rows of rejects (the good ones
-    built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse."""
+    built in Arrow: no query), with the batch's counts; `cls` and `conv` are registered on `con` by the parse.
+    `repaired` lists the line indexes whose bytes were repaired (`fraudwatch.sources.lines`): their rows say so.
+    A reject's `ts` is the time of the last good line before it in the batch, else `before` (the file's last
+    time before the batch), else now."""
     out: list[tuple[str, pa.Table]] = []
     fmt = parser.fmt
     table = TABLES[fmt.table]
@@ -114,19 +125,33 @@ def parsed_rows(con: duckdb.DuckDBPyConnection, ids: IdAllocator, parser: LinePa
             "byte_offset": good.column("off"),
             "format": repeated(fmt.name, n),
             "pattern": pc.take(names, good.column("variant"))})
+        if table.column("repaired") is not None:
+            fixed = repaired if repaired is not None and len(repaired) else None
+            columns["repaired"] = bools(np.zeros(n, dtype=bool) if fixed is None else np.isin(idx, fixed))
         out.append((table.name, full_rows(table.name, columns, n)))
     if counts.rejected:
         rbase = ids.take("rejects", lines)
+        now = dt.datetime.now(dt.UTC)
         rejects = con.sql(
-            "SELECT ? + idx AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, ? + idx AS line_no, off AS byte_offset, "
-            "? AS format, reason, left(raw, ?) AS raw, strlen(raw) AS raw_bytes FROM ("
+            "SELECT ? + r.idx AS id, ?::TIMESTAMPTZ AS ingested_at, ? AS source, ? + r.idx AS line_no, "
+            "r.off AS byte_offset, ? AS format, reason, left(raw, ?) AS raw, strlen(raw) AS raw_bytes, "
+            "coalesce(g.ts, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ) AS ts FROM ("
             "  SELECT idx, off, 'no pattern matched' AS reason, rtrim(line, chr(10)) AS raw FROM cls WHERE k = -2"
             "  UNION ALL"
             "  SELECT conv.idx, conv.off, conv.bad, rtrim(cls.line, chr(10)) FROM conv JOIN cls USING (idx)"
-            "  WHERE conv.bad <> '') ORDER BY idx",
-            params=[rbase, dt.datetime.now(dt.UTC), source, first_line_no, fmt.name, max_raw_bytes]).to_arrow_table()
+            "  WHERE conv.bad <> '') r"
+            " ASOF LEFT JOIN (SELECT idx, ts FROM conv WHERE bad = '' AND ts IS NOT NULL) g ON r.idx > g.idx"
+            " ORDER BY r.idx",
+            params=[rbase, now, source, first_line_no, fmt.name, max_raw_bytes, before, now]).to_arrow_table()
         out.append(("rejects", rejects))
     return counts, out
+
+
+def latest_time(conv: pa.Table) -> dt.datetime | None:
+    """The newest time among `conv`'s good rows (None: none has one)."""
+    if not conv.num_rows or "ts" not in conv.column_names:
+        return None
+    return instant(pc.max(conv.column("ts").filter(good_mask(conv))))  # (`as_py` would import pandas)
 
 
 def good_mask(conv: pa.Table) -> pa.ChunkedArray:

@@ -15,6 +15,7 @@ import duckdb
 
 from fraudwatch.errors import FraudwatchError, StoreError
 from fraudwatch.store.compaction import empty_trash
+from fraudwatch.store.evolve import conform_segments
 from fraudwatch.store.failures import StoreLocked, classify
 from fraudwatch.store.files import make_private, private_umask
 from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
@@ -95,6 +96,7 @@ class Store:
         try:
             self.migrate()
             self.segments = Segments(self.con, path)
+            conform_segments(self.segments)  # a column a migration added to an event table, in older segments
             self.segments.recover()
             empty_trash(self.segments)  # what merges replaced, once readers are done with it
             self.segments.flush_hot()  # rows left hot by a crash, or an older store's tables

@@ -49,6 +49,12 @@ _LINE_PROVENANCE = (
     C("pattern", "VARCHAR", "pattern name within the format"),
 )
 
+# Appended last (schema version 7): a column added later goes at the end, where the segments written before it
+# get it too (`fraudwatch.store.evolve`).
+_REPAIRED = C("repaired", "BOOLEAN",
+              "the line held bytes that are not text (invalid UTF-8, NUL), each stored as U+FFFD: the row is "
+              "kept (an attacker chooses those bytes), and this says its text fields are not verbatim")
+
 SIP_EVENTS = Table(
     "sip_events",
     "One row per SIP-level event from any switch log (VOS3000 sipproxy/mbx, Asterisk, FreeSWITCH).",
@@ -82,6 +88,7 @@ SIP_EVENTS = Table(
         C("end_reason", "INTEGER", "VOS3000 raw endreason code of an ended call"),
         C("end_direction", "SMALLINT", "who ended the call: 0 caller, 1 callee, 2 server"),
         C("detail", "VARCHAR", "free text the line gives as the reason (e.g. 'password error')"),
+        _REPAIRED,
     ),
 )
 
@@ -103,6 +110,7 @@ NETFILTER_EVENTS = Table(
         C("length", "INTEGER", "LEN= of the IP packet"),
         C("ttl", "SMALLINT", "TTL= (IPv4) or HOPLIMIT= (IPv6)"),
         C("tcp_flags", "VARCHAR", "TCP flags present (SYN, ACK, ...), space-separated"),
+        _REPAIRED,
     ),
 )
 
@@ -169,9 +177,11 @@ REJECTS = Table(
         C("line_no", "BIGINT", "1-based line number"),
         C("byte_offset", "BIGINT", "byte offset of the line in the (uncompressed) file"),
         C("format", "VARCHAR", "format the file was read with"),
-        C("reason", "VARCHAR", "why: no pattern matched, invalid UTF-8, NUL byte, line too long, bad <field> ..."),
+        C("reason", "VARCHAR", "why: no pattern matched, line too long, bad <field>, wrong number of fields ..."),
         C("raw", "VARCHAR", "the line as text (invalid bytes as \\xNN), cut to [ingest] max_raw_bytes"),
         C("raw_bytes", "BIGINT", "the line's full length in bytes"),
+        C("ts", "TIMESTAMPTZ", "when, as near as the file tells: the time of the last line before it that had one "
+          "(in the same read), else when it was rejected; the reject-rate rules count rejects on it (schema 7)"),
     ),
 )
 
@@ -379,6 +389,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # names become views, made at every open. A later column added to an event table is added to its hot table.
     6: (*(f"ALTER TABLE {t} RENAME TO hot_{t}" for t in ("sip_events", "netfilter_events", "cdrs", "rejects")),
         create_table_sql(SEGMENTS), create_table_sql(SEGMENT_TRASH)),
+    # Lines with bytes that are not text are stored, repaired, instead of rejected (fraudwatch.sources.lines);
+    # the segments written before get the column at the first open (fraudwatch.store.evolve).
+    # Rejects get a time, so that rules can count them (rules/input.yaml).
+    7: (*(f"ALTER TABLE hot_{t} ADD COLUMN IF NOT EXISTS repaired BOOLEAN" for t in ("sip_events", "netfilter_events")),
+        "ALTER TABLE hot_rejects ADD COLUMN IF NOT EXISTS ts TIMESTAMPTZ"),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -30,6 +30,10 @@ FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges
 class FileState:
     source: SourceConfig
     format: str | None = None  # detected once per file
+    failures: int = 0  # reads of it that failed in a row
+    parked: str | None = None  # why it is no longer read (`fraudwatch.watch.reading.PARK_AFTER` failures)
+    parked_file: tuple[str, int] | None = None  # (fingerprint, bytes it covers) of what was parked: other content
+    # under the name (a new file, even on a reused inode) is read
 
 
 @dataclass

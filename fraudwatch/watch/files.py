@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudwatch.config import SourceConfig
+from fraudwatch.sources.roots import glob_root, inside
 
 # Names of files still being written by common tools, and editor/rotation leftovers: never read.
 _SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".swp", ".lock", "~", ".crdownload")
@@ -27,12 +28,15 @@ def is_glob(path: Path) -> bool:
 
 
 def files_of(src: SourceConfig) -> list[Path]:
-    """The regular files the source names now (absolute, sorted); a missing file is simply not there yet."""
+    """The regular files the source names now (absolute, sorted); a missing file is simply not there yet. A file
+    a folder or glob finds that resolves outside that folder (a link) is left out (`fraudwatch.sources.roots`)."""
     p = src.path
     if is_glob(p):
-        found = [Path(m) for m in glob.glob(str(p))]
+        root = glob_root(p)
+        found = [f for f in map(Path, glob.glob(str(p))) if inside(root, f)]
     elif p.is_dir():
-        found = [f for f in p.rglob("*") if not any(part.startswith(".") for part in f.relative_to(p).parts)]
+        found = [f for f in p.rglob("*") if not any(part.startswith(".") for part in f.relative_to(p).parts)
+                 and inside(p, f)]
     else:
         found = [p]
     return sorted(f.absolute() for f in found if _wanted(f))

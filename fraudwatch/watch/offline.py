@@ -12,6 +12,8 @@ from fraudwatch.detect.runners.replay import TIME_COLUMN
 from fraudwatch.errors import StoreError
 from fraudwatch.store.db import open_read_only
 
+EVENT_TIME = {t: c for t, c in TIME_COLUMN.items() if t != "rejects"}  # what rules read, less the rejects
+
 
 def collect_status(cfg: Config) -> dict[str, Any]:
     """The live status from the watcher's socket, else from the store and the files."""
@@ -58,7 +60,7 @@ def offline_status(cfg: Config) -> dict[str, Any]:
             files.append(entry)
     if con is not None:
         by_source: dict[str, dict[str, Any]] = {}
-        for table, col in TIME_COLUMN.items():
+        for table, col in EVENT_TIME.items():
             for source, n, last in con.execute(
                     f"SELECT source, count(*), max({col}) FROM {table} GROUP BY 1").fetchall():  # nosec B608 # event tables and time columns of the schema
                 by_source[source] = {"parsed": n, "last_event": last.isoformat() if last else None}
@@ -92,7 +94,7 @@ def store_facts(store_path: Path) -> dict[str, Any]:
     try:
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         events = 0
-        for table, col in TIME_COLUMN.items():
+        for table, col in EVENT_TIME.items():
             events += int(con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [today]).fetchall()[0][0])  # nosec B608 # event tables and time columns of the schema; the day is a parameter
         facts["events_today"] = events
         row = con.execute("SELECT id, rule, severity, key, last_seen, action FROM alerts "

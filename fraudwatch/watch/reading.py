@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN
@@ -19,14 +20,20 @@ from fraudwatch.errors import FraudwatchError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import detect_format
 from fraudwatch.formats.registry import Format
-from fraudwatch.sources.reader import identify
+from fraudwatch.sources.reader import fingerprint_of, identify
 from fraudwatch.store import positions
+from fraudwatch.store.failures import classify
 from fraudwatch.store.schema import TABLES
 from fraudwatch.watch.acting import Acting
 from fraudwatch.watch.base import FileState
 from fraudwatch.watch.files import Signature, files_of, gzip_size
 
 log = logging.getLogger("fraudwatch.watch")
+
+# Reads of one file failing in a row after which it is parked: not read again (the failure, whatever it is, would
+# come back on every change or every pass) until a new file takes its name or the watcher restarts or reloads;
+# `fraudwatch status` lists it, and the log says so once.
+PARK_AFTER = 3
 
 
 class Reading(Acting):
@@ -72,6 +79,11 @@ class Reading(Acting):
         sig = Signature.of(path)
         if sig is None:
             return False
+        if state.parked is not None:
+            if state.parked_file is None or self._same_content(path, *state.parked_file):
+                return False
+            state.parked, state.parked_file, state.failures = None, None, 0  # a new file under the name
+            self.stats.parked(path, None)
         fmt = self._format_of(path, state)
         if fmt is None:
             return False
@@ -86,19 +98,53 @@ class Reading(Acting):
             self.stats.seen(path, fmt.name, sig.size)
             return False
         started = time.monotonic()
-        summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
-                                       budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
-                                       until=None if is_csv or path.suffix == ".gz" else sig.size)
+        try:
+            summary = self.ingestor.ingest(path, fmt.name, state.source.timezone,
+                                           budget_bytes=None if is_csv else self.cfg.ingest.chunk_bytes,
+                                           until=None if is_csv or path.suffix == ".gz" else sig.size)
+        except duckdb.Error:  # the store's fault, not the file's: the pass fails (and the service says so)
+            raise
+        except Exception as exc:  # this file's content broke its reading: the other files are read all the same
+            if classify(exc, self.cfg.store_path) is not None:  # unless the store is full, corrupt or locked
+                raise
+            log.exception("reading %s failed", path)
+            self._failed(path, fmt.name, state, sig, f"{type(exc).__name__}: {exc}")
+            return False
         self.stats.read(path, fmt.name, summary, sig.size, time.monotonic() - started)
         if summary.error:
-            self.stats.error(path, summary.error)
             self.tracker.done(path, sig)  # not again until it changes
+            self._failed(path, fmt.name, state, sig, summary.error)
             return False
+        state.failures = 0
         if not summary.more:
             self.tracker.done(path, sig)
         if fmt.name == "vos3000-customers" and summary.lines:
             self._refresh_credit()
         return summary.more
+
+    def _failed(self, path: Path, fmt: str, state: FileState, sig: Signature, error: str) -> None:
+        """Count a failed read of `path`; the PARK_AFTER-th in a row parks it."""
+        self.stats.seen(path, fmt, sig.size)
+        self.stats.error(path, error)
+        state.failures += 1
+        if state.failures < PARK_AFTER:
+            return
+        try:
+            ident = identify(path)
+        except (OSError, EOFError):
+            ident = None
+        state.parked, state.parked_file = error, (ident.fingerprint, ident.fp_bytes) if ident is not None else None
+        self.stats.parked(path, error)
+        log.error("parked %s after %d failed reads in a row: not read again until another file takes its name or "
+                  "the watcher restarts (last error: %s)", path, state.failures, error)
+
+    @staticmethod
+    def _same_content(path: Path, fingerprint: str, nbytes: int) -> bool:
+        """Whether `path` still begins with the bytes a parked file began with (a few KB read, once a pass)."""
+        try:
+            return fingerprint_of(path, nbytes) == fingerprint
+        except (OSError, EOFError):
+            return True  # unreadable now: left parked
 
     def _gzip_done(self, path: Path) -> bool:
         """A .gz file whose stored position is its uncompressed end: skip it without decompressing."""

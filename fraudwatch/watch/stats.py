@@ -48,6 +48,7 @@ class FileStats:
     last_event: str | None = None
     last_read: str | None = None
     error: str | None = None
+    parked: str | None = None  # why the watcher no longer reads it (failed reads in a row: the last error)
     recent: deque[tuple[float, int]] = field(default_factory=deque)
 
     def rate(self, now: float) -> float:
@@ -65,7 +66,8 @@ class FileStats:
         return {"path": self.path, "format": self.format, "size": self.size, "offset": self.offset,
                 "lag_bytes": self.lag, "lines_per_s": round(self.rate(now), 1), "lines": self.lines,
                 "parsed": self.parsed, "ignored": self.ignored, "rejected": self.rejected,
-                "reads": self.reads, "last_event": self.last_event, "last_read": self.last_read, "error": self.error}
+                "reads": self.reads, "last_event": self.last_event, "last_read": self.last_read, "error": self.error,
+                "parked": self.parked}
 
 
 class Stats:
@@ -132,8 +134,14 @@ class Stats:
             if fs is not None:
                 fs.error = message
 
+    def parked(self, path: Path, why: str | None) -> None:
+        with self.lock:
+            fs = self.files.get(str(path))
+            if fs is not None:
+                fs.parked = why
+
     def events(self, table: str, frame: pl.DataFrame) -> None:
-        if not frame.height or "source" not in frame.columns:
+        if not frame.height or "source" not in frame.columns or table == "rejects":
             return
         col = TIME_COLUMN[table]
         latest = frame.group_by("source").agg(pl.col(col).max().alias("t"))

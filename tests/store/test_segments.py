@@ -240,3 +240,42 @@ def test_a_long_backfill_merges_as_it_goes_so_views_stay_over_few_files(tmp_path
         assert store.con.execute("SELECT count(*), count(DISTINCT id) FROM sip_events").fetchall() == \
             [(15_000, 15_000)]
         assert store.segments.files == listed
+
+
+def test_segments_written_before_a_column_was_added_get_it_at_the_open_that_migrates(
+        tmp_path: Path, formats: dict[str, Format]) -> None:
+    """Schema 7 added `repaired` to the line tables. A store of schema 6 has segments without it; read by position
+    behind them, a newer segment's `repaired` would be silently dropped (DuckDB takes the first file's columns)."""
+    import pyarrow.parquet as pq
+
+    db = tmp_path / "s.duckdb"
+    log = tmp_path / "sipproxy.log"
+    write(log, sip_lines(40_000))
+    with Store(db) as store:
+        Ingestor(store, formats).ingest(log, "vos3000-sipproxy")
+    root = layout.segments_root(db)
+    (old,) = root.glob("sip_events/*/*.parquet")
+    # back to schema 6: the segment, the hot table and the version without the column
+    pq.write_table(pq.read_table(old).drop_columns(["repaired"]), old)
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE hot_sip_events DROP COLUMN repaired")
+    con.execute("DELETE FROM schema_version WHERE version = 7")
+    con.execute("UPDATE segments SET created_at = created_at - INTERVAL 1 DAY")
+    con.close()
+
+    hostile = tmp_path / "hostile.log"
+    hostile.write_bytes(b"".join(
+        f'2026-11-21 04:00:{i % 60:02d}.000 [INFO] RECV REGISTER from 192.0.2.9:5060 user="\xff{i}" '
+        f'callid="h{i}" ua="x"\n'.encode("latin-1") for i in range(30_000)))
+    with Store(db) as store:
+        assert pq.read_schema(old).names == list(TABLES["sip_events"].names)
+        summary = Ingestor(store, formats).ingest(hostile, "vos3000-sipproxy")
+        assert summary.parsed == 30_000
+        assert store.con.execute("SELECT count(*) FROM segments WHERE tbl = 'sip_events'").fetchall() == [(2,)]
+        assert store.con.execute("SELECT count(*), count(repaired), count(*) FILTER (WHERE repaired) "
+                                 "FROM sip_events").fetchall() == [(60_000, 30_000, 30_000)]
+    con = open_read_only(db)
+    try:
+        assert con.execute("SELECT count(*) FILTER (WHERE repaired) FROM sip_events").fetchall() == [(30_000,)]
+    finally:
+        con.close()

@@ -53,7 +53,8 @@ log = logging.getLogger("fraudwatch.detect")
 MARGIN = dt.timedelta(seconds=2)
 # The column whose newest value bounds what is still to come, by table: CDR exports come in order of start or of
 # stop (flowno), and a CDR stops after it starts, so the newest start read so far bounds the stops to come.
-FRONTIER_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_time"}
+# Rejects come from the files of every table, each at most as new as its file's last line: they never bound it.
+FRONTIER_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "start_time", "rejects": "ts"}
 
 
 class Alongside:
@@ -96,13 +97,14 @@ class Alongside:
     def on_commit(self, table: str, source: str) -> None:
         """The ingest committed a chunk of `table` from the file `source`: send its rows, then the watermark that
         follows."""
-        if table not in self.sources:
-            return
-        rows = self.feed.take(table)  # taken in any case: the feed holds what is not taken
-        if self.conn is None or rows is None:
-            return
+        # a file of any table may have kept lines aside too: its rejects, fed before the watermark moves
+        taken = [(name, self.feed.take(name)) for name in dict.fromkeys((table, "rejects")) if name in self.sources]
+        if self.conn is None or (table not in self.sources and all(rows is None for _, rows in taken)):
+            return  # (taken in any case: the feed holds what is not taken)
         try:
-            self._feed(table, rows, source)
+            for name, rows in taken:
+                if rows is not None and self.conn is not None:
+                    self._feed(name, rows, source)
             self._advance()
         except (OSError, EOFError) as exc:
             self._lost(exc)

@@ -22,7 +22,7 @@ HELD_ROWS = 2_000_000  # rows held below no watermark (other files to come) befo
 # the ingest, with less left for after its last chunk, so CDRs with detection finish sooner in small steps
 # (figures: benchmarks/RESULTS.md, "Alongside scoring steps by table"). The alerts do not depend on the steps;
 # an alert's evidence can: each match adds its first events, up to EVIDENCE_KEPT.
-STEPS = {"sip_events": STEP_ROWS, "netfilter_events": STEP_ROWS, "cdrs": 100_000}
+STEPS = {"sip_events": STEP_ROWS, "netfilter_events": STEP_ROWS, "cdrs": 100_000, "rejects": STEP_ROWS}
 QUEUED = 4  # chunks received and not yet scored, at most: then the ingest waits (memory stays bounded)
 
 

@@ -37,8 +37,8 @@ _ALERT_TYPES: dict[str, pl.DataType] = {
              "VARCHAR": pl.String(), "TIMESTAMPTZ": pl.Datetime("us", "UTC")}[c.type] for c in ALERTS.columns}
 _EVIDENCE_JSON = json.JSONEncoder(default=str, ensure_ascii=False)  # made once: json.dumps makes one a call
 
-TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time"}
-ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno"}
+TIME_COLUMN = {"sip_events": "ts", "netfilter_events": "ts", "cdrs": "stop_time", "rejects": "ts"}
+ORDER = {"sip_events": "ts, id", "netfilter_events": "ts, id", "cdrs": "stop_time, flowno", "rejects": "ts, id"}
 
 
 @dataclass(frozen=True)
