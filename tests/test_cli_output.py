@@ -118,3 +118,11 @@ def _literal(text: str) -> str:
 
 def _ident(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
+
+
+def test_summary_says_none_for_an_empty_section_instead_of_an_empty_table(store: Path,
+                                                                           cli: Callable[..., Run]) -> None:
+    run = cli("--db", store, "summary")
+    assert run.code == 0, run.err
+    assert "rejected input by reason: none" in run.out  # the clean log left no rejects
+    assert "┃ format ┃ reason" not in run.out

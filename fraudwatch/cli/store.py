@@ -85,6 +85,9 @@ def _summary(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     console = out()
     for s in sections:
+        if not s.rows:  # an empty table's borders say less than one line
+            console.print(cell(f"{s.title}: none"))
+            continue
         table = Table(title=cell(s.title), title_justify="left", title_style="bold")
         for c in s.columns:
             table.add_column(cell(c), overflow="fold")
