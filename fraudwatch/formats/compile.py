@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudwatch.formats.spec import ENGINE_COLUMNS, LineFormat, Pattern, TimeSpec
+from fraudwatch.sqltext import lit
 from fraudwatch.store.schema import TABLES, Column
 
 IPV4 = r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
@@ -44,17 +45,6 @@ IPV6_AS_PRINTED = _ipv6_as_printed()
 IP_COLUMNS = frozenset({"src_ip", "dst_ip", "caller_ip", "callee_ip"})
 PORT_COLUMNS = frozenset({"src_port", "dst_port"})
 _INTS = ("BIGINT", "INTEGER", "SMALLINT")
-
-
-def lit(value: object) -> str:
-    """An SQL literal for a constant taken from a format file or config (quotes doubled)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def ip_expr(raw: str) -> str:

@@ -27,8 +27,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fraudwatch.formats.compile import IP_COLUMNS, PORT_COLUMNS, CompiledFormat, lit
+from fraudwatch.formats.compile import IP_COLUMNS, PORT_COLUMNS, CompiledFormat
 from fraudwatch.netaddr import canonical_ip, canonical_ip_array
+from fraudwatch.sqltext import lit
 from fraudwatch.store.schema import ARROW_TYPES, TABLES
 
 # strict shapes (ASCII digits only: the same in every regex engine), and chrono's reading of each code

@@ -27,12 +27,13 @@ import pyarrow.csv as pacsv
 from fraudwatch.arrays import int64s
 from fraudwatch.config import IngestConfig
 from fraudwatch.errors import SourceError
-from fraudwatch.formats.compile import convert_expr, lit
+from fraudwatch.formats.compile import convert_expr
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, header_columns
 from fraudwatch.ingest.summary import FileSummary
 from fraudwatch.ingest.writer import Committer, IdAllocator, bad_line_rows
 from fraudwatch.sources.reader import BadLine, Identity, identify, open_binary
+from fraudwatch.sqltext import lit
 from fraudwatch.store import positions
 from fraudwatch.store.schema import TABLES
 from fraudwatch.store.segments import Segments

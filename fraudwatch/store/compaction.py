@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from fraudwatch.store.layout import NO_DAY, fsync_path, sql_text
+from fraudwatch.sqltext import lit
+from fraudwatch.store.layout import NO_DAY, fsync_path
 from fraudwatch.store.schema import TABLES
 
 if TYPE_CHECKING:
@@ -42,10 +43,10 @@ def compact(segs: Segments, con: duckdb.DuckDBPyConnection | None = None, merge_
         rel = Path(table) / f"day={day_name}" / f"{seq:012d}.parquet"
         path = segs.root / rel
         tmp = path.with_name(path.name + ".tmp")
-        listed = ", ".join(sql_text(str(segs.root / f)) for f in files)
+        listed = ", ".join(lit(str(segs.root / f)) for f in files)
         cols = ", ".join(f'"{c}"' for c in TABLES[table].names)
-        con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "  # nosec B608 # columns of the schema, file names quoted by sql_text
-                    f"{sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+        con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}], union_by_name = true)) TO "  # nosec B608 # columns of the schema, file names quoted by lit
+                    f"{lit(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)

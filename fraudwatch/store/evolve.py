@@ -18,7 +18,8 @@ import os
 import duckdb
 import pyarrow.parquet as pq
 
-from fraudwatch.store.layout import SEGMENTED, fsync_path, sql_text
+from fraudwatch.sqltext import lit
+from fraudwatch.store.layout import SEGMENTED, fsync_path
 from fraudwatch.store.schema import TABLES
 from fraudwatch.store.segments import Segments
 
@@ -47,7 +48,7 @@ def conform_segments(segs: Segments, con: duckdb.DuckDBPyConnection | None = Non
             cols = ", ".join(f'"{c.name}"' if c.name in have else f'NULL::{c.type} AS "{c.name}"'
                              for c in TABLES[table].columns)
             tmp = path.with_name(path.name + ".tmp")
-            con.execute(f"COPY (SELECT {cols} FROM read_parquet({sql_text(str(path))})) TO {sql_text(str(tmp))} "  # nosec B608 # the schema's column names and types; the paths quoted by sql_text
+            con.execute(f"COPY (SELECT {cols} FROM read_parquet({lit(str(path))})) TO {lit(str(tmp))} "  # nosec B608 # the schema's column names and types; the paths quoted by lit
                         "(FORMAT parquet, COMPRESSION zstd)")
             fsync_path(tmp)
             os.replace(tmp, path)

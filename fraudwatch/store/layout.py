@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudwatch.errors import StoreError
+from fraudwatch.sqltext import lit
 from fraudwatch.store.schema import TABLES, arrow_schema
 
 # Append-only tables and the time column that names a row's day.
@@ -38,10 +39,6 @@ def hot(table: str) -> str:
 
 def segments_root(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".segments")
-
-
-def sql_text(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def make_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, kind: str = "") -> None:
@@ -76,8 +73,8 @@ def view_sql(table: str, files: Sequence[Path], with_hot: bool) -> str:
     event table rewrites its segments or moves to `union_by_name`)."""
     parts = [f"SELECT * FROM {hot(table)}"] if with_hot else []  # nosec B608 # hot(): the hot table of a schema table
     if files:
-        listed = ", ".join(sql_text(str(f)) for f in files)
-        parts.append(f"SELECT * FROM read_parquet([{listed}])")  # nosec B608 # file names quoted by sql_text
+        listed = ", ".join(lit(str(f)) for f in files)
+        parts.append(f"SELECT * FROM read_parquet([{listed}])")  # nosec B608 # file names quoted by lit
     if not parts:  # a reader of a table with no segment yet: no rows, the table's columns
         cols = ", ".join(f'NULL::{c.type} AS "{c.name}"' for c in TABLES[table].columns)
         parts.append(f"SELECT {cols} WHERE false")

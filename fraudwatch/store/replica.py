@@ -27,7 +27,8 @@ from typing import Any
 import duckdb
 
 from fraudwatch.errors import StoreError
-from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, sql_text, view_sql
+from fraudwatch.sqltext import lit
+from fraudwatch.store.layout import SEGMENTED, read_listing, segments_root, view_sql
 from fraudwatch.store.schema import TABLES
 
 MANIFEST = "manifest.json"
@@ -84,7 +85,7 @@ class Publisher:
 
     def _copy(self, select: str, params: list[Any], name: str) -> str:
         tmp = self.folder / f".{name}.tmp"
-        self.con.execute(f"COPY ({select}) TO {sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)", params)
+        self.con.execute(f"COPY ({select}) TO {lit(str(tmp))} (FORMAT parquet, COMPRESSION zstd)", params)
         os.replace(tmp, self.folder / name)
         return name
 
@@ -154,8 +155,8 @@ def open_replica(store_path: Path, sandboxed: bool = False) -> duckdb.DuckDBPyCo
         con.execute("SET TimeZone = 'UTC'")
     try:
         for t, files in snapshot.items():
-            listed = ", ".join(sql_text(str(f)) for f in files)
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")  # nosec B608 # t: a schema name (SNAPSHOT_TABLES); files checked by _snapshot_files, quoted by sql_text
+            listed = ", ".join(lit(str(f)) for f in files)
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet([{listed}])")  # nosec B608 # t: a schema name (SNAPSHOT_TABLES); files checked by _snapshot_files, quoted by lit
         for t, paths in segments.items():
             con.execute(f"CREATE VIEW {t} AS {view_sql(t, paths, with_hot=False)}")
         con.execute("CREATE TABLE replica_info (published_at TIMESTAMPTZ, events_as_of TIMESTAMPTZ)")

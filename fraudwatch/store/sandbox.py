@@ -36,7 +36,8 @@ import pyarrow as pa
 
 from fraudwatch.errors import StoreError, UsageError
 from fraudwatch.jsontext import jsonable
-from fraudwatch.store.layout import SEGMENTED, hot, listed_files, segments_root, sql_text, view_sql
+from fraudwatch.sqltext import lit
+from fraudwatch.store.layout import SEGMENTED, hot, listed_files, segments_root, view_sql
 from fraudwatch.store.schema import TABLES
 
 DEFAULT_SECONDS = 30.0  # `fraudwatch sql --timeout`; the watcher's is `[watch] query_seconds`
@@ -56,7 +57,7 @@ SHOWN_SETTINGS = ("memory_limit", "checkpoint_threshold", "threads", "TimeZone")
 
 def seal(con: duckdb.DuckDBPyConnection, allowed: Sequence[Path]) -> None:
     """Turn `con`'s instance into a sandbox that reads nothing outside `allowed` (folders), then lock it."""
-    folders = ", ".join(sql_text(str(p.absolute()).rstrip("/") + "/") for p in allowed)
+    folders = ", ".join(lit(str(p.absolute()).rstrip("/") + "/") for p in allowed)
     for statement in ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
                       "SET temp_directory = ''", f"SET allowed_directories = [{folders}]",
                       "SET enable_external_access = false", "SET python_enable_replacements = false",
