@@ -230,18 +230,24 @@ def _answers(path: Path) -> bool:
         return False
 
 
+def receive_line(s: socket.socket) -> bytes:
+    """One answer: the bytes up to its newline (or what came before the watcher closed)."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        got = s.recv(1 << 16)
+        if not got:
+            break
+        buf += got
+    return buf
+
+
 def call(path: Path, name: str, args: dict[str, Any] | None = None, timeout: float = 35.0) -> dict[str, Any]:
     """One request to the socket at `path`; raises OSError when nothing listens there."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))
         s.sendall(json.dumps({"op": name, "args": args or {}}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            got = s.recv(1 << 16)
-            if not got:
-                break
-            buf += got
+        buf = receive_line(s)
     result: dict[str, Any] = json.loads(buf) if buf else {"ok": False, "error": "no answer", "exit_code": 3}
     return result
 

@@ -46,12 +46,7 @@ def _connect(w: WatcherProcess) -> socket.socket:
 def _raw(w: WatcherProcess, payload: bytes) -> dict[str, object]:
     with _connect(w) as s:
         s.sendall(payload)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            got = s.recv(1 << 16)
-            if not got:
-                break
-            buf += got
+        buf = control.receive_line(s)
     answer: dict[str, object] = json.loads(buf)
     return answer
 

@@ -56,16 +56,21 @@ def _bans(w: WatcherProcess, ip: str) -> list[list[Any]]:
     return [list(r) for r in got["rows"]]
 
 
-def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: Path, namespace: str) -> None:
+def _slow_watcher(tmp_path: Path, namespace: str) -> tuple[Path, WatcherProcess]:
+    """A watcher with the nftables backend in `namespace` on an empty sipproxy.log, reading it itself only every
+    60 s or when a control request wakes it (`_wake`; no inotify): the sentry is the only one that can ban from
+    the log before the test asks the watcher to read it."""
     log = tmp_path / "sipproxy.log"
     log.touch()
-    # the watcher's own reading: without inotify, every 60 s or when a control request wakes it (`_wake`), so
-    # the sentry is the only one that can ban a burst before the test asks the watcher to read it
     config = write_config(tmp_path, [("sipproxy.log", "vos3000-sipproxy")],
                           'warmup_seconds = 0\ninotify = false\n[firewall]\nbackend = "nftables"\n')
     text = config.read_text(encoding="utf-8").replace("poll_seconds = 0.2", "poll_seconds = 60")
     config.write_text(text, encoding="utf-8")
-    w = WatcherProcess(config, tmp_path / "store.duckdb", ("ip", "netns", "exec", namespace)).start()
+    return log, WatcherProcess(config, tmp_path / "store.duckdb", ("ip", "netns", "exec", namespace)).start()
+
+
+def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: Path, namespace: str) -> None:
+    log, w = _slow_watcher(tmp_path, namespace)
     try:
         assert wait_until(lambda: bool(_early(w).get("rules")), 60), w.log.read_text()
         first = _early(w)
@@ -172,13 +177,7 @@ def test_forged_scanner_lines_do_not_ban_a_customer_the_sentry_saw_register(tmp_
     """The sentry bans from the tail before the store has the lines, so it checks what it can itself: a customer's
     registration it saw a moment before forged scanner lines with the customer's address. The real scanner beside
     it is banned early; the customer is not, neither by the sentry nor later by the rules' alert, which says why."""
-    log = tmp_path / "sipproxy.log"
-    log.touch()
-    config = write_config(tmp_path, [("sipproxy.log", "vos3000-sipproxy")],
-                          'warmup_seconds = 0\ninotify = false\n[firewall]\nbackend = "nftables"\n')
-    text = config.read_text(encoding="utf-8").replace("poll_seconds = 0.2", "poll_seconds = 60")
-    config.write_text(text, encoding="utf-8")
-    w = WatcherProcess(config, tmp_path / "store.duckdb", ("ip", "netns", "exec", namespace)).start()
+    log, w = _slow_watcher(tmp_path, namespace)
     customer, scanner = "192.0.2.60", "192.0.2.61"
     try:
         assert wait_until(lambda: "scanner-user-agent" in (_early(w).get("rules") or []), 60), w.log.read_text()
