@@ -24,8 +24,7 @@ def rotated(tmp_path: Path, cli: Callable[..., Run]) -> tuple[Path, Path, dict[i
     """A store with alerts on a log, and what each alert's evidence lines said, before any rotation."""
     log = tmp_path / "log" / "sipproxy.log"
     log.parent.mkdir()
-    with SAMPLE.open("rb") as f:
-        log.write_bytes(b"".join(f.readline() for _ in range(LINES)))
+    _head_lines(SAMPLE, log, LINES)
     db = tmp_path / "store.duckdb"
     assert cli("--db", db, "ingest", "--format", "vos3000-sipproxy", log).code == 0
     assert cli("--db", db, "detect").code == 0
@@ -108,3 +107,34 @@ def test_copytruncate_then_regrown_file_is_not_mistaken(rotated: Any, cli: Calla
         got = _show(cli, db, alert_id)
         assert [(g["line_no"], g["text"]) for g in got] == want
         assert all(g["found_in"] == str(log.with_name("sipproxy.log-20261102")) for g in got)
+
+
+def test_zoned_and_year_less_lines_are_recognised(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    """The content check reads a line's time as its source's zone says, and a syslog time without a year in the
+    stored event's year: every rule's lines are still found in place."""
+    shutil.copy(SAMPLE.with_name("kern.log"), tmp_path / "kern.log")
+    _head_lines(SAMPLE, tmp_path / "sipproxy.log", LINES)
+    (tmp_path / "fraudwatch.toml").write_text(
+        '[store]\npath = "s.duckdb"\n'
+        '[[sources]]\npath = "sipproxy.log"\nformat = "vos3000-sipproxy"\ntimezone = "Asia/Shanghai"\n'
+        '[[sources]]\npath = "kern.log"\nformat = "linux-netfilter"\ntimezone = "America/New_York"\n')
+    config = tmp_path / "fraudwatch.toml"
+    assert cli("--config", config, "ingest").code == 0
+    assert cli("--config", config, "detect").code == 0
+    first: dict[str, dict[str, Any]] = {}
+    for alert in json.loads(cli("--config", config, "alerts", "list", "--json").out):
+        if alert["evidence"].get("lines"):
+            first.setdefault(alert["rule"], alert)
+    assert {"netfilter-drops-ip", "options-probe-ip"} <= set(first)
+    for alert in first.values():
+        r = cli("--config", config, "alerts", "show", str(alert["id"]), "--json")
+        for line in json.loads(r.out)["raw_lines"]:
+            path = Path(line["source"])
+            assert line["found_in"] == str(path), line
+            assert line["text"] == path.read_text().splitlines()[line["line_no"] - 1]
+
+
+def _head_lines(src: Path, dst: Path, lines: int) -> Path:
+    with src.open("rb") as f:
+        dst.write_bytes(b"".join(f.readline() for _ in range(lines)))
+    return dst
