@@ -138,3 +138,21 @@ def _head_lines(src: Path, dst: Path, lines: int) -> Path:
     with src.open("rb") as f:
         dst.write_bytes(b"".join(f.readline() for _ in range(lines)))
     return dst
+
+
+def test_cdr_rows_after_rotation_come_from_the_rotated_export(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    """A CSV row is pointed at by line number alone: the rotated copy holding its flowno is the one shown."""
+    cdr = SAMPLE.with_name("cdr")
+    export = tmp_path / "e_cdr.csv"
+    shutil.copy(cdr / "e_cdr_20261101.csv", export)
+    db = tmp_path / "store.duckdb"
+    assert cli("--db", db, "ingest", "--format", "vos3000-cdr", export).code == 0
+    assert cli("--db", db, "detect").code == 0
+    alert = next(a for a in json.loads(cli("--db", db, "alerts", "list", "--json").out) if a["evidence"].get("lines"))
+    rows = export.read_text().splitlines()
+    want = [(n, rows[n - 1]) for _, n, _ in alert["evidence"]["lines"]]
+    export.rename(tmp_path / "e_cdr.csv.1")
+    shutil.copy(cdr / "e_cdr_20261102.csv", export)  # the next export under the same name
+    got = _show(cli, db, alert["id"])
+    assert [(g["line_no"], g["text"]) for g in got] == want
+    assert all(g["found_in"] == str(tmp_path / "e_cdr.csv.1") for g in got)

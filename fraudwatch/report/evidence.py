@@ -39,7 +39,8 @@ def evidence_lines(con: duckdb.DuckDBPyConnection, evidence: dict[str, Any], for
     pointers = [(list(p) + [None] * 3)[:3] for p in (evidence.get("lines") or [])[:limit]]
     if not pointers:
         return []
-    events = _events(con, pointers, [int(i) for i in evidence.get("ids") or [] if isinstance(i, int)])
+    events = _events(con, pointers, {name: [int(i) for i in evidence.get(name) or [] if isinstance(i, int)]
+                                     for name in ("ids", "flownos")})
     checker = _Checker(formats, ["UTC", *zones])
     out = []
     try:
@@ -53,16 +54,17 @@ def evidence_lines(con: duckdb.DuckDBPyConnection, evidence: dict[str, Any], for
     return out
 
 
-def _events(con: duckdb.DuckDBPyConnection, pointers: list[list[Any]], ids: list[int]
+def _events(con: duckdb.DuckDBPyConnection, pointers: list[list[Any]], ids: dict[str, list[int]]
             ) -> dict[tuple[str, Any, Any], dict[str, Any]]:
-    """The stored row behind each pointer: among the alert's event ids (cheap, and exact after a rotation, when
-    the new file's rows have the same name, line numbers and offsets); a pointer not among them is looked up by
-    its place, and taken only when one row alone has it."""
+    """The stored row behind each pointer: among the alert's event ids (`ids`: its evidence's ids, and flownos
+    for CDRs; cheap, and exact after a rotation, when the new file's rows have the same name, line numbers and
+    offsets); a pointer not among them is looked up by its place, and taken only when one row alone has it."""
     out: dict[tuple[str, Any, Any], dict[str, Any]] = {}
     wanted = {(str(s), n, o) for s, n, o in pointers}
     for table in TABLES:
-        if ids:
-            for row in _rows(con, table, "id IN (SELECT unnest(?::BIGINT[]))", [ids]):
+        column, values = ("flowno", ids["flownos"]) if table == "cdrs" else ("id", ids["ids"])
+        if values:
+            for row in _rows(con, table, f"{column} IN (SELECT unnest(?::BIGINT[]))", [values]):
                 key = (row["source"], row["line_no"], row.get("byte_offset"))
                 if key in wanted:
                     out[key] = row | {"_table": table}
