@@ -125,9 +125,37 @@ def test_mistakes_are_one_line(tmp_path: Path, cli: Callable[..., Run]) -> None:
             (["explain", tmp_path / "nope.log"], 4, "no such file"),
             (["explain"], 2, "FILE or --line"),
             (["explain", "--format", "no-such", SAMPLE / "kern.log"], 2, "unknown format"),
-            (["explain", SAMPLE / "customers.csv"], 2, "CSV export"),
+            (["explain", "--format", "vos3000-cdr", "--line", "1,2,3"], 2, "CSV export"),
             (["explain", "--timezone", "Asia/Shangai", SAMPLE / "kern.log"], 2, "unknown time zone"),
             (["explain", "--rules", tmp_path / "none", SAMPLE / "kern.log"], 2, "not a folder")):
         r = cli(*argv)
         assert r.code == code, (argv, r.err)
         assert words in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_cdr_export_is_what_ingest_and_detect_make(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    export = tmp_path / "e_cdr_20261101.csv"
+    export.write_bytes((SAMPLE / "cdr" / "e_cdr_20261101.csv").read_bytes())
+    got = _explain(cli, export)
+    assert got["format"] == "vos3000-cdr" and got["kind"] == "csv" and got["table"] == "cdrs"
+    db = tmp_path / "store.duckdb"
+    assert cli("--db", db, "ingest", export).code == 0
+    (stored,) = json.loads(cli("--db", db, "sql", "--json", "SELECT count(*) AS n FROM cdrs").out)
+    assert got["patterns"] == {"cdrs": stored["n"]} and got["lines"] == stored["n"]
+    want = _by_rule(json.loads(cli("--db", db, "detect", "--dry-run", "--json").out)["alerts"])
+    assert want, "the sample's first day of CDRs should fire rules"
+    assert _by_rule(got["alerts"]) == want
+
+
+def test_cdr_rows_that_cannot_be_used_say_why(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    rows = (SAMPLE / "cdr" / "e_cdr_20261101.csv").read_text().splitlines()
+    header, first, second = rows[0], rows[1], rows[2]
+    export = tmp_path / "bad.csv"
+    bad_time = ",".join(["x" if i == 1 else v for i, v in enumerate(second.split(","))])
+    export.write_text("\n".join([header, first, "1,2,3", bad_time, first]) + "\n")
+    got = _explain(cli, "--format", "vos3000-cdr", export)
+    assert got["lines"] == 4 and got["patterns"] == {"cdrs": 1}
+    assert got["ignored"] == 1  # the same flowno again: stored once
+    assert got["rejected"] == {"wrong number of fields": 1, "bad start_time": 1}
+    assert {p["line"]: p["reason"] for p in got["problems"]} == {3: "wrong number of fields", 4: "bad start_time"}
+    assert next(d for d in got["details"] if d["line"] == 2)["text"] == first

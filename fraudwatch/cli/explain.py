@@ -24,11 +24,12 @@ KEYS_SHOWN = 3  # keys named per rule in the summary
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Parse FILE (plain or .gz) as ingest would and run the rules over its events in memory: per pattern how "
-        "many lines matched, what no pattern matched and what was rejected (with why), and which rules would "
+        "Parse FILE (a log or a CSV export, plain or .gz) as ingest would and run the rules over its events in "
+        "memory: per pattern how many lines matched, what no pattern matched and what was rejected (with why), "
+        "and which rules would "
         "raise alerts on which keys. Nothing is stored and no action is taken; no store is opened. "
         "-v shows the lines one by one and every alert.")
-    parser.add_argument("file", type=Path, nargs="?", metavar="FILE", help="a log file (plain or .gz)")
+    parser.add_argument("file", type=Path, nargs="?", metavar="FILE", help="a log file or a CSV export (plain or .gz)")
     parser.add_argument("--line", metavar="TEXT", help="explain this one line instead of a file (needs --format)")
     parser.add_argument("--format", metavar="NAME",
                         help="format name (default: the configured source's, else detected from the file)")
@@ -89,7 +90,7 @@ def _source_of(sources: Sequence[SourceConfig], path: Path | None) -> SourceConf
 def _as_json(r: Any) -> dict[str, Any]:
     c = r.lines
     return {
-        "source": r.source, "format": r.format, "table": r.table, "seconds": round(r.seconds, 3),
+        "source": r.source, "format": r.format, "kind": r.kind, "table": r.table, "seconds": round(r.seconds, 3),
         "lines": c.lines, "matched": c.matched, "patterns": dict(c.patterns), "events": dict(c.events),
         "ignored": c.ignored, "unmatched": c.unmatched, "rejected": dict(c.rejected),
         "details": [_line_json(v) for v in c.details], "problems": [_line_json(v) for v in c.problems],
@@ -108,24 +109,32 @@ def _line_json(v: Any) -> dict[str, Any]:
 def _print(r: Any, verbose: bool, keep: int) -> None:
     console = out(soft_wrap=True)
     c = r.lines
-    lines = "1 line" if c.lines == 1 else f"{plain(c.lines)} lines"
+    unit = "row" if r.kind == "csv" else "line"
+    lines = f"1 {unit}" if c.lines == 1 else f"{plain(c.lines)} {unit}s"
+    if r.kind == "csv":
+        lines += " after the header"
     console.print(f"[bold]{text(r.source)}[/]: {lines}, format {text(r.format)} (events go to "
                   f"{text(r.table)}), read in {r.seconds:.1f} s. Nothing was stored and no action was taken.")
     table = Table(title="what the lines became", title_justify="left")
     table.add_column("lines")
     table.add_column("count", justify="right")
     for name, n in sorted(c.patterns.items(), key=lambda x: (-x[1], x[0])):
-        table.add_row(f"matched pattern {text(name)}", plain(n))
+        table.add_row(f"matched pattern {text(name)}" if r.kind != "csv" else f"rows converted into {text(name)}",
+                      plain(n))
     if not c.patterns:
-        table.add_row("matched by a pattern", "0")
-    table.add_row("ignored (the format's ignore rules)", plain(c.ignored))
-    table.add_row("[yellow]no pattern matched[/]" if c.unmatched else "no pattern matched", plain(c.unmatched))
+        table.add_row("matched by a pattern" if r.kind != "csv" else "rows converted", "0")
+    if r.kind == "csv":
+        table.add_row("ignored (a key repeated in the export)", plain(c.ignored))
+    else:
+        table.add_row("ignored (the format's ignore rules)", plain(c.ignored))
+    if r.kind != "csv":
+        table.add_row("[yellow]no pattern matched[/]" if c.unmatched else "no pattern matched", plain(c.unmatched))
     for reason, n in c.rejected.most_common():
         table.add_row(f"[yellow]rejected: {text(reason)}[/]", plain(n))
     console.print(table)
     _print_rules(console, r)
     if verbose:
-        _print_details(console, c.details, keep)
+        _print_details(console, c.details, r.kind)
     shown = c.problems if verbose else c.problems[:EXAMPLES]
     if shown:
         console.print(f"first unusable lines ({len(shown)}):")
@@ -152,13 +161,15 @@ def _print_rules(console: Console, r: Any) -> None:
     console.print(table)
 
 
-def _print_details(console: Console, details: list[Any], keep: int) -> None:
+def _print_details(console: Console, details: list[Any], kind: str) -> None:
     if not details:
         return
     console.print(f"the first {len(details)} lines, one by one (--lines N for more or fewer):")
     for v in details:
         what = {"event": f"pattern {text(v.pattern)}", "ignored": "ignored", "unmatched": "[yellow]no pattern "
                 "matched[/]", "rejected": f"[yellow]rejected: {text(v.reason)}[/]"}[v.outcome]
+        if kind == "csv" and v.outcome == "event":
+            what = f"a row of {text(v.pattern)}"
         if v.outcome == "rejected" and v.pattern:
             what = f"pattern {text(v.pattern)}, {what}"
         console.print(f"  line {v.line_no}: {what}")

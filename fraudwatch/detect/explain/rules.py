@@ -18,6 +18,7 @@ import pyarrow as pa
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
 from fraudwatch.detect.runners.engine import Engine
+from fraudwatch.detect.runners.replay import ORDER
 from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork
 
@@ -77,7 +78,7 @@ class RuleStage:
             return
         frame = pl.from_arrow(rows.select(self.engine.columns(table)))
         assert isinstance(frame, pl.DataFrame)
-        frame = frame.sort(["ts", "id"], nulls_last=True) if "ts" in frame.columns else frame
+        frame = frame.sort([c for c in ORDER[table].split(", ") if c in frame.columns], nulls_last=True)
         matches = self.engine.process(table, frame)
         for m in matches:
             self.tallies[m.rule].matches += 1
