@@ -79,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(con: Any, args: argparse.Namespace, cfg: Config) -> int:
-    from fraudwatch.formats.registry import load_formats
     from fraudwatch.report.evidence import describe, evidence_lines
     from fraudwatch.store.alerts import alert_by_id
 
@@ -87,7 +86,7 @@ def _show(con: Any, args: argparse.Namespace, cfg: Config) -> int:
     if row is None:
         raise StoreError(f"no alert {args.id}")
     evidence = json.loads(row["evidence"] or "{}")
-    lines = evidence_lines(con, evidence, load_formats(cfg.format_dirs), [s.timezone for s in cfg.sources])
+    lines = evidence_lines(con, evidence, cfg)
     if args.json:
         obj = alert_json(row)
         obj["description"] = row["description"]

@@ -18,8 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fraudwatch.config import Config
 from fraudwatch.formats.engine import LineParser, prepare_connection
-from fraudwatch.formats.registry import Format
+from fraudwatch.formats.registry import Format, load_formats
 from fraudwatch.formats.spec import LineFormat
 from fraudwatch.formats.trial import batch_results
 from fraudwatch.sources.evidence import Check, find_line
@@ -30,12 +31,19 @@ TABLES = ("sip_events", "netfilter_events", "rejects", "cdrs")  # the tables who
 _NOT_VALUES = frozenset({"idx", "off", "variant", "bad", "ts"})  # a parse's columns that are not the line's values
 
 
-def evidence_lines(con: duckdb.DuckDBPyConnection, evidence: dict[str, Any], formats: dict[str, Format],
-                   zones: Sequence[str] = (), limit: int = LIMIT) -> list[dict[str, Any]]:
-    """The evidence's lines, each {"source", "line_no", "text", "found_in", "note"}: `text` the line as it was
-    (None when no file holds it now), `found_in` the file it was read from (a rotated copy after logrotate),
-    `note` why it is not shown. `zones`: the configured sources' zones (a stored time is checked against the
-    line's time read in any of them)."""
+def evidence_lines(con: duckdb.DuckDBPyConnection, evidence: dict[str, Any], cfg: Config,
+                   limit: int = LIMIT) -> list[dict[str, Any]]:
+    """An alert's (or any) evidence's lines, each {"source", "line_no", "text", "found_in", "note"}: `text` the
+    line as it was (None when no file holds it now), `found_in` the file it was read from (a rotated copy after
+    logrotate), `note` why it is not shown. `con`: the store, read-only is enough; `cfg` gives the formats and
+    the sources' zones."""
+    return lines_of(con, evidence, load_formats(cfg.format_dirs), [s.timezone for s in cfg.sources], limit)
+
+
+def lines_of(con: duckdb.DuckDBPyConnection, evidence: dict[str, Any], formats: dict[str, Format],
+             zones: Sequence[str] = (), limit: int = LIMIT) -> list[dict[str, Any]]:
+    """`evidence_lines` with the formats and zones given (a stored time is checked against the line's time
+    read in UTC and in each of `zones`)."""
     pointers = [(list(p) + [None] * 3)[:3] for p in (evidence.get("lines") or [])[:limit]]
     if not pointers:
         return []

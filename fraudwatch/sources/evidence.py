@@ -47,8 +47,8 @@ def rotated_copies(path: Path) -> list[Path]:
         m = _ROTATED.match(p.name, len(path.name))
         if m is not None and p.is_file():
             copies.append((0 if m.group(1) is None else 1, int(m.group(1) or 0), p.name, p))
-    # numbered copies count up from the newest; dated ones (a large number) count down
-    copies.sort(key=lambda c: (c[0], c[1] if c[1] < 10_000 else -c[1], c[2]))
+    # numbered copies count up from the newest (.1, .2.gz, ...), then dated ones (a large number) newest first
+    copies.sort(key=lambda c: (c[0], c[1] >= 10_000, c[1] if c[1] < 10_000 else -c[1], c[2]))
     return [c[3] for c in copies[:COPIES]]
 
 
