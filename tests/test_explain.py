@@ -123,6 +123,8 @@ def test_kernel_log_fires_its_rule(cli: Callable[..., Run]) -> None:
 def test_mistakes_are_one_line(tmp_path: Path, cli: Callable[..., Run]) -> None:
     for argv, code, words in (
             (["explain", tmp_path / "nope.log"], 4, "no such file"),
+            (["explain", tmp_path], 4, "one file"),
+            (["explain", "--format", "vos3000-sipproxy", "--lines", "-1", SAMPLE / "kern.log"], 2, "--lines"),
             (["explain"], 2, "FILE or --line"),
             (["explain", "--format", "no-such", SAMPLE / "kern.log"], 2, "unknown format"),
             (["explain", "--format", "vos3000-cdr", "--line", "1,2,3"], 2, "CSV export"),

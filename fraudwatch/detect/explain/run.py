@@ -63,6 +63,8 @@ def pick_format(formats: dict[str, Format], name: str | None, path: Path | None)
 def explain_file(cfg: Config, path: Path, format_name: str | None = None, extra_rules: Sequence[Path] = (),
                  tz: str = "UTC", keep: int = 20) -> Explanation:
     """What `path` (plain or .gz; a log or a CSV export) becomes and which rules it fires."""
+    if path.is_dir():
+        raise SourceError(f"{path}: a folder; explain takes one file (a log or a CSV export)")
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     formats = load_formats(cfg.format_dirs)
