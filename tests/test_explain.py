@@ -161,3 +161,12 @@ def test_cdr_rows_that_cannot_be_used_say_why(tmp_path: Path, cli: Callable[...,
     assert got["rejected"] == {"wrong number of fields": 1, "bad start_time": 1}
     assert {p["line"]: p["reason"] for p in got["problems"]} == {3: "wrong number of fields", 4: "bad start_time"}
     assert next(d for d in got["details"] if d["line"] == 2)["text"] == first
+
+
+def test_details_are_the_first_lines_in_order(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    log = tmp_path / "late.log"
+    log.write_text("\n".join([GOOD, "junk", GOOD, GOOD, GOOD + " x" * 40_000, "junk"]) + "\n")
+    got = _explain(cli, "--format", "vos3000-sipproxy", "--lines", "3", log)
+    assert [d["line"] for d in got["details"]] == [1, 2, 3]
+    assert [(p["line"], p["outcome"]) for p in got["problems"]] == [(2, "unmatched"), (5, "rejected"),
+                                                                     (6, "unmatched")]

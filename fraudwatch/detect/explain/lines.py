@@ -97,7 +97,7 @@ class LineStage:
                 c = self.counts
                 c.lines += batch.lines
                 rows: list[tuple[str, pa.Table]] = []
-                self._bad(batch.bad)
+                bad_views = self._bad(batch.bad)
                 if batch.table.num_rows:
                     parsed = self.parser.parse(con, batch.table)
                     counts, rows = parsed_rows(con, self._ids, self.parser, parsed, self.source,
@@ -114,10 +114,12 @@ class LineStage:
                         if table == self.fmt.table:
                             for item in t.column("pattern").value_counts().to_pylist():
                                 c.patterns[str(item["values"])] += int(item["counts"])
-                    self._detail(con, batch.first_line_no)
+                    self._detail(con, batch.first_line_no, bad_views)
+                    bad_views = []
                     newest = latest_time(parsed.conv)
                     if newest is not None:
                         last = newest if last is None else max(last, newest)
+                self._first_lines(bad_views)  # a chunk of over-long lines only
                 bad = bad_line_rows(self._ids, self.source, self.fmt.name, batch.bad, last)
                 if bad is not None:
                     rows.append(("rejects", bad))
@@ -125,39 +127,46 @@ class LineStage:
         finally:
             con.close()
 
-    def _bad(self, bad: list[BadLine]) -> None:
-        """Lines the reader refused (too long): counted and kept as examples."""
+    def _bad(self, bad: list[BadLine]) -> list[LineView]:
+        """Lines the reader refused (too long): counted, and returned as views to keep with the chunk's."""
+        views = []
         for b in bad:
             self.counts.rejected[b.reason.split(" (")[0]] += 1
             view = LineView(b.line_no, REJECTED, b.raw.decode("utf-8", "backslashreplace")[:TEXT_KEPT],
                             reason=b.reason)
-            self._keep(view, problem=True)
+            views.append(view)
+        return views
 
-    def _keep(self, view: LineView, problem: bool) -> None:
-        if len(self.counts.details) < self.keep:
-            self.counts.details.append(view)
-        if problem and len(self.counts.problems) < self.keep:
-            self.counts.problems.append(view)
+    def _first_lines(self, views: list[LineView]) -> None:
+        """Add a chunk's over-long lines to the lines kept, when its other lines were not (a chunk of them
+        only)."""
+        self._add(self.counts.details, views)
+        self._add(self.counts.problems, views)
 
-    def _detail(self, con: duckdb.DuckDBPyConnection, first_line_no: int) -> None:
-        """The batch's lines in detail while fewer than `keep` are held (and its unusable ones as examples):
-        only those lines are fetched from DuckDB."""
+    def _add(self, kept: list[LineView], views: list[LineView]) -> None:
+        """Add a chunk's lines (in any order) to `kept`, in line order, while it holds fewer than `keep`."""
+        kept += sorted(views, key=lambda v: v.line_no)[:max(self.keep - len(kept), 0)]
+
+    def _detail(self, con: duckdb.DuckDBPyConnection, first_line_no: int, bad: list[LineView]) -> None:
+        """The batch's first lines in detail while fewer than `keep` are held (`bad`: its over-long lines, which
+        the batch does not hold), and its unusable ones as examples: only those lines are fetched from DuckDB."""
         c = self.counts
         want = max(self.keep - len(c.details), 0)
         if want:
             cur = con.execute("SELECT * FROM conv WHERE idx IN (SELECT idx FROM cls ORDER BY idx LIMIT ?)", [want])
             names = [d[0] for d in cur.description]
             conv = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-            for idx, k, line in con.execute("SELECT idx, k, line FROM cls ORDER BY idx LIMIT ?", [want]).fetchall():
-                self._keep(self._view(first_line_no + idx, k, line, conv.get(idx)), problem=False)
+            views = [self._view(first_line_no + idx, k, line, conv.get(idx)) for idx, k, line in
+                     con.execute("SELECT idx, k, line FROM cls ORDER BY idx LIMIT ?", [want]).fetchall()]
+            self._add(c.details, views + bad)
         want = max(self.keep - len(c.problems), 0)
         if want:
-            for idx, reason, line in con.execute(
-                    "SELECT idx, reason, line FROM (SELECT idx, ? AS reason, line FROM cls WHERE k = -2 UNION ALL "
-                    "SELECT conv.idx, conv.bad, cls.line FROM conv JOIN cls USING (idx) WHERE conv.bad <> '') "
-                    "ORDER BY idx LIMIT ?", [NO_PATTERN, want]).fetchall():
-                outcome = UNMATCHED if reason == NO_PATTERN else REJECTED
-                c.problems.append(LineView(first_line_no + idx, outcome, _line_text(line), reason=reason))
+            views = [LineView(first_line_no + idx, UNMATCHED if reason == NO_PATTERN else REJECTED, _line_text(line),
+                              reason=reason) for idx, reason, line in con.execute(
+                "SELECT idx, reason, line FROM (SELECT idx, ? AS reason, line FROM cls WHERE k = -2 UNION ALL "
+                "SELECT conv.idx, conv.bad, cls.line FROM conv JOIN cls USING (idx) WHERE conv.bad <> '') "
+                "ORDER BY idx LIMIT ?", [NO_PATTERN, want]).fetchall()]
+            self._add(c.problems, views + bad)
 
     def _view(self, line_no: int, k: int, line: str, row: dict[str, Any] | None) -> LineView:
         text = _line_text(line)
