@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.conftest import ROOT, Run
@@ -156,3 +157,24 @@ def test_cdr_rows_after_rotation_come_from_the_rotated_export(tmp_path: Path, cl
     got = _show(cli, db, alert["id"])
     assert [(g["line_no"], g["text"]) for g in got] == want
     assert all(g["found_in"] == str(tmp_path / "e_cdr.csv.1") for g in got)
+
+
+def test_pointers_without_offsets_are_checked_by_line(rotated: Any, cli: Callable[..., Run]) -> None:
+    """An alert saved before pointers carried offsets ([source, line]) is still checked, and found by line."""
+    db, log, expected = rotated
+    con = duckdb.connect(str(db))
+    try:
+        for alert_id in expected:
+            (evidence,) = con.execute("SELECT evidence FROM alerts WHERE id = ?", [alert_id]).fetchone() or ("",)
+            ev = json.loads(evidence)
+            ev["lines"] = [p[:2] for p in ev["lines"]]
+            con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(ev), alert_id])
+    finally:
+        con.close()
+    rotated_copy = log.with_name("sipproxy.log.1")
+    log.rename(rotated_copy)
+    _new_file_same_shape(rotated_copy, log)
+    for alert_id, want in expected.items():
+        got = _show(cli, db, alert_id)
+        assert [(g["line_no"], g["text"]) for g in got] == want
+        assert all(g["found_in"] == str(rotated_copy) for g in got)

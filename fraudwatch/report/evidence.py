@@ -73,14 +73,18 @@ def _events(con: duckdb.DuckDBPyConnection, pointers: list[list[Any]], ids: dict
         column, values = ("flowno", ids["flownos"]) if table == "cdrs" else ("id", ids["ids"])
         if values:
             for row in _rows(con, table, f"{column} IN (SELECT unnest(?::BIGINT[]))", [values]):
-                key = (row["source"], row["line_no"], row.get("byte_offset"))
-                if key in wanted:
-                    out[key] = row | {"_table": table}
+                # a pointer without an offset (CSV rows; alerts older than offsets) is found by its line alone
+                for key in ((row["source"], row["line_no"], row.get("byte_offset")),
+                            (row["source"], row["line_no"], None)):
+                    if key in wanted:
+                        out[key] = row | {"_table": table}
+                        break
     for key in wanted - out.keys():
         source, line_no, offset = key
         for table in TABLES:
-            where = "source = ? AND line_no = ?" + (" AND byte_offset = ?" if table != "cdrs" else "")
-            rows = _rows(con, table, where, [source, line_no] + ([offset] if table != "cdrs" else []))
+            by_offset = offset is not None and table != "cdrs"
+            where = "source = ? AND line_no = ?" + (" AND byte_offset = ?" if by_offset else "")
+            rows = _rows(con, table, where, [source, line_no] + ([offset] if by_offset else []))
             if len(rows) == 1:
                 out[key] = rows[0] | {"_table": table}
                 break

@@ -97,8 +97,8 @@ def find_line(source: str, line_no: int | None, offset: int | None, check: Check
     Without a check nothing is shown: an unchecked line could be another file's."""
     path = Path(source)
     if check is None:
-        return Found(None, None, "cannot be checked: what was stored of this line is no longer in the store, so "
-                                 "no file's line can be shown as it")
+        return Found(None, None, "cannot be checked: the event read from this line is not in the store (not "
+                                 "yet, or no longer), so no file's line can be shown as it")
     looked = [path, *rotated_copies(path)]
     for candidate in looked:
         raw = line_at(candidate, line_no, offset)
