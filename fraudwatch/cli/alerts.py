@@ -1,5 +1,5 @@
-"""`fraudwatch alerts`: list and show the stored alerts (with their raw log lines: fraudwatch.sources.evidence),
-and the notification side of them: silence, unsilence, silences, outbox."""
+"""`fraudwatch alerts`: list and show the stored alerts (with their raw log lines, found by their content:
+fraudwatch.report.evidence), and the notification side of them: silence, unsilence, silences, outbox."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     con = open_read_only(cfg.store_path)
     try:
         if args.alerts_command == "show":
-            return _show(con, args)
+            return _show(con, args, cfg)
         rows = list_alerts(con, since=parse_time(args.since), rule=args.rule or None,
                            severity=args.severity or None, limit=args.limit)
     finally:
@@ -78,15 +78,15 @@ def run(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _show(con: Any, args: argparse.Namespace) -> int:
-    from fraudwatch.sources.evidence import raw_lines
+def _show(con: Any, args: argparse.Namespace, cfg: Config) -> int:
+    from fraudwatch.report.evidence import describe, evidence_lines
     from fraudwatch.store.alerts import alert_by_id
 
     row = alert_by_id(con, args.id)
     if row is None:
         raise StoreError(f"no alert {args.id}")
     evidence = json.loads(row["evidence"] or "{}")
-    lines = raw_lines(evidence.get("lines") or [])
+    lines = evidence_lines(con, evidence, cfg)
     if args.json:
         obj = alert_json(row)
         obj["description"] = row["description"]
@@ -105,7 +105,7 @@ def _show(con: Any, args: argparse.Namespace) -> int:
     if lines:
         console.print("  evidence lines:")
         for item in lines:
-            console.print(f"    {text(item['source'])}:{item['line_no']}: {text(item['text'] or '(gone)')}")
+            console.print(f"    {text(describe(item))}")
     return ExitStatus.OK
 
 

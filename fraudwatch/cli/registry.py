@@ -24,6 +24,8 @@ class Command:
 COMMANDS = (
     Command("ingest", "backfill log files, CDR exports and folders", "fraudwatch.cli.ingest"),
     Command("formats", "list formats, or test one against a file", "fraudwatch.cli.formats"),
+    Command("explain", "what each line of a file becomes and which rules it would fire (nothing stored)",
+            "fraudwatch.cli.explain"),
     Command("sql", "run a read-only SQL query over the store", "fraudwatch.cli.store"),
     Command("detect", "replay stored events through the rules, on event time", "fraudwatch.cli.detect"),
     Command("alerts", "list or show alerts", "fraudwatch.cli.alerts"),
