@@ -295,15 +295,15 @@ def test_csv_pieces_hold_whole_lines_piece_rows_at_a_time(tmp_path: Path, monkey
     path = tmp_path / "rows.csv"
     path.write_bytes(b"header\n" + b"".join(lines) + b"tail")
     for final in (False, True):
-        pieces = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, size, final)]
+        pieces = [(p.body, p.end) for p in ingest_csv.csv_pieces(path, 7, size, final)]
         assert [p.count(b"\n") for p, _ in pieces] == [1000] * 4 + [321] + ([0] if final else [])
         assert b"".join(p for p, _ in pieces) == b"".join(lines) + (b"tail" if final else b"")
         ends = [end for _, end in pieces]
         assert ends == [7 + sum(len(p) for p, _ in pieces[:i + 1]) for i in range(len(pieces))]
     # lines too long for PIECE_ROWS of them in PIECE_BLOCKS reads: pieces end at their last whole line
-    pieces = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, 1 << 16, True)]
+    pieces = [(p.body, p.end) for p in ingest_csv.csv_pieces(path, 7, 1 << 16, True)]
     monkeypatch.setattr(ingest_csv, "PIECE_ROWS", 10**6)
-    long = [(p.body, p.end) for p in ingest_csv._pieces(path, 7, 1 << 16, True)]
+    long = [(p.body, p.end) for p in ingest_csv.csv_pieces(path, 7, 1 << 16, True)]
     assert len(long) >= 3 and all(len(p) < 5 * (1 << 16) and p.endswith(b"\n") for p, _ in long[:-1])
     assert b"".join(p for p, _ in long) == b"".join(p for p, _ in pieces)
 

@@ -100,7 +100,7 @@ PIECE_BLOCKS = 4  # reads of `[ingest] chunk_bytes` a piece may take at most: 54
 
 
 @dataclass
-class _Piece:
+class CsvPiece:
     """Whole lines of a CSV file (`body`), the offset just after them, and an over-long line met after them
     (`long`, its line number still 0: the caller numbers it), which was never held whole."""
 
@@ -109,8 +109,8 @@ class _Piece:
     long: BadLine | None = None
 
 
-def _pieces(path: Path, start: int, size: int, final: bool, max_line: int = 64 << 10,
-            max_raw: int = 4096) -> Iterator[_Piece]:
+def csv_pieces(path: Path, start: int, size: int, final: bool, max_line: int = 64 << 10,
+               max_raw: int = 4096) -> Iterator[CsvPiece]:
     """The file from `start` in pieces of PIECE_ROWS whole lines (a CSV row is one line: values with newlines
     are refused); read `size` bytes at a time. A piece of PIECE_BLOCKS reads that has not reached PIECE_ROWS
     lines (long lines) ends at its last whole line. A line longer than `max_line` is skipped to its end without
@@ -124,32 +124,32 @@ def _pieces(path: Path, start: int, size: int, final: bool, max_line: int = 64 <
             more = f.read(want)
             data += more
             while (cut := _after_lines(data, PIECE_ROWS)) is not None:
-                yield _Piece(data[:cut], offset + cut)
+                yield CsvPiece(data[:cut], offset + cut)
                 data, offset = data[cut:], offset + cut
             cut = data.rfind(b"\n") + 1
             if len(data) - cut > max_line:  # the line after the last whole one is too long: skip it
                 if cut:
-                    yield _Piece(data[:cut], offset + cut)
+                    yield CsvPiece(data[:cut], offset + cut)
                 skipped = _skip_line(f, data[cut:], offset + cut, block, final, max_raw)
                 if skipped is None:  # a plain file that ends inside it: read again once it is whole
                     return
                 long, data, offset = skipped
-                yield _Piece(b"", offset, long)
+                yield CsvPiece(b"", offset, long)
                 continue
             if not more:
                 break
             if len(data) >= PIECE_BLOCKS * block and cut:  # long lines: bound memory
-                yield _Piece(data[:cut], offset + cut)
+                yield CsvPiece(data[:cut], offset + cut)
                 data, offset = data[cut:], offset + cut
             # next, about what the piece still lacks at the mean line length seen (a copy of `data` each time)
             lines = data.count(b"\n")
             want = min(block, max(1 << 16, (PIECE_ROWS - lines) * (len(data) // max(lines, 1)) * 9 // 8))
         cut = data.rfind(b"\n") + 1
         if cut:
-            yield _Piece(data[:cut], offset + cut)
+            yield CsvPiece(data[:cut], offset + cut)
             data, offset = data[cut:], offset + cut
         if final and data:
-            yield _Piece(data, offset + len(data))
+            yield CsvPiece(data, offset + len(data))
 
 
 def _skip_line(f: BinaryIO, head: bytes, at: int, block: int, final: bool,
@@ -186,7 +186,7 @@ def _after_lines(data: bytes, lines: int, stride: int = 1 << 20) -> int | None:
     return None
 
 
-def _read_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tuple[int, str]], str]:
+def read_csv_rows(body: bytes, header: bytes, enc: str) -> tuple[pa.Table, list[tuple[int, str]], str]:
     """`body`'s rows as text columns, its invalid rows (row number, text), and the encoding it was read in:
     UTF-8, or GB18030 (VOS3000's Chinese locale) once a piece is not UTF-8, for the rest of the file."""
     invalid: list[tuple[int, str]] = []
@@ -241,14 +241,14 @@ def ingest_csv(ing: IngestContext, path: Path, fmt: CsvFormat, tz: str, summary:
     file = _CsvFile(ing, path, ident, fmt, conversion_sql(fmt, mapping, tz), summary, pos)
     enc = "utf8"
     try:
-        for got in _pieces(path, start, opts.chunk_bytes, path.suffix == ".gz", opts.max_line_bytes,
+        for got in csv_pieces(path, start, opts.chunk_bytes, path.suffix == ".gz", opts.max_line_bytes,
                            opts.max_raw_bytes):
             if got.long is not None:  # a line it could not hold: kept aside, numbered, the reading goes on
                 line_no = file.piece(pa.table({}), [], got.end, line_no,
                                      [dataclasses.replace(got.long, line_no=line_no + 1)])
                 continue
             table, invalid, enc = (pa.table({}), [], enc) if not got.body.strip() \
-                else _read_rows(got.body, header, enc)
+                else read_csv_rows(got.body, header, enc)
             line_no = file.piece(table, invalid, got.end, line_no)
     finally:
         file.settle()  # a commit under way completes and counts, whatever stopped the reading

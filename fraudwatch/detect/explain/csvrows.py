@@ -23,7 +23,7 @@ from fraudwatch.errors import SourceError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, header_columns
 from fraudwatch.formats.engine import prepare_connection
-from fraudwatch.ingest.csvfiles import _pieces, _read_rows, conversion_sql
+from fraudwatch.ingest.csvfiles import conversion_sql, csv_pieces, read_csv_rows
 from fraudwatch.sources.reader import open_binary
 from fraudwatch.store.schema import TABLES
 
@@ -58,7 +58,7 @@ class CsvStage:
             con.execute("SET TimeZone = 'UTC'")
             prepare_connection(con)  # the conversion's IP function
             line_no, enc = 1, "utf8"  # the header is line 1
-            for piece in _pieces(path, len(header), opts.chunk_bytes, True, opts.max_line_bytes,
+            for piece in csv_pieces(path, len(header), opts.chunk_bytes, True, opts.max_line_bytes,
                                  opts.max_raw_bytes):
                 if piece.long is not None:
                     line_no += 1
@@ -67,7 +67,7 @@ class CsvStage:
                     continue
                 if not piece.body.strip():
                     continue
-                table, invalid, enc = _read_rows(piece.body, header, enc)
+                table, invalid, enc = read_csv_rows(piece.body, header, enc)
                 total = int(table.num_rows) + len(invalid)
                 self.counts.lines += total
                 numbers = np.arange(line_no + 1, line_no + total + 1, dtype=np.int64)
