@@ -9,6 +9,7 @@ every command import just the code they run.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -25,8 +26,28 @@ from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 class _Parser(argparse.ArgumentParser):
     built = False  # a command's parser: its module has added its options
 
+    def _where(self) -> str:
+        """The command this parser reads, without the program's name (`main` prefixes every error with it):
+        '' for the top level, 'alerts list: ' below it."""
+        words = self.prog.split()[1:]
+        return f"{' '.join(words)}: " if words else ""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UsageError(f"{self._where()}{message} (see {self.prog} --help)")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A choice that is not one: say what was meant when a choice is close (`injest` -> `ingest`)."""
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (one of: {', '.join(names)})"
+        if isinstance(action, argparse._SubParsersAction):
+            what = "command" if self._where() == "" else "action"
+            raise UsageError(f"{self._where()}unknown {what} '{value}'{hint}")
+        option = action.option_strings[0] if action.option_strings else action.metavar or action.dest
+        raise UsageError(f"{self._where()}{option}: '{value}' is not a choice{hint}")
 
 
 class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
