@@ -81,3 +81,40 @@ def test_another_programs_duckdb_file_is_left_alone(tmp_path: Path, cli: Callabl
                                   "fraudwatch's tables)")
     with duckdb.connect(str(other), read_only=True) as con:
         assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("revenue",)]
+
+
+def test_simulate_refuses_a_used_folder_and_force_replaces_only_a_simulation(tmp_path: Path,
+                                                                              cli: Callable[..., Run]) -> None:
+    out = tmp_path / "sim"
+    first = cli("simulate", "--out", out, "--days", "2", "--accounts", "5", "--seed", "3")
+    assert first.code == 0, first.err
+    assert cli("--config", out / "fraudwatch.toml", "ingest", "--quiet").code == 0
+    assert (out / "fraudwatch.duckdb").exists()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "fraudwatch.duckdb" not in str(p)}
+
+    again = cli("simulate", "--out", out, "--days", "1", "--accounts", "5", "--seed", "4", "--start", "2026-12-01")
+    assert again.code == 2 and "not empty" in _one_line(again) and "--force" in again.err
+    assert {p: p.read_bytes() for p in before} == before  # nothing touched
+
+    forced = cli("simulate", "--out", out, "--days", "1", "--accounts", "5", "--seed", "4", "--start", "2026-12-01",
+                 "--force")
+    assert forced.code == 0, forced.err
+    assert "removed the earlier simulation" in forced.out
+    assert sorted(p.name for p in (out / "cdr").iterdir()) == ["e_cdr_20261201.csv"]  # no day of the first one
+    assert not (out / "fraudwatch.duckdb").exists() and not (out / "fraudwatch.duckdb.segments").exists()
+
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")
+    kept = sorted(p.relative_to(out) for p in out.rglob("*"))
+    refused = cli("simulate", "--out", out, "--days", "1", "--accounts", "5", "--force")
+    assert refused.code == 2 and "also holds notes.txt" in _one_line(refused)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == kept  # unsure: nothing removed
+
+    (out / "notes.txt").unlink()
+    (out / "fraudwatch.toml").write_text('[store]\npath = "/var/lib/fraudwatch/prod.duckdb"\n', encoding="utf-8")
+    edited = cli("simulate", "--out", out, "--days", "1", "--accounts", "5", "--force")
+    assert edited.code == 2 and "fraudwatch.toml (not the one a simulation writes)" in edited.err
+
+    assert cli("simulate", "--out", tmp_path / "new", "--days", "1", "--accounts", "5").code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("simulate", "--out", empty, "--days", "1", "--accounts", "5").code == 0
