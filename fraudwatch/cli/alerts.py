@@ -23,11 +23,18 @@ ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")  # the notificati
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     asub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=type(parser))
-    al_list = asub.add_parser("list", parents=[common], help="alerts, oldest first")
+    al_list = asub.add_parser("list", parents=[common], help="alerts, newest first",
+                              description="Alerts, the newest detected first. --ip and --account also find "
+                                          "alerts whose key has the address or account as one of its parts "
+                                          "(ip|user) and alerts whose evidence names it (the new address an "
+                                          "account came from, the accounts an address tried).")
     al_list.add_argument("--since", metavar="T", help="only alerts active since T (ISO time or 24h, 7d)")
     al_list.add_argument("--rule", help="only this rule id")
     al_list.add_argument("--severity", choices=["warning", "critical"])
-    al_list.add_argument("--limit", type=int, default=1000)
+    al_list.add_argument("--ip", metavar="IP", help="only alerts about this address (key or evidence)")
+    al_list.add_argument("--account", metavar="ACCOUNT", help="only alerts about this account (key or evidence)")
+    al_list.add_argument("--key", metavar="KEY", help="only alerts with this key (or one part of a composite key)")
+    al_list.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (default 1000)")
     al_list.add_argument("--json", action="store_true", help="print as a JSON array")
     al_show = asub.add_parser("show", parents=[common], help="one alert with its evidence and raw lines")
     al_show.add_argument("id", type=int, metavar="ID")
@@ -59,22 +66,51 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
     if args.alerts_command in ALERT_ACTIONS:
         return _notify_side(args)
-    from fraudwatch.store.alerts import list_alerts
     from fraudwatch.store.db import open_read_only
 
     cfg = config_of(args)
+    filters = _list_filters(args) if args.alerts_command == "list" else {}
     con = open_read_only(cfg.store_path)
     try:
         if args.alerts_command == "show":
             return _show(con, args)
-        rows = list_alerts(con, since=parse_time(args.since), rule=args.rule or None,
-                           severity=args.severity or None, limit=args.limit)
+        return _list(con, args, filters)
     finally:
         con.close()
+
+
+def _list_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """`alerts list`'s filters, checked: an --ip that is not an address is a usage error, not an empty list."""
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    ip = None
+    if args.ip is not None:
+        addr = parse_ip(args.ip.strip())
+        if addr is None:
+            raise UsageError(f"--ip '{args.ip}' is not an IP address")
+        ip = str(addr)  # the canonical form alert keys use
+    return {"since": parse_time(args.since), "rule": args.rule or None, "severity": args.severity or None,
+            "ip": ip, "account": args.account or None, "key": args.key or None}
+
+
+def _list(con: Any, args: argparse.Namespace, filters: dict[str, Any]) -> int:
+    from fraudwatch.store.alerts import alert_totals, list_alerts
+
+    rows = list_alerts(con, limit=args.limit, **filters)
     if args.json:
         print_json([alert_json(r) for r in rows])
-    else:
+        return ExitStatus.OK
+    if rows:
         print_alerts(rows)
+        return ExitStatus.OK
+    total, newest = alert_totals(con)
+    given = " ".join(f"--{name} {args.since if name == 'since' else value}"
+                     for name, value in filters.items() if value is not None)
+    if not total:
+        out().print("no alerts in the store yet")
+    elif given:  # the filter hid everything: say how much there is to find
+        out().print(f"no alerts match {text(given)}; {total:,} alert(s) in the store, newest detected "
+                    f"{text(newest)}")
     return ExitStatus.OK
 
 
