@@ -43,19 +43,20 @@ def rule_files(folder: Path) -> list[Path]:
 
 def load_rules(dirs: Iterable[Path] | None = None, collect: bool = False, shipped: bool = True,
                lists_dir: Path | None = None) -> RuleSet:
-    """Shipped rules, then each folder in `dirs` (later wins by id). Each rule is also built into a detector
-    once, so a `where:` or field mistake is a load error with its file and line, not a runtime one."""
+    """Shipped rules, then each folder (or single rule file) in `dirs` (later wins by id). Each rule is also built
+    into a detector once, so a `where:` or field mistake is a load error with its file and line, not a runtime
+    one. With `collect`, every mistake of every rule is gathered rather than the first raised (`fraudwatch lint`)."""
     folders = ([shipped_rules_dir()] if shipped else []) + list(dirs or [])
     out = RuleSet()
     ctx = Context(lists_dir or shipped_rules_dir() / "lists")
     for folder in folders:
-        if not folder.is_dir():
-            err = ConfigError("rules folder does not exist", Location(folder))
+        if not folder.is_dir() and not folder.is_file():
+            err = ConfigError("no such rules file or folder", Location(folder))
             if not collect:
                 raise err
             out.errors.append(err)
             continue
-        for path in rule_files(folder):
+        for path in rule_files(folder) if folder.is_dir() else [folder]:  # a folder's *.yaml, or one file
             result = load_rule_file(path, TYPES, collect=collect)
             out.errors.extend(result.errors)
             for rid in result.disabled:  # `enabled: false` turns off a rule loaded before (a shipped one)
