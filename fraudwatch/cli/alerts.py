@@ -10,10 +10,9 @@ import ipaddress
 import json
 from typing import Any
 
-from rich.table import Table
-
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import alert_json, cell, out, plain, print_alerts, print_json, text
+from fraudwatch.cli.output import alert_json, cell, out, plain, print_alerts, print_json, text, when
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
@@ -214,7 +213,7 @@ def _write_action(cfg: Config, args: argparse.Namespace) -> int:
         raise UsageError(error) if code == ExitStatus.USAGE else StoreError(f"watcher: {error}")
     if action == "silence":
         scope = f"rule {args.rule}" if args.rule else "every rule"
-        print(f"silence {result['id']}: {plain(key)} ({plain(scope)}) until {until:%Y-%m-%d %H:%M:%S} UTC")
+        print(f"silence {result['id']}: {plain(key)} ({plain(scope)}) until {when(until)}")
     elif action == "unsilence":
         print(f"ended silence {', '.join(plain(str(i)) for i in result['ended'])}")
     else:
@@ -237,9 +236,7 @@ def _print_silences(rows: list[dict[str, Any]], as_json: bool) -> int:
     if not rows:
         print("no silences in effect")
         return ExitStatus.OK
-    table = Table()
-    for col in ("id", "key", "rule", "until", "reason", "by", "ended"):
-        table.add_column(col, overflow="fold")
+    table = new_table("id", "key", "rule", "until", "reason", "by", "ended", whole=("id", "key", "rule"), right=("id",))
     for r in rows:
         table.add_row(str(r["id"]), cell(r["key"]), cell(r["rule"] or "(every rule)"), cell(r["until"]),
                       cell(r["reason"]), cell(r["created_by"]), cell(r["ended_at"]))
@@ -256,9 +253,8 @@ def _print_outbox(rows: list[dict[str, Any]], as_json: bool) -> int:
     if not rows:
         print("outbox empty: nothing pending or failed")
         return ExitStatus.OK
-    table = Table()
-    for col in ("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error"):
-        table.add_column(col, overflow="fold")
+    table = new_table("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error",
+                      whole=("id", "attempts"), right=("id", "attempts"))
     for r in rows:
         status = {"pending": "[yellow]pending[/]", "failed": "[bold red]failed[/]"}.get(r["status"], text(r["status"]))
         table.add_row(str(r["id"]), cell(r["created_at"]), cell(r["channel"]), cell(r["kind"]),

@@ -1,9 +1,9 @@
 """The `fraudwatch` command: parses arguments, calls the command's module, maps errors to one line and an exit
 status.
 
-`--config` and `--db` are global and accepted before or after the subcommand. The top-level parser knows the
-commands from fraudwatch.cli.registry only; a command's options are added when it is chosen, so `--help` and
-every command import just the code they run.
+`--config`, `--db` and `--display-timezone` are global and accepted before or after the subcommand. The
+top-level parser knows the commands from fraudwatch.cli.registry only; a command's options are added when it is
+chosen, so `--help` and every command import just the code they run.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--config", type=Path, default=default, metavar="FILE",
                    help="config file (default: ./fraudwatch.toml, then /etc/fraudwatch/fraudwatch.toml)")
     p.add_argument("--db", type=Path, default=default, metavar="PATH", help="store file (overrides [store] path)")
+    p.add_argument("--display-timezone", default=default, metavar="ZONE",
+                   help="show times in this zone: Europe/London, UTC, local (default: $FRAUDWATCH_DISPLAY_TIMEZONE, "
+                        "then [display] timezone, then UTC)")
 
 
 def _common() -> _Parser:

@@ -6,9 +6,8 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from rich.table import Table
-
 from fraudwatch.cli.output import cell, out, text
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.errors import ExitStatus, SourceError, UsageError
 
 
@@ -48,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{text(', '.join(removed))})")
     console.print(f"simulated {args.days} day(s), {args.accounts} accounts, seed {args.seed} into "
                   f"{text(str(res.out_dir))}")
-    table = Table()
-    table.add_column("file")
-    table.add_column("lines", justify="right")
+    table = new_table("file", "lines", whole=("file", "lines"), right=("lines",))
     for name, n in sorted(res.files.items()):
         table.add_row(cell(name), f"{n:,}")
     console.print(table)
