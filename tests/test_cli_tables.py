@@ -66,10 +66,6 @@ def test_sql_and_summary_fit_80_columns(store: Path, cli: Callable[..., Run], mo
     assert _fits(cli("--db", store, "summary").out)
 
 
-def _times(out: str) -> list[str]:
-    return [word for line in out.splitlines() for word in line.split() if word[:1].isalpha() and word.isupper()]
-
-
 def test_times_in_the_configured_zone_with_the_zone_shown(tmp_path: Path, store: Path,
                                                           cli: Callable[..., Run]) -> None:
     conf = tmp_path / "fraudwatch.toml"
