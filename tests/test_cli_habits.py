@@ -31,6 +31,15 @@ def test_a_misspelt_command_gets_a_suggestion(cli: Callable[..., Run]) -> None:
     assert nothing_close.code == 2 and "one of: ingest, formats" in _one_line(nothing_close)
 
 
+def test_an_unknown_option_is_said_by_its_command_with_a_suggestion(cli: Callable[..., Run]) -> None:
+    run = cli("alerts", "list", "--severty", "critical")
+    assert run.code == 2
+    assert _one_line(run) == ("fraudwatch: alerts list: unrecognized arguments: --severty critical (did you mean "
+                              "'--severity'?) (see fraudwatch alerts list --help)")
+    one = cli("ingest", "--fromat", "vos3000-cdr")
+    assert one.code == 2 and "ingest: unrecognized argument '--fromat' (did you mean '--format'?)" in _one_line(one)
+
+
 @pytest.mark.parametrize("argv", [["injest"], ["--bogus"], ["alerts", "list", "--bogus"], ["ingest", "--format"],
                                   ["bans", "add"], ["alerts", "show", "x"]])
 def test_usage_errors_name_the_program_once(argv: list[str], cli: Callable[..., Run]) -> None:

@@ -101,9 +101,35 @@ def build_parser(full: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command (and action) `args` chose: `fraudwatch alerts list`'s for `alerts list ...`."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name is None or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> UsageError:
+    """What is left over, said by the command it was given to, with the option it was closest to."""
+    chosen = _chosen(parser, args)
+    where = " ".join(chosen.prog.split()[1:])
+    options = [o for a in chosen._actions for o in a.option_strings]
+    hint = ""
+    first = extra[0].split("=", 1)[0]
+    if first.startswith("-"):
+        close = difflib.get_close_matches(first, options, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+    what = f"unrecognized argument '{extra[0]}'" if len(extra) == 1 else f"unrecognized arguments: {' '.join(extra)}"
+    return UsageError(f"{where + ': ' if where else ''}{what}{hint} (see {chosen.prog} --help)")
+
+
 def run(argv: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise _unrecognized(parser, args, extra)
     if args.command is None:
         parser.print_help()
         return ExitStatus.USAGE
