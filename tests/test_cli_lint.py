@@ -127,6 +127,7 @@ def test_every_value_a_shipped_format_writes_is_known(formats: dict[str, object]
      "unknown field 'evnt' for source sip_events (did you mean 'event'?)"),
     ("{not: {direction: inbound}}", "'direction' has no value 'inbound' (known: in, out)"),
     ("{status: {gte: 400}}", "'status': unknown operator 'gte' (did you mean 'ge'?)"),
+    ("{method: [INVITE, KEEPALIVE, Options]}", "'method' has no value 'Options' (did you mean 'OPTIONS'?)"),
 ])
 def test_values_under_any_not_and_operators(tmp_path: Path, where: str, problem: str) -> None:
     path = tmp_path / "r.yaml"

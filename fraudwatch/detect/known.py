@@ -2,8 +2,9 @@
 `event: requets` (a rule that would then match nothing, silently) into an error with a suggestion.
 
 Only columns whose values are a closed set written by fraudwatch itself are listed: the canonical event names the
-formats produce (`fraudwatch.store.schema`, the `event` column), the SIP methods of the IANA registry, the status
-code range of RFC 3261, the directions and transports the formats write, netfilter actions, the end-direction
+formats produce (`fraudwatch.store.schema`, the `event` column), the SIP methods of the IANA registry (an
+upper-case token close to none of them passes: a peer may send an extension method), the status code range of
+RFC 3261, the directions and transports the formats write, netfilter actions, the end-direction
 codes, and the number types enrichment derives (libphonenumber's). Free text (users, agents, reasons) is never
 checked. The test suite checks that every value a shipped format writes is listed here, so the list cannot fall
 behind the formats.
@@ -68,7 +69,17 @@ def value_problem(source: str, column: str, value: object) -> str | None:
     known = VALUES.get((source, column))
     if known is None or value in known:
         return None
+    if column == "method" and _extension_method(value, known):
+        return None
     return f"'{column}' has no value {value!r} ({_suggest(value, known)})"
+
+
+def _extension_method(value: object, known: Iterable[object]) -> bool:
+    """An upper-case token close to no registered method: a SIP extension method (RFC 3261 allows any token, and
+    a peer may send one), not a typo of a known one."""
+    text = str(value)
+    names = [str(k) for k in known]
+    return text.isupper() and text.isalpha() and not difflib.get_close_matches(text, names, n=1, cutoff=0.6)
 
 
 def field_suggestion(name: str, columns: Iterable[str]) -> str:
