@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from fraudwatch.cli.output import use_zone
 from fraudwatch.store.db import Store
 from tests.conftest import Run
 
@@ -18,6 +19,13 @@ LONG_RULE = "registration-offline-baseline"  # the longest shipped rule id
 IPV6 = "2001:db8:bad:3662::257f"
 WINTER = dt.datetime(2026, 11, 2, 16, 12, 44, tzinfo=dt.UTC)
 SUMMER = dt.datetime(2026, 7, 1, 9, 30, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _utc_afterwards() -> Iterator[None]:
+    """These tests change the display zone of this process: leave it as every other test expects it."""
+    yield
+    use_zone("UTC")
 
 
 def _insert(db: Path, rows: list[tuple[int, str, str, str, dt.datetime, str]]) -> None:

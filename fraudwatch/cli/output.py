@@ -55,15 +55,14 @@ def out(soft_wrap: bool = False) -> Console:
 
 
 class _Zone:
-    """The zone times are shown in (one per process: a command shows all its times in one zone)."""
+    """The zone times are shown in (one per process: a command shows all its times in one zone; every command
+    that reads the config sets it, `fraudwatch.cli.context.config_of`)."""
 
-    name = "UTC"
     tz: dt.tzinfo | None = dt.UTC  # None: the machine's zone
 
 
 def use_zone(name: str) -> None:
     """Show times in zone `name` from now on: an IANA name, 'UTC' or 'local' (checked by the caller)."""
-    _Zone.name = name
     _Zone.tz = None if name == LOCAL else dt.UTC if name == "UTC" else zoneinfo.ZoneInfo(name)
 
 

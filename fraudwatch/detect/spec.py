@@ -371,7 +371,12 @@ def _rule(raw: dict[str, Any], lines: Lines, registry: Mapping[str, type[R]]) ->
         values, own = _params(registry[rtype], raw, str(raw.get("id")), rtype, lines)
         errors += own
     if common is not None and not own:
-        errors += _field_problems(registry[common.type](**{"common": common, **values}), raw, lines)
+        try:
+            provisional = registry[common.type](**{"common": common, **values})
+        except (TypeError, ValueError):
+            pass  # its own check (`_construct`) says what is wrong once the rest is right
+        else:
+            errors += _field_problems(provisional, raw, lines)
     if errors or common is None:
         raise RuleErrors(errors)
     return _construct(registry[common.type], values, common, raw, lines)
