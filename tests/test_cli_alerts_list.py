@@ -73,7 +73,7 @@ def test_filters_by_ip_account_and_key(store: Path, cli: Callable[..., Run]) -> 
 def test_a_filter_that_hides_everything_says_what_there_is(store: Path, cli: Callable[..., Run]) -> None:
     run = cli("--db", store, "alerts", "list", "--ip", "198.51.100.9")
     assert run.code == 0
-    assert run.out.strip() == ("no alerts match --ip 198.51.100.9; 6 alert(s) in the store, newest detected "
+    assert run.out.strip() == ("no alerts match --ip 198.51.100.9; 6 alerts in the store, newest detected "
                                "2026-11-02 16:40:00 UTC")
     assert json.loads(cli("--db", store, "alerts", "list", "--json", "--account", "nobody").out) == []
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import alert_json, cell, out, plain, print_alerts, print_json, text, when
+from fraudwatch.cli.output import alert_json, cell, nothing_matches, out, plain, print_alerts, print_json, text, when
 from fraudwatch.cli.output import table as new_table
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
@@ -105,11 +105,7 @@ def _list(con: Any, args: argparse.Namespace, filters: dict[str, Any]) -> int:
     total, newest = alert_totals(con)
     given = " ".join(f"--{name} {args.since if name == 'since' else value}"
                      for name, value in filters.items() if value is not None)
-    if not total:
-        out().print("no alerts in the store yet")
-    elif given:  # the filter hid everything: say how much there is to find
-        out().print(f"no alerts match {text(given)}; {total:,} alert(s) in the store, newest detected "
-                    f"{text(newest)}")
+    print(nothing_matches("alerts", given, total, newest))  # the filter hid everything: how much there is to find
     return ExitStatus.OK
 
 

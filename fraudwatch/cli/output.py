@@ -105,6 +105,16 @@ def cell(value: object) -> Text:
     return Text(plain(value))
 
 
+def nothing_matches(what: str, given: str, total: int, newest: dt.datetime | None) -> str:
+    """What a list says when its filters (`given`, as typed: '--ip 192.0.2.1') hide everything: how much there
+    is to find, so that an empty answer is never mistaken for an empty store. `what`: 'alerts', 'incidents'."""
+    if not total:
+        return f"no {what} in the store yet"
+    if not given:
+        return f"no {what}"
+    return f"no {what} match {plain(given)}; {total:,} {what} in the store, newest detected {plain(newest)}"
+
+
 def alert_json(row: dict[str, Any]) -> dict[str, Any]:
     """An alert row (the store's, or `Alert.as_row()`) as its JSON object, evidence parsed."""
     obj = {k: row[k] for k in ALERT_COLUMNS if k in row}
