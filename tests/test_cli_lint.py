@@ -141,3 +141,13 @@ def test_values_under_any_not_and_operators(tmp_path: Path, where: str, problem:
     errors = load_rules([path], collect=True, shipped=False).errors
     assert [e.reason for e in errors] == [f"rule 'r': {problem}"]
     assert errors[0].where is not None and errors[0].where.line == 3
+
+
+def test_a_rule_wrong_as_an_action_and_as_a_detector_gets_both_errors(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("- id: two\n  type: threshold\n  where: {user_agent: {list: no-such-list}}\n  key: username\n"
+                    "  action: ban_ip\n  warning: 1\n", encoding="utf-8")
+    reasons = [e.reason for e in load_rules([path], collect=True, shipped=False).errors]
+    assert len(reasons) == 2
+    assert reasons[0] == "rule 'two': action ban_ip needs an IP key (src_ip or caller_ip)"
+    assert reasons[1].startswith("rule 'two': no list named 'no-such-list'")

@@ -13,7 +13,7 @@ from pathlib import Path
 from fraudwatch.detect.base import EVIDENCE_COLUMNS, Context
 from fraudwatch.detect.fields import ENRICH_INPUTS, columns_of
 from fraudwatch.detect.filters import FilterError
-from fraudwatch.detect.spec import Common, load_rule_file
+from fraudwatch.detect.spec import Common, RuleErrors, load_rule_file
 from fraudwatch.detect.types import TYPES, RuleType
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.rulesdir import shipped_rules_dir
@@ -63,18 +63,29 @@ def load_rules(dirs: Iterable[Path] | None = None, collect: bool = False, shippe
                 out.rules.pop(rid, None)
                 out.disabled.add(rid)
             for rule in result.rules:
-                try:
-                    rule.frame_detector(ctx, columns_of(rule.common.source))
-                    _check_action(rule.common)
-                except (FilterError, ValueError) as exc:
-                    err = ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location)
+                problems = _built_problems(rule, ctx)
+                if problems:
                     if not collect:
-                        raise err from None
-                    out.errors.append(err)
+                        raise problems[0] if len(problems) == 1 else RuleErrors(problems)
+                    out.errors.extend(problems)
                     continue
                 out.rules[rule.common.id] = rule
                 out.disabled.discard(rule.common.id)
     return out
+
+
+def _built_problems(rule: RuleType, ctx: Context) -> list[ConfigError]:
+    """What is wrong with a parsed rule as an action and as a detector (both: lint says both at once)."""
+    problems = []
+    try:
+        _check_action(rule.common)
+    except ValueError as exc:
+        problems.append(ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location))
+    try:
+        rule.frame_detector(ctx, columns_of(rule.common.source))
+    except (FilterError, ValueError) as exc:
+        problems.append(ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location))
+    return problems
 
 
 def _check_action(common: Common) -> None:
