@@ -49,7 +49,7 @@ def test_sql_output_shows_data_literally(store: Path, cli: Callable[..., Run]) -
     assert run.code == 0, run.err
     _clean(run.out)
     assert "\\x1b]52;c;" in run.out and "\\x9b2J" in run.out and "\\u202e" in run.out
-    assert ":x: [/red][bold]loud[/bold]" in run.out and "❌" not in run.out and ":x:" in run.out.splitlines()[1]
+    assert ":x: [/red][bold]loud[/bold]" in run.out and "❌" not in run.out and ":x:" in run.out.splitlines()[0]
     as_json = cli("--db", store, "sql", query, "--json")
     _clean(as_json.out)
     assert json.loads(as_json.out)[0]["v"] == HOSTILE  # the same value, escaped as JSON

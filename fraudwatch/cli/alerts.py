@@ -10,10 +10,9 @@ import ipaddress
 import json
 from typing import Any
 
-from rich.table import Table
-
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import alert_json, cell, out, plain, print_alerts, print_json, text
+from fraudwatch.cli.output import alert_json, cell, nothing_matches, out, plain, print_alerts, print_json, text, when
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
@@ -23,11 +22,18 @@ ALERT_ACTIONS = ("silence", "unsilence", "silences", "outbox")  # the notificati
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     asub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", parser_class=type(parser))
-    al_list = asub.add_parser("list", parents=[common], help="alerts, oldest first")
+    al_list = asub.add_parser("list", parents=[common], help="alerts, newest first",
+                              description="Alerts, the newest detected first. --ip and --account also find "
+                                          "alerts whose key has the address or account as one of its parts "
+                                          "(ip|user) and alerts whose evidence names it (the new address an "
+                                          "account came from, the accounts an address tried).")
     al_list.add_argument("--since", metavar="T", help="only alerts active since T (ISO time or 24h, 7d)")
     al_list.add_argument("--rule", help="only this rule id")
     al_list.add_argument("--severity", choices=["warning", "critical"])
-    al_list.add_argument("--limit", type=int, default=1000)
+    al_list.add_argument("--ip", metavar="IP", help="only alerts about this address (key or evidence)")
+    al_list.add_argument("--account", metavar="ACCOUNT", help="only alerts about this account (key or evidence)")
+    al_list.add_argument("--key", metavar="KEY", help="only alerts with this key (or one part of a composite key)")
+    al_list.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (default 1000)")
     al_list.add_argument("--json", action="store_true", help="print as a JSON array")
     al_show = asub.add_parser("show", parents=[common], help="one alert with its evidence and raw lines")
     al_show.add_argument("id", type=int, metavar="ID")
@@ -59,22 +65,47 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("alerts: say list or show (see fraudwatch alerts --help)")
     if args.alerts_command in ALERT_ACTIONS:
         return _notify_side(args)
-    from fraudwatch.store.alerts import list_alerts
     from fraudwatch.store.db import open_read_only
 
     cfg = config_of(args)
+    filters = _list_filters(args) if args.alerts_command == "list" else {}
     con = open_read_only(cfg.store_path)
     try:
         if args.alerts_command == "show":
             return _show(con, args, cfg)
-        rows = list_alerts(con, since=parse_time(args.since), rule=args.rule or None,
-                           severity=args.severity or None, limit=args.limit)
+        return _list(con, args, filters)
     finally:
         con.close()
+
+
+def _list_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """`alerts list`'s filters, checked: an --ip that is not an address is a usage error, not an empty list."""
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    ip = None
+    if args.ip is not None:
+        addr = parse_ip(args.ip.strip())
+        if addr is None:
+            raise UsageError(f"--ip '{args.ip}' is not an IP address")
+        ip = str(addr)  # the canonical form alert keys use
+    return {"since": parse_time(args.since), "rule": args.rule or None, "severity": args.severity or None,
+            "ip": ip, "account": args.account or None, "key": args.key or None}
+
+
+def _list(con: Any, args: argparse.Namespace, filters: dict[str, Any]) -> int:
+    from fraudwatch.store.alerts import alert_totals, list_alerts
+
+    rows = list_alerts(con, limit=args.limit, **filters)
     if args.json:
         print_json([alert_json(r) for r in rows])
-    else:
+        return ExitStatus.OK
+    if rows:
         print_alerts(rows)
+        return ExitStatus.OK
+    total, newest = alert_totals(con)
+    given = " ".join(f"--{name} {args.since if name == 'since' else value}"
+                     for name, value in filters.items() if value is not None)
+    print(nothing_matches("alerts", given, total, newest))  # the filter hid everything: how much there is to find
     return ExitStatus.OK
 
 
@@ -178,7 +209,7 @@ def _write_action(cfg: Config, args: argparse.Namespace) -> int:
         raise UsageError(error) if code == ExitStatus.USAGE else StoreError(f"watcher: {error}")
     if action == "silence":
         scope = f"rule {args.rule}" if args.rule else "every rule"
-        print(f"silence {result['id']}: {plain(key)} ({plain(scope)}) until {until:%Y-%m-%d %H:%M:%S} UTC")
+        print(f"silence {result['id']}: {plain(key)} ({plain(scope)}) until {when(until)}")
     elif action == "unsilence":
         print(f"ended silence {', '.join(plain(str(i)) for i in result['ended'])}")
     else:
@@ -201,9 +232,7 @@ def _print_silences(rows: list[dict[str, Any]], as_json: bool) -> int:
     if not rows:
         print("no silences in effect")
         return ExitStatus.OK
-    table = Table()
-    for col in ("id", "key", "rule", "until", "reason", "by", "ended"):
-        table.add_column(col, overflow="fold")
+    table = new_table("id", "key", "rule", "until", "reason", "by", "ended", whole=("id", "key", "rule"), right=("id",))
     for r in rows:
         table.add_row(str(r["id"]), cell(r["key"]), cell(r["rule"] or "(every rule)"), cell(r["until"]),
                       cell(r["reason"]), cell(r["created_by"]), cell(r["ended_at"]))
@@ -220,9 +249,8 @@ def _print_outbox(rows: list[dict[str, Any]], as_json: bool) -> int:
     if not rows:
         print("outbox empty: nothing pending or failed")
         return ExitStatus.OK
-    table = Table()
-    for col in ("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error"):
-        table.add_column(col, overflow="fold")
+    table = new_table("id", "queued", "channel", "kind", "title", "status", "attempts", "next try", "last error",
+                      whole=("id", "attempts"), right=("id", "attempts"))
     for r in rows:
         status = {"pending": "[yellow]pending[/]", "failed": "[bold red]failed[/]"}.get(r["status"], text(r["status"]))
         table.add_row(str(r["id"]), cell(r["created_at"]), cell(r["channel"]), cell(r["kind"]),

@@ -1,14 +1,15 @@
 """The `fraudwatch` command: parses arguments, calls the command's module, maps errors to one line and an exit
 status.
 
-`--config` and `--db` are global and accepted before or after the subcommand. The top-level parser knows the
-commands from fraudwatch.cli.registry only; a command's options are added when it is chosen, so `--help` and
-every command import just the code they run.
+`--config`, `--db` and `--display-timezone` are global and accepted before or after the subcommand. The
+top-level parser knows the commands from fraudwatch.cli.registry only; a command's options are added when it is
+chosen, so `--help` and every command import just the code they run.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -25,8 +26,28 @@ from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 class _Parser(argparse.ArgumentParser):
     built = False  # a command's parser: its module has added its options
 
+    def _where(self) -> str:
+        """The command this parser reads, without the program's name (`main` prefixes every error with it):
+        '' for the top level, 'alerts list: ' below it."""
+        words = self.prog.split()[1:]
+        return f"{' '.join(words)}: " if words else ""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UsageError(f"{self._where()}{message} (see {self.prog} --help)")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A choice that is not one: say what was meant when a choice is close (`injest` -> `ingest`)."""
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (one of: {', '.join(names)})"
+        if isinstance(action, argparse._SubParsersAction):
+            what = "command" if self._where() == "" else "action"
+            raise UsageError(f"{self._where()}unknown {what} '{value}'{hint}")
+        option = action.option_strings[0] if action.option_strings else action.metavar or action.dest
+        raise UsageError(f"{self._where()}{option}: '{value}' is not a choice{hint}")
 
 
 class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
@@ -44,6 +65,9 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--config", type=Path, default=default, metavar="FILE",
                    help="config file (default: ./fraudwatch.toml, then /etc/fraudwatch/fraudwatch.toml)")
     p.add_argument("--db", type=Path, default=default, metavar="PATH", help="store file (overrides [store] path)")
+    p.add_argument("--display-timezone", default=default, metavar="ZONE",
+                   help="show times in this zone: Europe/London, UTC, local (default: $FRAUDWATCH_DISPLAY_TIMEZONE, "
+                        "then [display] timezone, then UTC)")
 
 
 def _common() -> _Parser:
@@ -77,9 +101,35 @@ def build_parser(full: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command (and action) `args` chose: `fraudwatch alerts list`'s for `alerts list ...`."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name is None or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> UsageError:
+    """What is left over, said by the command it was given to, with the option it was closest to."""
+    chosen = _chosen(parser, args)
+    where = " ".join(chosen.prog.split()[1:])
+    options = [o for a in chosen._actions for o in a.option_strings]
+    hint = ""
+    first = extra[0].split("=", 1)[0]
+    if first.startswith("-"):
+        close = difflib.get_close_matches(first, options, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+    what = f"unrecognized argument '{extra[0]}'" if len(extra) == 1 else f"unrecognized arguments: {' '.join(extra)}"
+    return UsageError(f"{where + ': ' if where else ''}{what}{hint} (see {chosen.prog} --help)")
+
+
 def run(argv: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise _unrecognized(parser, args, extra)
     if args.command is None:
         parser.print_help()
         return ExitStatus.USAGE

@@ -1,24 +1,41 @@
-"""What every command reads from its arguments the same way: the configuration (with `--config` and `--db`)
-and points in time (`--since`, `--until`)."""
+"""What every command reads from its arguments the same way: the configuration (with `--config`, `--db` and
+`--display-timezone`) and points in time (`--since`, `--until`)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 from dataclasses import replace
 
+from fraudwatch.cli.output import ZONE_ENV, use_zone
 from fraudwatch.config import Config, load_config
+from fraudwatch.config.display import zone_problem
 from fraudwatch.errors import UsageError
 from fraudwatch.tomldoc import parse_duration
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    """The configuration `--config` names (or the default one), its store replaced by `--db` when given."""
+    """The configuration `--config` names (or the default one), its store replaced by `--db` when given; times
+    are shown from then on in the zone `--display-timezone`, else FRAUDWATCH_DISPLAY_TIMEZONE, else
+    `[display] timezone` names."""
     cfg = load_config(getattr(args, "config", None))
     db = getattr(args, "db", None)
     if db is not None:
         cfg = replace(cfg, store_path=db)
+    use_zone(display_zone(getattr(args, "display_timezone", None), cfg))
     return cfg
+
+
+def display_zone(option: str | None, cfg: Config) -> str:
+    """The zone to show times in: the option, the environment, or the config (checked there, with its line)."""
+    for given, source in ((option, "--display-timezone"), (os.environ.get(ZONE_ENV) or None, ZONE_ENV)):
+        if given is not None:
+            problem = zone_problem(given)
+            if problem is not None:
+                raise UsageError(f"{source}: {problem}")
+            return given
+    return cfg.display.timezone
 
 
 def parse_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:

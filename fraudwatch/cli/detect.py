@@ -14,8 +14,11 @@ from fraudwatch.errors import ExitStatus, UsageError
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     if name == "lint":
-        parser.add_argument("dirs", nargs="*", metavar="DIR",
-                            help="rule folders (default: shipped + config [rules] dirs)")
+        parser.description = ("Check rule files: every mistake of every rule in one run, each with its file, line "
+                              "and reason (fields the rule's source lacks, values a field never holds such as an "
+                              "unknown event name or SIP method, wrong kinds of values, unknown keys).")
+        parser.add_argument("dirs", nargs="*", metavar="PATH",
+                            help="rule files or folders (default: shipped + config [rules] dirs)")
         return
     parser.description = ("Run the rules over stored events in time order and save the alerts (origin 'replay'; a "
                           "second replay of the same range replaces them). No notification is sent unless --notify.")
@@ -73,7 +76,8 @@ def _lint(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     dirs = [Path(d) for d in args.dirs] if args.dirs else list(cfg.rule_dirs)
     ruleset = load_rules(dirs, collect=True, shipped=not args.dirs)
-    for err in ruleset.errors:
+    in_order = sorted(ruleset.errors, key=lambda e: (str(e.where.path), e.where.line or 0) if e.where else ("", 0))
+    for err in in_order:  # by file and line, whichever rule or check found them
         print(f"fraudwatch: {plain(str(err))}", file=sys.stderr)
     n = len(ruleset.rules)
     print(f"{n} rule(s) valid, {len(ruleset.errors)} error(s)")

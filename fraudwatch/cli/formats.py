@@ -8,10 +8,9 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from rich.table import Table
-
 from fraudwatch.cli.context import config_of
 from fraudwatch.cli.output import cell, out, print_json, text
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.errors import ExitStatus, SourceError, UsageError
 from fraudwatch.formats.csvspec import CsvFormat
 from fraudwatch.formats.detect import decode_header, detect_format, header_columns
@@ -37,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     formats = load_formats(cfg.format_dirs)
     if args.formats_command in (None, "list"):
-        table = Table()
-        for col in ("name", "kind", "table", "patterns", "description", "file"):
-            table.add_column(col)
+        table = new_table("name", "kind", "table", "patterns", "description", "file", whole=("name", "patterns"),
+                          right=("patterns",))
         for name, fmt in sorted(formats.items()):
             n = len(fmt.patterns) if isinstance(fmt, LineFormat) else len(fmt.labels)
             table.add_row(cell(name), cell(fmt.kind), cell(fmt.table), str(n), cell(fmt.description),
@@ -80,9 +78,8 @@ def formats_test(path: Path, name: str | None, formats: dict[str, Format], tz: s
         trial_file(path, fmt, tz, examples, each_line=_print_line)
         return ExitStatus.OK
     result = trial_file(path, fmt, tz, examples)
-    table = Table(title=cell(f"{path} with format {fmt.name}: {result.lines:,} lines"), title_justify="left")
-    table.add_column("pattern")
-    table.add_column("matched", justify="right")
+    table = new_table("pattern", "matched", whole=("matched",), right=("matched",),
+                      title=f"{path} with format {fmt.name}: {result.lines:,} lines")
     for p in fmt.patterns:
         table.add_row(cell(p.name), f"{result.hits[p.name]:,}")
     table.add_row("(ignored)", f"{result.ignored:,}")

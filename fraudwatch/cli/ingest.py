@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from fraudwatch import tuning
 from fraudwatch.cli.context import config_of
 from fraudwatch.cli.output import cell, out, plain, print_json, text
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, UsageError
 from fraudwatch.formats.registry import load_formats
@@ -133,9 +133,9 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
 
 def _print_ingest(summaries: list[Any], store: Path) -> None:
     console = out()
-    table = Table(title=cell(f"ingested into {store}"), title_justify="left")
-    for col in ("file", "format", "lines", "parsed", "ignored", "rejected", "by event type"):
-        table.add_column(col, justify="right" if col in ("lines", "parsed", "ignored", "rejected") else "left")
+    counts = ("lines", "parsed", "ignored", "rejected")
+    table = new_table("file", "format", *counts, "by event type", whole=("format", *counts), right=counts,
+                      title=f"ingested into {store}")
     totals: Counter[str] = Counter()
     for s in summaries:
         kinds = text(", ".join(f"{k} {v:,}" for k, v in s.counts.parsed.most_common(6)))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, print_json
+from fraudwatch.cli.output import cell, out, print_json, whole_columns
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.errors import ExitStatus
 from fraudwatch.store.sandbox import DEFAULT_SECONDS
 
@@ -57,9 +56,8 @@ def _sql(args: argparse.Namespace) -> int:
     if args.json:
         print_json([dict(zip(names, r, strict=True)) for r in rows])
         return ExitStatus.OK
-    table = Table(show_lines=False)
-    for n in names:
-        table.add_column(cell(n), overflow="fold")
+    whole, right = whole_columns(names, rows)
+    table = new_table(*names, whole=whole, right=right)
     for r in rows[:SQL_ROWS]:
         table.add_row(*[cell(v) for v in r])
     console = out()
@@ -88,9 +86,8 @@ def _summary(args: argparse.Namespace) -> int:
         if not s.rows:  # an empty table's borders say less than one line
             console.print(cell(f"{s.title}: none"))
             continue
-        table = Table(title=cell(s.title), title_justify="left", title_style="bold")
-        for c in s.columns:
-            table.add_column(cell(c), overflow="fold")
+        whole, right = whole_columns(s.columns, s.rows)
+        table = new_table(*s.columns, whole=whole, right=right, title=s.title)
         for r in s.rows:
             table.add_row(*[cell(v) for v in r])
         console.print(table)

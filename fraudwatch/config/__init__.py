@@ -16,6 +16,7 @@ from typing import Any
 
 from fraudwatch import tomldoc
 from fraudwatch.config.alerts import AlertsConfig, parse_alerts
+from fraudwatch.config.display import DisplayConfig, parse_display
 from fraudwatch.config.firewall import FirewallConfig, parse_firewall
 from fraudwatch.config.watch import WatchConfig, parse_watch
 from fraudwatch.errors import ConfigError, Location
@@ -25,7 +26,8 @@ from fraudwatch.tomldoc import Document
 DEFAULT_LOCATIONS = (Path("fraudwatch.toml"), Path("/etc/fraudwatch/fraudwatch.toml"))
 # The sections some code reads. A section is added here with the code that reads it, never before: a section
 # accepted and ignored would let an operator believe a setting is in force.
-SECTIONS = frozenset({"store", "sources", "trusted", "formats", "ingest", "alerts", "firewall", "rules", "watch"})
+SECTIONS = frozenset({"store", "sources", "trusted", "formats", "ingest", "alerts", "firewall", "rules", "watch",
+                      "display"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
 
 
 def _positive_int(section: dict[str, Any], key: str, default: int, doc: Document, table: str) -> int:
@@ -148,6 +151,7 @@ def parse_config(path: Path, text: str) -> Config:
         alerts=parse_alerts(raw.get("alerts", {}), doc),
         watch=parse_watch(tomldoc.table(raw, "watch", doc), doc),
         firewall=parse_firewall(raw, doc),
+        display=parse_display(tomldoc.table(raw, "display", doc), doc),
     )
 
 

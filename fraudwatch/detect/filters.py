@@ -105,7 +105,7 @@ def field_kind(field: str) -> str | None:
     return {"VARCHAR": "text", "BOOLEAN": "bool"}.get(sql)
 
 
-def _value(field: str, kind: str | None, value: Any) -> Any:
+def check_value(field: str, kind: str | None, value: Any) -> Any:
     """`value` checked against the field's kind, so a quoted number fails at load time, not in the watcher;
     a bare number for a text field (YAML reads `username: 1001` as a number) is taken as its text."""
     if value is None or kind is None:
@@ -297,8 +297,8 @@ def _condition(field: str, cond: Any, lists_dir: Path, columns: set[str]) -> pl.
         exprs = [_operator(col, op, arg, lists_dir, field, kind) for op, arg in cond.items()]
         return functools.reduce(lambda a, b: a & b, exprs)
     if isinstance(cond, list):
-        return col.is_in([_value(field, kind, v) for v in cond]).fill_null(False)
-    equal: pl.Expr = (col == _value(field, kind, cond)).fill_null(False)
+        return col.is_in([check_value(field, kind, v) for v in cond]).fill_null(False)
+    equal: pl.Expr = (col == check_value(field, kind, cond)).fill_null(False)
     return equal
 
 
@@ -311,11 +311,11 @@ def _operator(col: pl.Expr, op: str, arg: Any, lists_dir: Path, field: str, kind
         if isinstance(arg, list | dict):
             raise FilterError(f"'{op}' takes one value")
         # a missing value is 'not equal' to anything, as it is 'not_in' any list
-        return compare[op](col, _value(field, kind, arg)).fill_null(op == "ne")
+        return compare[op](col, check_value(field, kind, arg)).fill_null(op == "ne")
     if op in ("in", "not_in"):
         if not isinstance(arg, list):
             raise FilterError(f"'{op}' takes a list")
-        inside = col.is_in([_value(field, kind, v) for v in arg]).fill_null(False)
+        inside = col.is_in([check_value(field, kind, v) for v in arg]).fill_null(False)
         return inside if op == "in" else ~inside
     if op == "regex":
         if not isinstance(arg, str):

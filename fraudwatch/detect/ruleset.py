@@ -13,7 +13,7 @@ from pathlib import Path
 from fraudwatch.detect.base import EVIDENCE_COLUMNS, Context
 from fraudwatch.detect.fields import ENRICH_INPUTS, columns_of
 from fraudwatch.detect.filters import FilterError
-from fraudwatch.detect.spec import Common, load_rule_file
+from fraudwatch.detect.spec import Common, RuleErrors, load_rule_file
 from fraudwatch.detect.types import TYPES, RuleType
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.rulesdir import shipped_rules_dir
@@ -43,37 +43,49 @@ def rule_files(folder: Path) -> list[Path]:
 
 def load_rules(dirs: Iterable[Path] | None = None, collect: bool = False, shipped: bool = True,
                lists_dir: Path | None = None) -> RuleSet:
-    """Shipped rules, then each folder in `dirs` (later wins by id). Each rule is also built into a detector
-    once, so a `where:` or field mistake is a load error with its file and line, not a runtime one."""
+    """Shipped rules, then each folder (or single rule file) in `dirs` (later wins by id). Each rule is also built
+    into a detector once, so a `where:` or field mistake is a load error with its file and line, not a runtime
+    one. With `collect`, every mistake of every rule is gathered rather than the first raised (`fraudwatch lint`)."""
     folders = ([shipped_rules_dir()] if shipped else []) + list(dirs or [])
     out = RuleSet()
     ctx = Context(lists_dir or shipped_rules_dir() / "lists")
     for folder in folders:
-        if not folder.is_dir():
-            err = ConfigError("rules folder does not exist", Location(folder))
+        if not folder.is_dir() and not folder.is_file():
+            err = ConfigError("no such rules file or folder", Location(folder))
             if not collect:
                 raise err
             out.errors.append(err)
             continue
-        for path in rule_files(folder):
+        for path in rule_files(folder) if folder.is_dir() else [folder]:  # a folder's *.yaml, or one file
             result = load_rule_file(path, TYPES, collect=collect)
             out.errors.extend(result.errors)
             for rid in result.disabled:  # `enabled: false` turns off a rule loaded before (a shipped one)
                 out.rules.pop(rid, None)
                 out.disabled.add(rid)
             for rule in result.rules:
-                try:
-                    rule.frame_detector(ctx, columns_of(rule.common.source))
-                    _check_action(rule.common)
-                except (FilterError, ValueError) as exc:
-                    err = ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location)
+                problems = _built_problems(rule, ctx)
+                if problems:
                     if not collect:
-                        raise err from None
-                    out.errors.append(err)
+                        raise problems[0] if len(problems) == 1 else RuleErrors(problems)
+                    out.errors.extend(problems)
                     continue
                 out.rules[rule.common.id] = rule
                 out.disabled.discard(rule.common.id)
     return out
+
+
+def _built_problems(rule: RuleType, ctx: Context) -> list[ConfigError]:
+    """What is wrong with a parsed rule as an action and as a detector (both: lint says both at once)."""
+    problems = []
+    try:
+        _check_action(rule.common)
+    except ValueError as exc:
+        problems.append(ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location))
+    try:
+        rule.frame_detector(ctx, columns_of(rule.common.source))
+    except (FilterError, ValueError) as exc:
+        problems.append(ConfigError(f"rule '{rule.common.id}': {exc}", rule.common.location))
+    return problems
 
 
 def _check_action(common: Common) -> None:

@@ -9,15 +9,19 @@ line and the reason, and `lint` collects all of them instead of stopping at the 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from fraudwatch import tomldoc
+from fraudwatch.detect.fields import columns_of
+from fraudwatch.detect.known import field_suggestion
+from fraudwatch.detect.wherecheck import where_problems
 from fraudwatch.errors import ConfigError, Location
 from fraudwatch.yamlfile import Lines, load_with_lines
 
@@ -36,6 +40,16 @@ class ParamError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
+
+
+class RuleErrors(ConfigError):
+    """Every mistake found in one rule, each with its line (`errors`); as one error, the first and a count, for
+    the commands that load rules to run them (`fraudwatch lint` lists them all)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        more = f" (and {len(errors) - 1} more: `fraudwatch lint` lists them)" if len(errors) > 1 else ""
+        super().__init__(errors[0].reason + more, errors[0].where)
 
 
 class Duration(float):
@@ -131,26 +145,34 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
-def build(cls: type[R], raw: dict[str, Any], common: Common, lines: Lines) -> R:
-    """An instance of rule class `cls` (a dataclass) from its YAML mapping (common keys already parsed)."""
+def _params(cls: type[Any], raw: dict[str, Any], rid: str, rtype: str, lines: Lines) -> tuple[
+        dict[str, Any], list[ConfigError]]:
+    """The rule class's own parameters from its YAML mapping, converted by their annotations, and every mistake
+    among them (unknown keys, values of the wrong kind, required keys missing)."""
     hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {"common": common}
-    own = [f for f in dataclasses.fields(cast(Any, cls)) if f.name != "common"]
+    values: dict[str, Any] = {}
+    errors: list[ConfigError] = []
+    own = [f for f in dataclasses.fields(cls) if f.name != "common"]
     allowed = COMMON_KEYS | {f.name for f in own}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"rule '{common.id}': unknown key '{key}' for type {common.type} "
-                              f"(its own keys: {', '.join(sorted(f.name for f in own)) or 'none'})",
-                              lines.at(raw, key))
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            errors.append(ConfigError(f"rule '{rid}': unknown key '{key}' for type {rtype} ({hint}its own keys: "
+                                      f"{', '.join(sorted(f.name for f in own)) or 'none'})", lines.at(raw, key)))
     for f in own:
         if f.name in raw:
             try:
                 values[f.name] = _convert(raw[f.name], hints[f.name], f.name)
             except ValueError as exc:
-                raise ConfigError(f"rule '{common.id}': '{f.name}' {exc}", lines.at(raw, f.name)) from None
+                errors.append(ConfigError(f"rule '{rid}': '{f.name}' {exc}", lines.at(raw, f.name)))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"rule '{common.id}': '{f.name}' is required for type {common.type}", lines.at(raw))
-    obj = cls(**values)
+            errors.append(ConfigError(f"rule '{rid}': '{f.name}' is required for type {rtype}", lines.at(raw)))
+    return values, errors
+
+
+def _construct(cls: type[R], values: dict[str, Any], common: Common, raw: dict[str, Any], lines: Lines) -> R:
+    obj = cls(**{"common": common, **values})
     check = getattr(obj, "check", None)
     if check is not None:
         try:
@@ -159,6 +181,14 @@ def build(cls: type[R], raw: dict[str, Any], common: Common, lines: Lines) -> R:
             where = lines.at(raw, exc.key) if isinstance(exc, ParamError) and exc.key in raw else lines.at(raw)
             raise ConfigError(f"rule '{common.id}': {exc}", where) from None
     return obj
+
+
+def build(cls: type[R], raw: dict[str, Any], common: Common, lines: Lines) -> R:
+    """An instance of rule class `cls` (a dataclass) from its YAML mapping (common keys already parsed)."""
+    values, errors = _params(cls, raw, common.id, common.type, lines)
+    if errors:
+        raise RuleErrors(errors)
+    return _construct(cls, values, common, raw, lines)
 
 
 def _samples(raw: object, rule_id: str, lines: Lines, where: Location) -> tuple[EventSample, ...]:
@@ -178,63 +208,101 @@ def _samples(raw: object, rule_id: str, lines: Lines, where: Location) -> tuple[
     return tuple(out)
 
 
-def parse_common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) -> Common:
+def _common(raw: dict[str, Any], lines: Lines, types_known: Iterable[str]) -> tuple[Common | None,
+                                                                                     list[ConfigError]]:
+    """The keys every rule has, or None, and every mistake among them (each with its line)."""
     at = lines.at(raw)
+    errors: list[ConfigError] = []
     rid = raw.get("id")
+
+    def bad(reason: str, key: str | None = None, prefix: bool = True) -> None:
+        where = lines.at(raw, key) if key is not None and key in raw else at
+        errors.append(ConfigError(f"rule '{rid}': {reason}" if prefix else reason, where))
+
     if not isinstance(rid, str) or not _ID.match(rid):
-        raise ConfigError("every rule needs an 'id' (lower-case letters, digits, '-', '_', '.')", at)
+        bad("every rule needs an 'id' (lower-case letters, digits, '-', '_', '.')", "id", prefix=False)
     rtype = raw.get("type")
-    known = set(types_known)
+    known = sorted(set(types_known))
     if not isinstance(rtype, str) or rtype not in known:
-        raise ConfigError(f"rule '{rid}': unknown type '{rtype}' (known: {', '.join(sorted(known))})",
-                          lines.at(raw, "type") if "type" in raw else at)
+        bad(f"unknown type '{rtype}' ({_hint(rtype, known)})", "type")
     source = raw.get("source", "sip_events")
     if source not in SOURCES:
-        raise ConfigError(f"rule '{rid}': 'source' must be one of {', '.join(SOURCES)}", lines.at(raw, "source"))
+        bad(f"'source' must be one of {', '.join(SOURCES)}{_did_you_mean(source, SOURCES)}", "source")
+        source = None
+    columns = columns_of(source) if source is not None else None
     where = raw.get("where") or {}
     if not isinstance(where, dict):
-        raise ConfigError(f"rule '{rid}': 'where' must map fields to conditions", lines.at(raw, "where"))
+        bad("'where' must map fields to conditions", "where")
+    elif columns is not None:
+        for reason, place in where_problems(where, source, columns, lines):
+            errors.append(ConfigError(f"rule '{rid}': {reason}", place))
     key = raw.get("key") or []
     key = [key] if isinstance(key, str) else key
-    if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
-        raise ConfigError(f"rule '{rid}': 'key' must be a field name or a list of them", lines.at(raw, "key"))
+    key_ok = isinstance(key, list) and all(isinstance(k, str) for k in key)
+    if not key_ok:
+        bad("'key' must be a field name or a list of them", "key")
+    elif columns is not None:
+        for k in key:
+            if k not in columns:
+                bad(f"unknown field '{k}' in 'key' for source {source}{field_suggestion(k, columns)}", "key")
+    window = cooldown = Duration(60)
     try:
         window = parse_duration(raw.get("window", "60s"))
     except ValueError as exc:
-        raise ConfigError(f"rule '{rid}': 'window' {exc}", lines.at(raw, "window")) from None
+        bad(f"'window' {exc}", "window")
     try:
         cooldown = parse_duration(raw["cooldown"]) if "cooldown" in raw else window
     except ValueError as exc:
-        raise ConfigError(f"rule '{rid}': 'cooldown' {exc}", lines.at(raw, "cooldown")) from None
-    levels = {}
+        bad(f"'cooldown' {exc}", "cooldown")
+    levels: dict[str, float | None] = {}
     for level in ("warning", "critical"):
         v = raw.get(level)
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
-            raise ConfigError(f"rule '{rid}': '{level}' must be a number", lines.at(raw, level))
+            bad(f"'{level}' must be a number", level)
+            v = None
         levels[level] = None if v is None else float(v)
-    if levels["warning"] is None and levels["critical"] is None:
-        raise ConfigError(f"rule '{rid}': give 'warning' and/or 'critical' levels", at)
-    if None not in levels.values() and levels["critical"] < levels["warning"]:  # type: ignore[operator]
-        raise ConfigError(f"rule '{rid}': 'critical' is below 'warning'", lines.at(raw, "critical"))
+    warning, critical = levels["warning"], levels["critical"]
+    if warning is None and critical is None and not any(level in raw for level in levels):
+        bad("give 'warning' and/or 'critical' levels")
+    if warning is not None and critical is not None and critical < warning:
+        bad("'critical' is below 'warning'", "critical")
     action = raw.get("action", "alert")
     if action not in ACTIONS:
-        raise ConfigError(f"rule '{rid}': 'action' must be one of {', '.join(ACTIONS)}", lines.at(raw, "action"))
-    act_on = raw.get("act_on", "critical" if levels["critical"] is not None else "warning")
-    if act_on not in ("warning", "critical") or (act_on == "critical" and levels["critical"] is None):
-        raise ConfigError(f"rule '{rid}': 'act_on' must be warning or critical (and the rule must have that level)",
-                          lines.at(raw, "act_on") if "act_on" in raw else at)
+        bad(f"'action' must be one of {', '.join(ACTIONS)}{_did_you_mean(action, ACTIONS)}", "action")
+    act_on = raw.get("act_on", "critical" if critical is not None else "warning")
+    if act_on not in ("warning", "critical") or (act_on == "critical" and critical is None and "critical" not in raw):
+        bad("'act_on' must be warning or critical (and the rule must have that level)", "act_on")
     tags = raw.get("tags") or []
     group = raw.get("group")
     if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 2):
-        raise ConfigError(f"rule '{rid}': 'group' is a number of keys (2 or more)", lines.at(raw, "group"))
+        bad("'group' is a number of keys (2 or more)", "group")
+    samples: tuple[EventSample, ...] = ()
+    try:
+        samples = _samples(raw.get("samples"), str(rid), lines, lines.at(raw, "samples"))
+    except ConfigError as exc:
+        errors.append(exc)
+    if not (isinstance(rid, str) and _ID.match(rid) and isinstance(rtype, str) and rtype in known and source
+            and isinstance(where, dict) and key_ok):
+        return None, errors
+    # with mistakes in the other keys, a stand-in (their defaults) that lets the type's parameters be checked too
     return Common(
-        id=rid, type=str(rtype), description=str(raw.get("description") or ""), source=source, where=where,
-        key=tuple(key), window=window, warning=levels["warning"], critical=levels["critical"], action=action,
+        id=rid, type=rtype, description=str(raw.get("description") or ""), source=source, where=where,
+        key=tuple(key), window=window, warning=warning, critical=critical, action=action,
         act_on=act_on, cooldown=cooldown, report_only=bool(raw.get("report_only", False)),
         tags=tuple(str(t) for t in (tags if isinstance(tags, list) else [tags])), group=group,
-        samples=_samples(raw.get("samples"), rid, lines, lines.at(raw, "samples")),
-        path=lines.path, line=lines.of_node.get(id(raw)),
-    )
+        samples=samples, path=lines.path, line=lines.of_node.get(id(raw)),
+    ), errors
+
+
+def _did_you_mean(value: object, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _hint(value: object, known: Iterable[str]) -> str:
+    names = list(known)
+    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(names)}"
 
 
 @dataclass
@@ -285,10 +353,46 @@ def load_rule_file(path: Path, registry: Mapping[str, type[R]], collect: bool = 
             if off is not None:
                 result.disabled.append(off)
                 continue
-            common = parse_common(raw, lines, registry)
-            result.rules.append(build(registry[common.type], raw, common, lines))
+            result.rules.append(_rule(raw, lines, registry))
         except ConfigError as exc:
             if not collect:
                 raise
-            result.errors.append(exc)
+            result.errors.extend(exc.errors if isinstance(exc, RuleErrors) else [exc])
     return result
+
+
+def _rule(raw: dict[str, Any], lines: Lines, registry: Mapping[str, type[R]]) -> R:
+    """One rule from its mapping; every mistake in its common keys and its type's parameters raised together."""
+    common, errors = _common(raw, lines, registry)
+    rtype = raw.get("type")
+    values: dict[str, Any] = {}
+    own: list[ConfigError] = []
+    if isinstance(rtype, str) and rtype in registry:
+        values, own = _params(registry[rtype], raw, str(raw.get("id")), rtype, lines)
+        errors += own
+    if common is not None and not own:
+        try:
+            provisional = registry[common.type](**{"common": common, **values})
+        except (TypeError, ValueError):
+            pass  # its own check (`_construct`) says what is wrong once the rest is right
+        else:
+            errors += _field_problems(provisional, raw, lines)
+    if errors or common is None:
+        raise RuleErrors(errors)
+    return _construct(registry[common.type], values, common, raw, lines)
+
+
+def _field_problems(rule: Any, raw: dict[str, Any], lines: Lines) -> list[ConfigError]:
+    """The columns a rule type's own parameters name (`field:`, `terms:`: its `fields()`) that its source lacks,
+    each at the line of the parameter that names it."""
+    common: Common = rule.common  # a rule type (`fraudwatch.detect.types.base.RuleType`: this module is below it)
+    columns = columns_of(common.source)
+    errors = []
+    for name in rule.fields():
+        if name in columns:
+            continue
+        param = next((k for k, v in raw.items() if k not in COMMON_KEYS and (v == name or (isinstance(v, list) and
+                                                                            name in v))), None)
+        errors.append(ConfigError(f"rule '{common.id}': unknown field '{name}' for source {common.source}"
+                                  f"{field_suggestion(name, columns)}", lines.at(raw, param)))
+    return errors

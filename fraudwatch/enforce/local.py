@@ -15,7 +15,7 @@ from fraudwatch.store.db import Store
 def apply_locally(cfg: Config, name: str, req: dict[str, Any]) -> dict[str, Any]:
     """Operation `name` (ops.ADD, ...) with request `req`; its JSON-able result, as ops.apply returns it."""
     now = dt.datetime.now(dt.UTC)
-    with Store(cfg.store_path) as store:
+    with Store(cfg.store_path, create=name == ops.ADD) as store:  # only a new ban may start a store
         enforcer = Enforcer(store.con, cfg.firewall, cfg.trusted_networks)
         if name in (ops.ADD, ops.REMOVE):
             enforcer.start(now)  # setup + reconcile: the kernel matches the store before the change

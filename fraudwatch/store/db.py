@@ -22,7 +22,40 @@ from fraudwatch.store.layout import SEGMENTED, make_view, segments_root
 from fraudwatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fraudwatch.store.segments import Segments
 
-__all__ = ["Store", "StoreLocked", "open_read_only"]
+__all__ = ["Store", "StoreLocked", "check_store_file", "open_read_only"]
+
+
+DUCKDB_MAGIC = b"DUCK"  # a DuckDB database file has these bytes at offset 8, after its header's checksum
+_MAGIC_AT = 8
+
+
+def missing_store(path: Path) -> StoreError:
+    """The error for a store that is not there: reading commands never create one (a misspelt --db, or a
+    command run outside the folder of its config, would otherwise leave an empty store behind)."""
+    return StoreError(f"{path}: no store here (run `fraudwatch ingest` to create one, or give --config or --db)")
+
+
+def not_a_store(path: Path, why: str) -> StoreError:
+    return StoreError(f"{path} is not a fraudwatch store ({why})")
+
+
+def check_store_file(path: Path) -> None:
+    """Raise a one-line error unless `path` is there and is a DuckDB database file: what every command that needs
+    an existing store checks before DuckDB (whose own message for a CSV file is 'Cannot launch in-memory database
+    in read-only mode!') sees it."""
+    if not path.exists():
+        raise missing_store(path)
+    if path.is_dir():
+        raise not_a_store(path, "it is a folder; give the store's file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(_MAGIC_AT + len(DUCKDB_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc.strerror or exc}") from None
+    if not head:
+        raise not_a_store(path, "an empty file")
+    if head[_MAGIC_AT:] != DUCKDB_MAGIC:
+        raise not_a_store(path, "not a DuckDB database file")
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -39,12 +72,12 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def open_read_only(path: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; fails with a clear message when the store does not exist yet. `sandboxed`: for
+    """A read-only connection to an existing store: what every reading command opens, so none of them creates a
+    store, and a missing store or a file that is not one is a one-line error naming the path. `sandboxed`: for
     SQL a person types (`fraudwatch sql`): the instance reads no file but the store's segments (or, while the
     watcher holds the store, the segments and the read copy), and its configuration is locked
     (`fraudwatch.store.sandbox`)."""
-    if not path.exists():
-        raise StoreError(f"{path}: no store here yet (run `fraudwatch ingest` first, or pass --db)")
+    check_store_file(path)
     try:
         con = _connect(path, read_only=True)
     except StoreLocked:
@@ -53,6 +86,8 @@ def open_read_only(path: Path, sandboxed: bool = False) -> duckdb.DuckDBPyConnec
         return open_replica(path, sandboxed)
     try:
         version = _version(con)
+        if version == 0:
+            raise not_a_store(path, "a DuckDB database without fraudwatch's tables")
         if version != SCHEMA_VERSION:
             raise StoreError(f"{path}: schema version {version}, this fraudwatch needs {SCHEMA_VERSION}; "
                              "open it once for writing (e.g. `fraudwatch ingest`) to migrate")
@@ -74,6 +109,12 @@ def _segment_views(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         make_view(con, segments_root(path), table, "TEMP")
 
 
+def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    got = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database()"
+                      ).fetchall()
+    return bool(got and got[0][0])
+
+
 def _version(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
@@ -85,15 +126,21 @@ def _version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 class Store:
-    """The single writer: opens (creating and migrating) the store file, and closes it on exit."""
+    """The single writer: opens (creating, with `create`, and migrating) the store file, and closes it on exit.
+    Commands that work on what is stored (`detect`, `bans list`) pass `create=False`: a missing store is then an
+    error naming the path, not a new empty one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
+        if path.exists() or not create:
+            check_store_file(path)
         private_umask()  # the store, its log, segments and read copy: 0640 / 0750 whatever the umask
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(path, read_only=False)
         make_private(path, path.with_name(path.name + ".wal"), segments_root(path))
         try:
+            if _version(self.con) == 0 and _has_tables(self.con):  # another program's database: leave it be
+                raise not_a_store(path, "a DuckDB database without fraudwatch's tables")
             self.migrate()
             self.segments = Segments(self.con, path)
             conform_segments(self.segments)  # a column a migration added to an event table, in older segments

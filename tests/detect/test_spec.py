@@ -175,13 +175,13 @@ CASES = [
           type: threshold
           where: {evnt: request}
           warning: 1
-     """, 2, "unknown field 'evnt'"),
+     """, 4, "unknown field 'evnt' for source sip_events (did you mean 'event'?)"),
     ("unknown operator", """
         - id: r1
           type: threshold
           where: {status: {greater: 400}}
           warning: 1
-     """, 2, "unknown operator 'greater'"),
+     """, 4, "unknown operator 'greater'"),
     ("bad regex", """
         - id: r1
           type: threshold
@@ -193,14 +193,14 @@ CASES = [
           type: threshold
           key: srcip
           warning: 1
-     """, 2, "unknown field 'srcip'"),
+     """, 4, "unknown field 'srcip' in 'key' for source sip_events (did you mean 'src_ip'?)"),
     ("unknown distinct field", """
         - id: r1
           type: distinct
           key: src_ip
           field: usernme
           warning: 1
-     """, 2, "unknown field 'usernme'"),
+     """, 5, "unknown field 'usernme' for source sip_events (did you mean 'username'?)"),
     ("unknown list name", """
         - id: r1
           type: list_match
@@ -284,8 +284,8 @@ def test_collect_gathers_every_error(tmp_path: Path) -> None:
     assert len(messages) == 5
     text = "\n".join(messages)
     for needle in (f"{folder / 'broken.yaml'}:", f"{folder / 'rules.yaml'}:7: rule 'bad-type': unknown type",
-                   f"{folder / 'rules.yaml'}:9: rule 'bad-field': unknown field 'evnt'",
-                   f"{folder / 'rules.yaml'}:15: rule 'bad-window'", "rules folder does not exist"):
+                   f"{folder / 'rules.yaml'}:11: rule 'bad-field': unknown field 'evnt'",
+                   f"{folder / 'rules.yaml'}:15: rule 'bad-window'", "no such rules file or folder"):
         assert needle in text
 
 

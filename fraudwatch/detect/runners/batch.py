@@ -37,7 +37,7 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
                dry_run: bool) -> ReplayResult:
     """Replay the store through the rules (shipped, config [rules] dirs, then `extra_rules`); save unless dry."""
     rules = list(load_rules([*cfg.rule_dirs, *extra_rules]).rules.values())
-    con = open_read_only(cfg.store_path) if dry_run else Store(cfg.store_path).con
+    con = open_read_only(cfg.store_path) if dry_run else Store(cfg.store_path, create=False).con
     try:
         credit, names = credit_context(con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
