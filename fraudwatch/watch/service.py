@@ -208,7 +208,7 @@ class Watcher(Reading):
         credit, names = credit_context(self.store.con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
         self.detection = LiveDetection(self.act_con, rules, ctx, self.cfg.trusted_networks,
-                                       self.cfg.trusted_accounts)
+                                       self.cfg.trusted_accounts, lock_in_trusted=self.cfg.lock_in_trusted)
         log.info("%d rule(s) loaded", len(rules))
         self._warm_up(rules)
 

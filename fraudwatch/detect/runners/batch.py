@@ -42,7 +42,7 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
         credit, names = credit_context(con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
         result = replay(con, rules, ctx, cfg.trusted_networks, cfg.trusted_accounts, since, until,
-                        next_id=next_alert_id(con))
+                        next_id=next_alert_id(con), lock_in_trusted=cfg.lock_in_trusted)
         if not dry_run and result.since and result.until:
             save_alerts(con, result.alerts, "replay", (result.since, result.until))
     finally:
@@ -65,7 +65,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
             scorer.close()
         return None
     setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
-                  list(cfg.trusted_accounts), 1)
+                  list(cfg.trusted_accounts), 1, lock_in_trusted=cfg.lock_in_trusted)
     return Alongside(con, Segments.of(con), rules, setup, tables, scorer)
 
 

@@ -110,10 +110,10 @@ def _steps(con: duckdb.DuckDBPyConnection, sources: Sequence[str], since: dt.dat
 
 def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Context, trusted: Sequence[IPNetwork] = (),
            trusted_accounts: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
-           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS
-           ) -> ReplayResult:
+           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS,
+           lock_in_trusted: bool = False) -> ReplayResult:
     engine = Engine(rules, ctx, trusted)
-    book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_id)
+    book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_id, lock_in_trusted)
     lo, hi = data_range(con, engine.sources)
     since = since or lo
     until = until or (hi + dt.timedelta(microseconds=1) if hi else None)

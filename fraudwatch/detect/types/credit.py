@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, evidence_of, severity_of
+from fraudwatch.detect.base import Context, Match, evidence_of, severity_of, trust_evidence
 from fraudwatch.detect.filters import Selection
 from fraudwatch.detect.spec import Duration
 from fraudwatch.detect.types.base import RuleType
@@ -58,6 +58,7 @@ class CreditDetector(Filtered):
                 continue
             hits = rows[hot]
             ev = evidence_of(hits)
+            ev.update(trust_evidence(hits, c))
             ev.update({"spent": round(self.spent[account], 4), "available": available,
                        "burn_per_hour": round(sum(f for _, f in self.recent[account]) / c.window * 3600, 4)})
             out.append(Match(c.id, c.key_type, account, severity, self.since[account],

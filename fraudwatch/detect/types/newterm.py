@@ -10,7 +10,16 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, severity_of
+from fraudwatch.detect.base import (
+    Context,
+    Match,
+    column_rows,
+    evidence_of,
+    first_distinct,
+    key_expr,
+    severity_of,
+    trust_evidence,
+)
 from fraudwatch.detect.filters import EAGER_ROWS, Conjunct, Selection, compile_conjuncts, select, where_fields
 from fraudwatch.detect.spec import Duration
 from fraudwatch.detect.types.base import RuleType
@@ -155,9 +164,15 @@ class NewTermDetector(Filtered):
             for e in items:
                 severity = severity_of(c, e.peak)
                 assert severity is not None
-                ev = evidence_of(sel[[s.row for s in e.behind if s.row is not None]].sort("ts"))
+                rows = sel[[s.row for s in e.behind if s.row is not None]].sort("ts")
+                ev = evidence_of(rows)
                 ev["new_terms"] = [list(s.term) for s in e.behind][:20]
                 ev["known_terms"] = e.known_before
+                if "src_country" in rows.columns and "src_country" not in terms:  # where new addresses are
+                    countries = first_distinct(rows.get_column("src_country").to_list())
+                    if countries:
+                        ev["src_countries"] = countries
+                ev.update(trust_evidence(rows, c))
                 out.append(Match(c.id, c.key_type, key, severity, e.first_seen, e.detected_at, e.last_seen,
                                  len(e.behind), e.peak, ev))
         for recent in self.recent.values():
