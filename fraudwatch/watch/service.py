@@ -213,12 +213,15 @@ class Watcher(Reading):
         self._warm_up(rules)
 
     def _warm_up(self, rules: list[RuleType]) -> None:
-        from fraudwatch.watch.warmup import replay_recent, seed_open_alerts
+        from fraudwatch.watch.warmup import learn_terms, replay_recent, seed_open_alerts
 
         assert self.store is not None
         w = self.cfg.watch
         started = time.monotonic()
         seeded = seed_open_alerts(self.store.con, self.detection.book)
+        learned = learn_terms(self.store.con, self.detection.engine)
+        if learned:
+            log.info("warm-up: the new-address and new-country rules learned from %d stored event(s)", learned)
         fed = 0
         if w.warmup_seconds and w.warmup_rows:
             fed = replay_recent(self.store.con, self.detection.engine, rules,

@@ -150,3 +150,29 @@ def test_the_lock_setting_is_off_by_default_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}:3: ") and "must be true or false" in str(info.value)
+
+
+def test_learning_from_history_without_scoring_is_what_a_full_run_learns() -> None:
+    """`learn_only` over the past, then the new events, gives the new events' matches of a run over everything
+    (for every shipped new_term rule's samples whose matches all come after the cut)."""
+    from fraudwatch.detect.enrich import Enricher
+    from fraudwatch.detect.fields import columns_of
+    from fraudwatch.detect.samples import SAMPLE_TRUSTED, expand
+
+    compared = 0
+    for rule in (r for r in RULES.values() if r.common.type == "new_term"):
+        ctx, columns = Context(shipped_rules_dir() / "lists"), columns_of(rule.common.source)
+        for sample in rule.common.samples:
+            frame = Enricher(SAMPLE_TRUSTED)(rule.common.source, expand(rule.common.source, sample.events)[0])
+            whole = rule.frame_detector(ctx, columns).process(frame)
+            for cut in range(1, frame.height):
+                past, new = frame.head(cut), frame.slice(cut)
+                if any(m.first_seen <= past.get_column("ts").max() for m in whole):
+                    continue
+                learner = rule.frame_detector(ctx, columns)
+                learner.learn_only(past)
+                got = learner.process(new)
+                assert [(m.key, m.severity, m.first_seen, m.evidence["new_terms"]) for m in got] == \
+                    [(m.key, m.severity, m.first_seen, m.evidence["new_terms"]) for m in whole], (rule.common.id, cut)
+                compared += 1
+    assert compared > 50

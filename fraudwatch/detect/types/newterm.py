@@ -79,6 +79,19 @@ class NewTermDetector(Filtered):
     def conditions(self) -> list[list[Conjunct]]:
         return [self.conjuncts] if self.learn_conjuncts is None else [self.conjuncts, self.learn_conjuncts]
 
+    def learn_only(self, events: pl.DataFrame) -> None:
+        """Learn the terms of a batch of past (enriched, time-ordered) events without scoring them: what a run over
+        the store's history would have learned, for a watcher that starts on it (so its first day is not blind
+        again). Keys are born at their first learning event, as `process` has them."""
+        learning = self._pairs(self.select(events) if self.learn_conjuncts is None
+                               else select(events, self.learn_conjuncts))  # as `process` picks them
+        if not learning.height:
+            return
+        for key, first in learning.group_by("_key").agg(pl.col("ts").min()).iter_rows():
+            if key not in self.born or not self.known.get(key):
+                self.born[key] = first
+        self._learn(learning)
+
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)
         if selection is None or selection.frame is not events:
