@@ -235,3 +235,14 @@ def test_credit_nothing_available_is_critical_at_the_first_fee(tmp_path: Path) -
     (m,) = run(det, cdrs(call(0, "broke", 0.5)))
     assert m.severity == "critical"
     assert m.value == NO_CREDIT  # finite: it is stored, and written as JSON
+
+
+def test_credit_evidence_is_as_at_the_last_hot_cdr_however_the_batches_are_cut(tmp_path: Path) -> None:
+    """A warning (projected breach), then two small calls that are not hot: the match's spend and burn rate are
+    those at its last hot CDR, whether the quiet calls came in its batch or after it."""
+    rows = [call(0, "fast", 30), call(600, "fast", 30), call(4 * HOUR, "fast", 1), call(8 * HOUR, "fast", 1)]
+    whole = credit_detector(tmp_path).process(cdrs(*rows))
+    det = credit_detector(tmp_path)
+    cut = det.process(cdrs(*rows[:2])) + det.process(cdrs(*rows[2:]))
+    assert [m.evidence for m in whole] == [m.evidence for m in cut]
+    assert whole[0].evidence["spent"] == 60 and whole[0].evidence["burn_per_hour"] == 60
