@@ -28,15 +28,15 @@ import duckdb
 import polars as pl
 
 from fraudwatch.detect.decide import Alert
-from fraudwatch.detect.enrich import Enricher
 from fraudwatch.detect.runners.engine import Engine
+from fraudwatch.detect.runners.history import learn_terms
+
+__all__ = ["learn_terms", "replay_recent", "seed_open_alerts"]
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, data_range
 from fraudwatch.detect.types.base import RuleType
-from fraudwatch.detect.types.newterm import NewTermDetector
 
 log = logging.getLogger("fraudwatch.watch")
 WARMUP_BATCH = 100_000  # rows of the recent past fed to the rules at a time
-LEARN_ROWS = 2_000_000  # rows of history per table a watcher's new-term rules learn from at its start
 
 ALERT_FIELDS = ("id", "rule", "severity", "key_type", "key", "first_seen", "last_seen", "detected_at", "count",
                 "value", "action", "trusted", "report_only", "description", "evidence", "updates")
@@ -64,40 +64,6 @@ def seed_open_alerts(con: duckdb.DuckDBPyConnection, book: Any) -> int:
         book.open[(rec["rule"], rec["key"])] = Alert(**rec)
         seeded += 1
     return seeded
-
-
-def learn_terms(con: duckdb.DuckDBPyConnection, engine: Engine, max_rows: int = LEARN_ROWS) -> int:
-    """Teach the engine's new-term detectors what the store's history holds (the newest `max_rows` rows of each
-    table they read, within their longest `forget`), in time order and in batches, without scoring: returns the
-    rows read. Enrichment here is a fresh one, so the engine's own (its open challenges) is left as it was."""
-    fed = 0
-    enrich = Enricher(engine.enrich.trusted)
-    for table, col in TIME_COLUMN.items():
-        learners = [d for d in engine.detectors.get(table, []) if isinstance(d, NewTermDetector)]
-        if not learners or max_rows <= 0:
-            continue
-        forget = max(float(d.rule.forget) for d in learners)
-        (newest,) = con.execute(f"SELECT max({col}) FROM {table}").fetchall()[0]  # nosec B608 # event tables and time columns of the schema
-        if newest is None:
-            continue
-        (since,) = con.execute(f"SELECT min({col}) FROM (SELECT {col} FROM {table} WHERE {col} > ? "  # nosec B608 # event tables and time columns of the schema; values are parameters
-                               f"ORDER BY {col} DESC LIMIT ?)",
-                               [newest - dt.timedelta(seconds=forget), max_rows]).fetchall()[0]
-        if since is None:
-            continue
-        (recent,) = con.execute(f"SELECT count(*) FROM {table} WHERE {col} >= ?", [since]).fetchall()[0]  # nosec B608 # event tables and time columns of the schema; values are parameters
-        cols = ", ".join(f'"{c}"' for c in engine.columns(table))
-        reader = con.sql(f"SELECT {cols} FROM {table} WHERE {col} >= ? ORDER BY {ORDER[table]} OFFSET ?",  # nosec B608 # event tables, columns and ORDER of the schema; values are parameters
-                         params=[since, max(0, int(recent) - max_rows)]).to_arrow_reader(WARMUP_BATCH)
-        for batch in reader:
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            if frame.height:
-                enriched = enrich(table, frame)
-                for d in learners:
-                    d.learn_only(enriched)
-                fed += frame.height
-    return fed
 
 
 def replay_recent(con: duckdb.DuckDBPyConnection, engine: Engine, rules: list[RuleType], horizon: dt.timedelta,

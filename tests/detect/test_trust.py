@@ -4,6 +4,7 @@ account taken over through its trunk shows in the CDRs alone, learned from a day
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,28 @@ def test_learning_from_history_without_scoring_is_what_a_full_run_learns() -> No
                     [(m.key, m.severity, m.first_seen, m.evidence["new_terms"]) for m in whole], (rule.common.id, cut)
                 compared += 1
     assert compared > 50
+
+
+def test_a_replay_of_a_range_learns_from_the_history_before_it(tmp_path: Path, formats: dict[str, Any]) -> None:
+    """`detect --since`: the new-term rules learn the account's addresses from the stored days before the range,
+    so its first call from elsewhere inside the range alerts (not learned silently as if the account were new)."""
+    from fraudwatch.config import Config
+    from fraudwatch.detect.runners.batch import run_detect
+    from fraudwatch.ingest import Ingestor
+    from fraudwatch.store.db import Store
+
+    start = 1_762_000_000_000
+    rows = [f"{i},{start + i * 7_200_000},{start + i * 7_200_000 + 60_000},60,0.25,10001,44121234{i:04d},"
+            f"198.51.100.7\n" for i in range(20)]
+    rows.append(f"99,{start + 41 * 3_600_000},{start + 41 * 3_600_000 + 60_000},60,0.25,10001,441212349999,"
+                f"192.0.2.7\n")
+    cdr = tmp_path / "e_cdr.csv"
+    cdr.write_text("flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n" + "".join(rows),
+                   encoding="utf-8")
+    with Store(tmp_path / "s.duckdb") as store:
+        Ingestor(store, formats).ingest(cdr, "vos3000-cdr")
+    cfg = Config(path=None, store_path=tmp_path / "s.duckdb")
+    since = dt.datetime.fromtimestamp((start + 40 * 3_600_000) / 1000, dt.UTC)
+    result = run_detect(cfg, since, None, [], dry_run=True)
+    assert [(a.rule, a.key, a.evidence["new_terms"]) for a in result.alerts
+            if a.rule.startswith("account-cdr-new")] == [("account-cdr-new-address", "10001", [["192.0.2.7"]])]
