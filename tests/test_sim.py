@@ -9,10 +9,13 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import iptocc
 import phonenumbers
 import pytest
 import yaml
 
+from fraudwatch.config import load_config
+from fraudwatch.netaddr import parse_ip
 from fraudwatch.sim import KIND_NAMES, SimResult, simulate
 from fraudwatch.sim.flood import write_sipproxy_flood
 
@@ -169,10 +172,23 @@ def _cdrs(res: SimResult) -> list[dict[str, str]]:
     return rows
 
 
+def _labels(res: SimResult) -> list[dict[str, str]]:
+    with (res.out_dir / "labels.csv").open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _cdr_only(res: SimResult) -> set[tuple[str, str]]:
+    """(account, caller address) of the trunk takeovers: their calls are in the CDRs only."""
+    return {(r["accounts"], r["ips"]) for r in _labels(res) if r["kind"] == "cdr_takeover"}
+
+
 def test_cdrs_are_well_formed_and_match_the_call_lines(sim: SimResult) -> None:
     rows = _cdrs(sim)
     flownos = [int(r["flowno"]) for r in rows]
     assert len(set(flownos)) == len(flownos) and flownos == sorted(flownos)
+    hidden = _cdr_only(sim)
+    assert hidden, "no trunk takeover to check"
+    rows = [r for r in rows if (r["customeraccount"], r["callerip"]) not in hidden]
     ends: dict[str, dict[str, str]] = {}
     starts: set[str] = set()
     rx = Grammar("vos3000-mbx")
@@ -219,6 +235,8 @@ def test_labels_cover_every_kind_and_bracket_their_events(sim: SimResult) -> Non
         assert start.tzinfo is not None and end.tzinfo is not None and start <= end
         lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         assert period[0] <= lo <= hi < period[1]
+        if r["kind"] == "cdr_takeover":
+            continue  # in the CDRs only: test_a_trunk_takeover_is_in_the_cdrs_only_from_an_address_abroad
         window = [line for ts, line in sip + mbx if lo <= ts <= hi]
         assert window, r["incident_id"]
         # the label starts and ends on an event of the incident: a log line exactly at each end
@@ -232,6 +250,45 @@ def test_labels_cover_every_kind_and_bracket_their_events(sim: SimResult) -> Non
             assert any(f'"{account}"' in line for line in window), (r["incident_id"], account)
     switchwide = [r for r in labels if r["kind"] in ("registration_drop", "registration_spike")]
     assert all(r["ips"] == "" and r["accounts"] == "" for r in switchwide)
+
+
+def test_a_trunk_takeover_is_in_the_cdrs_only_from_an_address_abroad(sim: SimResult) -> None:
+    """The CDR-only takeover (issue 23): a caller address with a country, never seen in the logs, for an account
+    that called from home for a day before, to ordinary destinations; the label brackets its CDRs."""
+    logs = "\n".join(_lines(sim, "sipproxy.log") + _lines(sim, "mbx.log"))
+    cdrs = _cdrs(sim)
+    takeovers = [r for r in _labels(sim) if r["kind"] == "cdr_takeover"]
+    assert takeovers
+    for label in takeovers:
+        account, ip = label["accounts"], label["ips"]
+        assert f"{ip}:" not in logs
+        assert iptocc.country_code([ip]) != [None]
+        theirs = [r for r in cdrs if r["customeraccount"] == account and r["callerip"] == ip]
+        home = [r for r in cdrs if r["customeraccount"] == account and r["callerip"] != ip]
+        assert len(theirs) >= 2 and home
+        start, end = (int(dt.datetime.fromisoformat(label[k]).timestamp() * 1000) for k in ("start", "end"))
+        assert min(int(r["starttime"]) for r in theirs) == start and max(int(r["stoptime"]) for r in theirs) == end
+        assert min(int(r["stoptime"]) for r in home) <= start - 86_400_000
+        assert all(not r["calleee164"].startswith(("37", "53", "252", "232", "224", "881")) for r in theirs)
+
+
+def test_a_hosted_pbx_inside_the_trusted_network_pumps_short_premium_calls(sim: SimResult) -> None:
+    """The trusted-homed account (issue 23): its PBX's address is inside the config's trusted network, and the
+    incident is many short answered calls from it to premium-rate ranges."""
+    trusted = load_config(sim.out_dir / "fraudwatch.toml").trusted_networks
+    cdrs = _cdrs(sim)
+    pumping = [r for r in _labels(sim) if r["kind"] == "trusted_pbx_pumping"]
+    assert pumping
+    for label in pumping:
+        assert label["ips"] == ""  # nothing to ban
+        start, end = (int(dt.datetime.fromisoformat(label[k]).timestamp() * 1000) for k in ("start", "end"))
+        calls = [r for r in cdrs if r["customeraccount"] == label["accounts"]
+                 and start <= int(r["starttime"]) and int(r["stoptime"]) <= end]
+        answered = [r for r in calls if r["holdtime"] != "0"]
+        assert len(answered) >= 30 and all(int(r["holdtime"]) <= 180 for r in answered)
+        assert all(r["calleee164"].startswith(("371", "370")) for r in calls)
+        sources = {parse_ip(r["callerip"]) for r in calls}
+        assert all(a is not None and any(a in n for n in trusted) for a in sources), sources
 
 
 def test_only_the_breached_account_spends_past_its_credit(sim: SimResult) -> None:

@@ -54,6 +54,9 @@ class Config:
     sources: tuple[SourceConfig, ...] = ()
     trusted_networks: tuple[IPNetwork, ...] = ()
     trusted_accounts: tuple[str, ...] = ()
+    # propose locking an account whose fraud came from inside the trusted networks ([trusted]
+    # lock_accounts_in_networks); off: such an account is alerted on, never proposed for a lock
+    lock_in_trusted: bool = False
     format_dirs: tuple[Path, ...] = ()
     rule_dirs: tuple[Path, ...] = ()
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -108,7 +111,7 @@ def parse_config(path: Path, text: str) -> Config:
         sources.append(SourceConfig(_resolve(base, spath), fmt, str(tz)))
 
     trusted = tomldoc.table(raw, "trusted", doc)
-    tomldoc.check_keys(trusted, {"networks", "accounts"}, doc, "trusted")
+    tomldoc.check_keys(trusted, {"networks", "accounts", "lock_accounts_in_networks"}, doc, "trusted")
     nets = trusted.get("networks", [])
     if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
         raise doc.error("'networks' must be a list of addresses or CIDR networks", "trusted", "networks")
@@ -119,6 +122,9 @@ def parse_config(path: Path, text: str) -> Config:
     accounts = trusted.get("accounts", [])
     if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
         raise doc.error("'accounts' must be a list of account numbers (text)", "trusted", "accounts")
+    lock_in_trusted = trusted.get("lock_accounts_in_networks", False)
+    if not isinstance(lock_in_trusted, bool):
+        raise doc.error("'lock_accounts_in_networks' must be true or false", "trusted", "lock_accounts_in_networks")
 
     formats = tomldoc.table(raw, "formats", doc)
     tomldoc.check_keys(formats, {"dirs"}, doc, "formats")
@@ -145,6 +151,7 @@ def parse_config(path: Path, text: str) -> Config:
         sources=tuple(sources),
         trusted_networks=tuple(networks),
         trusted_accounts=tuple(accounts),
+        lock_in_trusted=lock_in_trusted,
         format_dirs=tuple(_resolve(base, d) for d in dirs),
         rule_dirs=tuple(_resolve(base, d) for d in rule_dirs),
         ingest=ingest,

@@ -23,6 +23,13 @@ EVIDENCE_LINES = 5  # (source, line) pointers kept per match
 EVIDENCE_KEPT = 50  # ids (and fact values) an alert keeps, over all its matches
 LINES_KEPT = 10  # (source, line) pointers an alert keeps: a few raw lines to show
 EVIDENCE_COLUMNS = ("id", "flowno", "source", "line_no", "byte_offset")  # what a match points back with
+# Trust in the evidence: the source address of each event behind a match when it is in a trusted network
+# (`TRUST_COLUMN`, from enrichment), kept as the distinct addresses (up to TRUST_KEPT) under `TRUST_FACT`, and only
+# when there is one: the decision layer reads it to say, and to decide, that an account's traffic came from a
+# trusted network (never locked unless the config says so). IP keys need none: their key says it.
+TRUST_COLUMN = "trusted_source"
+TRUST_FACT = "trusted_sources"
+TRUST_KEPT = 5
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,24 @@ def evidence_of(frame: pl.DataFrame) -> dict[str, Any]:
     if not aggs:
         return {}
     return evidence_from_row(frame.select(a.implode() for a in aggs).row(0, named=True))
+
+
+def wants_trust(common: Common) -> bool:
+    """Whether a rule's matches carry `TRUST_FACT`: every key but an address, which is trusted or not itself."""
+    return common.key_type != "ip"
+
+
+def first_distinct(values: Iterable[Any], most: int = TRUST_KEPT) -> list[Any]:
+    """The distinct non-null values, in order of first appearance, up to `most`."""
+    return list(dict.fromkeys(v for v in values if v is not None))[:most]
+
+
+def trust_evidence(frame: pl.DataFrame, common: Common) -> dict[str, Any]:
+    """`TRUST_FACT` of one match's events (the whole frame), when the rule wants it and any was trusted."""
+    if not wants_trust(common) or TRUST_COLUMN not in frame.columns:
+        return {}
+    found = first_distinct(frame.get_column(TRUST_COLUMN).to_list())
+    return {TRUST_FACT: found} if found else {}
 
 
 def column_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -3,6 +3,11 @@
 An alert is keyed by (rule, key). A match within the rule's `cooldown` of the alert's last event updates it
 (counts add up, severity only rises); after a quiet cooldown the next match opens a new alert. Trusted networks
 and accounts are never proposed for a ban or a lock: their alerts say `trusted` and propose `alert`.
+
+Trust decides what may be done, not what may be seen: account and CDR rules look at traffic from trusted
+networks too (a hacked PBX behind a trusted trunk is the costliest toll fraud). When any of an alert's events
+came from a trusted network, its evidence lists those addresses (`trusted_sources`), its description says so,
+and it proposes locking the account only where the config allows it (`[trusted] lock_accounts_in_networks`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fraudwatch.detect.base import EVIDENCE_KEPT, LINES_KEPT, Match
+from fraudwatch.detect.base import EVIDENCE_KEPT, LINES_KEPT, TRUST_FACT, Match
 from fraudwatch.detect.spec import Common
 from fraudwatch.netaddr import IPNetwork, parse_ip
 
@@ -39,11 +44,25 @@ def key_trusted(key_type: str, key: str, networks: Sequence[IPNetwork], accounts
     return False
 
 
-def proposed_action(common: Common, severity: str, trusted: bool) -> str:
-    """The rule's action once an alert reaches its `act_on` severity; never a ban or lock for trusted keys."""
+def proposed_action(common: Common, severity: str, trusted: bool, from_trusted: bool = False,
+                    lock_in_trusted: bool = False) -> str:
+    """The rule's action once an alert reaches its `act_on` severity; never a ban or lock for trusted keys, and
+    a lock for traffic `from_trusted` networks only when `lock_in_trusted` (the config's choice)."""
     if trusted or SEVERITY_RANK[severity] < SEVERITY_RANK[common.act_on]:
         return "alert"
+    if from_trusted and common.action == "lock_account" and not lock_in_trusted:
+        return "alert"
     return str(common.action)
+
+
+def trust_note(evidence: Mapping[str, Any], lock_in_trusted: bool) -> str:
+    """What an alert's description adds when its traffic came from a trusted network ('' when it did not)."""
+    sources = evidence.get(TRUST_FACT)
+    if not sources:
+        return ""
+    shown = ", ".join(str(s) for s in sources[:3]) + (" ..." if len(sources) > 3 else "")
+    told = "" if lock_in_trusted else "; an account is not locked for it ([trusted] lock_accounts_in_networks)"
+    return f" (traffic from a trusted network: {shown}{told})"
 
 
 def _hashable(x: Any) -> Any:
@@ -77,10 +96,11 @@ class AlertBook:
     """Open alerts by (rule, key); `apply` returns the alerts a batch of matches created or changed."""
 
     def __init__(self, rules: Mapping[str, RuleType], trusted_networks: Sequence[IPNetwork] = (),
-                 trusted_accounts: Iterable[str] = (), next_id: int = 1) -> None:
+                 trusted_accounts: Iterable[str] = (), next_id: int = 1, lock_in_trusted: bool = False) -> None:
         self.rules = rules
         self.trusted_networks = tuple(trusted_networks)
         self.trusted_accounts = set(trusted_accounts)
+        self.lock_in_trusted = lock_in_trusted  # propose locks for fraud from inside trusted networks
         self.open: dict[tuple[str, str], Alert] = {}
         self.next_id = next_id
         self.clock: dict[str, dt.datetime] = {}  # rule -> the latest event behind its matches
@@ -189,16 +209,21 @@ class AlertBook:
 
     def _new(self, m: Match, common: Common) -> Alert:
         trusted = self.is_trusted(m.key_type, m.key)
+        inside = bool(m.evidence.get(TRUST_FACT))
         alert = Alert(self.next_id, m.rule, m.severity, m.key_type, m.key, m.first_seen, m.last_seen,
-                      m.detected_at, m.count, m.value, proposed_action(common, m.severity, trusted), trusted,
-                      common.report_only, common.description, dict(m.evidence))
+                      m.detected_at, m.count, m.value,
+                      proposed_action(common, m.severity, trusted, inside, self.lock_in_trusted), trusted,
+                      common.report_only, common.description + trust_note(m.evidence, self.lock_in_trusted),
+                      dict(m.evidence))
         self.next_id += 1
         return alert
 
     def _update(self, alert: Alert, m: Match) -> None:
+        common = self.rules[alert.rule].common
+        was_inside = bool(alert.evidence.get(TRUST_FACT))
         if SEVERITY_RANK[m.severity] > SEVERITY_RANK[alert.severity]:
             alert.severity = m.severity
-            alert.action = proposed_action(self.rules[alert.rule].common, m.severity, alert.trusted)
+            alert.action = proposed_action(common, m.severity, alert.trusted, was_inside, self.lock_in_trusted)
         if m.last_seen > alert.last_seen:
             alert.last_seen = m.last_seen
         if m.first_seen < alert.first_seen:
@@ -226,3 +251,6 @@ class AlertBook:
                     evidence[k] = have + fresh[:room]
             else:
                 evidence[k] = v
+        if not was_inside and evidence.get(TRUST_FACT):  # its traffic came from a trusted network after all
+            alert.action = proposed_action(common, alert.severity, alert.trusted, True, self.lock_in_trusted)
+            alert.description = common.description + trust_note(evidence, self.lock_in_trusted)

@@ -1,7 +1,8 @@
 """Derived columns rules can filter and group on, added to each batch before the detectors see it.
 
-- every source: `trusted_ip` (the source address is in [trusted] networks) and `src_country` (its ISO country
-  code, from iptocc's offline registry data; none for private and documentation ranges);
+- every source: `trusted_ip` (the source address is in [trusted] networks), `trusted_source` (that address when
+  it is trusted, else none: what a match's evidence keeps as `trusted_sources`) and `src_country` (its ISO
+  country code, from iptocc's offline registry data; none for private and documentation ranges);
 - sip_events: `challenge_repeat` — a 401/407 on a Call-ID already challenged (within CHALLENGE_TTL, with no 2xx
   since), i.e. the peer answered the challenge and failed (one 401 followed by 200 is normal digest
   authentication, and so is a phone re-registering on the same Call-ID);
@@ -91,10 +92,13 @@ class Enricher:
         """Add the `wanted` derived columns of a line source to `rows` (ts in epoch microseconds), as `__call__`
         adds them to a frame: the sentry's path, which keeps its own challenges (in microseconds)."""
         columns = rows.columns
-        if "trusted_ip" in wanted or "src_country" in wanted:
+        if "trusted_ip" in wanted or "src_country" in wanted or "trusted_source" in wanted:
             columns["trusted_ip"], country = self._small_lists(columns["src_ip"], "src_country" in wanted)
             if "src_country" in wanted:
                 columns["src_country"] = country
+            if "trusted_source" in wanted:
+                columns["trusted_source"] = [ip if t else None for ip, t in
+                                             zip(columns["src_ip"], columns["trusted_ip"], strict=True)]
         if source == "sip_events" and "challenge_repeat" in wanted:
             ttl = round(CHALLENGE_TTL.total_seconds() * 1_000_000)
             columns["challenge_repeat"] = _repeats(self.challenged_us, columns["event"], columns["status"],
@@ -150,7 +154,8 @@ class Enricher:
         else:
             uniques = ips.drop_nulls().unique().to_list()
             trusted, country = self._trusted_map(ips, uniques), self._country_map(ips, uniques)
-        frame = frame.with_columns(trusted.alias("trusted_ip"), country.alias("src_country"))
+        frame = frame.with_columns(trusted.alias("trusted_ip"), country.alias("src_country"),
+                                   pl.when(trusted).then(ips).alias("trusted_source"))
         if source == "sip_events":
             frame = self._challenges_small(frame) if small else self._challenges(frame)
         return frame

@@ -32,7 +32,7 @@ from fraudwatch.netaddr import IPNetwork, parse_ip
 SWITCHWIDE = frozenset({"registration_drop", "registration_spike"})
 # Incidents a switch-wide (global) alert may detect: the switch-wide ones, and a flood spread over many addresses.
 GLOBAL_KINDS = SWITCHWIDE | {"register_flood_distributed"}
-CDR_KINDS = frozenset({"irsf_pumping", "credit_limit_breach", "wangiri"})
+CDR_KINDS = frozenset({"irsf_pumping", "credit_limit_breach", "wangiri", "trusted_pbx_pumping", "cdr_takeover"})
 SIP_BOUND = 10.0  # seconds from the incident's first event
 CDR_BOUND = 60.0  # seconds from the arrival of the CDR that shows it
 GRACE = dt.timedelta(minutes=30)  # after an incident's end, alerts about it may still arrive (bucket ends)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from fraudwatch.store.schema import TABLES
 
 ENRICHED = {
-    "sip_events": ("trusted_ip", "src_country", "challenge_repeat"),
-    "netfilter_events": ("trusted_ip", "src_country"),
-    "cdrs": ("ts", "trusted_ip", "src_country", "answered", "callee_number", "callee_country", "callee_class"),
+    "sip_events": ("trusted_ip", "trusted_source", "src_country", "challenge_repeat"),
+    "netfilter_events": ("trusted_ip", "trusted_source", "src_country"),
+    "cdrs": ("ts", "trusted_ip", "trusted_source", "src_country", "answered", "callee_number", "callee_country",
+             "callee_class"),
     "rejects": (),  # lines that could not be used: their file, reason and time (rules/input.yaml)
 }
-ENRICHED_TYPES = {"ts": "TIMESTAMPTZ", "trusted_ip": "BOOLEAN", "src_country": "VARCHAR", "challenge_repeat": "BOOLEAN",
+ENRICHED_TYPES = {"ts": "TIMESTAMPTZ", "trusted_ip": "BOOLEAN", "trusted_source": "VARCHAR", "src_country": "VARCHAR",
+                  "challenge_repeat": "BOOLEAN",
                   "answered": "BOOLEAN", "callee_number": "VARCHAR", "callee_country": "VARCHAR",
                   "callee_class": "VARCHAR"}
 # what enrichment reads (and evidence points back with base.EVIDENCE_COLUMNS)

@@ -16,6 +16,7 @@ from fraudwatch.sim.sink import call_id
 
 SUSPEND_AFTER = 10  # consecutive failures before the switch suspends an endpoint for a source
 SUSPEND_SECONDS = 300
+VICTIM_SEEN_MS = 3 * 3_600_000  # a brute-force victim has been registered this long: an account the attacker knows
 
 
 def _attacker_port(rng: random.Random) -> int:
@@ -82,8 +83,14 @@ def register_flood_distributed(ctx: Ctx, rng: random.Random, t0: int) -> None:
                  f"{total} REGISTERs in {window // 60000} min, 2-8 each; 401/403")
 
 
-def _victim(ctx: Ctx, rng: random.Random) -> tuple[str, str]:
-    ep = rng.choice(ctx.phones())
+def _victim(ctx: Ctx, rng: random.Random, t0: int) -> tuple[str, str]:
+    """A phone the attacker knows is real: one registered for the last few hours (from the log's start), when
+    there is one; else any phone."""
+    since = t0 - VICTIM_SEEN_MS
+    phones = ctx.phones()
+    seen = [ep for ep in phones
+            if since >= ctx.model.start_ms and ctx.presence.online_throughout(ep.username, since, t0)]
+    ep = rng.choice(seen or phones)
     return ep.username, ep.ua
 
 
@@ -107,7 +114,7 @@ def _guessing(ctx: Ctx, rng: random.Random, t: int, user: str, ip: str, port: in
 def bruteforce_fast(ctx: Ctx, rng: random.Random, t0: int) -> None:
     sink = ctx.sink
     ip, port = ctx.pool.single(), _attacker_port(rng)
-    user, phone_ua = _victim(ctx, rng)
+    user, phone_ua = _victim(ctx, rng, t0)
     ua = rng.choice(("friendly-scanner", "sipcli/v1.8", phone_ua))
     attempts, duration = rng.randint(150, 400), rng.randint(5, 15) * 60_000
     inc = sink.open("bruteforce_fast")
@@ -125,7 +132,7 @@ def bruteforce_fast(ctx: Ctx, rng: random.Random, t0: int) -> None:
 def bruteforce_slow(ctx: Ctx, rng: random.Random, t0: int) -> None:
     sink = ctx.sink
     ip, port = ctx.pool.single(), _attacker_port(rng)
-    user, _ = _victim(ctx, rng)
+    user, _ = _victim(ctx, rng, t0)
     ua = rng.choice((*DESK_UAS, *SOFT_UAS))
     hours = rng.uniform(3.0, 6.0)
     end = t0 + int(hours * 3_600_000)

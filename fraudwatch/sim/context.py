@@ -6,7 +6,7 @@ import ipaddress
 import random
 from dataclasses import dataclass, field
 
-from fraudwatch.sim.model import Account, Endpoint, Model
+from fraudwatch.sim.model import Account, Endpoint, Model, is_hosted
 from fraudwatch.sim.presence import Presence
 from fraudwatch.sim.sink import Incident, Sink
 
@@ -65,14 +65,18 @@ class Ctx:
     # account -> (incident, call-ids of the incident's calls): billing places the breach inside the incident
     credit: dict[str, tuple[Incident, set[str]]] = field(default_factory=dict)
 
-    def pick_account(self, rng: random.Random, *, pbx: bool | None = None) -> Account:
-        """A customer no other call-fraud incident uses (``pbx``: True only PBX accounts, False only phones)."""
-        candidates = [a for a in self.model.customers if a.account not in self.used_accounts
+    def pick_account(self, rng: random.Random, *, pbx: bool | None = None, hosted: bool = False) -> Account:
+        """A customer no other call-fraud incident uses (``pbx``: True only PBX accounts, False only phones);
+        the hosted PBXs (inside the trusted network) only when ``hosted``, and then only they."""
+        customers = [a for a in self.model.customers if is_hosted(a) == hosted]
+        if not customers:
+            customers = list(self.model.customers)
+        candidates = [a for a in customers if a.account not in self.used_accounts
                       and (pbx is None or bool(a.gateway) == pbx)]
         if not candidates:
-            candidates = [a for a in self.model.customers if a.account not in self.used_accounts]
+            candidates = [a for a in customers if a.account not in self.used_accounts]
         if not candidates:
-            candidates = list(self.model.customers)
+            candidates = list(customers)
         acc = rng.choice(candidates)
         self.used_accounts.add(acc.account)
         return acc

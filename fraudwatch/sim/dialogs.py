@@ -167,9 +167,10 @@ def _fee(rate_e4: int, seconds: int) -> int:
     return (rate_e4 * seconds + 30) // 60
 
 
-def emit_call(sink: Sink, rng: random.Random, spec: CallSpec) -> Cdr | None:
+def emit_call(sink: Sink, rng: random.Random, spec: CallSpec, logged: bool = True) -> Cdr | None:
     """Write one call to sipproxy.log, mbx.log ([CALL] START/END) and the CDRs. A call that would end after the
-    simulated period is dropped whole (returns None), so every CDR has both its log lines."""
+    simulated period is dropped whole (returns None), so every CDR has both its log lines. Not ``logged``: the
+    CDR only (a call that came in through a path whose logs fraudwatch does not read)."""
     ip, port, cid, user = spec.ip, spec.port, call_id(rng, spec.style, spec.ip), spec.user
     ts = spec.ts
     lines: list[tuple[str, int, str, str]] = []  # (stream, ts, level, body) -- committed only if it fits
@@ -221,7 +222,7 @@ def emit_call(sink: Sink, rng: random.Random, spec: CallSpec) -> Cdr | None:
         return None
     lines.append(("mbx", t_end, "INFO", f"[CALL] END {ident} holdtime={spec.hold_s} endreason={spec.endreason} "
                                         f"enddirection={spec.enddirection}"))
-    for stream, t, level, body in lines:
+    for stream, t, level, body in lines if logged else ():
         (sink.sip if stream == "sip" else sink.mbx)(t, level, body)
     dest = spec.dest
     feetime = 0

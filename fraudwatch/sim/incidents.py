@@ -22,6 +22,8 @@ class Kind:
     span_hours: float  # how long it can run, to keep it inside the simulated period
     inject: Injector
     switchwide: bool = False
+    min_day: int = 0  # the first day it may start on (a detector needs that much history to tell it); when the
+    # run is shorter, it is not scheduled
 
 
 KINDS = (
@@ -36,6 +38,8 @@ KINDS = (
     Kind("registration_drop", 0.2, (9, 15), 1.8, switchwide.registration_drop, switchwide=True),
     Kind("registration_spike", 0.2, (7, 21), 0.3, switchwide.registration_spike, switchwide=True),
     Kind("wangiri", 0.25, (10, 19), 0.7, attacks_calls.wangiri),
+    Kind("trusted_pbx_pumping", 0.25, (18, 27), 2.7, attacks_calls.trusted_pbx_pumping),
+    Kind("cdr_takeover", 0.25, (8, 18), 3.5, attacks_calls.cdr_takeover, min_day=1),
 )
 KIND_NAMES = tuple(k.name for k in KINDS)
 
@@ -60,11 +64,12 @@ def _place(rng: random.Random, model: Model, kind: Kind, day: int) -> int:
 
 def schedule(rng: random.Random, model: Model) -> list[Slot]:
     """Incident start times. Switch-wide incidents are kept three hours apart so they do not blur together."""
-    instances = [k for k in KINDS for _ in range(max(1, int(k.per_day * model.days + 0.5)))]
+    instances = [k for k in KINDS if k.min_day < model.days
+                 for _ in range(max(1, int(k.per_day * model.days + 0.5)))]
     rng.shuffle(instances)
     slots: list[Slot] = []
     for i, kind in enumerate(instances):
-        day = i % model.days
+        day = max(kind.min_day, i % model.days)
         t0 = _place(rng, model, kind, day)
         for _ in range(50):
             clash = any(s.kind.switchwide and abs(s.t0 - t0) < 3 * HOUR_MS for s in slots)

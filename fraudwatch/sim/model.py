@@ -6,6 +6,8 @@ random state, so the same seed always yields the same world.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import math
 import random
 from dataclasses import dataclass
@@ -18,6 +20,9 @@ SWITCH_IPV4 = "198.18.0.10"
 SWITCH_IPV6 = "2001:db8:0:5::10"
 TRUSTED_NETWORK = "203.0.113.0/25"
 CARRIER_NET = "203.0.113."  # carriers .1-.20, vendors .21-.24
+HOSTED_NET = "203.0.113."  # the operator's hosted IP-PBX platform, inside the trusted network: .40 up
+HOSTED_FIRST = 40
+HOSTED_PBXS = 2  # customers whose PBX is hosted there (the first PBX customers)
 CUSTOMER_NET = "198.51.100."  # phones, PBXs and gateways of the customers
 MAX_CARRIERS = 20
 
@@ -290,6 +295,25 @@ def _carrier(rng: random.Random, idx: int, deck: tuple[Destination, ...], used_n
                    port=rng.choice((5060, 5060, 5080)), ua=rng.choice(CARRIER_UAS))
 
 
+def _hosted(customers: tuple[Account, ...]) -> tuple[Account, ...]:
+    """The first HOSTED_PBXS customers with an IP-PBX run it on the operator's hosted platform, inside the trusted
+    network (a trusted-homed account: its traffic is never banned, and its fraud still has to be seen)."""
+    out, moved = [], 0
+    for acc in customers:
+        if acc.gateway and moved < HOSTED_PBXS:
+            ip = f"{HOSTED_NET}{HOSTED_FIRST + moved}"
+            acc = dataclasses.replace(acc, endpoints=tuple(dataclasses.replace(ep, ip=ip) for ep in acc.endpoints))
+            moved += 1
+        out.append(acc)
+    return tuple(out)
+
+
+def is_hosted(acc: Account) -> bool:
+    """Whether the account's PBX is on the hosted platform (inside the trusted network)."""
+    trusted = ipaddress.ip_network(TRUSTED_NETWORK)
+    return any(ipaddress.ip_address(ep.ip) in trusted for ep in acc.endpoints)
+
+
 def build_model(rng: random.Random, start_ms: int, days: int, accounts: int) -> Model:
     """``accounts`` counts every row of customers.csv: about one in ten is a carrier (at least one from three
     accounts up, at most 20); the rest are customers."""
@@ -302,8 +326,8 @@ def build_model(rng: random.Random, start_ms: int, days: int, accounts: int) -> 
     used_users: set[str] = set()
     ip_pool = [f"{CUSTOMER_NET}{i}" for i in range(1, 255)]
     rng.shuffle(ip_pool)
-    customers = tuple(_customer(rng, i, deck, numbers, used_names, used_users, ip_pool)
-                      for i in range(accounts - n_carriers))
+    customers = _hosted(tuple(_customer(rng, i, deck, numbers, used_names, used_users, ip_pool)
+                              for i in range(accounts - n_carriers)))
     carriers = tuple(_carrier(rng, i, deck, used_names) for i in range(n_carriers))
     return Model(start_ms=start_ms, end_ms=start_ms + days * 86_400_000, days=days, deck=deck,
                  customers=customers, carriers=carriers, numbers=numbers)

@@ -49,7 +49,7 @@ path = "customers.csv"
 format = "vos3000-customers"
 
 [trusted]
-networks = ["{TRUSTED_NETWORK}"]   # the simulated carrier peers
+networks = ["{TRUSTED_NETWORK}"]   # the simulated carrier peers and the hosted PBX platform
 accounts = []
 """
 

@@ -208,17 +208,20 @@ class Watcher(Reading):
         credit, names = credit_context(self.store.con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
         self.detection = LiveDetection(self.act_con, rules, ctx, self.cfg.trusted_networks,
-                                       self.cfg.trusted_accounts)
+                                       self.cfg.trusted_accounts, lock_in_trusted=self.cfg.lock_in_trusted)
         log.info("%d rule(s) loaded", len(rules))
         self._warm_up(rules)
 
     def _warm_up(self, rules: list[RuleType]) -> None:
-        from fraudwatch.watch.warmup import replay_recent, seed_open_alerts
+        from fraudwatch.watch.warmup import learn_terms, replay_recent, seed_open_alerts
 
         assert self.store is not None
         w = self.cfg.watch
         started = time.monotonic()
         seeded = seed_open_alerts(self.store.con, self.detection.book)
+        learned = learn_terms(self.store.con, self.detection.engine)
+        if learned:
+            log.info("warm-up: the new-address and new-country rules learned from %d stored event(s)", learned)
         fed = 0
         if w.warmup_seconds and w.warmup_rows:
             fed = replay_recent(self.store.con, self.detection.engine, rules,

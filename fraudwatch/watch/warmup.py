@@ -10,8 +10,11 @@ the watcher reads anything new it
    so sliding windows that span the restart are whole. The matches this produces were acted on by the run that
    stored those events, so they are dropped here.
 
-State that needs weeks (hour-of-week baselines, the terms an account was seen with) is not rebuilt this way:
-those rules learn again, silently, for their `learn` period.
+3. teaches the new-term rules (new address, new country) the terms each key was seen with in the store's history
+   (`learn_terms`: up to their `forget`, the newest `LEARN_ROWS` rows per table), without scoring, so a restart
+   does not blind them again for their `learn` period.
+
+Hour-of-week baselines (seasonal rules) are not rebuilt this way: those rules learn again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import polars as pl
 
 from fraudwatch.detect.decide import Alert
 from fraudwatch.detect.runners.engine import Engine
+from fraudwatch.detect.runners.history import learn_terms
+
+__all__ = ["learn_terms", "replay_recent", "seed_open_alerts"]
 from fraudwatch.detect.runners.replay import ORDER, TIME_COLUMN, data_range
 from fraudwatch.detect.types.base import RuleType
 

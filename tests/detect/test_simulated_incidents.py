@@ -36,6 +36,25 @@ def test_every_incident_is_detected_on_its_key_in_time(result: Backtest) -> None
             f"{inc.id} {inc.kind}: first detected {r.delay:.1f} s after it showed, by {r.alert.rule} (bound {bound} s)"
 
 
+def test_fraud_inside_a_trusted_network_and_a_cdr_only_takeover_alert(result: Backtest) -> None:
+    """Issue 23: a hosted PBX inside the trusted network pumping short premium calls, and an account's trunk used
+    from abroad with nothing in the logs, are both labelled and both caught on their account; the pumping's
+    alerts name the trusted address and propose no lock (the config does not allow one)."""
+    by_kind = {r.incident.kind: r for r in result.evaluation.results}
+    for kind in ("trusted_pbx_pumping", "cdr_takeover"):
+        assert kind in by_kind, f"no {kind} incident labelled"
+        assert by_kind[kind].in_time, f"{kind} was not detected in time: {by_kind[kind]}"
+    pumping = by_kind["trusted_pbx_pumping"].incident
+    (account,) = pumping.accounts
+    alerts = [a for a in result.alerts if a.key.split("|")[0] == account and pumping.explains(a)]
+    assert alerts and all(a.evidence.get("trusted_sources") for a in alerts), [a.rule for a in alerts]
+    assert all(a.action == "alert" and "trusted network" in a.description for a in alerts)
+    assert {"high-risk-calls-account", "high-risk-spend-account"} <= {a.rule for a in alerts}
+    takeover = by_kind["cdr_takeover"]
+    assert takeover.alert is not None and takeover.alert.rule.startswith("account-cdr-")
+    assert takeover.alert.evidence["new_terms"] == [sorted(takeover.incident.ips)]
+
+
 def test_no_ban_is_proposed_for_a_trusted_network(result: Backtest) -> None:
     assert result.evaluation.trusted_bans == []
     assert result.evaluation.trusted_alerts == [], "shipped rules should not fire on the carriers' normal traffic"

@@ -235,3 +235,42 @@ def test_credit_nothing_available_is_critical_at_the_first_fee(tmp_path: Path) -
     (m,) = run(det, cdrs(call(0, "broke", 0.5)))
     assert m.severity == "critical"
     assert m.value == NO_CREDIT  # finite: it is stored, and written as JSON
+
+
+def test_credit_evidence_is_as_at_the_last_hot_cdr_however_the_batches_are_cut(tmp_path: Path) -> None:
+    """A warning (projected breach), then two small calls that are not hot: the match's spend and burn rate are
+    those at its last hot CDR, whether the quiet calls came in its batch or after it."""
+    rows = [call(0, "fast", 30), call(600, "fast", 30), call(4 * HOUR, "fast", 1), call(8 * HOUR, "fast", 1)]
+    whole = credit_detector(tmp_path).process(cdrs(*rows))
+    det = credit_detector(tmp_path)
+    cut = det.process(cdrs(*rows[:2])) + det.process(cdrs(*rows[2:]))
+    assert [m.evidence for m in whole] == [m.evidence for m in cut]
+    assert whole[0].evidence["spent"] == 60 and whole[0].evidence["burn_per_hour"] == 60
+
+
+NEW_COUNTRY = """
+    id: account-new-country
+    type: new_term
+    source: cdrs
+    key: customer_account
+    terms: [src_country]
+    learn_unknown: {unknown}
+    learn: 2h
+    warning: 1
+"""
+
+
+def test_a_key_seen_only_without_a_term_learns_that_and_keeps_it_through_the_sweeps(tmp_path: Path) -> None:
+    """learn_unknown: an account calling from addresses without a country for hours, batch after batch (while
+    another account's calls make the detector sweep its memory), then from Sweden: a new country. Without
+    learn_unknown it is only being born then, and learns Sweden silently."""
+    got = {}
+    for unknown in ("true", "false"):
+        det = detector(tmp_path, NEW_COUNTRY.format(unknown=unknown))
+        out = []
+        for h in range(6):
+            out += det.process(cdrs({"t": h * HOUR, "customer_account": "dark", "caller_ip": "198.51.100.7"},
+                                    {"t": h * HOUR + 1, "customer_account": "lit", "caller_ip": "81.2.69.142"}))
+        out += det.process(cdrs({"t": 6 * HOUR, "customer_account": "dark", "caller_ip": "89.160.20.112"}))
+        got[unknown] = [(m.key, m.evidence["new_terms"]) for m in out]
+    assert got == {"true": [("dark", [["SE"]])], "false": []}

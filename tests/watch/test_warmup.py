@@ -55,3 +55,39 @@ def test_the_newest_rows_are_fed_in_order_in_batches(tmp_path: Path, formats: di
     assert max(f.height for f in engine.frames) <= 7
     # the newest `max_rows` (ties at the oldest instant broken by id), as the rules would have seen them live
     assert pl.concat(engine.frames).equals(every.tail(max_rows))
+
+
+def _cdr_rows(start_ms: int, account: str, ip: str, first: int, n: int, every_ms: int) -> list[str]:
+    return [f"{first + i},{start_ms + i * every_ms},{start_ms + i * every_ms + 60_000},60,0.25,{account},"
+            f"441212345{i % 10:03d},{ip}\n" for i in range(n)]
+
+
+def test_a_restarted_watcher_knows_the_accounts_addresses_from_the_store(tmp_path: Path,
+                                                                           formats: dict[str, Format]) -> None:
+    """Issue 23: the new-address rules learn from whatever history the store holds, not blind again for a day
+    after a restart: a stored day and a half of an account's calls from its office teach them, so the first call
+    from elsewhere after the restart alerts, and a call from the office does not."""
+    from fraudwatch.detect.base import Context
+    from fraudwatch.detect.ruleset import load_rules
+    from fraudwatch.rulesdir import shipped_rules_dir
+    from tests.detect.frames import events
+
+    start = 1_762_000_000_000  # 2025-11-01 12:26 UTC
+    cdr = tmp_path / "e_cdr_history.csv"
+    cdr.write_text("flowno,starttime,stoptime,holdtime,fee,customeraccount,calleee164,callerip\n"
+                   + "".join(_cdr_rows(start, "10001", "198.51.100.7", 1, 20, 2 * 3_600_000)), encoding="utf-8")
+    rules = [r for r in load_rules().rules.values() if r.common.id == "account-cdr-new-address"]
+    after = dt.datetime.fromtimestamp((start + 40 * 3_600_000) / 1000, dt.UTC)
+    fresh = events("cdrs", [{"t": 0, "customer_account": "10001", "caller_ip": "192.0.2.7", "hold_seconds": 60},
+                            {"t": 1, "customer_account": "10001", "caller_ip": "198.51.100.7", "hold_seconds": 60}])
+    fresh = fresh.with_columns(pl.col("stop_time") - pl.col("stop_time").min() + after,
+                               pl.col("start_time") - pl.col("stop_time").min() + after)
+    found = {}
+    with Store(tmp_path / "s.duckdb") as store:
+        Ingestor(store, formats).ingest(cdr, "vos3000-cdr")
+        for learn in (False, True):
+            engine = Engine(rules, Context(shipped_rules_dir() / "lists"), stream=True)
+            learned = warmup.learn_terms(store.con, engine) if learn else 0
+            found[learn] = (learned, [(m.rule, m.evidence["new_terms"]) for m in engine.process("cdrs", fresh)])
+    assert found[False] == (0, [])  # without the history, the account is new: its first day is learned silently
+    assert found[True] == (20, [("account-cdr-new-address", [["192.0.2.7"]])])

@@ -42,7 +42,8 @@ def score_alongside(conn: Connection, level: int) -> None:
         return
     rules = list(load_rules(setup.rule_dirs).rules.values())
     engine = Engine(rules, Context(setup.lists_dir, setup.credit, setup.names), setup.trusted)
-    book = AlertBook({r.common.id: r for r in rules}, setup.trusted, setup.trusted_accounts, setup.next_id)
+    book = AlertBook({r.common.id: r for r in rules}, setup.trusted, setup.trusted_accounts, setup.next_id,
+                     setup.lock_in_trusted)
     held: dict[str, list[pl.DataFrame]] = {s: [] for s in engine.sources}
     alerts: dict[int, Alert] = {}
     counts = dict.fromkeys(engine.sources, 0)

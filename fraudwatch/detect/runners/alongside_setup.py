@@ -50,3 +50,4 @@ class Setup:
     next_id: int
     held_rows: int = HELD_ROWS
     steps: dict[str, int] = dataclasses.field(default_factory=dict)  # rows a step holds, about, by table: STEPS
+    lock_in_trusted: bool = False  # [trusted] lock_accounts_in_networks

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from fraudwatch.config import Config
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.ruleset import load_rules
+from fraudwatch.detect.runners.history import learn_terms
 from fraudwatch.detect.runners.replay import (
     ReplayResult,
     credit_context,
@@ -41,8 +42,10 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
     try:
         credit, names = credit_context(con)
         ctx = Context(shipped_rules_dir() / "lists", credit, names)
+        # a range's new-term rules first learn from the history before it, not blind for their first day
+        prepare = None if since is None else (lambda engine: learn_terms(con, engine, before=since))
         result = replay(con, rules, ctx, cfg.trusted_networks, cfg.trusted_accounts, since, until,
-                        next_id=next_alert_id(con))
+                        next_id=next_alert_id(con), lock_in_trusted=cfg.lock_in_trusted, prepare=prepare)
         if not dry_run and result.since and result.until:
             save_alerts(con, result.alerts, "replay", (result.since, result.until))
     finally:
@@ -65,7 +68,7 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
             scorer.close()
         return None
     setup = Setup(list(cfg.rule_dirs), shipped_rules_dir() / "lists", {}, {}, list(cfg.trusted_networks),
-                  list(cfg.trusted_accounts), 1)
+                  list(cfg.trusted_accounts), 1, lock_in_trusted=cfg.lock_in_trusted)
     return Alongside(con, Segments.of(con), rules, setup, tables, scorer)
 
 

@@ -34,10 +34,12 @@ FORGET_SECONDS = 3600.0  # an alert not updated for this long is forgotten here 
 class LiveDetection:
     def __init__(self, con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Context,
                  trusted: Sequence[IPNetwork] = (), trusted_accounts: Sequence[str] = (),
-                 resave_seconds: float = RESAVE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+                 resave_seconds: float = RESAVE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 lock_in_trusted: bool = False) -> None:
         self.con = con
         self.engine = Engine(rules, ctx, trusted, stream=True)
-        self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
+        self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con),
+                              lock_in_trusted)
         self.resave, self.clock = resave_seconds, clock
         self.reported: dict[int, tuple[float, str, str]] = {}  # alert id -> (when reported, severity, action)
         self.held: dict[int, Alert] = {}  # changed since reported, not yet due

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,10 +110,14 @@ def _steps(con: duckdb.DuckDBPyConnection, sources: Sequence[str], since: dt.dat
 
 def replay(con: duckdb.DuckDBPyConnection, rules: Sequence[RuleType], ctx: Context, trusted: Sequence[IPNetwork] = (),
            trusted_accounts: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
-           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS
-           ) -> ReplayResult:
+           step: dt.timedelta = dt.timedelta(hours=1), next_id: int = 1, rows_per_step: int = STEP_ROWS,
+           lock_in_trusted: bool = False, prepare: Callable[[Engine], object] | None = None) -> ReplayResult:
+    """Score the store's events from `since` to `until` (default: all of them). `prepare` is given the engine
+    before it scores anything (a ranged replay's rules learning from the history before the range)."""
     engine = Engine(rules, ctx, trusted)
-    book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_id)
+    if prepare is not None:
+        prepare(engine)
+    book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_id, lock_in_trusted)
     lo, hi = data_range(con, engine.sources)
     since = since or lo
     until = until or (hi + dt.timedelta(microseconds=1) if hi else None)

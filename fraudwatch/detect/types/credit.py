@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, evidence_of, severity_of
+from fraudwatch.detect.base import Context, Match, evidence_of, severity_of, trust_evidence
 from fraudwatch.detect.filters import Selection
 from fraudwatch.detect.spec import Duration
 from fraudwatch.detect.types.base import RuleType
@@ -39,6 +39,7 @@ class CreditDetector(Filtered):
             available = self.available[account]
             hot: list[int] = []
             peak = 0.0
+            at_hot: tuple[float, float] = (0.0, 0.0)  # spent and burn per hour at the last hot CDR
             for i, (ts, fee) in enumerate(rows.select("ts", pl.col("fee").cast(pl.Float64).fill_null(0)).iter_rows()):
                 self.since.setdefault(account, ts)
                 self.spent[account] += fee
@@ -53,13 +54,15 @@ class CreditDetector(Filtered):
                 if severity_of(c, value):
                     hot.append(i)
                     peak = max(peak, value)
+                    at_hot = (self.spent[account], rate * 3600)
             severity = severity_of(c, peak)
             if severity is None:
                 continue
             hits = rows[hot]
             ev = evidence_of(hits)
-            ev.update({"spent": round(self.spent[account], 4), "available": available,
-                       "burn_per_hour": round(sum(f for _, f in self.recent[account]) / c.window * 3600, 4)})
+            ev.update(trust_evidence(hits, c))
+            # as at the match's last CDR, not the batch's: the same however the stream was cut
+            ev.update({"spent": round(at_hot[0], 4), "available": available, "burn_per_hour": round(at_hot[1], 4)})
             out.append(Match(c.id, c.key_type, account, severity, self.since[account],
                              hits.get_column("ts").min(), hits.get_column("ts").max(),  # type: ignore[arg-type]
                              hits.height, peak, ev))

@@ -10,7 +10,16 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from fraudwatch.detect.base import Context, Match, column_rows, evidence_of, key_expr, severity_of
+from fraudwatch.detect.base import (
+    Context,
+    Match,
+    column_rows,
+    evidence_of,
+    first_distinct,
+    key_expr,
+    severity_of,
+    trust_evidence,
+)
 from fraudwatch.detect.filters import EAGER_ROWS, Conjunct, Selection, compile_conjuncts, select, where_fields
 from fraudwatch.detect.spec import Duration
 from fraudwatch.detect.types.base import RuleType
@@ -53,11 +62,17 @@ class NewTermDetector(Filtered):
         self.judged: dict[str, dict[tuple[Any, ...], dt.datetime]] = {}  # key -> term scored new, unlearned
         self.recent: dict[str, deque[_Sighting]] = defaultdict(deque)
         self.pruned: dt.datetime | None = None
+        # learn_unknown: key -> its last learning event without a term (an address without a country)
+        self.unknown: dict[str, dt.datetime] = {}
 
     def _pairs(self, frame: pl.DataFrame) -> pl.DataFrame:
-        terms, key = list(self.rule.terms), self.common.key
+        terms = list(self.rule.terms)
         if any(frame.get_column(t).null_count() for t in terms):
             frame = frame.filter(pl.all_horizontal(pl.col(t).is_not_null() for t in terms))
+        return self._keyed(frame)
+
+    def _keyed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        key = self.common.key
         if len(key) == 1 and frame.schema[key[0]] == pl.String and not frame.get_column(key[0]).null_count():
             return frame.hstack([frame.get_column(key[0]).alias("_key")])  # the key text is the value
         return frame.with_columns(key_expr(key).alias("_key"))
@@ -70,6 +85,44 @@ class NewTermDetector(Filtered):
     def conditions(self) -> list[list[Conjunct]]:
         return [self.conjuncts] if self.learn_conjuncts is None else [self.conjuncts, self.learn_conjuncts]
 
+    def _bear(self, firsts: list[tuple[str, dt.datetime]]) -> None:
+        """A key is born at its first learning event (again, once everything it knew is forgotten)."""
+        forget = dt.timedelta(seconds=self.rule.forget)
+        for key, first in firsts:
+            if key in self.born and self.known.get(key):
+                continue
+            unknown = self.unknown.get(key)
+            if key not in self.born or unknown is None or first - unknown > forget:
+                self.born[key] = first
+
+    def _unknown_learning(self, events: pl.DataFrame, selection: Selection | None) -> list[tuple[str, dt.datetime]]:
+        """learn_unknown: every key's first learning event in the batch, with or without a term (which `_bear`
+        takes), after noting each key's last one without a term."""
+        raw = self._keyed(self.select(events, selection) if self.learn_conjuncts is None
+                          else select(events, self.learn_conjuncts, selection))
+        if not raw.height:
+            return []
+        missing = pl.any_horizontal(pl.col(t).is_null() for t in self.rule.terms)
+        firsts = list(raw.group_by("_key").agg(pl.col("ts").min()).iter_rows())
+        self._bear(firsts)
+        for key, last in raw.filter(missing).group_by("_key").agg(pl.col("ts").max()).iter_rows():
+            if key not in self.unknown or last > self.unknown[key]:
+                self.unknown[key] = last
+        return firsts
+
+    def learn_only(self, events: pl.DataFrame) -> None:
+        """Learn the terms of a batch of past (enriched, time-ordered) events without scoring them: what a run over
+        the store's history would have learned, for a watcher that starts on it (so its first day is not blind
+        again). Keys are born at their first learning event, as `process` has them."""
+        if self.rule.learn_unknown:
+            self._unknown_learning(events, None)
+        learning = self._pairs(self.select(events) if self.learn_conjuncts is None
+                               else select(events, self.learn_conjuncts))  # as `process` picks them
+        if not learning.height:
+            return
+        self._bear(list(learning.group_by("_key").agg(pl.col("ts").min()).iter_rows()))
+        self._learn(learning)
+
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
         c, terms = self.common, list(self.rule.terms)
         if selection is None or selection.frame is not events:
@@ -77,6 +130,8 @@ class NewTermDetector(Filtered):
         if not any_selected(selection, self.conjuncts) and (self.learn_conjuncts is None
                                                     or not any_selected(selection, self.learn_conjuncts)):
             return []  # nothing to score and nothing to learn: no frame work
+        if self.rule.learn_unknown:
+            self._unknown_learning(events, selection)
         sel = self._pairs(self.select(events, selection)).with_row_index("_row")
         learning = sel if self.learn_conjuncts is None else self._pairs(select(events, self.learn_conjuncts,
                                                                                selection))
@@ -96,10 +151,7 @@ class NewTermDetector(Filtered):
             born_rows = list(born_small.items())
         else:
             born_rows = list(learning.group_by("_key").agg(pl.col("ts").min()).iter_rows())
-        # a key is born at its first learning event (again, once everything it knew is forgotten)
-        for key, first in born_rows:
-            if key not in self.born or not self.known.get(key):
-                self.born[key] = first
+        self._bear(born_rows)
         if not sel.height:
             self._learn(learning)
             return []
@@ -155,9 +207,15 @@ class NewTermDetector(Filtered):
             for e in items:
                 severity = severity_of(c, e.peak)
                 assert severity is not None
-                ev = evidence_of(sel[[s.row for s in e.behind if s.row is not None]].sort("ts"))
+                rows = sel[[s.row for s in e.behind if s.row is not None]].sort("ts")
+                ev = evidence_of(rows)
                 ev["new_terms"] = [list(s.term) for s in e.behind][:20]
                 ev["known_terms"] = e.known_before
+                if "src_country" in rows.columns and "src_country" not in terms:  # where new addresses are
+                    countries = first_distinct(rows.get_column("src_country").to_list())
+                    if countries:
+                        ev["src_countries"] = countries
+                ev.update(trust_evidence(rows, c))
                 out.append(Match(c.id, c.key_type, key, severity, e.first_seen, e.detected_at, e.last_seen,
                                  len(e.behind), e.peak, ev))
         for recent in self.recent.values():
@@ -226,7 +284,8 @@ class NewTermDetector(Filtered):
                 table[key] = {t: last for t, last in table[key].items() if last >= forgotten}
                 if not table[key]:
                     del table[key]
-        for key in [k for k in self.born if k not in self.known and k not in self.judged]:
+        self.unknown = {k: last for k, last in self.unknown.items() if last >= forgotten}
+        for key in [k for k in self.born if k not in self.known and k not in self.judged and k not in self.unknown]:
             del self.born[key]
         for key in list(self.recent):
             recent = self.recent[key]
@@ -248,12 +307,18 @@ class NewTerm(RuleType):
     not learned again for `forget` is forgotten (new again), and a key whose terms are all forgotten starts
     learning again (so a long-running watcher's memory stays bounded; this holds to within one batch). A
     match's events are the first sightings of the new terms; episodes split on `cooldown`, as the alert book
-    does across batches."""
+    does across batches.
+
+    Events whose term is missing (an address without a country) are neither learned nor scored; with
+    `learn_unknown` they still start and keep up the key's learning, so a key seen only without a term (an
+    account calling from private or documentation addresses) has learned that it has none, and its first term
+    after `learn` is new (its first call from an address abroad)."""
 
     terms: tuple[str, ...]
     learn: Duration
     learn_where: dict[str, Any] | None = None
     forget: Duration = FORGET
+    learn_unknown: bool = False
     type_name: ClassVar[str] = "new_term"
 
     def fields(self) -> tuple[str, ...]:

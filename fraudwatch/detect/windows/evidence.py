@@ -13,7 +13,15 @@ from typing import Any
 
 import polars as pl
 
-from fraudwatch.detect.base import EVIDENCE_IDS, EVIDENCE_KEPT, EVIDENCE_LINES, LINES_KEPT, Match, severity_of
+from fraudwatch.detect.base import (
+    EVIDENCE_IDS,
+    EVIDENCE_KEPT,
+    EVIDENCE_LINES,
+    LINES_KEPT,
+    TRUST_FACT,
+    Match,
+    severity_of,
+)
 from fraudwatch.detect.spec import Common
 from fraudwatch.detect.windows.arith import delta
 
@@ -83,7 +91,8 @@ class EpisodeMatches:
             assert severity is not None
             ev = evidence[i]
             for name in fact_names:
-                ev[name] = facts[name][i]
+                if name != TRUST_FACT or facts[name][i]:  # trust is said only when there is some
+                    ev[name] = facts[name][i]
             out.append(Match(rule, key_type, key, severity, firsts[i], crossings[i], lasts[i], int(counts[i]), peak,
                              ev))
         return out

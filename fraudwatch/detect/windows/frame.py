@@ -21,12 +21,16 @@ import polars as pl
 
 from fraudwatch.detect.base import (
     EVIDENCE_COLUMNS,
+    TRUST_COLUMN,
+    TRUST_FACT,
+    TRUST_KEPT,
     Context,
     Match,
     check_columns,
     evidence_aggs,
     key_expr,
     lowest_level,
+    wants_trust,
 )
 from fraudwatch.detect.filters import (
     EAGER_ROWS,
@@ -79,6 +83,7 @@ class WindowDetector:
         # expressions built once, not per batch
         self._global = pl.lit("*").alias("_global")
         self._kept: dict[tuple[str, ...], list[str]] = {}
+        self.trust = wants_trust(common)  # its matches say which trusted addresses were behind them
 
     def conditions(self) -> list[list[Conjunct]]:
         return [self.conjuncts]
@@ -100,7 +105,8 @@ class WindowDetector:
         kept = self._kept.get(tuple(columns))
         if kept is None:
             kept = self._kept[tuple(columns)] = [
-                c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS]) if c in columns]
+                c for c in dict.fromkeys(["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS,
+                                          *([TRUST_COLUMN] if self.trust else [])]) if c in columns]
         return kept
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
@@ -128,7 +134,8 @@ class WindowDetector:
             sel = sel.sort("ts", maintain_order=True)
         if self.small is not None and sel.height <= SMALL and self._plain_keys(sel):
             field = self.field if self.small == "distinct" else None
-            counted, matches = score_small(sel, self.common, self.keys, field, self.small_facts(), self.episodes)
+            counted, matches = score_small(sel, self.common, self.keys, field, self._small_facts(sel.columns),
+                                           self.episodes)
             self._keep_window(counted)
             return matches
         sel = self._coded(sel)
@@ -170,6 +177,13 @@ class WindowDetector:
     def small_facts(self) -> dict[str, tuple[str, int, bool]]:
         """`fact_aggs` for the small path: evidence name -> (field, how many distinct values, nulls included)."""
         return {}
+
+    def _small_facts(self, columns: list[str]) -> dict[str, tuple[str, int, bool]]:
+        """`small_facts`, and the trusted addresses behind a match (as `_matches` adds them)."""
+        facts = self.small_facts()
+        if self.trust and TRUST_COLUMN in columns:
+            facts = {**facts, TRUST_FACT: (TRUST_COLUMN, TRUST_KEPT, False)}
+        return facts
 
     def _keep_window(self, frame: pl.DataFrame) -> None:
         """Keep the events of `frame` (sorted by ts) inside the longest window of its newest, as old events."""
@@ -240,6 +254,9 @@ class WindowDetector:
             pl.col(VALUE).max().alias("_peak"), *texts)
         behind = taken.join(hot.select([*keys, "ts", SEG]), left_on=[*keys, OWNER], right_on=[*keys, "ts"])
         facts = self.fact_aggs()
+        if self.trust and TRUST_COLUMN in behind.columns:
+            facts.append(pl.col(TRUST_COLUMN).drop_nulls().unique(maintain_order=True).head(TRUST_KEPT)
+                         .alias(TRUST_FACT))
         # evidence: an episode's first events, by time then id (the join left those of one instant in any order)
         ties = [c for c in ("id", "flowno") if c in behind.columns]
         details = behind.sort(["ts", *ties]).group_by([*keys, SEG]).agg(*evidence_aggs(behind.columns), *facts)

@@ -25,12 +25,16 @@ from fraudwatch.detect.base import (
     EVIDENCE_KEPT,
     EVIDENCE_LINES,
     LINES_KEPT,
+    TRUST_COLUMN,
+    TRUST_FACT,
+    TRUST_KEPT,
     Context,
     Match,
     check_columns,
     key_expr,
     lowest_level,
     severity_of,
+    wants_trust,
 )
 from fraudwatch.detect.filters import Conjunct, Selection, compile_conjuncts
 from fraudwatch.detect.spec import Common
@@ -91,12 +95,14 @@ class _Episode:
     count: int = 0
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # the first EVIDENCE_IDS evidence rows behind it
     facts: dict[Any, None] = field(default_factory=dict)  # distinct fact values behind it, in order
+    trusted: dict[Any, None] = field(default_factory=dict)  # distinct trusted addresses behind it, in order
 
 
-def _fill(facts: dict[Any, None], taken: list[tuple[Any, ...]], most: int, nulls: bool) -> None:
-    """Add the distinct fact values (the rows' last field) of `taken` to `facts`, up to `most`."""
+def _fill(facts: dict[Any, None], taken: list[tuple[Any, ...]], most: int, nulls: bool, at: int = -1) -> None:
+    """Add the distinct fact values (the rows' field `at`, by default the last) of `taken` to `facts`, up to
+    `most`."""
     for row in taken:
-        v = row[-1]
+        v = row[at]
         if nulls or v is not None:
             facts.setdefault(v)
             if len(facts) >= most:
@@ -117,6 +123,7 @@ class IncrementalDetector:
         self.common = common
         self.conjuncts = compile_conjuncts(common.where, ctx.lists_dir, columns) if conjuncts is None else conjuncts
         self.field, self.fact = field, fact
+        self.trust = wants_trust(common)  # its matches say which trusted addresses were behind them
         self.keys = list(common.key)
         self.history = common.window
         self.window, self.cooldown = to_micros(common.window), to_micros(common.cooldown)
@@ -163,7 +170,8 @@ class IncrementalDetector:
     # --- one batch -------------------------------------------------------------------------------------------
 
     def _columns(self, columns: list[str]) -> list[str]:
-        wanted = ["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS, *([self.fact[0]] if self.fact else [])]
+        wanted = ["ts", *self.keys, *self.needed(), *EVIDENCE_COLUMNS, *([self.fact[0]] if self.fact else []),
+                  *([TRUST_COLUMN] if self.trust else [])]
         return [c for c in dict.fromkeys(wanted) if c in columns]
 
     def process(self, events: pl.DataFrame, selection: Selection | None = None) -> list[Match]:
@@ -202,7 +210,10 @@ class IncrementalDetector:
         n = sel.height
         times: list[int] = sel.get_column("ts").dt.epoch("us").to_list()
         values: list[Any] = sel.get_column(self.field).to_list() if self.field else []
-        wanted = [*EVIDENCE_COLUMNS, *([self.fact[0]] if self.fact else [])]
+        # evidence columns, the fact (last), and before it the trusted address when asked for
+        trust = self.trust and TRUST_COLUMN in sel.columns
+        wanted = [*EVIDENCE_COLUMNS, *([TRUST_COLUMN] if trust else []), *([self.fact[0]] if self.fact else [])]
+        trust_at = len(EVIDENCE_COLUMNS) if trust else None
         rows = list(zip(*(sel.get_column(c).to_list() if c in sel.columns else [None] * n for c in wanted),
                         strict=True))
         by_key: dict[str, list[int]] = {}
@@ -246,6 +257,8 @@ class IncrementalDetector:
                     ep.rows.extend(taken[:EVIDENCE_IDS - len(ep.rows)])
                 if fact is not None and len(ep.facts) < fact[1]:
                     _fill(ep.facts, taken, fact[1], fact[2])
+                if trust_at is not None and len(ep.trusted) < TRUST_KEPT:
+                    _fill(ep.trusted, taken, TRUST_KEPT, False, trust_at)
             st.last = tl[-1]
             st.compact()
         self._after(times[-1], n)
@@ -314,6 +327,8 @@ class IncrementalDetector:
                 evidence["lines"] = [[r[2], r[3], r[4]] for r in ep.rows[:EVIDENCE_LINES]]
             if self.fact is not None:
                 evidence[self.fact[0]] = list(ep.facts)
+            if ep.trusted:
+                evidence[TRUST_FACT] = list(ep.trusted)
             severity = severity_of(c, ep.peak)
             assert severity is not None
             out.append(Match(rule=c.id, key_type=c.key_type, key=ep.key, severity=severity,
