@@ -45,7 +45,7 @@ def notify_alerts(cfg: Config, alerts: Sequence[Alert], done: Mapping[int, str],
 
 def replay_done(alerts: Sequence[Alert]) -> dict[int, str]:
     """What was done about replayed alerts: nothing (the watcher acts live), and what would have been."""
-    from fraudwatch.notify.messages import ACTION_TEXT
+    from fraudwatch.notify.done import ACTION_TEXT
 
     def why(a: Alert) -> str:
         if a.trusted:
@@ -54,6 +54,8 @@ def replay_done(alerts: Sequence[Alert]) -> dict[int, str]:
             return "report-only rule"
         if a.action == "alert":
             return "alert only"
+        if a.action == "lock_account":  # never carried out, live or not (no VOS3000 integration yet)
+            return "lock the account proposed; fraudwatch does not lock accounts yet"
         return "live, the watcher would " + ACTION_TEXT.get(a.action, a.action)
 
     return {a.id: f"replay: nothing done ({why(a)})" for a in alerts}
