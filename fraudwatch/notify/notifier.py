@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from fraudwatch.detect.types.base import RuleType
 
 Clock = Callable[[], dt.datetime]
+NOTICE_KEPT = dt.timedelta(days=7)  # an incident not told about for this long is forgotten (see `_tick`)
 log = logging.getLogger("fraudwatch.notify")
 
 
@@ -263,13 +264,13 @@ class Notifier:
 
     def _incident_change(self, ch: IncidentChange, step: _Step) -> None:
         inc, now = ch.incident, step.now
-        members = list(self.memory.members.get(inc.id, {}).values())
         notice = self.notices.get(inc.id)
         if ch.change == "ended":
-            self._incident_ended(inc, notice, members, step)
+            self._incident_ended(inc, notice, step)
             return
         if notice is not None and (ch.change != "escalated" or not _rose(inc, notice)):
             return  # grew, opened again, or not above what was told: nothing an operator must hear about now
+        members = list(self.memory.members.get(inc.id, {}).values())
         if silenced(members, step.silences, now):
             self.stats["silenced"] += 1
             return
@@ -305,13 +306,13 @@ class Notifier:
         notice.folded = 0
         step.notices[inc.id] = notice
 
-    def _incident_ended(self, inc: Incident, notice: store.Notice | None, members: list[Member],
-                        step: _Step) -> None:
+    def _incident_ended(self, inc: Incident, notice: store.Notice | None, step: _Step) -> None:
         """The summary, to every channel told and every channel its routes pick now; a waiting escalation is
         folded into it. Nothing about an incident never told."""
         try:
             if notice is None:
                 return
+            members = list(self.memory.members.get(inc.id, {}).values())
             step.notices[inc.id] = None
             self.notices.pop(inc.id, None)
             hold = self._hold_of(inc.id)
@@ -419,6 +420,11 @@ class Notifier:
         if self._lazy and (now - self._lazy_written).total_seconds() >= 30:
             lazy, self._lazy, self._lazy_written = self._lazy, {}, now
             store.retrying(self.cur, functools.partial(store.save_state, self.cur, lazy))
+        stale = {k: None for k, n in self.notices.items() if now - n.notified_at > NOTICE_KEPT}
+        if stale:  # an incident whose end never came (its book was lost): told again as new if it goes on
+            store.retrying(self.cur, functools.partial(store.save_notices, self.cur, stale))
+            for k in stale:
+                self.notices.pop(k, None)
         if not self.digests or min(self.digests.values()) > now:
             return 0
         queued = 0

@@ -377,3 +377,25 @@ def test_a_campaign_of_40_addresses_is_one_opening_and_one_summary(store: Store)
     assert ended["done"] == ["banned 198.51.100.1 until tomorrow, banned 198.51.100.2 until tomorrow, banned "
                              "198.51.100.3 until tomorrow (+37 more)"]
     assert _rows(store)[-1]["keys"] == 40
+
+
+def test_a_replays_incidents_are_sent_once_behind_detect_notify(tmp_path: Path, http: Receiver) -> None:
+    """`notify_incidents` (for `detect --notify`): each replayed incident is its opening and its summary."""
+    from fraudwatch.config import load_config
+    from fraudwatch.notify.oneshot import notify_incidents, replay_done
+
+    http.start()
+    path = tmp_path / "fraudwatch.toml"
+    path.write_text(f'[store]\npath = "{tmp_path / "store.duckdb"}"\n\n[alerts]\nsend_timeout = "3s"\n\n'
+                    f'[[alerts.channels]]\nname = "noc-hook"\nurl = "{http.url()}"\n', encoding="utf-8")
+    cfg = load_config(path)
+    a, b = _brute(1, "critical", "ban_ip"), _brute(2, ip="198.51.100.2", action="ban_ip")
+    changes = [_change("opened", [a], iid="r1"), _change("opened", [b], iid="r2"),
+               _change("escalated", [dataclasses.replace(b, severity="critical")], iid="r2"),
+               _change("ended", [a], iid="r1"), _change("ended", [b], iid="r2")]
+    line = notify_incidents(cfg, changes, replay_done([a, b]))
+    assert line == "4 notification(s) queued, 4 sent, 1 incident message(s) held back (silence, or folded into " \
+        "the next)"
+    assert [(m["id"], m["change"]) for m in http.messages()] == [("r1", "opened"), ("r2", "opened"),
+                                                                ("r1", "ended"), ("r2", "ended")]
+    assert http.messages()[2]["done"] == ["replay: nothing done (live, the watcher would ban the IP)"]
