@@ -60,10 +60,11 @@ def who_line(inc: Incident, names: Mapping[str, str], country: Callable[[str], s
 
 def incident_facts(inc: Incident, change: str, members: Sequence[Member], names: Mapping[str, str],
                    country: Callable[[str], str | None] | None, limit: int, *, firewall: str | None = None,
-                   before: tuple[str, str] | None = None, folded: int = 0) -> dict[str, Any]:
+                   before: tuple[str, str] | None = None, folded: int = 0,
+                   joined: Sequence[str] = ()) -> dict[str, Any]:
     """The incident reduced to what a message shows (JSON-able). `change`: opened, escalated or ended; `before`:
     the (severity, action) the last message said, when it differs; `folded`: the escalations since then that this
-    message tells (none of them told on its own)."""
+    message tells (none of them told on its own); `joined`: incidents told before that turned out part of this one."""
     return {
         "id": inc.id, "change": change, "incident_kind": inc.kind, "title": clean(inc.title, limit * 2),
         "severity": inc.severity, "action": inc.action, "state": inc.state,
@@ -76,7 +77,8 @@ def incident_facts(inc: Incident, change: str, members: Sequence[Member], names:
         "first_seen": _iso(inc.first_seen), "last_seen": _iso(inc.last_seen), "opened_at": _iso(inc.opened_at),
         "ended_at": _iso(inc.ended_at), "trusted": bool(inc.trusted), "report_only": bool(inc.report_only),
         "done": [clean(line, limit * 3) for line in incident_done(inc, members, firewall)],
-        "folded": folded, "show": f"fraudwatch incidents show {inc.id}",
+        "folded": folded, "joined": [clean(j, limit) for j in joined[:MAX_LIST]],
+        "show": f"fraudwatch incidents show {inc.id}",
     }
 
 
@@ -125,6 +127,9 @@ def incident_doc(f: Mapping[str, Any], zone: zoneinfo.ZoneInfo, limit: int) -> D
         ended = dt.datetime.fromisoformat(str(f["ended_at"] or f["last_seen"]))
         lasted = _span((ended - opened).total_seconds())
         doc.line(b("Ended: "), f"no event since {when(str(f['last_seen']), zone)}; it lasted {lasted}")
+    if f.get("joined"):
+        doc.line(b("Joined: "), "incident ", data(", ".join(f["joined"]), limit * 2),
+                 " (told before) turned out part of this one")
     doc.line(b("Who: "), data(f["who"], limit * 2))
     for i, line in enumerate(f["done"]):
         doc.line(b("Done: ") if i == 0 else "      ", data(line, limit * 3))

@@ -9,6 +9,8 @@ An incident is told at most three times on a channel: when it opens, once when i
   message with the incident as it is by then: escalations that follow each other quickly fold into one. Only
   one escalation message is sent per incident; later rises are counted and said in its summary.
 - `grew` sends nothing.
+- An incident merged into another (the book found them one attack; `ended` with `merged_into`) sends nothing:
+  what was told about it carries over to the incident it joined, whose next message names it.
 - `ended` sends one short summary (what was done, how long it lasted) to every channel told about it and
   every channel its routes pick now; a pending escalation is folded into it. Nothing is sent about an incident
   never told.
@@ -43,6 +45,7 @@ class Memory:
     members: dict[str, dict[int, Member]] = field(default_factory=dict)
     channels: dict[str, set[str]] = field(default_factory=dict)
     looked_up: set[str] = field(default_factory=set)  # incidents whose unknown members were read from the store
+    joined: dict[str, list[str]] = field(default_factory=dict)  # incident -> told incidents merged into it
 
     def note(self, inc: Incident, alerts: Sequence[Alert], done: Mapping[int, str]) -> dict[int, Member]:
         known = self.members.setdefault(inc.id, {})
@@ -68,10 +71,22 @@ class Memory:
     def told(self, inc_id: str) -> set[str]:
         return self.channels.setdefault(inc_id, set())
 
+    def move(self, src: str, dst: str, told: bool) -> None:
+        """`src` was merged into `dst`: its members and channels are `dst`'s now (`told`: it was told about)."""
+        self.members.setdefault(dst, {}).update(self.members.get(src, {}))
+        self.told(dst).update(self.channels.get(src, ()))
+        if told:
+            self.joined.setdefault(dst, []).append(src)
+        self.joined.setdefault(dst, []).extend(self.joined.get(src, ()))
+        if not self.joined[dst]:
+            del self.joined[dst]
+        self.forget(src)
+
     def forget(self, inc_id: str) -> None:
         self.members.pop(inc_id, None)
         self.channels.pop(inc_id, None)
         self.looked_up.discard(inc_id)
+        self.joined.pop(inc_id, None)
 
 
 def silenced(members: Iterable[Member], silences: Sequence[Silence], now: dt.datetime) -> bool:

@@ -266,7 +266,11 @@ class Notifier:
         inc, now = ch.incident, step.now
         notice = self.notices.get(inc.id)
         if ch.change == "ended":
-            self._incident_ended(inc, notice, step)
+            into = getattr(inc, "merged_into", None)  # set by the incident book when it merges two incidents
+            if into:
+                self._incident_merged(inc, str(into), notice, step)
+            else:
+                self._incident_ended(inc, notice, step)
             return
         if notice is not None and (ch.change != "escalated" or not _rose(inc, notice)):
             return  # grew, opened again, or not above what was told: nothing an operator must hear about now
@@ -306,6 +310,28 @@ class Notifier:
         notice.folded = 0
         step.notices[inc.id] = notice
 
+    def _incident_merged(self, inc: Incident, into: str, notice: store.Notice | None, step: _Step) -> None:
+        """No message: what was told about `inc` (its notice, channels, members, a waiting escalation folded)
+        becomes the surviving incident's, so the survivor is not told as new, and its next message names `inc`."""
+        hold = self._hold_of(inc.id)
+        if hold is not None:
+            step.drop.append(inc.id)
+            self.digests.pop(hold, None)
+            if notice is not None:  # its waiting escalation was never sent: the survivor may send one
+                notice.told = max(notice.told - 1, 1)
+        if notice is not None:
+            step.notices[inc.id] = None
+            self.notices.pop(inc.id, None)
+            kept = self.notices.get(into)
+            if kept is None:
+                kept = self.notices[into] = notice
+            else:
+                kept.told = max(kept.told, notice.told)
+                kept.folded += notice.folded
+                kept.notified_at = max(kept.notified_at, notice.notified_at)
+            step.notices[into] = kept
+        self.memory.move(inc.id, into, notice is not None)
+
     def _incident_ended(self, inc: Incident, notice: store.Notice | None, step: _Step) -> None:
         """The summary, to every channel told and every channel its routes pick now; a waiting escalation is
         folded into it. Nothing about an incident never told."""
@@ -332,7 +358,8 @@ class Notifier:
     def _incident_facts(self, inc: Incident, change: str, members: list[Member], step: _Step,
                         before: tuple[str, str] | None = None, folded: int = 0) -> dict[str, Any]:
         return incident_facts(inc, change, members, step.names, self.country, self.cfg.max_field,
-                              firewall=self.firewall, before=before, folded=max(folded, 0))
+                              firewall=self.firewall, before=before, folded=max(folded, 0),
+                              joined=self.memory.joined.get(inc.id, ()))
 
     @staticmethod
     def _row_fields(inc: Incident, f: Mapping[str, Any]) -> dict[str, Any]:

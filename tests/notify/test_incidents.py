@@ -399,3 +399,34 @@ def test_a_replays_incidents_are_sent_once_behind_detect_notify(tmp_path: Path, 
     assert [(m["id"], m["change"]) for m in http.messages()] == [("r1", "opened"), ("r2", "opened"),
                                                                 ("r1", "ended"), ("r2", "ended")]
     assert http.messages()[2]["done"] == ["replay: nothing done (live, the watcher would ban the IP)"]
+
+
+def _merged(alerts: list[Alert], iid: str, into: str) -> IncidentChange:
+    """The book's `ended` for an incident merged into another (`merged_into`, a field of the book's branch)."""
+    change = _change("ended", alerts, new=[], iid=iid)
+    setattr(change.incident, "merged_into", into)  # noqa: B010 (the field comes with the incident book)
+    return change
+
+
+def test_a_merged_incident_sends_nothing_and_its_survivor_is_not_told_as_new(store: Store) -> None:
+    """The book merges incidents it finds one attack: no summary of the merged one, no opening of the survivor
+    under a new id (the book re-founds an incident on an earlier alert that came late); the survivor names it."""
+    clock = Clock(NOW)
+    n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
+    a, b = _brute(5), _brute(6, ip="198.51.100.6")
+    assert n.on_incidents([_change("opened", [a], iid="A")], {}) == 1
+    clock.advance(10)
+    assert n.on_incidents([_change("escalated", [_brute(5, "critical")], iid="A")], {}) == 0  # waits
+    early = _brute(1, ip="198.51.100.6")  # an earlier alert came late: it founds the incident, as "N"
+    assert n.on_incidents([_merged([a], "A", into="N"), _change("grew", [early, a, b], new=[early, b], iid="N")],
+                          {}) == 0
+    clock.advance(SETTLE)
+    assert n.tick(clock()) == 0  # A's waiting escalation went with it
+    assert n.on_incidents([_change("escalated", [early, _brute(5, "critical"), b], new=[], iid="N")], {}) == 1
+    assert n.on_incidents([_change("ended", [early, a, b], new=[], iid="N")], {}) == 1
+    rows = [json.loads(r["body"]) for r in _rows(store)]
+    assert [(r["id"], r["change"]) for r in rows] == [("A", "opened"), ("N", "escalated"), ("N", "ended")]
+    assert rows[1]["joined"] == ["A"] and "Joined: incident A (told before) turned out part of this one" in \
+        rows[1]["text"]
+    assert rows[2]["members"] == 3 and rows[2]["ip_count"] == 2
+    assert nstore.load_notices(store.con) == {}
