@@ -13,7 +13,7 @@ An incident is told at most three times on a channel: when it opens, once when i
   what was told about it carries over to the incident it joined, whose next message names it.
 - `ended` sends one short summary (what was done, how long it lasted) to every channel told about it and
   every channel its routes pick now; a pending escalation is folded into it. Nothing is sent about an incident
-  never told.
+  never told, nor after its end (an incident does not reopen: an update of a member alert after it is no news).
 
 Silences and routes act on the incident's members: an incident whose every member alert matches a silence is
 not told; a route matches when its severity matcher matches the incident's severity, its rule matcher one of
@@ -35,6 +35,7 @@ from fraudwatch.notify.store import Silence
 
 SETTLE = 120.0  # seconds after a message in which an escalation waits, to fold the next ones into it
 MAX_TOLD = 2  # messages before the summary: the opening one and one escalation
+ENDED_KEPT = 10_000  # ended incidents remembered, so that a change after the end does not tell one again
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Memory:
     channels: dict[str, set[str]] = field(default_factory=dict)
     looked_up: set[str] = field(default_factory=set)  # incidents whose unknown members were read from the store
     joined: dict[str, list[str]] = field(default_factory=dict)  # incident -> told incidents merged into it
+    ended: dict[str, None] = field(default_factory=dict)  # the last ENDED_KEPT incidents that ended, oldest first
 
     def note(self, inc: Incident, alerts: Sequence[Alert], done: Mapping[int, str]) -> dict[int, Member]:
         known = self.members.setdefault(inc.id, {})
@@ -81,6 +83,12 @@ class Memory:
         if not self.joined[dst]:
             del self.joined[dst]
         self.forget(src)
+
+    def end(self, inc_id: str) -> None:
+        """`inc_id` ended: a later change about it (an update of a member alert) is not news."""
+        self.ended[inc_id] = None
+        if len(self.ended) > ENDED_KEPT:
+            del self.ended[next(iter(self.ended))]
 
     def forget(self, inc_id: str) -> None:
         self.members.pop(inc_id, None)

@@ -274,6 +274,9 @@ class Notifier:
             return
         if notice is not None and (ch.change != "escalated" or not _rose(inc, notice)):
             return  # grew, opened again, or not above what was told: nothing an operator must hear about now
+        if inc.state == "ended" or inc.id in self.memory.ended:
+            self.stats["after_end"] += 1  # a member alert updated after its incident ended: it does not reopen
+            return
         members = list(self.memory.members.get(inc.id, {}).values())
         if silenced(members, step.silences, now):
             self.stats["silenced"] += 1
@@ -331,6 +334,7 @@ class Notifier:
                 kept.notified_at = max(kept.notified_at, notice.notified_at)
             step.notices[into] = kept
         self.memory.move(inc.id, into, notice is not None)
+        self.memory.end(inc.id)
 
     def _incident_ended(self, inc: Incident, notice: store.Notice | None, step: _Step) -> None:
         """The summary, to every channel told and every channel its routes pick now; a waiting escalation is
@@ -354,6 +358,7 @@ class Notifier:
             self._deliver(inc, f, routes_for(inc, self.cfg.routes, tuple(self.channels), self.tags), step)
         finally:
             self.memory.forget(inc.id)
+            self.memory.end(inc.id)
 
     def _incident_facts(self, inc: Incident, change: str, members: list[Member], step: _Step,
                         before: tuple[str, str] | None = None, folded: int = 0) -> dict[str, Any]:

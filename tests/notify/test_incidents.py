@@ -430,3 +430,15 @@ def test_a_merged_incident_sends_nothing_and_its_survivor_is_not_told_as_new(sto
         rows[1]["text"]
     assert rows[2]["members"] == 3 and rows[2]["ip_count"] == 2
     assert nstore.load_notices(store.con) == {}
+
+
+def test_nothing_after_the_end(store: Store) -> None:
+    """An incident does not reopen: a member alert updated after its end (the book still knows whose it is) is no
+    news, even as an escalation."""
+    n = Notifier(store.con, _cfg(), clock=Clock(NOW), tags=TAGS)
+    assert n.on_incidents([_change("opened", [_brute(1)]), _change("ended", [_brute(1)])], {}) == 2
+    later = _change("escalated", [_brute(1, "critical", "ban_ip")])
+    later.incident.state = "ended"
+    assert n.on_incidents([later], {}) == 0
+    assert n.on_incidents([_change("grew", [_brute(1)]), _change("escalated", [_brute(1, "critical")])], {}) == 0
+    assert n.stats["after_end"] == 3
