@@ -73,7 +73,7 @@ def incident_facts(inc: Incident, change: str, members: Sequence[Member], names:
         "ips": [clean(ip, limit) for ip in inc.ips[:MAX_LIST]], "ip_count": len(inc.ips),
         "accounts": [clean(a, limit) for a in inc.accounts[:MAX_LIST]], "account_count": len(inc.accounts),
         "rules": [clean(r, limit) for r in inc.rules[:MAX_LIST]], "rule_count": len(inc.rules),
-        "members": int(inc.members), "count": int(inc.count),
+        "members": int(inc.members), "count": int(inc.count), "key_count": len(inc.keys),
         "first_seen": _iso(inc.first_seen), "last_seen": _iso(inc.last_seen), "opened_at": _iso(inc.opened_at),
         "ended_at": _iso(inc.ended_at), "trusted": bool(inc.trusted), "report_only": bool(inc.report_only),
         "done": [clean(line, limit * 3) for line in incident_done(inc, members, firewall)],

@@ -2,18 +2,25 @@
 
 An incident is told at most three times on a channel: when it opens, once when it escalates, and when it ends.
 
-- `opened` is sent at once (or joins a digest: a route's `digest`, or quiet hours for a warning). An incident
-  not told yet (all its members silenced, or no route matched) is told when a later change makes it tellable:
-  a new member nobody silenced, or a severity a route picks.
-- `escalated` within `SETTLE` seconds (wall clock) of the last message waits until then, and goes out as one
-  message with the incident as it is by then: escalations that follow each other quickly fold into one. Only
-  one escalation message is sent per incident; later rises are counted and said in its summary.
+- `opened`: a critical incident is told at once; a warning one waits `SETTLE` seconds (wall clock) and is then
+  told as it is by then — what joins it, merges it into another incident or escalates it meanwhile is in that
+  one message, and one that ends meanwhile is told only by its summary. An incident not told yet (all its
+  members silenced, or no route matched) is told when a later change makes it tellable: a new member nobody
+  silenced, or a severity a route picks. Digests (a route's `digest`, quiet hours) are not held: they wait
+  anyway.
+- `escalated` within `SETTLE` seconds of the last message waits until then, and goes out as one message with
+  the incident as it is by then: escalations that follow each other quickly fold into one. Only one escalation
+  message is sent per incident; later rises are counted and said in its summary.
 - `grew` sends nothing.
 - An incident merged into another (the book found them one attack; `ended` with `merged_into`) sends nothing:
   what was told about it carries over to the incident it joined, whose next message names it.
 - `ended` sends one short summary (what was done, how long it lasted) to every channel told about it and
-  every channel its routes pick now; a pending escalation is folded into it. Nothing is sent about an incident
+  every channel its routes pick now; a waiting escalation is folded into it. Nothing is sent about an incident
   never told, nor after its end (an incident does not reopen: an update of a member alert after it is no news).
+
+A waiting message is a `notify_digest` row (kind `incident-hold`, replaced at each change), so it survives a
+restart; `Notice.told` counts it from the moment it waits (1 while the opening waits, 2 while an escalation
+does).
 
 Silences and routes act on the incident's members: an incident whose every member alert matches a silence is
 not told; a route matches when its severity matcher matches the incident's severity, its rule matcher one of

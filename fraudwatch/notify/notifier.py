@@ -222,9 +222,12 @@ class Notifier:
         for ch in changes:
             self._incident_change(ch, step)
         if step.outgoing or step.digest_rows or step.notices or step.drop:
+            # a row rewritten twice in this step (a waiting message) is written once, as it was last
+            rows = list({(r["grp"], r["kind"], r["channels"], r["alert_id"]): r for r in step.digest_rows}.values())
+
             def work() -> None:
                 store.enqueue(self.cur, step.outgoing, now)
-                store.add_to_digest(self.cur, step.digest_rows)
+                store.add_to_digest(self.cur, rows)
                 store.drop_holds(self.cur, step.drop)  # after: a hold made in this step may be folded in it too
                 store.save_notices(self.cur, step.notices)
 
@@ -238,7 +241,7 @@ class Notifier:
                 return 0
         queued = len(step.outgoing)
         self.stats["queued"] += queued
-        self.stats["digested"] += len(step.digest_rows)
+        self.stats["digested"] += len([r for r in step.digest_rows if r["kind"] != store.HOLD])
         if queued and self.wake is not None:
             self.wake()
         return queued
@@ -272,6 +275,11 @@ class Notifier:
             else:
                 self._incident_ended(inc, notice, step)
             return
+        if notice is not None and notice.told == 1 and inc.state != "ended":
+            hold = self._hold_of(inc.id)
+            if hold is not None:  # its opening waits: it will say the incident as it is now
+                self._rewrite_opening(inc, hold, notice, step)
+                return
         if notice is not None and (ch.change != "escalated" or not _rose(inc, notice)):
             return  # grew, opened again, or not above what was told: nothing an operator must hear about now
         if inc.state == "ended" or inc.id in self.memory.ended:
@@ -287,7 +295,8 @@ class Notifier:
             return
         if notice is None:  # its first message (an incident not told yet is told as it is now)
             f = self._incident_facts(inc, "opened", members, step)
-            self._deliver(inc, f, routes, step)
+            wait = None if inc.severity == "critical" else now + dt.timedelta(seconds=SETTLE)
+            self._deliver(inc, f, routes, step, hold_until=wait)
             self.notices[inc.id] = step.notices[inc.id] = store.Notice(inc.severity, inc.action, now)
             return
         hold = self._hold_of(inc.id)
@@ -313,6 +322,18 @@ class Notifier:
         notice.folded = 0
         step.notices[inc.id] = notice
 
+    def _rewrite_opening(self, inc: Incident, hold: tuple[str, str, str], notice: store.Notice,
+                         step: _Step) -> None:
+        """The waiting opening message says the incident as it is now; a critical one goes at the next tick."""
+        members = list(self.memory.members.get(inc.id, {}).values())
+        f = self._incident_facts(inc, "opened", members, step)
+        if inc.severity == "critical":
+            self.digests[hold] = min(self.digests[hold], step.now)
+        step.digest_rows.extend(self._join_digests({(hold[0], hold[1]): (self.digests[hold], json.loads(hold[2]))},
+                                                   (), step.now, self._row_fields(inc, f)))
+        notice.severity, notice.action = inc.severity, inc.action
+        step.notices[inc.id] = notice
+
     def _incident_merged(self, inc: Incident, into: str, notice: store.Notice | None, step: _Step) -> None:
         """No message: what was told about `inc` (its notice, channels, members, a waiting escalation folded)
         becomes the surviving incident's, so the survivor is not told as new, and its next message names `inc`."""
@@ -320,8 +341,12 @@ class Notifier:
         if hold is not None:
             step.drop.append(inc.id)
             self.digests.pop(hold, None)
-            if notice is not None:  # its waiting escalation was never sent: the survivor may send one
-                notice.told = max(notice.told - 1, 1)
+            if notice is not None and notice.told == 1:  # its opening never went: nothing was told about it
+                step.notices[inc.id] = None
+                self.notices.pop(inc.id, None)
+                notice = None
+            elif notice is not None:  # its waiting escalation was never sent: the survivor may send one
+                notice.told -= 1
         if notice is not None:
             step.notices[inc.id] = None
             self.notices.pop(inc.id, None)
@@ -346,6 +371,7 @@ class Notifier:
             step.notices[inc.id] = None
             self.notices.pop(inc.id, None)
             hold = self._hold_of(inc.id)
+            opened = hold is None or notice.told > 1  # False: its opening still waited, the summary says it all
             if hold is not None:
                 step.drop.append(inc.id)
                 self.digests.pop(hold, None)
@@ -353,8 +379,8 @@ class Notifier:
                 self.stats["silenced"] += 1
                 return
             said = (notice.severity, notice.action)
-            before = said if said != (inc.severity, inc.action) else None
-            f = self._incident_facts(inc, "ended", members, step, before, notice.folded)
+            before = said if opened and said != (inc.severity, inc.action) else None
+            f = self._incident_facts(inc, "ended", members, step, before, notice.folded if opened else 0)
             self._deliver(inc, f, routes_for(inc, self.cfg.routes, tuple(self.channels), self.tags), step)
         finally:
             self.memory.forget(inc.id)
@@ -472,10 +498,11 @@ class Notifier:
         chans = [c for c in json.loads(channels_json) if c in self.channels]
         rows, total, sev, ids = store.digest_group(self.cur, group, self.cfg.digest_top)
         worst = "critical" if sev.get("critical") else "warning"
-        if kind == store.HOLD:  # one incident's escalation, as it was at its last change
+        if kind == store.HOLD:  # one incident's waiting opening or escalation, as it was at its last change
             f = rows[0]
             doc = incident_doc(f, self.zone, self.cfg.max_field)
-            items = self._render(doc, chans, "incident-escalated", grp, str(f["severity"]), ids, 1)
+            items = self._render(doc, chans, f"incident-{f['change']}", grp, str(f["severity"]), ids,
+                                 max(int(f.get("key_count") or 1), 1))
             notice = self.notices.get(grp)
             if notice is not None:
                 notice.severity, notice.action, notice.notified_at = str(f["severity"]), str(f["action"]), now

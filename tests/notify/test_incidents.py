@@ -99,7 +99,11 @@ def test_an_attack_is_three_messages_on_a_real_webhook(store: Store, http: Recei
     dispatcher.start()
     try:
         a1 = _brute(1)
-        assert notifier.on_incidents([_change("opened", [a1])], {}) == 1
+        assert notifier.on_incidents([_change("opened", [a1])], {}) == 0  # a warning's opening waits ...
+        clock.advance(60)
+        assert notifier.on_incidents([_change("grew", [a1])], {}) == 0
+        clock.advance(SETTLE - 60)
+        assert notifier.tick(clock()) == 1  # ... then says the incident as it is
         clock.advance(20)
         a1c = _brute(1, "warning", "ban_ip", count=300)
         done = {1: "banned 203.0.113.7 until 2026-11-21 03:00 UTC (level 1)"}
@@ -141,6 +145,7 @@ def test_an_attack_is_three_messages_on_a_real_webhook(store: Store, http: Recei
         assert "Who: IP 203.0.113.7" in m["text"]
         assert "Since: 2026-11-20 03:00:00 UTC (11:00:00 Asia/Shanghai)" in m["text"]
     assert "Done: banned 203.0.113.7 until 2026-11-21 03:00 UTC (level 1)" in ended["text"]
+    assert "Done: nothing: alert only" in opened["text"]
     assert "Ended: no event since 2026-11-20 03:05:00 UTC" in ended["text"] and "it lasted 35m" in ended["text"]
     assert "How much: 1,250 events in 3 alert(s)" in ended["text"]
     assert "Escalated since the last message: severity warning → critical" in ended["text"]
@@ -151,19 +156,37 @@ def test_an_attack_is_three_messages_on_a_real_webhook(store: Store, http: Recei
     assert store.con.execute("SELECT count(*) FROM notify_digest").fetchall() == [(0,)]
 
 
-def test_escalations_that_end_quickly_fold_into_the_summary(store: Store) -> None:
-    """A replay brings an incident's whole life in one call: its opening and its summary, nothing between."""
+def test_an_incident_that_ends_while_its_opening_waits_is_one_summary(store: Store) -> None:
+    """A replay brings an incident's whole life in one call; live, a short attack ends within minutes: the
+    summary says it all (the escalation included), nothing else is sent."""
     clock = Clock(NOW)
     n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
     a1, a1c = _brute(1), _brute(1, "critical", "ban_ip")
     assert n.on_incidents([_change("opened", [a1]), _change("escalated", [a1c]), _change("grew", [a1c]),
-                           _change("ended", [a1c])], {}) == 2
-    opened, ended = (json.loads(r["body"]) for r in _rows(store))
-    assert opened["change"] == "opened" and opened["severity"] == "warning"
-    assert ended["change"] == "ended" and ended["folded"] == 1
-    assert "Escalated since the last message: severity warning → critical" in ended["text"]
+                           _change("ended", [a1c])], {}) == 1
+    [ended] = (json.loads(r["body"]) for r in _rows(store))
+    assert ended["change"] == "ended" and ended["severity"] == "critical" and ended["folded"] == 0
+    assert ended["before"] is None and "Escalated" not in ended["text"]
     clock.advance(3 * SETTLE)
-    assert n.tick(clock()) == 0  # the waiting escalation went with the summary
+    assert n.tick(clock()) == 0  # the waiting opening went with the summary
+
+
+def test_a_waiting_opening_says_the_incident_as_it_is_and_a_critical_goes_at_once(store: Store) -> None:
+    clock = Clock(NOW)
+    n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
+    assert n.on_incidents([_change("opened", [_brute(1)], iid="w")], {}) == 0
+    assert n.on_incidents([_change("opened", [_brute(2, "critical", ip="198.51.100.2")], iid="c")], {}) == 1
+    clock.advance(30)
+    b = _brute(3, ip="198.51.100.3")
+    assert n.on_incidents([_change("grew", [_brute(1), b], new=[b], iid="w")], {}) == 0
+    clock.advance(1)
+    assert n.on_incidents([_change("escalated", [_brute(1, "critical"), b], new=[], iid="w")], {}) == 0
+    assert n.tick(clock()) == 1  # critical now: the next tick sends it, as it is
+    opening = json.loads(_rows(store)[-1]["body"])
+    assert (opening["id"], opening["change"], opening["severity"], opening["ip_count"]) == ("w", "opened",
+                                                                                            "critical", 2)
+    clock.advance(SETTLE)
+    assert n.tick(clock()) == 0 and len(_rows(store)) == 2
 
 
 def test_at_most_three_messages_per_channel_whatever_the_sequence(store: Store) -> None:
@@ -194,10 +217,8 @@ def test_at_most_three_messages_per_channel_whatever_the_sequence(store: Store) 
         assert all(c <= 3 for _, c in per_channel), (per_channel, steps)
         kinds = [r[0] for r in store.con.execute("SELECT kind FROM notify_outbox WHERE channel = 'a' "
                                                  "ORDER BY id").fetchall()]
-        assert kinds[0] == "incident-opened" and kinds.count("incident-escalated") <= 1
+        assert kinds[0] in ("incident-opened", "incident-ended") and kinds.count("incident-escalated") <= 1
         assert (kinds[-1] == "incident-ended") == ends
-        if any(c == "escalated" and (s, a) != ("warning", "alert") for c, _, s, a in steps):
-            assert "incident-escalated" in kinds or ends  # a rise is told: on its own, or in the summary
 
     check()
 
@@ -206,7 +227,7 @@ def test_silences_apply_to_every_member(store: Store) -> None:
     clock = Clock(NOW)
     nstore.add_silence(store.con, "203.0.113.0/24", None, NOW + dt.timedelta(hours=2), "pen test", "noc", NOW)
     n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
-    inside, outside = _brute(1), _brute(2, ip="198.51.100.9")
+    inside, outside = _brute(1, "critical"), _brute(2, "critical", ip="198.51.100.9")
     # every member silenced: not told, not its growth, not its end
     assert n.on_incidents([_change("opened", [inside], iid="quiet")], {}) == 0
     assert n.on_incidents([_change("escalated", [_brute(1, "critical")], iid="quiet")], {}) == 0
@@ -220,8 +241,9 @@ def test_silences_apply_to_every_member(store: Store) -> None:
     # a silence for one rule covers only that rule's members
     nstore.add_silence(store.con, "10023", "high-risk-spend-account", NOW + dt.timedelta(hours=2), None, None, NOW)
     clock.advance(1)
-    spend = make_alert(5, rule="high-risk-spend-account", key_type="account", key="10023", action="lock_account")
-    auth = make_alert(6, rule="auth-failures-account", key_type="account", key="10023")
+    spend = make_alert(5, rule="high-risk-spend-account", key_type="account", key="10023", action="lock_account",
+                       severity="critical")
+    auth = make_alert(6, rule="auth-failures-account", key_type="account", key="10023", severity="critical")
     assert n.on_incidents([_change("opened", [spend], iid="acct-1")], {}) == 0
     assert n.on_incidents([_change("opened", [spend, auth], iid="acct-2")], {}) == 1
 
@@ -237,8 +259,10 @@ def test_routes_match_over_the_members_and_follow_the_incident(store: Store) -> 
     brute = _brute(1)
     assert n.on_incidents([_change("opened", [brute])], {}) == 0 and n.stats["unrouted"] == 1
     flood = make_alert(2, rule="register-flood-ip", key="203.0.113.7")
-    # a member of a routed rule joins: the incident is told now (to the flood route's channel)
-    assert n.on_incidents([_change("grew", [brute, flood], new=[flood])], {}) == 1
+    # a member of a routed rule joins: the incident is told (to the flood route's channel; a warning waits)
+    assert n.on_incidents([_change("grew", [brute, flood], new=[flood])], {}) == 0
+    clock.advance(SETTLE)
+    assert n.tick(clock()) == 1
     clock.advance(SETTLE)
     # critical: the critical route picks it too; the channel told before hears the escalation
     assert n.on_incidents([_change("escalated", [brute, dataclasses.replace(flood, severity="critical")])],
@@ -290,12 +314,12 @@ def test_a_digest_route_sends_incidents_as_one_message(store: Store) -> None:
 def test_notices_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     clock = Clock(NOW)
-    a1 = _brute(1)
+    a1 = _brute(1, "critical")
     with Store(path) as st:
         n = Notifier(st.con, _cfg(), clock=clock, tags=TAGS)
         assert n.on_incidents([_change("opened", [a1])], {}) == 1
         clock.advance(10)
-        assert n.on_incidents([_change("escalated", [_brute(1, "critical")])], {}) == 0  # waits
+        assert n.on_incidents([_change("escalated", [_brute(1, "critical", "ban_ip")])], {}) == 0  # waits
         n.close()
     with Store(path) as st:
         st.con.execute("INSERT INTO alerts (id, rule, severity, key_type, key, action, trusted, report_only) "
@@ -304,7 +328,7 @@ def test_notices_survive_a_restart(tmp_path: Path) -> None:
         assert n.on_incidents([_change("opened", [a1], new=[])], {}) == 0  # told already
         clock.advance(SETTLE)
         assert n.tick(clock()) == 1  # the waiting escalation was in the store
-        assert n.on_incidents([_change("ended", [_brute(1, "critical")], new=[])], {}) == 1
+        assert n.on_incidents([_change("ended", [_brute(1, "critical", "ban_ip")], new=[])], {}) == 1
         ended = json.loads(_rows(st)[-1]["body"])
         # the member was read back from the store: the summary says what a dry run would have done
         assert ended["done"] == ["dry run: would have banned 1 IP: 203.0.113.7 (the firewall was not changed)"]
@@ -348,11 +372,15 @@ class _Script:
         return due
 
 
-def _watch(feed: IncidentFeed, notifier: Notifier, batches: list[list[Alert]], now: dt.datetime) -> int:
-    """The watcher's calls, as they will be: each batch's changes with what the enforcer did, then the ends."""
+def _watch(feed: IncidentFeed, notifier: Notifier, batches: list[list[Alert]], now: dt.datetime,
+           clock: Clock) -> int:
+    """The watcher's calls, as they will be: each batch's changes with what the enforcer did, a tick a minute
+    later, then the ends."""
     queued = 0
     for alerts in batches:
         queued += notifier.on_incidents(feed.apply(alerts), {a.id: f"banned {a.key} until tomorrow" for a in alerts})
+        clock.advance(60)
+        queued += notifier.tick(clock())
     return queued + notifier.on_incidents(feed.close_quiet(now), {})
 
 
@@ -369,10 +397,10 @@ def test_a_campaign_of_40_addresses_is_one_opening_and_one_summary(store: Store)
                               kind="campaign", title="distributed brute force from 40 addresses")])
     feed = _Script(steps, [_change("ended", list(seen), new=[], iid="camp", kind="campaign",
                                    title="distributed brute force from 40 addresses")], dt.timedelta(minutes=15))
-    assert _watch(feed, n, batches, T0 + dt.timedelta(minutes=10)) == 1  # not quiet long enough yet
+    assert _watch(feed, n, batches, T0 + dt.timedelta(minutes=10), clock) == 1  # not quiet long enough yet
     assert n.on_incidents(feed.close_quiet(T0 + dt.timedelta(minutes=20)), {}) == 1
     opened, ended = (json.loads(r["body"]) for r in _rows(store))
-    assert opened["who"] == "10 IPs: 198.51.100.1, 198.51.100.2, 198.51.100.3, …"
+    assert opened["who"] == "20 IPs: 198.51.100.1, 198.51.100.2, 198.51.100.3, …"  # as it was 2 minutes in
     assert ended["who"] == "40 IPs: 198.51.100.1, 198.51.100.2, 198.51.100.3, …" and ended["ip_count"] == 40
     assert ended["done"] == ["banned 198.51.100.1 until tomorrow, banned 198.51.100.2 until tomorrow, banned "
                              "198.51.100.3 until tomorrow (+37 more)"]
@@ -380,7 +408,8 @@ def test_a_campaign_of_40_addresses_is_one_opening_and_one_summary(store: Store)
 
 
 def test_a_replays_incidents_are_sent_once_behind_detect_notify(tmp_path: Path, http: Receiver) -> None:
-    """`notify_incidents` (for `detect --notify`): each replayed incident is its opening and its summary."""
+    """`notify_incidents` (for `detect --notify`): each replayed incident is its opening and its summary, at
+    most."""
     from fraudwatch.config import load_config
     from fraudwatch.notify.oneshot import notify_incidents, replay_done
 
@@ -394,11 +423,10 @@ def test_a_replays_incidents_are_sent_once_behind_detect_notify(tmp_path: Path, 
                _change("escalated", [dataclasses.replace(b, severity="critical")], iid="r2"),
                _change("ended", [a], iid="r1"), _change("ended", [b], iid="r2")]
     line = notify_incidents(cfg, changes, replay_done([a, b]))
-    assert line == "4 notification(s) queued, 4 sent, 1 incident message(s) held back (silence, or folded into " \
-        "the next)"
-    assert [(m["id"], m["change"]) for m in http.messages()] == [("r1", "opened"), ("r2", "opened"),
-                                                                ("r1", "ended"), ("r2", "ended")]
-    assert http.messages()[2]["done"] == ["replay: nothing done (live, the watcher would ban the IP)"]
+    # r1 (critical) is told at once; r2's opening (a warning) waits, and its summary says it all
+    assert line == "3 notification(s) queued, 3 sent"
+    assert [(m["id"], m["change"]) for m in http.messages()] == [("r1", "opened"), ("r1", "ended"), ("r2", "ended")]
+    assert http.messages()[1]["done"] == ["replay: nothing done (live, the watcher would ban the IP)"]
 
 
 def _merged(alerts: list[Alert], iid: str, into: str) -> IncidentChange:
@@ -413,16 +441,17 @@ def test_a_merged_incident_sends_nothing_and_its_survivor_is_not_told_as_new(sto
     under a new id (the book re-founds an incident on an earlier alert that came late); the survivor names it."""
     clock = Clock(NOW)
     n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
-    a, b = _brute(5), _brute(6, ip="198.51.100.6")
+    a, b = _brute(5, "critical"), _brute(6, "critical", ip="198.51.100.6")
     assert n.on_incidents([_change("opened", [a], iid="A")], {}) == 1
     clock.advance(10)
-    assert n.on_incidents([_change("escalated", [_brute(5, "critical")], iid="A")], {}) == 0  # waits
-    early = _brute(1, ip="198.51.100.6")  # an earlier alert came late: it founds the incident, as "N"
+    assert n.on_incidents([_change("escalated", [_brute(5, "critical", "ban_ip")], iid="A")], {}) == 0  # waits
+    early = _brute(1, "critical", ip="198.51.100.6")  # an earlier alert came late: it founds the incident, as "N"
     assert n.on_incidents([_merged([a], "A", into="N"), _change("grew", [early, a, b], new=[early, b], iid="N")],
                           {}) == 0
     clock.advance(SETTLE)
     assert n.tick(clock()) == 0  # A's waiting escalation went with it
-    assert n.on_incidents([_change("escalated", [early, _brute(5, "critical"), b], new=[], iid="N")], {}) == 1
+    assert n.on_incidents([_change("escalated", [early, _brute(5, "critical", "ban_ip"), b], new=[], iid="N")],
+                          {}) == 1
     assert n.on_incidents([_change("ended", [early, a, b], new=[], iid="N")], {}) == 1
     rows = [json.loads(r["body"]) for r in _rows(store)]
     assert [(r["id"], r["change"]) for r in rows] == [("A", "opened"), ("N", "escalated"), ("N", "ended")]
@@ -436,7 +465,7 @@ def test_nothing_after_the_end(store: Store) -> None:
     """An incident does not reopen: a member alert updated after its end (the book still knows whose it is) is no
     news, even as an escalation."""
     n = Notifier(store.con, _cfg(), clock=Clock(NOW), tags=TAGS)
-    assert n.on_incidents([_change("opened", [_brute(1)]), _change("ended", [_brute(1)])], {}) == 2
+    assert n.on_incidents([_change("opened", [_brute(1)]), _change("ended", [_brute(1)])], {}) == 1
     later = _change("escalated", [_brute(1, "critical", "ban_ip")])
     later.incident.state = "ended"
     assert n.on_incidents([later], {}) == 0
