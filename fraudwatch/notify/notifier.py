@@ -1,4 +1,10 @@
-"""The notifier: alerts in, outbox rows out — routing, silences, realert suppression, quiet hours and digests.
+"""The notifier: incident changes or alerts in, outbox rows out — routing, silences, realert suppression, quiet
+hours and digests.
+
+`on_incidents` tells each channel about an incident at most three times: when it opens, once when it escalates,
+and when it ends (what is told when: fraudwatch.notify.incidents; what a message says:
+fraudwatch.notify.incident_messages; what was done, in words that never claim more than happened:
+fraudwatch.notify.done). `on_alerts` is the per-alert path below, kept for callers that have no incidents.
 
 `on_alerts` does no network I/O: it decides, renders and writes pending rows to the outbox in one transaction,
 and returns. The `Dispatcher` (dispatch.py) sends them. Decisions, per alert:
@@ -210,7 +216,7 @@ class Notifier:
         """Queue the messages a step of the incident book calls for: one when an incident opens, one when it
         escalates (quick escalations folded into one), one summary when it ends; `grew` sends nothing. `done`
         maps alert id -> what the enforcer did about this step's alerts. Returns the outbox rows queued now
-        (digest members and waiting escalations are queued when due). No network I/O."""
+        (digest members and waiting messages are queued when due, by `tick`). No network I/O."""
         if not changes or not self.channels:
             return 0
         now = self.clock()
@@ -400,7 +406,7 @@ class Notifier:
     def _deliver(self, inc: Incident, f: Mapping[str, Any], routes: Sequence[RouteConfig], step: _Step,
                  hold_until: dt.datetime | None = None) -> None:
         """One message about the incident per channel: now, or (quiet hours, a route's digest) in a digest, or,
-        with `hold_until`, as an escalation waiting until then. Channels told before hear about it too."""
+        with `hold_until`, waiting until then (a `store.HOLD` row). Channels told before hear about it too."""
         now, quiet = step.now, self.cfg.quiet_hours
         local = now.astimezone(self.zone)
         held = quiet is not None and inc.severity == "warning" and quiet.contains(local)

@@ -471,3 +471,17 @@ def test_nothing_after_the_end(store: Store) -> None:
     assert n.on_incidents([later], {}) == 0
     assert n.on_incidents([_change("grew", [_brute(1)]), _change("escalated", [_brute(1, "critical")])], {}) == 0
     assert n.stats["after_end"] == 3
+
+
+def test_an_incident_merged_while_its_opening_waits_was_never_told(store: Store) -> None:
+    clock = Clock(NOW)
+    n = Notifier(store.con, _cfg(), clock=clock, tags=TAGS)
+    a, b = _brute(5), _brute(6, ip="198.51.100.6")
+    assert n.on_incidents([_change("opened", [a], iid="A")], {}) == 0  # a warning: its opening waits
+    clock.advance(30)
+    assert n.on_incidents([_merged([a], "A", into="B"), _change("opened", [a, b], new=[b], iid="B")], {}) == 0
+    clock.advance(SETTLE)
+    assert n.tick(clock()) == 1
+    [opened] = (json.loads(r["body"]) for r in _rows(store))
+    assert (opened["id"], opened["change"], opened["joined"], opened["ip_count"]) == ("B", "opened", [], 2)
+    assert set(nstore.load_notices(store.con)) == {"B"}
