@@ -2,7 +2,8 @@
 
 The watcher uses two objects (imported lazily here so that loading the config does not load duckdb or apprise):
 
-    notifier = Notifier(con, cfg.alerts)            # on_alerts(alerts, done) -> rows queued; tick(now)
+    notifier = Notifier(con, cfg.alerts)            # on_incidents(changes, done) or on_alerts(alerts, done)
+                                                    # -> rows queued; tick(now)
     dispatcher = Dispatcher(con, cfg.alerts)        # start(); stop(timeout)
 
 or both as one: `notifier = start_notifier(con, cfg.alerts, rules=...)`, whose `stop(now)` stops the dispatcher.

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.detect.decide import Alert
+from fraudwatch.notify.done import alert_done
 from fraudwatch.notify.render import Doc, Seg, Table, b, clean, code, data
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 _POINTER_KEYS = {"ids", "flownos", "lines", "enforcement"}  # enforcement: what the enforcer did, shown as `done`
 _KEY_LABEL = {"ip": "IP", "account": "account", "prefix": "destination prefix", "number": "number", "key": "key",
               "global": "switch-wide"}
-ACTION_TEXT = {"ban_ip": "ban the IP", "lock_account": "lock the account", "alert": "alert only"}
 MAX_FACTS = 6
 MAX_LIST = 8
 
@@ -56,18 +56,9 @@ def value_label(rule: RuleType) -> str:
     return "peak value {v}"
 
 
-def done_text(alert: Alert, done: Mapping[int, str]) -> str:
-    """What fraudwatch already did about the alert: the enforcer's own words, else what the alert implies."""
-    if done.get(alert.id):
-        return done[alert.id]
-    proposed = ACTION_TEXT.get(alert.action, alert.action)
-    if alert.trusted:
-        return "nothing: the key is trusted (alert only)"
-    if alert.report_only:
-        return f"nothing: the rule is report-only (would {proposed})"
-    if alert.action == "alert":
-        return "nothing: alert only"
-    return f"nothing yet: proposed {proposed} (no enforcer acted on it)"
+def done_text(alert: Alert, done: Mapping[int, str], firewall: str | None = None) -> str:
+    """What fraudwatch already did about the alert (see `fraudwatch.notify.done`)."""
+    return alert_done(alert, done, firewall)
 
 
 def who_text(key_type: str, key: str, names: Mapping[str, str], country: Callable[[str], str | None] | None) -> str:
@@ -110,8 +101,10 @@ def _facts_of_evidence(evidence: Mapping[str, Any], limit: int) -> dict[str, str
 
 
 def facts(alert: Alert, done: Mapping[int, str], names: Mapping[str, str],
-          country: Callable[[str], str | None] | None, limit: int, label: str = "peak value {v}") -> dict[str, Any]:
-    """The alert reduced to what a message shows (JSON-able); `label` reads its value (see `value_label`)."""
+          country: Callable[[str], str | None] | None, limit: int, label: str = "peak value {v}",
+          firewall: str | None = None) -> dict[str, Any]:
+    """The alert reduced to what a message shows (JSON-able); `label` reads its value (see `value_label`);
+    `firewall`: the enforcer's backend (a dry run never says banned)."""
     return {
         "how_much": f"{_num(alert.count)} events, " + label.replace("{v}", _num(alert.value)),
         "id": alert.id, "rule": alert.rule, "severity": alert.severity, "key_type": alert.key_type,
@@ -119,7 +112,7 @@ def facts(alert: Alert, done: Mapping[int, str], names: Mapping[str, str],
         "count": int(alert.count), "value": float(alert.value), "first_seen": _iso(alert.first_seen),
         "last_seen": _iso(alert.last_seen), "detected_at": _iso(alert.detected_at), "action": alert.action,
         "trusted": bool(alert.trusted), "report_only": bool(alert.report_only),
-        "done": clean(done_text(alert, done), limit * 2), "description": clean(alert.description, limit * 3),
+        "done": clean(done_text(alert, done, firewall), limit * 2), "description": clean(alert.description, limit * 3),
         "facts": _facts_of_evidence(alert.evidence or {}, limit),
         "show": f"fraudwatch alerts show {alert.id}",
     }

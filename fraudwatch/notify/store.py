@@ -145,7 +145,8 @@ class State:
 
 
 def load_state(cur: Cursor) -> dict[tuple[str, str], State]:
-    cur.execute("SELECT rule, key, severity, notified_at, alert_id, suppressed FROM notify_state")
+    cur.execute("SELECT rule, key, severity, notified_at, alert_id, suppressed FROM notify_state WHERE rule <> ?",
+                [INCIDENT])
     return {(r[0], r[1]): State(r[2], r[3], int(r[4]), int(r[5] or 0)) for r in cur.fetchall()}
 
 
@@ -159,6 +160,63 @@ def save_state(cur: Cursor, changed: Mapping[tuple[str, str], State]) -> None:
     insert_rows(cur, NOTIFY_STATE, [{"rule": r, "key": k, "severity": s.severity, "notified_at": s.notified_at,
                                      "alert_id": s.alert_id, "suppressed": s.suppressed}
                                     for (r, k), s in changed.items()])
+
+
+# --- incidents ----------------------------------------------------------------------------------------------------
+
+INCIDENT = "@incident"  # notify_state's `rule` of an incident's row (no rule id starts with '@')
+HOLD = "incident-hold"  # notify_digest's `kind` of an escalation waiting to be sent (its `grp`: the incident id)
+
+
+@dataclass
+class Notice:
+    """What the last message about an incident said, and when: a `notify_state` row with `rule` '@incident',
+    `key` the incident id, `severity` 'SEVERITY ACTION', `alert_id` the messages told (the summary not counted)
+    and `suppressed` the changes folded since the last message."""
+
+    severity: str
+    action: str
+    notified_at: dt.datetime
+    told: int = 1
+    folded: int = 0
+
+
+def load_notices(cur: Cursor) -> dict[str, Notice]:
+    cur.execute("SELECT key, severity, notified_at, alert_id, suppressed FROM notify_state WHERE rule = ?",
+                [INCIDENT])
+    out = {}
+    for key, said, at, told, folded in cur.fetchall():
+        severity, _, action = str(said).partition(" ")
+        out[key] = Notice(severity, action or "alert", at, int(told or 0), int(folded or 0))
+    return out
+
+
+def save_notices(cur: Cursor, changed: Mapping[str, Notice | None]) -> None:
+    """Replace (None: delete) the incident rows of `changed` (inside the caller's transaction)."""
+    if not changed:
+        return
+    cur.execute("DELETE FROM notify_state WHERE rule = ? AND key IN (SELECT unnest(?::VARCHAR[]))",
+                [INCIDENT, list(changed)])
+    insert_rows(cur, NOTIFY_STATE, [{"rule": INCIDENT, "key": k, "severity": f"{n.severity} {n.action}",
+                                     "notified_at": n.notified_at, "alert_id": n.told, "suppressed": n.folded}
+                                    for k, n in changed.items() if n is not None])
+
+
+def drop_holds(cur: Cursor, incident_ids: Sequence[str]) -> None:
+    """Delete the escalations waiting for these incidents (folded into their summary)."""
+    if incident_ids:
+        cur.execute("DELETE FROM notify_digest WHERE kind = ? AND grp IN (SELECT unnest(?::VARCHAR[]))",
+                    [HOLD, list(incident_ids)])
+
+
+def member_alerts(cur: Cursor, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """(id, rule, key_type, key, action, trusted, report_only) of stored alerts (an incident's members after a
+    restart)."""
+    if not ids:
+        return []
+    cur.execute("SELECT id, rule, key_type, key, action, trusted, report_only FROM alerts "
+                "WHERE id IN (SELECT unnest(?::BIGINT[]))", [list(ids)])
+    return list(cur.fetchall())
 
 
 # --- digests ----------------------------------------------------------------------------------------------------

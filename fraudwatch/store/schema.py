@@ -235,11 +235,15 @@ NOTIFY_OUTBOX = Table(
         C("created_at", "TIMESTAMPTZ", "when it was queued (wall clock)"),
         C("channel", "VARCHAR", "channel name from [[alerts.channels]]"),
         C("kind", "VARCHAR", "alert (first notice), update (severity rose or realert), digest, quiet (held "
-                             "through quiet hours), test"),
-        C("rule", "VARCHAR", "rule id ('*' for a digest of several rules)"),
+                             "through quiet hours), test; per incident: incident-opened, incident-escalated, "
+                             "incident-ended (its summary), incident-digest (a route's digest of incidents), "
+                             "incident-quiet (incidents held through quiet hours)"),
+        C("rule", "VARCHAR", "rule id ('*' for a digest of several rules); an incident's message: the incident id; "
+                             "a digest of incidents: the route name ('*' for quiet hours)"),
         C("severity", "VARCHAR", "highest severity in the message"),
         C("alert_ids", "VARCHAR", "JSON list of the alert ids in the message (first 1,000)"),
-        C("keys", "INTEGER", "how many (rule, key) alerts the message covers"),
+        C("keys", "INTEGER", "how many (rule, key) alerts the message covers (an incident's message: its keys; a "
+                             "digest of incidents: the incidents)"),
         C("title", "VARCHAR", "message title"),
         C("body", "VARCHAR", "message body, already rendered and escaped for the channel's markup"),
         C("body_format", "VARCHAR", "text, html or markdown (apprise body_format)"),
@@ -253,14 +257,17 @@ NOTIFY_OUTBOX = Table(
 
 NOTIFY_STATE = Table(
     "notify_state",
-    "Realert memory: per (rule, key), when it was last notified and at which severity.",
+    "Realert memory: per (rule, key), when it was last notified and at which severity; per open incident (rule "
+    "'@incident'), what its last message said (fraudwatch.notify.store.Notice), deleted when it ends.",
     (
-        C("rule", "VARCHAR", "rule id"),
-        C("key", "VARCHAR", "the alert's key"),
-        C("severity", "VARCHAR", "severity last notified"),
+        C("rule", "VARCHAR", "rule id; '@incident' for an incident's row"),
+        C("key", "VARCHAR", "the alert's key; an incident's row: the incident id"),
+        C("severity", "VARCHAR", "severity last notified; an incident's row: 'SEVERITY ACTION' (critical ban_ip)"),
         C("notified_at", "TIMESTAMPTZ", "wall-clock time of the last notification"),
-        C("alert_id", "BIGINT", "alert last notified"),
-        C("suppressed", "BIGINT", "alerts and updates held back since then (realert interval)"),
+        C("alert_id", "BIGINT", "alert last notified; an incident's row: messages told about it, its summary not "
+                                "counted (at most 2: the opening one and one escalation)"),
+        C("suppressed", "BIGINT", "alerts and updates held back since then (realert interval); an incident's row: "
+                                  "escalations since its last message not told on their own"),
     ),
 )
 
@@ -269,15 +276,20 @@ NOTIFY_DIGEST = Table(
     "Alerts waiting in an open digest (a route's `digest` window, or quiet hours); flushed into the outbox as one "
     "message per group when due.",
     (
-        C("grp", "VARCHAR", "digest group: the rule id, or '*' for warnings held through quiet hours"),
-        C("kind", "VARCHAR", "digest or quiet"),
+        C("grp", "VARCHAR", "digest group: the rule id, or '*' for warnings held through quiet hours; incidents: "
+                            "the route name, '*' (quiet hours), or the incident id (incident-hold)"),
+        C("kind", "VARCHAR", "digest or quiet; incidents: incident-digest, incident-quiet, or incident-hold (an "
+                             "escalation waiting until 2 minutes after the incident's last message, then sent as "
+                             "one message with the incident as it is by then)"),
         C("channels", "VARCHAR", "JSON list of the channel names the digest goes to"),
         C("due_at", "TIMESTAMPTZ", "when the digest is sent"),
-        C("alert_id", "BIGINT", "alert id"),
-        C("rule", "VARCHAR", "rule id"),
+        C("alert_id", "BIGINT", "alert id; an incident's row: its founding alert's id (one row per incident: a "
+                                "later message about it replaces the row)"),
+        C("rule", "VARCHAR", "rule id; an incident's row: the incident id"),
         C("severity", "VARCHAR", "alert severity"),
         C("count", "BIGINT", "alert count (orders the digest's table)"),
-        C("row", "VARCHAR", "JSON: the alert's facts for the digest table (key, who, count, value, times, done)"),
+        C("row", "VARCHAR", "JSON: the alert's facts for the digest table (key, who, count, value, times, done); "
+                            "an incident's: its facts (fraudwatch.notify.incident_messages.incident_facts)"),
         C("added_at", "TIMESTAMPTZ", "when it joined the digest"),
     ),
 )

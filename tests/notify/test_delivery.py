@@ -70,7 +70,8 @@ def test_alert_arrives_by_mail_and_webhook_with_its_facts_escaped(store: Store, 
         assert text in body, text
     acct_mail = Mailbox.html(next(m for s, m in mails.items() if "high-risk" in s))
     assert "account 10023 — ACME &lt;Ltd&gt; &amp; Co" in acct_mail
-    assert "locked account 10023" in acct_mail and "callee_prefix: 252, 882" in acct_mail
+    assert "proposed: lock account 10023 — not carried out" in acct_mail and "locked" not in acct_mail
+    assert "callee_prefix: 252, 882" in acct_mail
     assert "spend: 1,234.50" in acct_mail
 
     hooks = {m["id"]: m for m in http.messages()}

@@ -146,4 +146,7 @@ def test_values_are_read_with_the_rule_type() -> None:
     text = render_body(alert_doc(f, "alert", UTC, 120), "text")
     assert "How much: 9 events, fee total 45.05 in 1h at the peak" in text
     assert "Who: account 10020 — Crown Clinic LLP" in text
-    assert "Done: replay: nothing done (live, the watcher would lock the account)" in text
+    # a lock is never carried out (no VOS3000 integration yet): a replay does not say the watcher would lock it
+    assert "Done: proposed: lock account 10020 — not carried out: fraudwatch does not lock accounts yet" in text
+    assert replay_done([spend])[3] == "replay: nothing done (lock the account proposed; fraudwatch does not lock " \
+        "accounts yet)"
