@@ -214,7 +214,8 @@ class ControlServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for serve_forever, which a failed start never ran
+            self.server.shutdown()
         self.server.server_close()
         with self.server.queries_lock:
             if self.server.queries is not None:
