@@ -1,5 +1,7 @@
-"""The watcher's log lines for what it found and did: one line per alert reported and per ban made, naming the
-rule and the IP or account (`fraudwatch.watch.logline` for the line's shape).
+"""The watcher's log lines for what it found and did: one line per alert opened (or whose severity or action
+changed) and per ban made, naming the rule and the IP or account (`fraudwatch.watch.logline` for the line's
+shape). An update of an alert's counts only is not logged (an ongoing botnet makes thousands every few seconds;
+`fraudwatch status` counts them per rule).
 
 A botnet reports thousands of alerts in one batch: a line each would bury the log (and the journal's rate limit
 would drop lines at random), so a batch logs at most `PER_BATCH` lines of each kind and one more saying how many
@@ -35,15 +37,18 @@ def done_of(alert: Any, done: Mapping[int, str]) -> str:
     return "alert only" if alert.action == "alert" else f"proposed {alert.action}"
 
 
-def log_alerts(alerts: Sequence[Any], done: Mapping[int, str], new: set[int]) -> None:
-    """A line per alert reported (new or updated): id, rule, severity, key, events, action and what was done."""
-    for a in alerts[:PER_BATCH]:
-        log.warning("alert %s %s", "new" if a.id in new else "update",
+def log_alerts(alerts: Sequence[Any], done: Mapping[int, str], noted: Mapping[int, str]) -> None:
+    """A line per alert that opened or whose severity or action changed (`noted`: id -> "new" or what
+    changed): id, rule, severity, key, events, action and what was done."""
+    shown = [a for a in alerts if a.id in noted]
+    for a in shown[:PER_BATCH]:
+        what = noted[a.id]
+        log.warning("alert %s %s", "opened" if what == "new" else "changed",
                     kv(id=a.id, rule=a.rule, severity=a.severity, **key_field(a.key_type, a.key), events=a.count,
-                       action=a.action, done=done_of(a, done)))
-    if len(alerts) > PER_BATCH:
-        log.warning("alert: and %d more in this batch (%d new; `fraudwatch alerts list` shows them all)",
-                    len(alerts) - PER_BATCH, len(new))
+                       action=a.action, done=done_of(a, done), changed=None if what == "new" else what))
+    if len(shown) > PER_BATCH:
+        log.warning("alert: and %d more in this batch (`fraudwatch alerts list` shows them all)",
+                    len(shown) - PER_BATCH)
 
 
 def log_bans(bans: Sequence[Any], dry_run: bool, backend: str) -> None:

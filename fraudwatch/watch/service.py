@@ -241,7 +241,7 @@ class Watcher(Reading):
         w = self.cfg.watch
         started = time.monotonic()
         seeded = seed_open_alerts(self.store.con, self.detection.book)
-        self.stats.resumed({a.id: int(a.count) for a in self.detection.book.open.values()})
+        self.stats.resumed(list(self.detection.book.open.values()))
         fed = 0
         if w.warmup_seconds and w.warmup_rows:
             fed = replay_recent(self.store.con, self.detection.engine, rules,

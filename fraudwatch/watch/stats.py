@@ -89,7 +89,8 @@ class Stats:
         self.written = 0.0
         self.early: Any = None  # the sentry (fraudwatch.watch.sentry) while early bans run
         self.rules = RuleCounts()  # per rule: matches, alerts, bans (fraudwatch.watch.rulecounts)
-        self.alert_counts: dict[int, tuple[int, float]] = {}  # alert id -> (its event count, monotonic time)
+        # alert id -> (its event count, severity, action, monotonic time) when last reported
+        self.alert_counts: dict[int, tuple[int, str, str, float]] = {}
         self.counts_pruned = time.monotonic()
         self.missing: dict[str, dict[str, Any]] = {}  # source path -> {"error", "since"} (watch.preflight)
         self.firewall: dict[str, Any] | None = None  # {"backend", "dry_run"} once the enforcer started
@@ -160,34 +161,40 @@ class Stats:
                     text = t.isoformat()
                     fs.last_event = max(fs.last_event or text, text)
 
-    def alerted(self, alerts: list[Any]) -> set[int]:
-        """Count reported alerts (new or updated) per rule; the ids of those seen for the first time."""
+    def alerted(self, alerts: list[Any]) -> dict[int, str]:
+        """Count reported alerts (new or updated) per rule; the ids worth a log line: "new", or what changed
+        ("severity warning -> critical", "action alert -> ban_ip"). An update of counts only is counted, not
+        logged: an ongoing botnet updates thousands of alerts every few seconds."""
         if not alerts:
-            return set()
+            return {}
         a = max(alerts, key=lambda x: x.id)
-        new: set[int] = set()
+        noted: dict[int, str] = {}
         now = time.monotonic()
         known = self.alert_counts
         for x in alerts:
             before = known.get(x.id)
-            if before is None and not x.updates:
-                new.add(x.id)
+            is_new = before is None and not x.updates
+            if is_new:
+                noted[x.id] = "new"
+            elif before is not None and (before[1], before[2]) != (x.severity, x.action):
+                noted[x.id] = "; ".join(f"{what} {old} -> {new}" for what, old, new in (
+                    ("severity", before[1], x.severity), ("action", before[2], x.action)) if old != new)
             grew = int(x.count) - (before[0] if before is not None else 0)
-            known[x.id] = (int(x.count), now)
-            self.rules.add(x.rule, matches=max(grew, 0), alerts=1 if x.id in new else 0)
+            known[x.id] = (int(x.count), x.severity, x.action, now)
+            self.rules.add(x.rule, matches=max(grew, 0), alerts=1 if is_new else 0)
         if now - self.counts_pruned >= 600:
             self.counts_pruned = now
-            self.alert_counts = {k: v for k, v in known.items() if now - v[1] < FORGET_COUNTS}
+            self.alert_counts = {k: v for k, v in known.items() if now - v[3] < FORGET_COUNTS}
         with self.lock:
             self.alerts += len(alerts)
             self.last_alert = {"id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
                                "action": a.action, "at": dt.datetime.now(dt.UTC).isoformat()}
-        return new
+        return noted
 
-    def resumed(self, counts: dict[int, int]) -> None:
-        """The event counts of the alerts resumed at start: their growth from here on is what counts."""
+    def resumed(self, alerts: list[Any]) -> None:
+        """The alerts resumed at start: their growth from here on is what counts."""
         now = time.monotonic()
-        self.alert_counts.update({k: (v, now) for k, v in counts.items()})
+        self.alert_counts.update({a.id: (int(a.count), a.severity, a.action, now) for a in alerts})
 
     def banned(self, rules: list[str | None]) -> None:
         """New bans, by the rule behind each (None: by hand)."""

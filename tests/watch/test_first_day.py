@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -136,7 +137,7 @@ def test_the_log_is_stamped_and_names_the_ip_rule_and_dry_run_of_each_alert_and_
     lines = w.log.read_text().splitlines()
     ours = [ln for ln in lines if " fraudwatch: " in ln]
     assert ours and all(STAMP.match(ln) for ln in ours), [ln for ln in ours if not STAMP.match(ln)]
-    alert = [ln for ln in ours if " alert new " in ln]
+    alert = [ln for ln in ours if " alert opened " in ln]
     assert alert and "rule=auth-failures-ip" in alert[0] and f"ip={ip}" in alert[0], ours
     assert "done=\"would ban 192.0.2.77 until " in "\n".join(ln for ln in ours if " alert " in ln)
     ban = [ln for ln in ours if " would ban (dry run) " in ln]
@@ -177,6 +178,27 @@ def test_status_counts_matches_alerts_and_bans_per_rule(site: Path, cli: Callabl
         snap = json.loads(cli("--config", config, "status", "--json").out)
         assert snap["running"] and snap["rules"]["auth-failures-ip"]["day"] == {"matches": expected, "alerts": 2,
                                                                                 "bans": 2}
+    finally:
+        assert w.stop() == 0
+        w.close()
+
+
+def test_a_reload_with_a_misspelt_format_keeps_the_running_configuration(site: Path) -> None:
+    log = site / "logs/sipproxy.log"
+    log.write_text("".join(sip_line(i, "a") for i in range(3)), encoding="utf-8")
+    config = write_config(site, [("logs/sipproxy.log", FMT)])
+    w = WatcherProcess(config, site / "store.duckdb").start()
+    try:
+        assert wait_until(lambda: w.count("SELECT count(*) FROM sip_events") == 3, 20)
+        config.write_text(config.read_text().replace(f'format = "{FMT}"', 'format = "vos3000-sipproxi"'))
+        line = config.read_text().splitlines().index('format = "vos3000-sipproxi"') + 1
+        w.signal(signal.SIGHUP)
+        expected = (f"reload failed, keeping the running configuration: {config}:{line}: unknown format "
+                    f"'vos3000-sipproxi' (did you mean 'vos3000-sipproxy'?")
+        assert wait_until(lambda: expected in w.log.read_text(), 10), w.log.read_text()
+        with log.open("a", encoding="utf-8") as f:
+            f.write("".join(sip_line(i, "b") for i in range(4)))
+        assert wait_until(lambda: w.count("SELECT count(*) FROM sip_events") == 7, 20)  # still read, as before
     finally:
         assert w.stop() == 0
         w.close()
