@@ -37,8 +37,8 @@ def build_actors(w: WatcherBase) -> None:
         w.enforcer = enforcer
         w.stats.firewall = {"backend": enforcer.backend.name, "dry_run": enforcer.dry_run}
         if enforcer.dry_run:
-            log.info("firewall: dry run: bans are recorded and listed, never put in a firewall (would ban, not "
-                     "banned); %s", report)
+            log.info("firewall: dry run: bans are recorded and listed as 'would ban', never put in a firewall; %s",
+                     report)
         else:
             log.info("firewall: %s backend; %s", enforcer.backend.name, report)
     except Exception as exc:  # e.g. nft missing or no CAP_NET_ADMIN: detection and alerts go on without bans
