@@ -273,6 +273,12 @@ class Stats:
             metric(f"batch_seconds_{q}", "gauge", f"{q} of read+parse+commit time per batch",
                    [({}, float(v if v is not None else 0))])
         metric("alerts_total", "counter", "alerts created or updated since start", [({}, float(snap["alerts"]))])
+        rules = snap["rules"]
+        for kind, text in (("matches", "events the rule counted toward its alerts"),
+                           ("alerts", "alerts the rule opened"), ("bans", "new bans for the rule's alerts")):
+            metric(f"rule_{kind}", "gauge", f"{text}, in the last hour or day (window)",
+                   [({"rule": rule, "window": window}, float(counts[span][kind])) for rule, counts in rules.items()
+                    for window, span in (("1h", "hour"), ("1d", "day"))])
         return "\n".join(out) + "\n"
 
 

@@ -58,6 +58,9 @@ def test_matches_are_the_growth_of_the_alerts_counts(tmp_path: Path) -> None:
     s.resumed([_alert(2, 50, updates=3)])  # resumed at a restart: only its growth counts
     s.alerted([_alert(2, 52, updates=4)])
     assert s.rules.summary()["auth-failures-ip"]["hour"]["matches"] == 22
+    text = s.prometheus()
+    assert 'fraudwatch_rule_matches{rule="auth-failures-ip",window="1h"} 22.0' in text
+    assert 'fraudwatch_rule_bans{rule="(manual)",window="1d"} 1.0' in text
 
 
 def test_seeded_from_the_store(tmp_path: Path) -> None:
