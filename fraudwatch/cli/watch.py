@@ -85,14 +85,15 @@ def _status(args: argparse.Namespace) -> int:
         if f.get("parked"):
             console.print(f"[red]parked[/] (not read until replaced or the watcher restarts): {text(f['path'])}: "
                           f"{text(str(f['parked']))}")
-    _print_rules(snap.get("rules"), bool(firewall and firewall.get("dry_run")))
+    dry_run = bool(firewall and firewall.get("dry_run"))
+    _print_rules(snap.get("rules"), dry_run)
     console.print(f"store: {text(snap['store'])} ({_bytes(snap.get('store_bytes', 0))}; event segments "
                   f"{_bytes(snap.get('segments_bytes', 0))}; snapshot for readers "
                   f"{_bytes(snap.get('read_copy_bytes', 0))}), events today: {snap.get('events_today', 0):,}")
     last = snap.get("last_alert")
     if last:
         console.print(f"last alert: #{text(str(last['id']))} {text(last['severity'])} {text(last['rule'])} "
-                      f"{text(last['key'])} ({text(proposed(str(last['action'])))})")
+                      f"{text(last['key'])} ({text(proposed(str(last['action']), dry_run))})")
     if snap.get("store_error"):
         console.print(f"[red]{text(snap['store_error'])}[/]")
     return ExitStatus.OK
@@ -104,7 +105,9 @@ _ACTIONS = {"ban_ip": "proposed: ban the IP", "lock_account": "proposed: lock th
             "alert": "alert only"}
 
 
-def proposed(action: str) -> str:
+def proposed(action: str, dry_run: bool) -> str:
+    if action == "ban_ip" and dry_run:
+        return "would ban the IP (dry run)"
     return _ACTIONS.get(action, f"proposed: {action}")
 
 

@@ -129,8 +129,11 @@ def test_the_log_is_stamped_and_names_the_ip_rule_and_dry_run_of_each_alert_and_
         assert wait_until(lambda: "would ban (dry run) ip=" in w.log.read_text(), 10), w.log.read_text()
         bans = cli("--config", config, "bans", "list")
         assert "1 dry-run ban(s) active (dry run: would ban" in bans.out, bans.out
+        assert wait_until(lambda: "last alert:" in cli("--config", config, "status").out, 10)
         status = cli("--config", config, "status")
         assert "firewall: dry run" in status.out and "would ban" in status.out, status.out
+        last = status.out.split("last alert:", 1)[1].splitlines()[0]
+        assert last.endswith(("(would ban the IP (dry run))", "(alert only)")), last
     finally:
         assert w.stop() == 0
         w.close()
