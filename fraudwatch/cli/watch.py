@@ -10,9 +10,9 @@ from typing import Any
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, print_json, text
-from fraudwatch.cli.terminal import safe
+from fraudwatch.cli.output import SafeFormatter, cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, UsageError
+from fraudwatch.watch.logline import LineFormatter
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -36,17 +36,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from fraudwatch.watch.logline import LineFormatter
     from fraudwatch.watch.service import Watcher
 
     cfg = config_of(args)
     handler = logging.StreamHandler(sys.stderr)  # journald keeps it: a message quoting input stays one line
-    handler.setFormatter(LineFormatter(escape=safe))  # stamped, unless journald stamps it (watch.logline)
+    handler.setFormatter(LogFormatter())  # stamped, unless journald stamps it (watch.logline)
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     if not cfg.sources:
         raise UsageError("nothing to watch: the config has no [[sources]]")
     watcher = Watcher(cfg, getattr(args, "config", None) or cfg.path)
     return watcher.run(args.duration)
+
+
+class LogFormatter(LineFormatter, SafeFormatter):
+    """The watcher's line (fraudwatch.watch.logline), its message escaped as everything the CLI prints. The
+    sentry process is handed it too (pickled by reference), so its lines are escaped alike."""
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ benchmarks/RESULTS.md, "Sentry at nice -5").
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import gc
 import logging
@@ -52,13 +53,14 @@ SEEN_SECONDS = 600.0  # how long the sentry keeps a customer it saw succeed itse
 
 
 def run_sentry(cfg: Config, conn: Connection, level: int, known: list[str] | None = None,
-               escape: Callable[[str], str] | None = None) -> None:
+               formatter: LineFormatter | None = None) -> None:
     """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned. Its log
-    lines are shaped as the watcher's (`fraudwatch.watch.logline`), escaped by the watcher's `escape`."""
+    lines are shaped (and escaped) by the watcher's own `formatter` (`fraudwatch.watch.logline`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
     handler = logging.StreamHandler()
-    handler.setFormatter(LineFormatter("fraudwatch sentry", escape=escape) if escape else
-                         LineFormatter("fraudwatch sentry"))
+    own = copy.copy(formatter) if formatter is not None else LineFormatter()
+    own.name = "fraudwatch sentry"
+    handler.setFormatter(own)
     logging.basicConfig(level=level, handlers=[handler])
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.ruleset import load_rules
@@ -209,9 +211,8 @@ class Sentry:
         parent_end, child_end = ctx.Pipe()
         known = self.customers(None) if self.customers is not None else []
         formatters = [h.formatter for h in logging.getLogger().handlers if isinstance(h.formatter, LineFormatter)]
-        escape = formatters[0].escape if formatters else None
         self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level, known,
-                                                         escape),
+                                                         formatters[0] if formatters else None),
                                 name="fraudwatch-sentry", daemon=True)
         self.proc.start()
         child_end.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.cli.terminal import safe
+from fraudwatch.cli.watch import LogFormatter
 from fraudwatch.detect.decide import Alert
 from fraudwatch.watch.eventlog import PER_BATCH, log_alerts
 from fraudwatch.watch.logline import LineFormatter, key_field, kv, under_journald
@@ -52,10 +52,10 @@ def test_a_line_is_stamped_or_given_the_journals_level_prefix() -> None:
 def test_hostile_values_stay_one_line_and_one_field() -> None:
     line = kv(account="10023", name='ACME "x" y=1\nfraudwatch: ERROR forged', empty="", none=None)
     assert line == 'account=10023 name="ACME \\"x\\" y=1\\nfraudwatch: ERROR forged" empty=""'
-    shown = LineFormatter(journald=True, escape=safe).format(_record("alert %s", logging.WARNING))
+    shown = LogFormatter(journald=True).format(_record("alert %s", logging.WARNING))
     assert shown == "<4>fraudwatch: WARNING alert %s"
     rec = logging.LogRecord("fraudwatch.watch", logging.WARNING, __file__, 1, "alert %s", ("\x1b[2Jx\u202e",), None)
-    assert LineFormatter(journald=True, escape=safe).format(rec) == "<4>fraudwatch: WARNING alert \\x1b[2Jx\\u202e"
+    assert LogFormatter(journald=True).format(rec) == "<4>fraudwatch: WARNING alert \\x1b[2Jx\\u202e"
     assert key_field("ip", "192.0.2.1|alice") == {"ip": "192.0.2.1", "key": "192.0.2.1|alice"}
     assert key_field("account", "10023") == {"account": "10023"}
 
