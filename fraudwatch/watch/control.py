@@ -224,6 +224,14 @@ class ControlServer:
             self.path.unlink()
 
 
+def refuse_if_running(store_path: Path) -> None:
+    """StoreError when a watcher already answers on this store's socket (before anything else is started: its
+    metrics port, say, would otherwise be the first thing found busy)."""
+    path = socket_path(store_path)
+    if path.exists() and _answers(path):
+        raise StoreError(f"{path}: another watcher answers on this store's socket")
+
+
 def _answers(path: Path) -> bool:
     try:
         return call(path, "ping", timeout=1.0).get("ok") is True

@@ -136,8 +136,11 @@ class Watcher(Reading):
         """Start everything, in an order where what can be refused is refused first (a misspelt format, a busy
         metrics port), before a file is created; anything failing later stops what was started (`_close`): no
         thread, socket or open store is left behind to abort the process at exit."""
+        from fraudwatch.watch.control import refuse_if_running
+
         self.formats = load_formats(self.cfg.format_dirs)
         check_formats(self.cfg, self.formats)
+        refuse_if_running(self.cfg.store_path)
         if self.cfg.watch.metrics:  # bound now, served once started: a busy port is one line and nothing else
             from fraudwatch.watch.metrics import MetricsServer
 

@@ -205,3 +205,22 @@ def test_a_reload_with_a_misspelt_format_keeps_the_running_configuration(site: P
     finally:
         assert w.stop() == 0
         w.close()
+
+
+def test_a_second_watcher_on_the_store_says_so_and_leaves_the_first_alone(site: Path) -> None:
+    """Its metrics port is the first watcher's: the message is about the watcher, not the port."""
+    (site / "logs/sipproxy.log").write_text(sip_line(1), encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = write_config(site, [("logs/sipproxy.log", FMT)], f'metrics = "127.0.0.1:{port}"\n')
+    w = WatcherProcess(config, site / "store.duckdb").start()
+    try:
+        got = _watch_once(config)
+        assert got.returncode == 3, got
+        assert got.stderr.splitlines() == [
+            f"fraudwatch: {site}/store.duckdb.sock: another watcher answers on this store's socket"], got.stderr
+        assert (w.call("ping") or {}).get("ok") is True
+    finally:
+        assert w.stop() == 0
+        w.close()
