@@ -19,8 +19,9 @@ HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "ex
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
-    parser.description = ("Bans live in the store and in the firewall backend of [firewall] (default dry-run). "
-                          "Trusted networks, [firewall] allow and this host's addresses are never banned.")
+    parser.description = ("Bans live in the store and in the firewall backend of [firewall] (default dry-run: "
+                          "bans are recorded and listed as 'would ban', and no firewall is changed). Trusted "
+                          "networks, [firewall] allow and this host's addresses are never banned.")
     bsub = parser.add_subparsers(dest="bans_command", metavar="ACTION", parser_class=type(parser))
     ls = bsub.add_parser("list", parents=[common], help="active bans, soonest to expire first")
     ls.add_argument("--all", action="store_true", help="also ended bans (history), newest first")
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(plain(result.get("message", "")))
         raise WatcherRefused(str(result.get("error") or "refused"), code)
     if action == "list":
-        _print_bans(result["rows"], args.all, args.json)
+        _print_bans(result["rows"], args.all, args.json, bool(result.get("dry_run")))
     elif action == "sync" and args.json:
         print_json(result["report"])
     else:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> None:
+def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool, dry_run: bool) -> None:
     if as_json:
         print_json(rows)
         return
@@ -101,4 +102,8 @@ def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool) -> Non
         table.add_row(*[cell(r.get(c)) for c in columns])
     console = out()
     console.print(table)
-    console.print(f"{len(rows)} ban(s){'' if history else ' active'}")
+    if dry_run:  # recorded as the firewall would hold them; none is in one
+        console.print(f"{len(rows)} dry-run ban(s){'' if history else ' active'} (dry run: would ban; no firewall "
+                      "holds them)")
+    else:
+        console.print(f"{len(rows)} ban(s){'' if history else ' active'}")

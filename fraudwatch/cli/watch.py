@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from rich.table import Table
 
 from fraudwatch.cli.context import config_of
 from fraudwatch.cli.output import SafeFormatter, cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, UsageError
+from fraudwatch.watch.logline import LineFormatter
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -38,12 +40,17 @@ def _watch(args: argparse.Namespace) -> int:
 
     cfg = config_of(args)
     handler = logging.StreamHandler(sys.stderr)  # journald keeps it: a message quoting input stays one line
-    handler.setFormatter(SafeFormatter("fraudwatch: %(levelname)s %(message)s"))
+    handler.setFormatter(LogFormatter())  # stamped, unless journald stamps it (watch.logline)
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     if not cfg.sources:
         raise UsageError("nothing to watch: the config has no [[sources]]")
     watcher = Watcher(cfg, getattr(args, "config", None) or cfg.path)
     return watcher.run(args.duration)
+
+
+class LogFormatter(LineFormatter, SafeFormatter):
+    """The watcher's line (fraudwatch.watch.logline), its message escaped as everything the CLI prints. The
+    sentry process is handed it too (pickled by reference), so its lines are escaped alike."""
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -58,28 +65,72 @@ def _status(args: argparse.Namespace) -> int:
     state = (f"[green]running[/] (pid {text(snap.get('pid'))}, since {text(snap.get('started_at'))})"
              if snap.get("running") else "[yellow]not running[/]")
     console.print(f"watcher: {state}")
+    firewall = snap.get("firewall")
+    if firewall and firewall.get("dry_run"):
+        console.print("firewall: [yellow]dry run[/]: bans are recorded and listed (would ban), never put in a "
+                      "firewall")
+    elif firewall:
+        console.print(f"firewall: {text(firewall.get('backend'))}")
     table = Table()
     for col in ("file", "format", "lag", "lines/s", "parsed", "rejected", "last event"):
         table.add_column(col, overflow="fold")
+    for m in snap.get("missing", []):
+        table.add_row(cell(m["path"]), "", "", "", "", "", f"[red]missing[/]: {text(m.get('error'))}")
     for f in snap.get("files", []):
         table.add_row(cell(f["path"]), cell(f.get("format") or "?"), _bytes(f.get("lag_bytes", 0)),
                       f"{f.get('lines_per_s', 0):,.0f}", f"{f.get('parsed', 0):,}", f"{f.get('rejected', 0):,}",
                       cell(f.get("last_event")))
     console.print(table)
+    for m in snap.get("missing", []):
+        since = f" since {text(m['since'])}" if m.get("since") else ""
+        console.print(f"[red]missing[/] (not read until it appears; then read from its start){since}: "
+                      f"{text(m['path'])}: {text(m.get('error'))}")
     for f in snap.get("files", []):
         if f.get("parked"):
             console.print(f"[red]parked[/] (not read until replaced or the watcher restarts): {text(f['path'])}: "
                           f"{text(str(f['parked']))}")
+    dry_run = bool(firewall and firewall.get("dry_run"))
+    _print_rules(snap.get("rules"), dry_run)
     console.print(f"store: {text(snap['store'])} ({_bytes(snap.get('store_bytes', 0))}; event segments "
                   f"{_bytes(snap.get('segments_bytes', 0))}; snapshot for readers "
                   f"{_bytes(snap.get('read_copy_bytes', 0))}), events today: {snap.get('events_today', 0):,}")
     last = snap.get("last_alert")
     if last:
         console.print(f"last alert: #{text(str(last['id']))} {text(last['severity'])} {text(last['rule'])} "
-                      f"{text(last['key'])} ({text(last['action'])})")
+                      f"{text(last['key'])} ({text(proposed(str(last['action']), dry_run))})")
     if snap.get("store_error"):
         console.print(f"[red]{text(snap['store_error'])}[/]")
     return ExitStatus.OK
+
+
+# What an alert's action means today (lock_account is proposed only: account locking comes with the VOS3000
+# integration), for the status's "last alert" line.
+_ACTIONS = {"ban_ip": "proposed: ban the IP", "lock_account": "proposed: lock the account (not carried out)",
+            "alert": "alert only"}
+
+
+def proposed(action: str, dry_run: bool) -> str:
+    if action == "ban_ip" and dry_run:
+        return "would ban the IP (dry run)"
+    return _ACTIONS.get(action, f"proposed: {action}")
+
+
+def _print_rules(rules: dict[str, Any] | None, dry_run: bool) -> None:
+    """Per rule, matches, alerts and bans in the last hour and day (like a fail2ban jail's status)."""
+    if rules is None:
+        return
+    console = out()
+    if not rules:
+        console.print("rules: no matches in the last day")
+        return
+    bans = "would ban" if dry_run else "bans"
+    table = Table(title="per rule: last hour / last day")
+    for col in ("rule", "matches", "alerts", bans):
+        table.add_column(col, overflow="fold")
+    order = sorted(rules.items(), key=lambda kv: (-kv[1]["day"]["alerts"], -kv[1]["day"]["matches"], kv[0]))
+    for rule, c in order:
+        table.add_row(cell(rule), *[f"{c['hour'][k]:,} / {c['day'][k]:,}" for k in ("matches", "alerts", "bans")])
+    console.print(table)
 
 
 def _bytes(n: int) -> str:

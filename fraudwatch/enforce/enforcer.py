@@ -34,7 +34,7 @@ from fraudwatch.enforce.evidence import early_refusal, lookup, recent_customers
 from fraudwatch.enforce.hostaddrs import host_addresses
 from fraudwatch.enforce.index import BanIndex
 from fraudwatch.enforce.planning import Proposal, kernel_timeout, plan_alerts, plan_reconcile, supersede
-from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, err_suffix, when
+from fraudwatch.enforce.results import BanRefused, NotBanned, ReconcileReport, Words, err_suffix, is_ban, when
 from fraudwatch.enforce.state import Ban
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target, render
 from fraudwatch.enforce.writebehind import WriteBehind
@@ -114,6 +114,14 @@ class Enforcer:
         self._customers_asof: dt.datetime | None = None  # the `now` it was made for
         self._seen: dict[str, float] = {}  # customers the sentry saw succeed -> monotonic time (`add_customers`)
         self._customers_lock = threading.Lock()  # the early-ban thread adds while the acting thread looks up
+        self.words = Words(dry_run=self.dry_run)
+        # called with the bans each round or command made (the watcher's log lines and per-rule counters)
+        self.on_banned: Callable[[Sequence[Ban]], None] | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        """The backend changes no firewall: bans are recorded and listed, and every text says "would ban"."""
+        return not self.backend.changes_firewall
 
     # -- the watcher's interface ---------------------------------------------------------------------------
     @_locked
@@ -163,7 +171,7 @@ class Enforcer:
         add: list[Entry] = []
         remove: list[Target] = []
         for i, net in applied.items():
-            if results.get(-1 - i, "").startswith(("banned", "extended")):
+            if is_ban(results.get(-1 - i, "")):
                 continue  # banned here: the element was renewed with the ban's timeout
             ban = self._active.get(net)
             if ban is not None and ban.net == net:
@@ -182,7 +190,7 @@ class Enforcer:
         next_id = self._ids()
         caps = {v: self.backend.capacity(v) for v in (4, 6)}
         plan = plan_alerts(alerts, t_now, self.cfg, self.allowlist, self._active, self._prior_counts(now), next_id,
-                           caps, evidence, self.customers)
+                           caps, evidence, self.customers, self.words)
         self._next_id = plan.next_id
         for text, why, level in plan.refused:
             self._refuse(text, why, level)
@@ -202,14 +210,22 @@ class Enforcer:
             self.writes.later(lambda con: state.link(con, pairs))
         if not early:
             self._note_refusals(alerts, out)
-        if new or extended:
-            log.info("firewall: banned %d, extended %d, superseded %d (%s)%s", len(new), len(extended),
-                     len(superseded), self.backend.name, f"; error: {error}" if error else "")
+        if new or extended:  # one line a round here; a line per ban is the watcher's (`on_banned`)
+            log.debug("firewall: %s %d, %s %d, superseded %d (%s)%s", self.words.ban, len(new), self.words.extend,
+                      len(extended), len(superseded), self.backend.name, f"; error: {error}" if error else "")
         if error:
             for aid, text in out.items():
-                if text.startswith(("banned", "extended")):
+                if is_ban(text):
                     out[aid] = text + err_suffix(error)
+        self._tell(new)
         return out
+
+    def _tell(self, new: Sequence[Ban]) -> None:
+        if new and self.on_banned is not None:
+            try:
+                self.on_banned(new)
+            except Exception:  # a listener's failure is no firewall's
+                log.exception("firewall: reporting %d new ban(s) failed", len(new))
 
     def tick(self, now: dt.datetime) -> ReconcileReport | None:
         """Cheap: closes bans whose time is up; runs a reconcile when one is due (or after a failure). The recent
@@ -258,8 +274,10 @@ class Enforcer:
             if existing.net == net and expires > existing.expires:
                 existing.expires = expires
                 error = self._commit([], [existing], [], t_now)
-                return f"extended ban #{existing.id} on {render(net)} until {when(expires)}" + err_suffix(error)
-            return f"already banned: {render(existing.net)} until {when(existing.expires)} (ban #{existing.id})"
+                return (f"{self.words.extend} ban #{existing.id} on {render(net)} until {when(expires)}"
+                        f"{self.words.note}" + err_suffix(error))
+            return (f"{self.words.already}: {render(existing.net)} until {when(existing.expires)} "
+                    f"(ban #{existing.id})")
         cap = self.backend.capacity(net.version)
         if cap is not None and self._active.count(net.version) >= cap:
             raise BanRefused(f"not banned: the IPv{net.version} set is full ({cap} entries, [firewall] maxelem)")
@@ -269,7 +287,9 @@ class Enforcer:
         self._remember(ban)
         error = self._commit([ban], [], superseded, t_now)
         extra = f" (replaces {len(superseded)} ban(s) inside it)" if superseded else ""
-        return f"banned {render(net)} until {when(expires)} (ban #{ban.id}){extra}" + err_suffix(error)
+        self._tell([ban])
+        return (f"{self.words.ban} {render(net)} until {when(expires)} (ban #{ban.id}){extra}{self.words.note}"
+                + err_suffix(error))
 
     def listing(self, now: dt.datetime, include_history: bool = False,
                 limit: int | None = None) -> list[dict[str, Any]]:
@@ -295,6 +315,8 @@ class Enforcer:
         with self._store() as con:
             state.remove(con, [ban.id], now, "cli")
         error = self.writes.apply([], [net], now.timestamp())
+        if self.dry_run:
+            return f"ended dry-run ban #{ban.id} on {render(net)} (dry run: no firewall held it)"
         return f"unbanned {render(net)} (ban #{ban.id})" + err_suffix(error)
 
     @_locked

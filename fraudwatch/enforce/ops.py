@@ -21,8 +21,13 @@ def _iso(value: Any) -> Any:
 
 
 def apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
-    """Run operation `name` with `enforcer` (its store connection and backend)."""
-    now = now or dt.datetime.now(dt.UTC)
+    """Run operation `name` with `enforcer` (its store connection and backend). Every answer names the backend
+    and whether it is the dry run (`dry_run`), so what prints it can say "would ban", never "banned"."""
+    result = _apply(enforcer, name, args, now or dt.datetime.now(dt.UTC))
+    return {**result, "backend": enforcer.backend.name, "dry_run": enforcer.dry_run}
+
+
+def _apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     try:
         if name == LIST:
             rows = enforcer.listing(now, include_history=bool(args.get("all")), limit=args.get("limit"))
@@ -35,12 +40,14 @@ def apply(enforcer: Enforcer, name: str, args: dict[str, Any], now: dt.datetime 
             return {"ok": True, "message": enforcer.unban(str(args["target"]), now)}
         if name == FLUSH:
             count = enforcer.flush(now)
-            return {"ok": True, "count": count,
-                    "message": f"ended {count} ban(s); our {enforcer.backend.name} sets are empty"}
+            message = (f"ended {count} dry-run ban(s) (dry run: no firewall held them)" if enforcer.dry_run
+                       else f"ended {count} ban(s); our {enforcer.backend.name} sets are empty")
+            return {"ok": True, "count": count, "message": message}
         if name == SYNC:
             report = enforcer.reconcile(now)
             return {"ok": not report.errors, "report": {k: _iso(v) for k, v in report.__dict__.items()},
-                    "message": f"reconciled ({enforcer.backend.name}): {report}",
+                    "message": (f"dry run: no firewall to reconcile; the recorded bans: {report}" if enforcer.dry_run
+                                else f"reconciled ({enforcer.backend.name}): {report}"),
                     **({"error": "; ".join(report.errors), "exit_code": 1} if report.errors else {})}
     except FraudwatchError as exc:
         return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}

@@ -20,11 +20,12 @@ from fraudwatch.config.firewall import FirewallConfig
 from fraudwatch.enforce.backends.base import Entry
 from fraudwatch.enforce.capacity import Room, high_water
 from fraudwatch.enforce.index import BanIndex
-from fraudwatch.enforce.results import span, when
+from fraudwatch.enforce.results import Words, is_new_ban, span, when
 from fraudwatch.enforce.state import Ban
 from fraudwatch.enforce.targets import Allowlist, Target, TargetError, parse_target
 
 EARLY = "early"  # `bans.source` of a ban decided on the log's newest lines (fraudwatch.detect.runners.early)
+BANS = Words()  # a backend that bans: its texts say "banned"
 LAPSE_SECONDS = 5  # a stale kernel entry this close to its timeout is left to lapse rather than deleted
 
 
@@ -98,12 +99,12 @@ def supersede(active: BanIndex, net: Target) -> list[Ban]:
 def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, allowlist: Allowlist,
                 active: BanIndex, prior: dict[str, int], next_id: int,
                 caps: Mapping[int, int | None], evidence: Callable[[str, bool], str | None] | None = None,
-                protected: Collection[str] = ()) -> Plan:
+                protected: Collection[str] = (), words: Words = BANS) -> Plan:
     """Ban the keys of `ban_ip` alerts. `prior`: network -> its level within the escalation window (updated
     here); `caps`: IP version -> how many entries its set holds (None: no limit); `evidence`: (address, early)
     -> why a new ban of it is not made (`fraudwatch.enforce.evidence`); `protected`: the recent customers, whom
-    an aggregated network ban must not hold (`fraudwatch.enforce.capacity`). One pass with its lookups hoisted:
-    a botnet brings 100k alerts in a batch."""
+    an aggregated network ban must not hold (`fraudwatch.enforce.capacity`); `words`: the texts' verbs (the
+    dry run says "would ban"). One pass with its lookups hoisted: a botnet brings 100k alerts in a batch."""
     plan = Plan()
     out, new, extended, superseded, entries, linked = (plan.out, plan.new, plan.extended, plan.superseded,
                                                       plan.entries, plan.linked)
@@ -158,7 +159,7 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
                 out[aid] = refuse(text, why)
                 continue
         if a.report_only or a.rule in trial:
-            already = f" (already banned until {when(existing.expires)})" if existing else ""
+            already = f" ({words.already} until {when(existing.expires)})" if existing else ""
             out[aid] = f"report-only: would ban {net.text} for {span(seconds)} (level {level}){already}"
             continue
         if existing is not None:
@@ -166,17 +167,18 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
                 existing.expires = expires
                 extended.append(existing)
                 entries.append(Entry(net, timeout))
-                out[aid] = f"extended ban #{existing.id} on {net.text} until {when(expires)}"
+                out[aid] = f"{words.extend} ban #{existing.id} on {net.text} until {when(expires)}{words.note}"
             else:
-                out[aid] = (f"already banned: {existing.net.text} until {when(existing.expires)} "
+                out[aid] = (f"{words.already}: {existing.net.text} until {when(existing.expires)} "
                             f"(ban #{existing.id})")
             if existing.source == EARLY and existing.alert_id is None and existing.rule == a.rule \
                     and a.id is not None:  # the alert behind an early ban: it is this alert's ban
                 existing.alert_id = a.id
                 linked.append(existing)
                 ahead = f", {t_now - existing.created:.1f} s before this alert" if existing.created else ""
-                out[aid] = (f"banned {existing.net.text} until {when(existing.expires)} (level {existing.level}; "
-                            f"ban #{existing.id}, decided early on the log's newest lines{ahead})")
+                out[aid] = (f"{words.ban} {existing.net.text} until {when(existing.expires)} (level "
+                            f"{existing.level}; ban #{existing.id}, decided early on the log's newest lines{ahead})"
+                            f"{words.note}")
             continue
         version = net.version
         cap, high = caps[version], highs[version]
@@ -191,7 +193,7 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
                 continue
             cover = active.covering(net) if active.nets else None
             if cover is not None:  # the room made was a network ban that holds it
-                out[aid] = f"already banned: {cover.net.text} until {when(cover.expires)} (ban #{cover.id})"
+                out[aid] = f"{words.already}: {cover.net.text} until {when(cover.expires)} (ban #{cover.id})"
                 continue
         ban = Ban(next_id, net, level, expires, t_now, "rule" if a.id is not None else EARLY, a.rule, a.id,
                   a.severity, a.description)
@@ -206,7 +208,7 @@ def plan_alerts(alerts: Sequence[Proposal], t_now: float, cfg: FirewallConfig, a
         prior[net.text] = level
         new.append(ban)
         entries.append(Entry(net, timeout))
-        out[aid] = f"banned {net.text} until {when(expires)} (level {level})"
+        out[aid] = f"{words.ban} {net.text} until {when(expires)} (level {level}){words.note}"
     plan.next_id = next_id
     return plan
 
@@ -250,9 +252,9 @@ def _unplanned(plan: Plan, ended: list[Ban]) -> list[Ban]:
     if gone:
         plan.new[:] = [b for b in plan.new if b.net not in gone]
         plan.entries[:] = [e for e in plan.entries if e.net not in gone]
-        texts = {f"banned {n.text} " for n in gone}
+        texts = {n.text for n in gone}
         for aid, text in plan.out.items():  # rare (a set filled within one round): their results say so
-            if text.startswith("banned ") and text[:text.find(" ", 7) + 1] in texts:
+            if is_new_ban(text) and text.removeprefix("would ban ").removeprefix("banned ").split(" ", 1)[0] in texts:
                 plan.out[aid] = "not banned after all: " + text + " (the set was nearly full: made room for later bans)"
     return [b for b in ended if id(b) not in fresh]
 

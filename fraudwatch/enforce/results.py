@@ -54,5 +54,44 @@ def span(seconds: int) -> str:
     return "".join(out[:2]) or "0s"
 
 
+# What the enforcer says it did. With the dry-run backend nothing reaches a firewall, and its texts never say
+# "banned": a ban is "would ban ... (dry run)" (the ban is recorded in the store and listed, so `bans` and the
+# reconcile work as they would, and a notification says plainly that nothing was blocked).
+DRY_RUN = " (dry run)"
+
+
+@dataclass(frozen=True)
+class Words:
+    """The verbs of the enforcer's texts, for a backend that bans or for the dry run."""
+
+    dry_run: bool = False
+
+    @property
+    def ban(self) -> str:
+        return "would ban" if self.dry_run else "banned"
+
+    @property
+    def extend(self) -> str:
+        return "would extend" if self.dry_run else "extended"
+
+    @property
+    def already(self) -> str:
+        return "already a dry-run ban" if self.dry_run else "already banned"
+
+    @property
+    def note(self) -> str:
+        return DRY_RUN if self.dry_run else ""
+
+
+def is_new_ban(text: str) -> bool:
+    """Whether an enforcer text says a new ban was made (or, in a dry run, would have been)."""
+    return text.startswith(("banned ", "would ban "))
+
+
+def is_ban(text: str) -> bool:
+    """Whether an enforcer text says a ban was made or extended (or would have been)."""
+    return text.startswith(("banned ", "would ban ", "extended ", "would extend "))
+
+
 def err_suffix(error: str | None) -> str:
     return f"; firewall error, retried at the next reconcile: {error}" if error else ""

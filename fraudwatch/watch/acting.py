@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from fraudwatch.watch.base import WatcherBase
+from fraudwatch.watch.eventlog import log_alerts
 
 log = logging.getLogger("fraudwatch.watch")
 
@@ -38,7 +39,7 @@ class Acting(WatcherBase):
                 self.notifier.on_alerts(alerts, done)
             except Exception as exc:
                 log.error("queueing notifications for %d alert(s) failed: %s", len(alerts), exc)
-        self.stats.alerted(alerts)
+        log_alerts(alerts, done, self.stats.alerted(alerts))
 
     def _build_actors(self) -> None:
         from fraudwatch.watch.actors import build_actors

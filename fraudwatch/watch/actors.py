@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +32,15 @@ def build_actors(w: WatcherBase) -> None:
         # changes through nftables' library in process, no `nft` process each (fraudwatch.enforce.backends.nft)
         enforcer = Enforcer(w.act_con.cursor(), w.cfg.firewall, w.cfg.trusted_networks,
                             backend=make_backend(w.cfg.firewall, in_process=True))
+        enforcer.on_banned = lambda bans: on_banned(w, bans)
         report = enforcer.start(dt.datetime.now(dt.UTC))
         w.enforcer = enforcer
-        log.info("firewall: %s backend; %s", w.cfg.firewall.backend, report)
+        w.stats.firewall = {"backend": enforcer.backend.name, "dry_run": enforcer.dry_run}
+        if enforcer.dry_run:
+            log.info("firewall: dry run: bans are recorded and listed as 'would ban', never put in a firewall; %s",
+                     report)
+        else:
+            log.info("firewall: %s backend; %s", enforcer.backend.name, report)
     except Exception as exc:  # e.g. nft missing or no CAP_NET_ADMIN: detection and alerts go on without bans
         log.error("firewall not started, no bans will be applied: %s", exc)
     start_sentry(w)
@@ -44,6 +51,15 @@ def build_actors(w: WatcherBase) -> None:
             log.info("notifications: %d channel(s)", len(w.cfg.alerts.channels))
         except Exception as exc:
             log.error("notifications not started: %s", exc)
+
+
+def on_banned(w: WatcherBase, bans: Sequence[Any]) -> None:
+    """New bans (any thread that banned): a log line each, and the per-rule counters."""
+    from fraudwatch.watch.eventlog import log_bans
+
+    enforcer = w.enforcer
+    log_bans(bans, bool(enforcer is not None and enforcer.dry_run), enforcer.backend.name if enforcer else "?")
+    w.stats.banned([b.rule for b in bans])
 
 
 def country_of(ip: str) -> str | None:
@@ -58,6 +74,7 @@ def start_sentry(w: WatcherBase) -> None:
     """Early bans (fraudwatch.watch.sentry) when they are on and can do something: a firewall that bans, rules
     they can stand in for, and log sources."""
     from fraudwatch.detect.runners.early import early_rules
+    from fraudwatch.enforce.results import is_new_ban
 
     w.sentry = None
     w.stats.early = None
@@ -73,11 +90,9 @@ def start_sentry(w: WatcherBase) -> None:
         done = enforcer.on_early(decisions, dt.datetime.now(dt.UTC))
         log.debug("early bans: %d decision(s) acted on in %.3fs (store included)", len(decisions),
                   time.monotonic() - t0)
-        banned = [(d, what) for d, what in zip(decisions, done, strict=True) if what.startswith("banned")]
-        if banned:  # one line per batch: a flood's botnet is decided a few hundred at a time
-            shown = "; ".join(f"{d.key} by {d.rule} ({d.severity} {d.value:g})" for d, _ in banned[:3])
-            log.info("early bans: banned %d on the log's newest lines: %s%s", len(banned), shown,
-                     f"; and {len(banned) - 3} more" if len(banned) > 3 else "")
+        banned = [(d, what) for d, what in zip(decisions, done, strict=True) if is_new_ban(what)]
+        if banned:  # one line per batch (the bans have theirs): a flood's botnet is decided a few hundred at a time
+            log.info("early bans: %d decided on the log's newest lines, before the rules' alerts", len(banned))
 
     def customers(seen: list[str] | None) -> list[str]:
         """The sentry saw `seen` succeed in the log tail; the recent customers, for the sentry (see

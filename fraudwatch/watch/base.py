@@ -21,6 +21,7 @@ from fraudwatch.ingest import Ingestor
 from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
 from fraudwatch.watch.files import Tracker
+from fraudwatch.watch.preflight import MissingSources
 from fraudwatch.watch.stats import Stats
 
 FRAME_QUEUE = 16  # passes the acting thread may be behind the reader (it merges what queued up)
@@ -80,6 +81,7 @@ class WatcherBase:
         self.publisher: Publisher | None = None
         self.threads: list[threading.Thread] = []
         self.last_pass_seconds = 0.0
+        self.missing_sources = MissingSources()  # sources whose path is missing: logged, shown by `status`
 
     def submit(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """From another thread: run `op` in the loop (between passes) and wait for its result."""

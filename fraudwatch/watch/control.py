@@ -214,13 +214,22 @@ class ControlServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for serve_forever, which a failed start never ran
+            self.server.shutdown()
         self.server.server_close()
         with self.server.queries_lock:
             if self.server.queries is not None:
                 self.server.queries.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def refuse_if_running(store_path: Path) -> None:
+    """StoreError when a watcher already answers on this store's socket (before anything else is started: its
+    metrics port, say, would otherwise be the first thing found busy)."""
+    path = socket_path(store_path)
+    if path.exists() and _answers(path):
+        raise StoreError(f"{path}: another watcher answers on this store's socket")
 
 
 def _answers(path: Path) -> bool:

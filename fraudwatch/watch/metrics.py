@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,7 +32,11 @@ class MetricsServer:
         try:
             self.server = ThreadingHTTPServer((host.strip("[]"), int(port)), _Handler)
         except OSError as exc:
-            raise UsageError(f"[watch] metrics: cannot listen on {address}: {exc.strerror or exc}") from None
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"metrics port {address} is in use: {why} (stop what listens there, or set "
+                                 f"another [watch] metrics address)") from None
+            raise UsageError(f"metrics port {address}: cannot listen: {why} ([watch] metrics)") from None
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="fraudwatch-metrics", daemon=True)
@@ -44,5 +49,6 @@ class MetricsServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for serve_forever, which a failed start never ran
+            self.server.shutdown()
         self.server.server_close()

@@ -25,6 +25,7 @@ def collect_status(cfg: Config) -> dict[str, Any]:
         snap: dict[str, Any] = live["status"]
     else:
         snap = offline_status(cfg)
+        snap["firewall"] = firewall_of(cfg)
         last = read_status(cfg.store_path)
         if last is not None:
             snap["last_run"] = {k: last.get(k) for k in ("pid", "started_at", "updated_at", "running")}
@@ -38,15 +39,25 @@ def offline_status(cfg: Config) -> dict[str, Any]:
     from fraudwatch.sources.reader import identify
     from fraudwatch.store import positions
     from fraudwatch.watch.files import files_of
+    from fraudwatch.watch.preflight import missing
+    from fraudwatch.watch.rulecounts import RuleCounts, from_store
 
     files: list[dict[str, Any]] = []
+    gone: list[dict[str, Any]] = []
     try:
         con = open_read_only(cfg.store_path)
     except StoreError:
         con = None
     for src in cfg.sources:
+        why = missing(src)
+        if why is not None:
+            gone.append({"path": str(src.path), "error": why})
+            continue
         for path in files_of(src):
-            size = path.stat().st_size
+            try:
+                size = path.stat().st_size
+            except OSError:  # gone since it was listed
+                continue
             entry: dict[str, Any] = {"path": str(path), "format": src.format, "size": size, "offset": 0,
                                      "lag_bytes": size, "lines_per_s": 0.0}
             if con is not None:
@@ -58,7 +69,11 @@ def offline_status(cfg: Config) -> dict[str, Any]:
                     entry["lag_bytes"] = 0 if path.suffix == ".gz" else max(0, size - pos.byte_offset)
                     entry["lines"] = pos.line_no
             files.append(entry)
+    rules: dict[str, Any] | None = None
     if con is not None:
+        counts = RuleCounts()
+        from_store(con, counts, dt.datetime.now(dt.UTC))
+        rules = counts.summary()
         by_source: dict[str, dict[str, Any]] = {}
         for table, col in EVENT_TIME.items():
             for source, n, last in con.execute(
@@ -69,7 +84,15 @@ def offline_status(cfg: Config) -> dict[str, Any]:
         for entry in files:
             entry.update(by_source.get(entry["path"], {"parsed": 0, "last_event": None}))
             entry["rejected"] = int(rejected.get(entry["path"], 0))
-    return {"running": False, "store": str(cfg.store_path), "files": files}
+    return {"running": False, "store": str(cfg.store_path), "files": files, "missing": gone, "rules": rules}
+
+
+def firewall_of(cfg: Config) -> dict[str, Any]:
+    """The configured firewall backend, and whether it is the dry run (it changes no firewall)."""
+    from fraudwatch.enforce.backends import BACKENDS, DRY_RUN
+
+    backend = BACKENDS.get(cfg.firewall.backend, BACKENDS[DRY_RUN])
+    return {"backend": backend.name, "dry_run": not backend.changes_firewall}
 
 
 def store_facts(store_path: Path) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Reading(Acting):
         """Read every file that changed; returns True when some file has more to read right away."""
         more = False
         present: set[Path] = set()
+        self._check_sources()
         for src in self.cfg.sources:
             for path in files_of(src):
                 present.add(path)
@@ -60,6 +61,12 @@ class Reading(Acting):
         self._detect()
         log.debug("detect %.3fs", time.monotonic() - t0)
         return more
+
+    def _check_sources(self) -> None:
+        """Which sources' paths are missing now (a stat each): logged, and error rows in `fraudwatch status`."""
+        missing = self.missing_sources.check(self.cfg.sources)
+        with self.stats.lock:
+            self.stats.missing = missing
 
     def _format_of(self, path: Path, state: FileState) -> Format | None:
         name = state.format or state.source.format

@@ -21,6 +21,7 @@ benchmarks/RESULTS.md, "Sentry at nice -5").
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import gc
 import logging
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from fraudwatch import tuning
 from fraudwatch.config import Config
+from fraudwatch.watch.logline import LineFormatter
 
 if TYPE_CHECKING:
     from fraudwatch.enforce.early import SentryFirewall
@@ -50,10 +52,16 @@ CUSTOMERS_SECONDS = 10.0  # how often the watcher sends the sentry the recent cu
 SEEN_SECONDS = 600.0  # how long the sentry keeps a customer it saw succeed itself (the watcher's list has it by then)
 
 
-def run_sentry(cfg: Config, conn: Connection, level: int, known: list[str] | None = None) -> None:
-    """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned."""
+def run_sentry(cfg: Config, conn: Connection, level: int, known: list[str] | None = None,
+               formatter: LineFormatter | None = None) -> None:
+    """The sentry process: load what it needs, say `ready`, then tick until told to stop or orphaned. Its log
+    lines are shaped (and escaped) by the watcher's own `formatter` (`fraudwatch.watch.logline`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the watcher decides when it stops
-    logging.basicConfig(level=level, format="fraudwatch sentry: %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    own = copy.copy(formatter) if formatter is not None else LineFormatter()
+    own.name = "fraudwatch sentry"
+    handler.setFormatter(own)
+    logging.basicConfig(level=level, handlers=[handler])
     from fraudwatch.detect.base import Context
     from fraudwatch.detect.ruleset import load_rules
     from fraudwatch.detect.runners.early import LINE_SOURCES, EarlyBans
@@ -202,7 +210,9 @@ class Sentry:
         ctx = mp.get_context("spawn")  # not fork: the watcher has threads and an open store
         parent_end, child_end = ctx.Pipe()
         known = self.customers(None) if self.customers is not None else []
-        self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level, known),
+        formatters = [h.formatter for h in logging.getLogger().handlers if isinstance(h.formatter, LineFormatter)]
+        self.proc = ctx.Process(target=run_sentry, args=(self.cfg, child_end, logging.getLogger().level, known,
+                                                         formatters[0] if formatters else None),
                                 name="fraudwatch-sentry", daemon=True)
         self.proc.start()
         child_end.close()

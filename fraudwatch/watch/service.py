@@ -38,6 +38,7 @@ from fraudwatch.store.compaction import compact
 from fraudwatch.store.db import Store
 from fraudwatch.store.replica import Publisher
 from fraudwatch.watch.files import watch_dirs
+from fraudwatch.watch.preflight import check_formats
 from fraudwatch.watch.reading import Reading
 
 if TYPE_CHECKING:
@@ -132,10 +133,28 @@ class Watcher(Reading):
         self.wake.set()
 
     def _open(self) -> None:
+        """Start everything, in an order where what can be refused is refused first (a misspelt format, a busy
+        metrics port), before a file is created; anything failing later stops what was started (`_close`): no
+        thread, socket or open store is left behind to abort the process at exit."""
+        from fraudwatch.watch.control import refuse_if_running
+
+        self.formats = load_formats(self.cfg.format_dirs)
+        check_formats(self.cfg, self.formats)
+        refuse_if_running(self.cfg.store_path)
+        if self.cfg.watch.metrics:  # bound now, served once started: a busy port is one line and nothing else
+            from fraudwatch.watch.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self.cfg.watch.metrics, self.stats)
+        try:
+            self._start()
+        except BaseException:
+            self._close(started=False)
+            raise
+
+    def _start(self) -> None:
         if self.install_signals:
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, self._signal)
-        self.formats = load_formats(self.cfg.format_dirs)
         self.store = Store(self.cfg.store_path)
         if self.cfg.watch.memory_limit:
             self.store.con.execute("SET memory_limit = ?", [self.cfg.watch.memory_limit])
@@ -145,6 +164,9 @@ class Watcher(Reading):
         for table in ORDER:  # live detection covers rows stored from now on
             self.store.segments.subscribe(table)
         self.act_con = con.cursor()
+        from fraudwatch.watch.rulecounts import from_store
+
+        from_store(self.act_con, self.stats.rules, dt.datetime.now(dt.UTC))  # the last day's counts survive a restart
         self._load_rules()
         self._build_actors()
         self.actor_thread = threading.Thread(target=self._act_loop, name="fraudwatch-act", daemon=True)
@@ -157,15 +179,16 @@ class Watcher(Reading):
 
         self.control = ControlServer(self)
         self.control.start()
-        if self.cfg.watch.metrics:
-            from fraudwatch.watch.metrics import MetricsServer
-
-            self.metrics = MetricsServer(self.cfg.watch.metrics, self.stats)
+        if self.metrics is not None:
             self.metrics.start()
         self.stats.started(os.getpid(), self.cfg)
-        log.info("watching %d source(s) into %s", len(self.cfg.sources), self.cfg.store_path)
+        self._check_sources()
+        missing = len(self.stats.missing)
+        log.info("watching %d source(s) into %s%s", len(self.cfg.sources) - missing, self.cfg.store_path,
+                 f"; {missing} source path(s) missing (see above and `fraudwatch status`)" if missing else "")
 
-    def _close(self) -> None:
+    def _close(self, started: bool = True) -> None:
+        """Stop what runs, in order; after a failed start (`started` false), whatever part of it had started."""
         self.stopping = True
         if self.observer is not None:
             self.observer.stop()
@@ -183,10 +206,12 @@ class Watcher(Reading):
                 self.publisher.publish()  # readers see everything that was stored
             except Exception as exc:
                 log.error("last publication of the read copy failed: %s", exc)
-        self.stats.stopped()
+        if started:
+            self.stats.stopped()
         if self.store is not None:
             self.store.close()
-        log.info("stopped")
+        if started:
+            log.info("stopped")
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=f"fraudwatch-{name}", daemon=True)
@@ -219,6 +244,7 @@ class Watcher(Reading):
         w = self.cfg.watch
         started = time.monotonic()
         seeded = seed_open_alerts(self.store.con, self.detection.book)
+        self.stats.resumed(list(self.detection.book.open.values()))
         learned = learn_terms(self.store.con, self.detection.engine)
         if learned:
             log.info("warm-up: the new-address and new-country rules learned from %d stored event(s)", learned)
@@ -240,6 +266,7 @@ class Watcher(Reading):
                 log.error("reload: the store path changed; that needs a restart (keeping %s)", self.cfg.store_path)
                 cfg = replace(cfg, store_path=self.cfg.store_path)
             formats = load_formats(cfg.format_dirs)
+            check_formats(cfg, formats)
         except FraudwatchError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return

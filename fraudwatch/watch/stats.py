@@ -21,12 +21,14 @@ import polars as pl
 
 from fraudwatch.detect.runners.replay import TIME_COLUMN
 from fraudwatch.store.files import private_umask
+from fraudwatch.watch.rulecounts import MANUAL, RuleCounts
 
 if TYPE_CHECKING:
     from fraudwatch.config import Config
     from fraudwatch.ingest import FileSummary
 
 RATE_WINDOW = 10.0  # seconds of history behind lines/s
+FORGET_COUNTS = 86400.0  # an alert not reported for this long is forgotten by the match counters
 LATENCY_SAMPLES = 2048
 
 
@@ -86,6 +88,12 @@ class Stats:
         self.sources: list[dict[str, Any]] = []
         self.written = 0.0
         self.early: Any = None  # the sentry (fraudwatch.watch.sentry) while early bans run
+        self.rules = RuleCounts()  # per rule: matches, alerts, bans (fraudwatch.watch.rulecounts)
+        # alert id -> (its event count, severity, action, monotonic time) when last reported
+        self.alert_counts: dict[int, tuple[int, str, str, float]] = {}
+        self.counts_pruned = time.monotonic()
+        self.missing: dict[str, dict[str, Any]] = {}  # source path -> {"error", "since"} (watch.preflight)
+        self.firewall: dict[str, Any] | None = None  # {"backend", "dry_run"} once the enforcer started
         self.lock = threading.Lock()  # the metrics endpoint reads from another thread
 
     def started(self, pid: int, cfg: Config) -> None:
@@ -153,14 +161,45 @@ class Stats:
                     text = t.isoformat()
                     fs.last_event = max(fs.last_event or text, text)
 
-    def alerted(self, alerts: list[Any]) -> None:
+    def alerted(self, alerts: list[Any]) -> dict[int, str]:
+        """Count reported alerts (new or updated) per rule; the ids worth a log line: "new", or what changed
+        ("severity warning -> critical", "action alert -> ban_ip"). An update of counts only is counted, not
+        logged: an ongoing botnet updates thousands of alerts every few seconds."""
         if not alerts:
-            return
+            return {}
         a = max(alerts, key=lambda x: x.id)
+        noted: dict[int, str] = {}
+        now = time.monotonic()
+        known = self.alert_counts
+        for x in alerts:
+            before = known.get(x.id)
+            is_new = before is None and not x.updates
+            if is_new:
+                noted[x.id] = "new"
+            elif before is not None and (before[1], before[2]) != (x.severity, x.action):
+                noted[x.id] = "; ".join(f"{what} {old} -> {new}" for what, old, new in (
+                    ("severity", before[1], x.severity), ("action", before[2], x.action)) if old != new)
+            grew = int(x.count) - (before[0] if before is not None else 0)
+            known[x.id] = (int(x.count), x.severity, x.action, now)
+            self.rules.add(x.rule, matches=max(grew, 0), alerts=1 if is_new else 0)
+        if now - self.counts_pruned >= 600:
+            self.counts_pruned = now
+            self.alert_counts = {k: v for k, v in known.items() if now - v[3] < FORGET_COUNTS}
         with self.lock:
             self.alerts += len(alerts)
             self.last_alert = {"id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
                                "action": a.action, "at": dt.datetime.now(dt.UTC).isoformat()}
+        return noted
+
+    def resumed(self, alerts: list[Any]) -> None:
+        """The alerts resumed at start: their growth from here on is what counts."""
+        now = time.monotonic()
+        self.alert_counts.update({a.id: (int(a.count), a.severity, a.action, now) for a in alerts})
+
+    def banned(self, rules: list[str | None]) -> None:
+        """New bans, by the rule behind each (None: by hand)."""
+        for rule in rules:
+            self.rules.add(rule or MANUAL, bans=1)
 
     def forget_missing(self, present: set[Path]) -> None:
         keep = {str(p) for p in present}
@@ -185,6 +224,8 @@ class Stats:
                 "batch_seconds": {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99), "max": lat[-1] if lat else None},
                 "events": dict(self.events_by_table), "alerts": self.alerts, "last_alert": self.last_alert,
                 "early_bans": self.early.status() if self.early is not None else None,
+                "missing": [{"path": p, **m} for p, m in sorted(self.missing.items())],
+                "rules": self.rules.summary(), "firewall": self.firewall,
             }
 
     def maybe_write(self, interval: float, published_at: str | None, publish_seconds: float | None) -> None:
@@ -232,6 +273,12 @@ class Stats:
             metric(f"batch_seconds_{q}", "gauge", f"{q} of read+parse+commit time per batch",
                    [({}, float(v if v is not None else 0))])
         metric("alerts_total", "counter", "alerts created or updated since start", [({}, float(snap["alerts"]))])
+        rules = snap["rules"]
+        for kind, text in (("matches", "events the rule counted toward its alerts"),
+                           ("alerts", "alerts the rule opened"), ("bans", "new bans for the rule's alerts")):
+            metric(f"rule_{kind}", "gauge", f"{text}, in the last hour or day (window)",
+                   [({"rule": rule, "window": window}, float(counts[span][kind])) for rule, counts in rules.items()
+                    for window, span in (("1h", "hour"), ("1d", "day"))])
         return "\n".join(out) + "\n"
 
 

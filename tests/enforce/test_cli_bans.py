@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,34 +21,52 @@ def conf(tmp_path: Path) -> Path:
     return path
 
 
+def _says_banned(text: str) -> bool:
+    """Whether `text` claims a ban was made ("banned", "unbanned", "extended"), not "not banned" or "would ban"."""
+    return re.search(r"(?<!not )\b(un)?banned\b|\bextended\b", text) is not None
+
+
 def test_add_list_remove_flush_sync(cli: Callable[..., Run], conf: Path) -> None:
+    """With the dry-run backend every answer says "would ban ... (dry run)", never "banned"."""
     r = cli("bans", "add", "203.0.113.7", "--ttl", "1h", "--reason", "scanner", "--config", conf)
-    assert r.code == 0 and r.out.startswith("banned 203.0.113.7 until ") and "(ban #1)" in r.out, r
+    assert r.code == 0 and r.out.startswith("would ban 203.0.113.7 until ") and "(ban #1) (dry run)" in r.out, r
+    outputs = [r.out]
     r = cli("--config", conf, "bans", "add", "2001:db8::/48")
-    assert r.code == 0 and "banned 2001:db8::/48" in r.out
+    assert r.code == 0 and "would ban 2001:db8::/48" in r.out
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "add", "203.0.113.7", "--ttl", "60")
-    assert r.code == 0 and r.out.startswith("already banned: 203.0.113.7")
+    assert r.code == 0 and r.out.startswith("already a dry-run ban: 203.0.113.7")
+    outputs.append(r.out)
+    r = cli("--config", conf, "bans", "add", "203.0.113.7", "--ttl", "86400")
+    assert r.code == 0 and r.out.startswith("would extend ban #1 on 203.0.113.7 until ") and "(dry run)" in r.out
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "list", "--json")
     rows = json.loads(r.out)
     assert [(b["network"], b["source"], b["reason"]) for b in rows] == [
-        ("203.0.113.7", "cli", "scanner"), ("2001:db8::/48", "cli", "manual ban")]
+        ("2001:db8::/48", "cli", "manual ban"), ("203.0.113.7", "cli", "scanner")]
     r = cli("--config", conf, "bans", "list")
-    assert r.code == 0 and "203.0.113.7" in r.out and "2 ban(s) active" in r.out
+    assert r.code == 0 and "203.0.113.7" in r.out and "2 dry-run ban(s) active (dry run: would ban" in r.out
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "remove", "203.0.113.7")
-    assert r.code == 0 and r.out.strip() == "unbanned 203.0.113.7 (ban #1)"
+    assert r.code == 0 and r.out.strip() == "ended dry-run ban #1 on 203.0.113.7 (dry run: no firewall held it)"
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "remove", "203.0.113.7")
     assert r.code == 1 and r.err.strip() == "fraudwatch: 203.0.113.7 is not banned"
     r = cli("--config", conf, "bans", "sync")
-    assert r.code == 0 and "1 active" in r.out
+    assert r.code == 0 and "1 active" in r.out and r.out.startswith("dry run: no firewall to reconcile")
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "sync", "--json")
     assert json.loads(r.out)["active"] == 1
     r = cli("--config", conf, "bans", "flush")
     assert r.code == 2 and "--yes" in r.err
     r = cli("--config", conf, "bans", "flush", "--yes")
-    assert r.code == 0 and r.out.startswith("ended 1 ban(s)")
+    assert r.code == 0 and r.out.startswith("ended 1 dry-run ban(s) (dry run")
+    outputs.append(r.out)
     r = cli("--config", conf, "bans", "list", "--all", "--json")
     assert [(b["network"], b["removed_reason"], b["active"]) for b in json.loads(r.out)] == [
         ("2001:db8::/48", "flush", False), ("203.0.113.7", "cli", False)]
+    claims = [o for o in outputs if _says_banned(o)]
+    assert not claims, claims
 
 
 @pytest.mark.parametrize(("target", "message"), [

@@ -75,7 +75,7 @@ def test_the_sentry_never_adds_a_recent_customer_and_the_enforcer_waits_for_the_
     enf.add_customers(["192.0.2.40"])
     done = enf.on_early(out, T0)
     assert done[0].startswith("not banned early: 192.0.2.40 registered or called OK within 1d")
-    assert done[1].startswith("banned 192.0.2.41")
+    assert done[1].startswith("would ban 192.0.2.41")
     assert parse_target("192.0.2.40") not in backend.state
     off, _ = _sentry(_cfg(ban_evidence=False))  # the switch turns the check off here too
     off.customers = {"192.0.2.40"}
@@ -110,8 +110,8 @@ def test_the_enforcer_puts_right_what_the_sentry_added(tmp_path: Path) -> None:
     extra = sentry.apply([_decision("192.0.2.8")])
     assert parse_target("192.0.2.8") in backend.state
     done = e.on_early([*decided, *extra], T0)
-    assert done[0] == "banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1)"
-    assert done[1].startswith("already banned: 192.0.2.7")
+    assert done[0] == "would ban 192.0.2.9 until 2026-11-27 12:00 UTC (level 1) (dry run)"
+    assert done[1].startswith("already a dry-run ban: 192.0.2.7")
     assert done[2].startswith("not banned: allowlisted network 192.0.2.8/32")
     assert backend.state == {parse_target("192.0.2.9"): 24 * HOUR, parse_target("192.0.2.7"): 7 * 24 * HOUR}
     later = T0 + dt.timedelta(seconds=1)

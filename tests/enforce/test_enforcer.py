@@ -38,10 +38,10 @@ def test_ttl_by_severity_and_rule(tmp_path: Path) -> None:
     done = e.on_alerts([alert(1, "192.0.2.1"), alert(2, "192.0.2.2", severity="critical"),
                         alert(3, "192.0.2.3", rule="scanner"), alert(4, "192.0.2.4", rule="scanner",
                                                                      severity="critical")], T0)
-    assert done[1] == "banned 192.0.2.1 until 2026-11-26 13:00 UTC (level 1)"
-    assert done[2] == "banned 192.0.2.2 until 2026-11-27 12:00 UTC (level 1)"
-    assert done[3] == "banned 192.0.2.3 until 2026-11-26 12:10 UTC (level 1)"
-    assert done[4] == "banned 192.0.2.4 until 2026-11-26 14:00 UTC (level 1)"
+    assert done[1] == "would ban 192.0.2.1 until 2026-11-26 13:00 UTC (level 1) (dry run)"
+    assert done[2] == "would ban 192.0.2.2 until 2026-11-27 12:00 UTC (level 1) (dry run)"
+    assert done[3] == "would ban 192.0.2.3 until 2026-11-26 12:10 UTC (level 1) (dry run)"
+    assert done[4] == "would ban 192.0.2.4 until 2026-11-26 14:00 UTC (level 1) (dry run)"
     assert kernel(e) == {"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}
     rows = e.con.execute("SELECT network, family, source, rule, alert_id, level, backend FROM bans "
                          "ORDER BY id").fetchall()
@@ -66,7 +66,7 @@ def test_escalation_for_repeat_offenders_is_capped(tmp_path: Path) -> None:
         ban = e.con.execute("SELECT expires_at - created_at FROM bans ORDER BY id DESC LIMIT 1").fetchall()[0][0]
         now = now + ban + dt.timedelta(seconds=1)
         e.tick(now)  # expires it
-    assert [ln.rsplit("(", 1)[1] for ln in levels] == ["level 1)", "level 2)", "level 3)", "level 4)"]
+    assert [ln.split("(")[1] for ln in levels] == ["level 1) ", "level 2) ", "level 3) ", "level 4) "]
     spans = [r[0] for r in e.con.execute("SELECT expires_at - created_at FROM bans ORDER BY id").fetchall()]
     assert spans == [HOUR, 4 * HOUR, 10 * HOUR, 10 * HOUR]
 
@@ -75,10 +75,10 @@ def test_repeat_alert_while_banned_extends_or_reports(tmp_path: Path) -> None:
     e = make(tmp_path, ttl_warning=3600, ttl_critical=86400)
     e.on_alerts([alert(1, "192.0.2.1")], T0)
     done = e.on_alerts([alert(1, "192.0.2.1"), alert(2, "192.0.2.1|other-user")], T0 + HOUR / 2)
-    assert done[1] == "extended ban #1 on 192.0.2.1 until 2026-11-26 13:30 UTC"
-    assert done[2].startswith("already banned: 192.0.2.1 until 2026-11-26 13:30 UTC (ban #1)")
+    assert done[1] == "would extend ban #1 on 192.0.2.1 until 2026-11-26 13:30 UTC (dry run)"
+    assert done[2].startswith("already a dry-run ban: 192.0.2.1 until 2026-11-26 13:30 UTC (ban #1)")
     done = e.on_alerts([alert(1, "192.0.2.1", severity="critical")], T0 + HOUR / 2)
-    assert done[1].startswith("extended ban #1 on 192.0.2.1 until 2026-11-27 12:30")
+    assert done[1].startswith("would extend ban #1 on 192.0.2.1 until 2026-11-27 12:30")
     assert e.con.execute("SELECT count(*) FROM bans").fetchall()[0][0] == 1
 
 
@@ -128,9 +128,9 @@ def test_ipv6_aggregation_to_64_with_fallback(tmp_path: Path) -> None:
     e = make(tmp_path, ipv6_prefix=64)
     done = e.on_alerts([alert(1, "2001:db8:1:2::abcd"), alert(2, "2001:db8:1:2::1"),
                         alert(3, "2001:db8:5::99")], T0)
-    assert done[1].startswith("banned 2001:db8:1:2::/64 ")
-    assert done[2].startswith("already banned: 2001:db8:1:2::/64")
-    assert done[3].startswith("banned 2001:db8:5::99 ")  # its /64 holds trusted 2001:db8:5::7
+    assert done[1].startswith("would ban 2001:db8:1:2::/64 ")
+    assert done[2].startswith("already a dry-run ban: 2001:db8:1:2::/64")
+    assert done[3].startswith("would ban 2001:db8:5::99 ")  # its /64 holds trusted 2001:db8:5::7
     assert kernel(e) == {"2001:db8:1:2::/64", "2001:db8:5::99"}
 
 
@@ -138,12 +138,12 @@ def test_network_ban_supersedes_bans_inside_it(tmp_path: Path) -> None:
     e = make(tmp_path)
     e.on_alerts([alert(1, "192.0.2.7"), alert(2, "192.0.2.8")], T0)
     msg = e.ban("192.0.2.0/24", T0, ttl=600, reason="botnet")
-    assert msg.startswith("banned 192.0.2.0/24 until 2026-11-26 12:10 UTC (ban #3) (replaces 2 ban(s)")
+    assert msg.startswith("would ban 192.0.2.0/24 until 2026-11-26 12:10 UTC (ban #3) (replaces 2 ban(s)")
     assert kernel(e) == {"192.0.2.0/24"}
-    assert e.on_alerts([alert(3, "192.0.2.9")], T0)[3].startswith("already banned: 192.0.2.0/24")
+    assert e.on_alerts([alert(3, "192.0.2.9")], T0)[3].startswith("already a dry-run ban: 192.0.2.0/24")
     with pytest.raises(NotBanned, match=r"inside ban #3 on 192\.0\.2\.0/24"):
         e.unban("192.0.2.9", T0)
-    assert e.unban("192.0.2.0/24", T0) == "unbanned 192.0.2.0/24 (ban #3)"
+    assert e.unban("192.0.2.0/24", T0) == "ended dry-run ban #3 on 192.0.2.0/24 (dry run: no firewall held it)"
     with pytest.raises(NotBanned):
         e.unban("192.0.2.0/24", T0)
     assert kernel(e) == set()
@@ -315,7 +315,7 @@ def test_early_decisions_ban_at_once_and_their_alert_is_linked(tmp_path: Path) -
     decide = [Decision("sip-bruteforce", "192.0.2.9", "critical", 15.0, T0, "brute force"),
               Decision("sip-bruteforce", "198.51.100.9", "critical", 15.0, T0, "brute force")]
     done = e.on_early(decide, T0)  # 198.51.100.0/24 is trusted here
-    assert done[0] == "banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1)"
+    assert done[0] == "would ban 192.0.2.9 until 2026-11-27 12:00 UTC (level 1) (dry run)"
     assert done[1] == "not banned: trusted network 198.51.100.0/24"
     assert kernel(e) == {"192.0.2.9"}
     rows = e.con.execute("SELECT source, rule, alert_id, severity FROM bans").fetchall()
@@ -323,13 +323,13 @@ def test_early_decisions_ban_at_once_and_their_alert_is_linked(tmp_path: Path) -
     # the rules' alert comes 2 s later: the same ban, now with its alert, a little longer, said so
     later = T0 + dt.timedelta(seconds=2)
     out = e.on_alerts([alert(7, "192.0.2.9", severity="critical")], later)
-    assert out[7] == ("banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1; ban #1, decided early on the log's "
-                      "newest lines, 2.0 s before this alert)")
+    assert out[7] == ("would ban 192.0.2.9 until 2026-11-27 12:00 UTC (level 1; ban #1, decided early on the log's "
+                      "newest lines, 2.0 s before this alert) (dry run)")
     assert e.con.execute("SELECT count(*), max(alert_id), max(expires_at) FROM bans").fetchall()[0] == \
         (1, 7, T0 + dt.timedelta(seconds=86402))
     # another rule's alert for the address is not this ban's alert
     out = e.on_alerts([alert(8, "192.0.2.9", severity="critical", rule="scanner")], later)
-    assert out[8].startswith("already banned") or out[8].startswith("extended")
+    assert out[8].startswith("already a dry-run ban") or out[8].startswith("extended")
     assert e.con.execute("SELECT alert_id FROM bans").fetchall() == [(7,)]
 
 
@@ -356,7 +356,7 @@ def test_a_busy_store_never_holds_a_ban_back_and_its_bans_are_written_after(tmp_
     t0 = time.monotonic()
     done = e.on_early([Decision("sip-bruteforce", "192.0.2.9", "critical", 15.0, T0, "brute force")], T0)
     assert time.monotonic() - t0 < 2  # did not wait for the store
-    assert done == ["banned 192.0.2.9 until 2026-11-27 12:00 UTC (level 1)"]
+    assert done == ["would ban 192.0.2.9 until 2026-11-27 12:00 UTC (level 1) (dry run)"]
     assert kernel(e) == {"192.0.2.1", "192.0.2.9"}
     # the rules' alert for it comes while the store is still busy (from another thread: it waits to write)
     linked: list[dict[int, str]] = []
@@ -368,7 +368,7 @@ def test_a_busy_store_never_holds_a_ban_back_and_its_bans_are_written_after(tmp_
     release.set()
     writer.join(5)
     acting.join(5)
-    assert linked and linked[0][7].startswith("banned 192.0.2.9")
+    assert linked and linked[0][7].startswith("would ban 192.0.2.9")
     rows = e.con.execute("SELECT id, network, source, alert_id FROM bans ORDER BY id").fetchall()
     assert rows == [(1, "192.0.2.1", "rule", 1), (2, "192.0.2.9", "early", 7)]
 
@@ -431,5 +431,5 @@ def test_a_ban_the_store_could_not_take_is_lifted_at_the_next_reconcile(tmp_path
     assert kernel(e) == {"192.0.2.1"}
     assert e.con.execute("SELECT network FROM bans").fetchall() == [("192.0.2.1",)]
     # and the next ban gets an id of its own
-    assert e.on_alerts([alert(3, "192.0.2.3")], T0 + dt.timedelta(seconds=2))[3].startswith("banned")
+    assert e.on_alerts([alert(3, "192.0.2.3")], T0 + dt.timedelta(seconds=2))[3].startswith("would ban")
     assert [r[0] for r in e.con.execute("SELECT id FROM bans ORDER BY id").fetchall()] == [1, 3]

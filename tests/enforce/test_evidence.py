@@ -90,8 +90,8 @@ def test_forged_scanner_lines_with_a_customers_address_do_not_ban_it(tmp_path: P
     assert by_key[CUSTOMER].startswith(f"not banned: {CUSTOMER} registered or called OK within 1d"), \
         by_key[CUSTOMER]
     assert "UDP can be forged" in by_key[CUSTOMER]
-    assert by_key[ATTACKER].startswith(f"banned {ATTACKER} ")  # no customer: nothing to forge against
-    assert by_key[GUESSED].startswith(f"banned {GUESSED} ")  # a customer's address, but it answered our challenge
+    assert by_key[ATTACKER].startswith(f"would ban {ATTACKER} ")  # no customer: nothing to forge against
+    assert by_key[GUESSED].startswith(f"would ban {GUESSED} ")  # a customer's address, but it answered our challenge
     assert {r["network"] for r in enf.listing(T + dt.timedelta(minutes=10))} == {ATTACKER, GUESSED}
     assert any(text == CUSTOMER and "UDP can be forged" in why for text, why in enf.refused)
     # the notification's `done` says it whole, and `alerts show` prints it from the alert's row
@@ -115,7 +115,7 @@ def test_the_evidence_is_configurable_and_looked_up_once_per_round(tmp_path: Pat
     alerts = ban_alerts(config)
     enf = Enforcer(store_con(tmp_path / "s" / "fraudwatch.duckdb"), FirewallConfig(ban_evidence=False), [],
                    host_addresses=[])
-    assert enf.on_alerts(alerts, T + dt.timedelta(minutes=10))[alerts[0].id].startswith(f"banned {CUSTOMER}")
+    assert enf.on_alerts(alerts, T + dt.timedelta(minutes=10))[alerts[0].id].startswith(f"would ban {CUSTOMER}")
     con = store_con(tmp_path / "s" / "fraudwatch.duckdb")
     ev = lookup(con, {CUSTOMER: T, ATTACKER: T}, T + dt.timedelta(minutes=10), 86400)
     assert ev.customers == {CUSTOMER} and ev.proven == set()
@@ -138,7 +138,7 @@ def test_an_early_decision_on_a_recent_customer_waits_for_the_alert(tmp_path: Pa
     done = enf.on_early([Decision("scanner-user-agent", CUSTOMER, "critical", 5, now, "scanner"),
                          Decision("scanner-user-agent", ATTACKER, "critical", 5, now, "scanner")], now)
     assert done[0].startswith(f"not banned early: {CUSTOMER} registered or called OK within 1d"), done[0]
-    assert done[1].startswith(f"banned {ATTACKER} ")
+    assert done[1].startswith(f"would ban {ATTACKER} ")
 
 
 @pytest.fixture(scope="module")

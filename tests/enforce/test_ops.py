@@ -18,15 +18,17 @@ def test_operations_are_registered_and_run_on_the_watchers_enforcer(tmp_path: Pa
                  host_addresses=[])
     watcher = SimpleNamespace(enforcer=e)
     r = OPS[ops.ADD](watcher, {"target": "203.0.113.5", "ttl": 600, "reason": "test"})  # type: ignore[arg-type]
-    assert r["ok"] and r["message"].startswith("banned 203.0.113.5 until ")
+    assert r["ok"] and r["message"].startswith("would ban 203.0.113.5 until ")
     r = OPS[ops.ADD](watcher, {"target": "198.51.100.5"})  # type: ignore[arg-type]
-    assert r == {"ok": False, "exit_code": 6,
+    assert r == {"ok": False, "exit_code": 6, "backend": "dry-run", "dry_run": True,
                  "error": "not banned: 198.51.100.5 is allowlisted (trusted network 198.51.100.0/24)"}
     r = OPS[ops.LIST](watcher, {})  # type: ignore[arg-type]
     assert [row["network"] for row in r["rows"]] == ["203.0.113.5"]
     assert isinstance(r["rows"][0]["expires_at"], str)
     assert OPS[ops.SYNC](watcher, {})["ok"]  # type: ignore[arg-type]
-    assert OPS[ops.REMOVE](watcher, {"target": "203.0.113.5"})["message"] == "unbanned 203.0.113.5 (ban #1)"  # type: ignore[arg-type]
+    assert OPS[ops.REMOVE](watcher, {"target": "203.0.113.5"})["message"] == ("ended dry-run ban #1 on "
+                                                                                    "203.0.113.5 (dry run: no "
+                                                                                    "firewall held it)")  # type: ignore[arg-type]
     assert OPS[ops.REMOVE](watcher, {"target": "203.0.113.5"})["exit_code"] == 1  # type: ignore[arg-type]
     assert OPS[ops.FLUSH](watcher, {})["count"] == 0  # type: ignore[arg-type]
     assert OPS[ops.ADD](SimpleNamespace(enforcer=None), {"target": "203.0.113.5"})["exit_code"] == 5  # type: ignore[arg-type]
@@ -35,7 +37,7 @@ def test_operations_are_registered_and_run_on_the_watchers_enforcer(tmp_path: Pa
 def test_apply_with_a_fixed_time(tmp_path: Path) -> None:
     e = Enforcer(store_con(tmp_path / "s.duckdb"), FirewallConfig(), [], host_addresses=[])
     r = ops.apply(e, ops.ADD, {"target": "2001:db8::/48", "ttl": 3600}, now=T0)
-    assert r["message"] == "banned 2001:db8::/48 until 2026-11-26 13:00 UTC (ban #1)"
+    assert r["message"] == "would ban 2001:db8::/48 until 2026-11-26 13:00 UTC (ban #1) (dry run)"
     assert ops.apply(e, "bans.nope", {}, now=T0)["exit_code"] == 2
     assert ops.apply(e, ops.LIST, {"all": True}, now=T0 + dt.timedelta(hours=2))["rows"][0]["active"] is False
 
@@ -53,4 +55,4 @@ def test_bans_add_refuses_a_ttl_out_of_range_and_the_tick_goes_on(tmp_path: Path
     e.tick(T0 + dt.timedelta(seconds=1))
     e.tick(T0 + dt.timedelta(hours=1))
     r = ops.apply(e, ops.ADD, {"target": "203.0.113.5", "ttl": 3600.0}, now=T0)
-    assert r["message"] == "banned 203.0.113.5 until 2026-11-26 13:00 UTC (ban #1)"
+    assert r["message"] == "would ban 203.0.113.5 until 2026-11-26 13:00 UTC (ban #1) (dry run)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import time
 import uuid
@@ -118,8 +119,9 @@ def test_a_burst_is_banned_from_the_log_tail_before_the_rules_read_it(tmp_path: 
         code = w.stop(30)
     assert code == 0
     assert not _alive(second)  # it ended with the watcher
-    assert "early bans: banned 1 on the log's newest lines: 192.0.2.50 by auth-failures-ip (critical 15)" \
-        in w.log.read_text()
+    assert re.search(r" fraudwatch: WARNING ban ip=192\.0\.2\.50 rule=auth-failures-ip level=1 seconds=\d+ "
+                     r"source=early backend=nftables ban=\d+\n", w.log.read_text()), w.log.read_text()
+    assert "early bans: 1 decided on the log's newest lines, before the rules' alerts" in w.log.read_text()
 
 
 def _wake(w: WatcherProcess) -> None:

@@ -74,6 +74,8 @@ class Backend(abc.ABC):
     name = "abstract"
     #: kernel entries expire by themselves (nftables, ipset); False: the enforcer removes them (iptables)
     kernel_timeouts = True
+    #: False for the dry run: nothing reaches a firewall, and what the enforcer reports says "would ban"
+    changes_firewall = True
 
     def __init__(self, cfg: FirewallConfig, runner: Runner) -> None:
         self.cfg = cfg

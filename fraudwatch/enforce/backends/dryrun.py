@@ -14,6 +14,7 @@ class DryRunBackend(Backend):
     """Changes nothing: keeps the would-be kernel state in memory and records what it would have done."""
 
     name = "dry-run"
+    changes_firewall = False
 
     def __init__(self, cfg: FirewallConfig, runner: Runner) -> None:
         super().__init__(cfg, runner)
