@@ -1,0 +1,366 @@
+"""The incident book: alerts in, incidents out (`fraudwatch.detect.incident` says what an incident is).
+
+Alerts join one incident when they are about the same attack, judged from what the alerts themselves hold:
+
+- **the same thing**: an IP, an account (a SIP username or a billing account), or, for switch-wide rules, the
+  switch in one rule family;
+- **shared evidence**: an IP-keyed alert names the accounts it attacked (`username`), an account-keyed one the
+  addresses it came from (`new_terms`, `src_ip`); a grouped or switch-wide alert names its member keys (`keys`,
+  `src_ip`); the runners add `links` (the addresses and accounts of an alert's first events, read from the
+  store: `fraudwatch.detect.runners.links`);
+- **a campaign**: CAMPAIGN_KEYS or more keys of one *rule family* active together (or the rule's `group`, when
+  it has one). A family is what the rules' data say they are: the same source, the same key type and the same
+  main tag (a rule's first tag: `bruteforce`, `flood`, `takeover` ...). A botnet's addresses guessing passwords
+  at once become one campaign incident listing its members.
+
+"Together" is in event time: an alert joins an incident when the gap between their events is at most the
+incident's *spell* (the longest cooldown of its members' rules, at least MIN_SPELL). An incident ends when no
+member has seen an event for its spell (`close_quiet`, given the event time reached); it is not reopened.
+
+The book is deterministic and does not depend on how the alert stream is cut into batches: an alert's links only
+grow as it is updated, incidents only merge, and the survivor of a merge is the incident with the earliest
+founding alert, whose id it keeps. An incident's id is derived from its founding alert (rule, key, the event
+time it was detected at), so a replay of the same data gives the same ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fraudwatch.detect.decide import SEVERITY_RANK, Alert
+from fraudwatch.detect.incident import ACTION_RANK, Change, Incident, IncidentChange
+from fraudwatch.detect.spec import Common
+from fraudwatch.netaddr import parse_ip
+
+MIN_SPELL = dt.timedelta(hours=1)  # the shortest quiet spell that ends an incident (a switch's hour-long outage is one)
+MAX_SPELL = dt.timedelta(hours=24)
+CAMPAIGN_KEYS = 3  # keys of one rule family active together that make a campaign (a rule's `group` overrides)
+LISTED = 200  # IPs, accounts and keys an incident lists (its members are all kept)
+FORGET_AFTER = dt.timedelta(days=2)  # an ended incident is forgotten this long (event time) after it ended
+
+
+def family(common: Common) -> str:
+    """A rule's family: its source, its key type and its main (first) tag."""
+    return f"{common.source}/{common.key_type}/{common.tags[0] if common.tags else common.id}"
+
+
+def incident_id(alert: Alert, namespace: str = "") -> str:
+    """The id of the incident `alert` founds: its day and a digest of what identifies it (not a counter)."""
+    ident = f"{namespace}\x1f{alert.rule}\x1f{alert.key_type}\x1f{alert.key}\x1f{alert.detected_at.isoformat()}"
+    return f"{alert.detected_at:%Y%m%d}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+
+
+def _order(a: Alert) -> tuple[dt.datetime, str, str, str]:
+    return a.detected_at, a.rule, a.key_type, a.key
+
+
+def _strongest(actions: Iterable[str]) -> str:
+    """The strongest action: by rank, and a ban (carried out today) before a lock of the same rank."""
+    return max(actions, key=lambda x: (ACTION_RANK.get(x, 0), x == "ban_ip", x), default="alert")
+
+
+def _ip_entity(text: Any) -> str | None:
+    addr = parse_ip(str(text)) if text is not None else None
+    return f"ip:{addr}" if addr is not None else None
+
+
+def alert_entities(alert: Alert) -> set[str]:
+    """What an alert is about and what its evidence ties it to: `ip:ADDR` and `account:NAME`."""
+    out: set[str] = set()
+    ev = alert.evidence
+    if alert.key_type == "ip":
+        first, _, rest = alert.key.partition("|")
+        if (e := _ip_entity(first)) is not None:
+            out.add(e)
+        if rest:
+            out.add(f"account:{rest}")
+    elif alert.key_type == "account":
+        out.add(f"account:{alert.key.split('|', 1)[0]}")
+    for name in ("username", "account", "customer_account"):
+        for v in ev.get(name) or ():
+            if isinstance(v, str) and v:
+                out.add(f"account:{v}")
+    for name in ("src_ip", "caller_ip"):
+        for v in ev.get(name) or ():
+            if (e := _ip_entity(v)) is not None:
+                out.add(e)
+    for term in ev.get("new_terms") or ():
+        for v in term if isinstance(term, list) else (term,):
+            if (e := _ip_entity(v)) is not None:
+                out.add(e)
+    for v in ev.get("keys") or ():  # a grouped alert's member keys
+        e = _ip_entity(str(v).split("|", 1)[0])
+        out.add(e if e is not None else f"account:{v}")
+    links = ev.get("links") or {}
+    for v in links.get("ips") or ():
+        if (e := _ip_entity(v)) is not None:
+            out.add(e)
+    for v in links.get("accounts") or ():
+        if isinstance(v, str) and v:
+            out.add(f"account:{v}")
+    return out
+
+
+@dataclass
+class _Entry:
+    """An incident and what the book needs to grow it."""
+
+    incident: Incident
+    founder: Alert
+    members: dict[int, Alert] = field(default_factory=dict)
+    entities: set[str] = field(default_factory=set)
+    spell: dt.timedelta = MIN_SPELL
+    campaign: bool = False
+    merged_into: str | None = None
+
+
+class IncidentBook:
+    """Implements `IncidentFeed`: `apply` joins alerts into incidents, `close_quiet` ends the quiet ones."""
+
+    def __init__(self, rules: Mapping[str, Common], namespace: str = "") -> None:
+        self.rules = rules
+        self.namespace = namespace  # origin of the alerts (live, replay): a part of the ids
+        self.entries: dict[str, _Entry] = {}
+        self.member_of: dict[int, str] = {}  # alert id -> its incident id
+        self.by_entity: dict[str, set[str]] = {}  # entity -> open incidents about it
+        self.by_family: dict[str, dict[str, set[str]]] = {}  # family -> open incident -> its keys of the family
+        self._fresh: set[str] = set()  # incidents opened in the step `apply` is taking
+
+    # ------------------------------------------------------------------ the feed
+
+    def apply(self, alerts: Sequence[Alert]) -> list[IncidentChange]:
+        before: dict[str, tuple[str, str, bool]] = {}  # incident id -> (severity, action, announced) before
+        self._fresh = set()  # incidents opened in this step
+        touched: dict[str, list[Alert]] = {}
+        merged: list[_Entry] = []
+        for alert in sorted(alerts, key=_order):
+            entry = self._place(alert, before, merged)
+            touched.setdefault(entry.incident.id, []).append(alert)
+        for iid in touched:
+            if iid in self.entries:
+                self._summarise(self.entries[iid])
+        changes: list[IncidentChange] = []
+        for e in merged:
+            self._summarise(e)
+            if e.incident.id in before and before[e.incident.id][2]:  # announced before this step: say it ended
+                changes.append(IncidentChange(e.incident, "ended", alerts=()))
+        for iid, members in touched.items():
+            found = self.entries.get(iid)
+            if found is None:
+                continue  # merged into another one later in this step
+            entry = found
+            sev, act, existed = before.get(iid, ("", "", False))
+            inc = entry.incident
+            change: Change
+            if not existed:
+                change = "opened"
+            elif (SEVERITY_RANK[inc.severity], ACTION_RANK.get(inc.action, 0)) > \
+                    (SEVERITY_RANK.get(sev, 0), ACTION_RANK.get(act, 0)):
+                change = "escalated"
+            else:
+                change = "grew"
+            changes.append(IncidentChange(inc, change, (sev, act) if change == "escalated" else None,
+                                          tuple({a.id: a for a in members}.values())))
+        return changes
+
+    def close_quiet(self, now: dt.datetime) -> list[IncidentChange]:
+        changes = []
+        for entry in list(self.entries.values()):
+            inc = entry.incident
+            if inc.state == "open" and inc.last_seen + entry.spell < now:
+                inc.state = "ended"
+                inc.ended_at = inc.last_seen + entry.spell
+                self._unindex(entry)
+                changes.append(IncidentChange(inc, "ended"))
+            elif inc.state == "ended" and inc.ended_at is not None and inc.ended_at + FORGET_AFTER < now:
+                del self.entries[inc.id]
+                for aid in entry.members:
+                    self.member_of.pop(aid, None)
+        return changes
+
+    def incidents(self) -> list[Incident]:
+        """The incidents the book holds, oldest first."""
+        return sorted((e.incident for e in self.entries.values()), key=lambda i: (i.opened_at, i.id))
+
+    # ------------------------------------------------------------------ joining
+
+    def _common(self, alert: Alert) -> Common | None:
+        return self.rules.get(alert.rule)
+
+    def _spell_of(self, alert: Alert) -> dt.timedelta:
+        c = self._common(alert)
+        cooldown = dt.timedelta(seconds=float(c.cooldown)) if c is not None else MIN_SPELL
+        return min(max(cooldown, MIN_SPELL), MAX_SPELL)
+
+    def _family(self, alert: Alert) -> str | None:
+        c = self._common(alert)
+        return family(c) if c is not None else None
+
+    def _entities(self, alert: Alert) -> set[str]:
+        out = alert_entities(alert)
+        if alert.key_type == "global" and "grouped_keys" not in alert.evidence and (fam := self._family(alert)):
+            source, _, tag = fam.split("/")
+            out.add(f"switch:{source}/{tag}")  # switch-wide rules of one family on one switch
+        return out
+
+    @staticmethod
+    def _near(entry: _Entry, alert: Alert, spell: dt.timedelta) -> bool:
+        inc = entry.incident
+        gap = max(alert.first_seen - inc.last_seen, inc.first_seen - alert.last_seen, dt.timedelta(0))
+        return gap <= max(entry.spell, spell)
+
+    def _place(self, alert: Alert, before: dict[str, tuple[str, str, bool]], merged: list[_Entry]) -> _Entry:
+        spell = self._spell_of(alert)
+        entities = self._entities(alert)
+        found: dict[str, _Entry] = {}
+        own = self.member_of.get(alert.id)
+        if own is not None and own in self.entries:
+            found[own] = self.entries[own]
+        for ent in entities:
+            for iid in self.by_entity.get(ent, ()):
+                entry = self.entries[iid]
+                if iid not in found and self._near(entry, alert, spell):
+                    found[iid] = entry
+        campaign = False
+        fam = self._family(alert)
+        c = self._common(alert)
+        if fam is not None and c is not None and alert.key_type != "global":
+            need = int(c.group) if c.group else CAMPAIGN_KEYS
+            keys = {alert.key}
+            together = []
+            for iid, fam_keys in self.by_family.get(fam, {}).items():
+                if self._near(self.entries[iid], alert, spell):
+                    together.append(iid)
+                    if len(keys) < need:
+                        keys |= fam_keys
+            if len(keys) >= need:
+                campaign = True
+                for iid in together:
+                    found.setdefault(iid, self.entries[iid])
+        if "grouped_keys" in alert.evidence:
+            campaign = True
+        for iid, entry in found.items():
+            before.setdefault(iid, (entry.incident.severity, entry.incident.action, iid not in self._fresh))
+        if found:
+            ordered = sorted(found.values(), key=lambda e: _order(e.founder))
+            target = ordered[0]
+            if _order(alert) < _order(target.founder):  # an earlier alert came late: it founds the incident
+                target = self._refound(target, alert, before)
+            for other in ordered[1:]:
+                self._merge(other, target)
+                merged.append(other)
+        else:
+            target = self._new(alert)
+        self._add(target, alert, entities, spell, campaign)
+        return target
+
+    def _new(self, alert: Alert) -> _Entry:
+        iid = incident_id(alert, self.namespace)
+        inc = Incident(iid, "attack", "", alert.severity, alert.action, "open", alert.first_seen, alert.last_seen,
+                       alert.detected_at)
+        entry = _Entry(inc, alert)
+        self.entries[iid] = entry
+        self._fresh.add(iid)
+        return entry
+
+    def _refound(self, entry: _Entry, alert: Alert, before: dict[str, tuple[str, str, bool]]) -> _Entry:
+        """`entry` under the id `alert` gives it, `alert` being earlier than its founder."""
+        new = self._new(alert)
+        before.setdefault(new.incident.id, before.get(entry.incident.id, ("", "", False)))
+        self._merge(entry, new)
+        return new
+
+    def _merge(self, src: _Entry, dst: _Entry) -> None:
+        self._unindex(src)
+        self.entries.pop(src.incident.id, None)
+        src.merged_into = dst.incident.id
+        src.incident.state = "ended"
+        src.incident.merged_into = dst.incident.id
+        src.incident.ended_at = src.incident.last_seen
+        dst.campaign = dst.campaign or src.campaign
+        dst.spell = max(dst.spell, src.spell)
+        for a in sorted(src.members.values(), key=_order):
+            self._add(dst, a, self._entities(a), self._spell_of(a), False)
+
+    def _unindex(self, entry: _Entry) -> None:
+        iid = entry.incident.id
+        for ent in entry.entities:
+            ids = self.by_entity.get(ent)
+            if ids is not None:
+                ids.discard(iid)
+                if not ids:
+                    del self.by_entity[ent]
+        for fam in {self._family(a) for a in entry.members.values()}:
+            if fam is not None and fam in self.by_family:
+                self.by_family[fam].pop(iid, None)
+                if not self.by_family[fam]:
+                    del self.by_family[fam]
+
+    def _add(self, entry: _Entry, alert: Alert, entities: set[str], spell: dt.timedelta, campaign: bool) -> None:
+        iid = entry.incident.id
+        entry.members[alert.id] = alert
+        self.member_of[alert.id] = iid
+        entry.spell = max(entry.spell, spell)
+        entry.campaign = entry.campaign or campaign
+        if entry.incident.state == "open":
+            for ent in entities - entry.entities:
+                self.by_entity.setdefault(ent, set()).add(iid)
+            fam = self._family(alert)
+            if fam is not None and alert.key_type != "global":
+                self.by_family.setdefault(fam, {}).setdefault(iid, set()).add(alert.key)
+        entry.entities |= entities
+        # the times joining is judged by, kept current as members come (the rest: `_summarise`)
+        entry.incident.first_seen = min(entry.incident.first_seen, alert.first_seen)
+        entry.incident.last_seen = max(entry.incident.last_seen, alert.last_seen)
+
+    def _summarise(self, entry: _Entry) -> None:
+        """The incident's facts from its members (the same whatever order they came in)."""
+        inc = entry.incident
+        members = sorted(entry.members.values(), key=_order)
+        inc.alert_ids = [a.id for a in members]
+        inc.members = len(members)
+        inc.count = sum(a.count for a in members)
+        inc.first_seen = min(a.first_seen for a in members)
+        inc.last_seen = max(a.last_seen for a in members)
+        inc.opened_at = members[0].detected_at
+        inc.severity = max((a.severity for a in members), key=lambda s: SEVERITY_RANK.get(s, 0))
+        inc.action = _strongest(a.action for a in members)
+        inc.rules = sorted({a.rule for a in members})
+        inc.keys = list(dict.fromkeys(f"{a.key_type}:{a.key}" for a in members))[:LISTED]
+        ips = sorted(e[3:] for e in entry.entities if e.startswith("ip:"))
+        accounts = sorted(e[8:] for e in entry.entities if e.startswith("account:"))
+        inc.ips, inc.accounts = ips[:LISTED], accounts[:LISTED]
+        inc.trusted = any(a.trusted for a in members)
+        inc.report_only = all(a.report_only for a in members)
+        ip_keys = {a.key.split("|", 1)[0] for a in members if a.key_type == "ip"}
+        grouped = any("grouped_keys" in a.evidence for a in members)
+        if grouped or len(ip_keys) >= CAMPAIGN_KEYS or (entry.campaign and not ip_keys):
+            inc.kind = "campaign"  # many sources, or many accounts with no source in common
+        elif ip_keys:
+            inc.kind = "attack"
+        elif any(a.key_type != "global" for a in members):
+            inc.kind = "fraud"
+        else:
+            inc.kind = "switch"
+        inc.title = _title(inc, members, len(ip_keys))
+
+
+def _title(inc: Incident, members: list[Alert], ip_keys: int) -> str:
+    rules = ", ".join(inc.rules[:3]) + (f" +{len(inc.rules) - 3} more" if len(inc.rules) > 3 else "")
+    accounts = f", {len(inc.accounts)} account(s)" if inc.accounts else ""
+    if inc.kind == "campaign":
+        n = max(ip_keys, len(inc.ips))
+        who = f"campaign from {n} address(es)" if n else f"campaign over {len(inc.keys)} keys"
+        return f"{who}{accounts}: {rules}"
+    if inc.kind == "attack":
+        ip = next(a.key.split("|", 1)[0] for a in members if a.key_type == "ip")
+        return f"attack from {ip}{accounts}: {rules}"
+    if inc.kind == "fraud":  # named by its strongest alert's account
+        key = max((a for a in members if a.key_type != "global"),
+                  key=lambda a: (SEVERITY_RANK.get(a.severity, 0), ACTION_RANK.get(a.action, 0))).key
+        return f"account {key}{f' and {len(inc.ips)} address(es)' if inc.ips else ''}: {rules}"
+    return f"switch-wide: {rules}"
