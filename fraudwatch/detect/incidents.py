@@ -8,7 +8,7 @@ Alerts join one incident when they are about the same attack, judged from what t
   addresses it came from (`new_terms`, `src_ip`); a grouped or switch-wide alert names its member keys (`keys`,
   `src_ip`); the runners add `links` (the addresses and accounts of an alert's first events, read from the
   store: `fraudwatch.detect.runners.links`);
-- **a campaign**: CAMPAIGN_KEYS or more keys of one *rule family* active together (or the rule's `group`, when
+- **a campaign**: several keys of one *rule family* active together (CAMPAIGN_KEYS, or the rule's `group` when
   it has one). A family is what the rules' data say they are: the same source, the same key type and the same
   main tag (a rule's first tag: `bruteforce`, `flood`, `takeover` ...). A botnet's addresses guessing passwords
   at once become one campaign incident listing its members.
@@ -31,14 +31,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fraudwatch.detect.decide import SEVERITY_RANK, Alert
+from fraudwatch.detect.decide import BOUNDED_TYPES, SEVERITY_RANK, Alert
 from fraudwatch.detect.incident import ACTION_RANK, Change, Incident, IncidentChange
 from fraudwatch.detect.spec import Common
 from fraudwatch.netaddr import parse_ip
 
 MIN_SPELL = dt.timedelta(hours=1)  # the shortest quiet spell that ends an incident (a switch's hour-long outage is one)
-MAX_SPELL = dt.timedelta(hours=24)
-CAMPAIGN_KEYS = 3  # keys of one rule family active together that make a campaign (a rule's `group` overrides)
+MAX_SPELL = dt.timedelta(hours=6)
+# Keys of one rule family active together that make a campaign (a rule's `group` overrides): addresses are the
+# attackers themselves, and three of one family at once are rarely a coincidence; accounts are the victims, and
+# a few at once, each hit by its own attacker, are common, so it takes more of them.
+CAMPAIGN_KEYS = {"ip": 3}
+CAMPAIGN_OTHER_KEYS = 5
 LISTED = 200  # IPs, accounts and keys an incident lists (its members are all kept)
 FORGET_AFTER = dt.timedelta(days=2)  # an ended incident is forgotten this long (event time) after it ended
 
@@ -106,6 +110,15 @@ def alert_entities(alert: Alert) -> set[str]:
 
 
 @dataclass
+class _FamilyPart:
+    """An incident's alerts of one rule family: their keys and the span of their events."""
+
+    keys: set[str]
+    first: dt.datetime
+    last: dt.datetime
+
+
+@dataclass
 class _Entry:
     """An incident and what the book needs to grow it."""
 
@@ -114,6 +127,8 @@ class _Entry:
     members: dict[int, Alert] = field(default_factory=dict)
     entities: set[str] = field(default_factory=set)
     spell: dt.timedelta = MIN_SPELL
+    first: dt.datetime | None = None  # the span alerts join within (`_span`)
+    last: dt.datetime | None = None
     campaign: bool = False
     merged_into: str | None = None
 
@@ -127,7 +142,8 @@ class IncidentBook:
         self.entries: dict[str, _Entry] = {}
         self.member_of: dict[int, str] = {}  # alert id -> its incident id
         self.by_entity: dict[str, set[str]] = {}  # entity -> open incidents about it
-        self.by_family: dict[str, dict[str, set[str]]] = {}  # family -> open incident -> its keys of the family
+        # family -> open incident -> its keys of the family, and the span of their alerts' events
+        self.by_family: dict[str, dict[str, _FamilyPart]] = {}
         self._fresh: set[str] = set()  # incidents opened in the step `apply` is taking
 
     # ------------------------------------------------------------------ the feed
@@ -171,7 +187,7 @@ class IncidentBook:
         changes = []
         for entry in list(self.entries.values()):
             inc = entry.incident
-            if inc.state == "open" and inc.last_seen + entry.spell < now:
+            if inc.state == "open" and inc.last_seen + entry.spell < now:  # quiet: no member saw an event
                 inc.state = "ended"
                 inc.ended_at = inc.last_seen + entry.spell
                 self._unindex(entry)
@@ -207,10 +223,18 @@ class IncidentBook:
             out.add(f"switch:{source}/{tag}")  # switch-wide rules of one family on one switch
         return out
 
-    @staticmethod
-    def _near(entry: _Entry, alert: Alert, spell: dt.timedelta) -> bool:
-        inc = entry.incident
-        gap = max(alert.first_seen - inc.last_seen, inc.first_seen - alert.last_seen, dt.timedelta(0))
+    def _span(self, alert: Alert) -> tuple[dt.datetime, dt.datetime]:
+        """The events of `alert` that others join by: all of them, but for a rule whose matches have no time
+        bound (a credit limit counts an account's spend from its first call, for days), the moment it fired."""
+        c = self._common(alert)
+        if c is not None and c.type not in BOUNDED_TYPES:
+            return alert.detected_at, alert.detected_at
+        return alert.first_seen, alert.last_seen
+
+    def _near(self, entry: _Entry, alert: Alert, spell: dt.timedelta) -> bool:
+        first, last = self._span(alert)
+        assert entry.first is not None and entry.last is not None
+        gap = max(first - entry.last, entry.first - last, dt.timedelta(0))
         return gap <= max(entry.spell, spell)
 
     def _place(self, alert: Alert, before: dict[str, tuple[str, str, bool]], merged: list[_Entry]) -> _Entry:
@@ -229,14 +253,15 @@ class IncidentBook:
         fam = self._family(alert)
         c = self._common(alert)
         if fam is not None and c is not None and alert.key_type != "global":
-            need = int(c.group) if c.group else CAMPAIGN_KEYS
+            need = int(c.group) if c.group else CAMPAIGN_KEYS.get(alert.key_type, CAMPAIGN_OTHER_KEYS)
             keys = {alert.key}
             together = []
-            for iid, fam_keys in self.by_family.get(fam, {}).items():
-                if self._near(self.entries[iid], alert, spell):
+            first, last = self._span(alert)
+            for iid, part in self.by_family.get(fam, {}).items():
+                if max(first - part.last, part.first - last) <= spell:
                     together.append(iid)
                     if len(keys) < need:
-                        keys |= fam_keys
+                        keys |= part.keys
             if len(keys) >= need:
                 campaign = True
                 for iid in together:
@@ -311,9 +336,18 @@ class IncidentBook:
                 self.by_entity.setdefault(ent, set()).add(iid)
             fam = self._family(alert)
             if fam is not None and alert.key_type != "global":
-                self.by_family.setdefault(fam, {}).setdefault(iid, set()).add(alert.key)
+                part = self.by_family.setdefault(fam, {}).get(iid)
+                if part is None:
+                    self.by_family[fam][iid] = _FamilyPart({alert.key}, *self._span(alert))
+                else:
+                    part.keys.add(alert.key)
+                    first, last = self._span(alert)
+                    part.first, part.last = min(part.first, first), max(part.last, last)
         entry.entities |= entities
-        # the times joining is judged by, kept current as members come (the rest: `_summarise`)
+        # the times joining and ending are judged by, kept current as members come (the rest: `_summarise`)
+        first, last = self._span(alert)
+        entry.first = first if entry.first is None else min(entry.first, first)
+        entry.last = last if entry.last is None else max(entry.last, last)
         entry.incident.first_seen = min(entry.incident.first_seen, alert.first_seen)
         entry.incident.last_seen = max(entry.incident.last_seen, alert.last_seen)
 
@@ -338,7 +372,7 @@ class IncidentBook:
         inc.report_only = all(a.report_only for a in members)
         ip_keys = {a.key.split("|", 1)[0] for a in members if a.key_type == "ip"}
         grouped = any("grouped_keys" in a.evidence for a in members)
-        if grouped or len(ip_keys) >= CAMPAIGN_KEYS or (entry.campaign and not ip_keys):
+        if grouped or len(ip_keys) >= CAMPAIGN_KEYS["ip"] or (entry.campaign and not ip_keys):
             inc.kind = "campaign"  # many sources, or many accounts with no source in common
         elif ip_keys:
             inc.kind = "attack"
