@@ -17,21 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.detect.evaluate import Incident as Label
 from fraudwatch.errors import UsageError
 from fraudwatch.netaddr import parse_ip
 from fraudwatch.sim.labels import HEADER
 
 SLACK = dt.timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class Label:
-    id: str
-    kind: str
-    start: dt.datetime
-    end: dt.datetime
-    ips: frozenset[str]
-    accounts: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -41,7 +32,8 @@ class Held:
 
 
 def load_labels(path: Path) -> list[Label]:
-    """The rows of a labels.csv; a file that is not one is a usage error naming it."""
+    """The rows of a labels.csv (as `fraudwatch.detect.evaluate` reads them, checked: a file that is not one
+    is a usage error naming it and the line)."""
     try:
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
@@ -58,7 +50,7 @@ def load_labels(path: Path) -> list[Label]:
             raise UsageError(f"{path}:{n}: start or end is not a time") from None
         ips = frozenset(str(a) for x in r["ips"].split(";") if (a := parse_ip(x.strip())) is not None)
         accounts = frozenset(x.strip() for x in r["accounts"].split(";") if x.strip())
-        out.append(Label(r["incident_id"], r["kind"], start, end, ips, accounts))
+        out.append(Label(r["incident_id"], r["kind"], start, end, ips, accounts, r["notes"]))
     return out
 
 
