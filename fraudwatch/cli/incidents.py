@@ -116,11 +116,14 @@ def _beside_labels(con: Any, path: Path, rows: list[dict[str, Any]], as_json: bo
     days = max(1, round((hi - lo) / dt.timedelta(days=1))) if lo and hi else 1
     explained = {i for h in held for i in h.incidents}
     once = sum(1 for h in held if len(h.incidents) == 1)
+    would_ban = _would_ban(con, [r["id"] for r in rows])
     if as_json:
         print_json({"labels": [{"label": h.label.id, "kind": h.label.kind, "incidents": list(h.incidents)}
                                for h in held],
                     "incidents": len(rows), "unexplained": [r["id"] for r in rows if r["id"] not in explained],
-                    "in_exactly_one": once, "allowed": allowed_incidents(labels, days)})
+                    "in_exactly_one": once, "allowed": allowed_incidents(labels, days),
+                    "shared": sorted(i for i in explained if sum(i in h.incidents for h in held) > 1),
+                    "would_ban": [{"ip": ip, "incident": iid} for ip, iid in would_ban]})
         return ExitStatus.OK
     console = out()
     table = Table(title="labelled attacks and the incidents that hold them", title_justify="left")
@@ -139,7 +142,27 @@ def _beside_labels(con: Any, path: Path, rows: list[dict[str, Any]], as_json: bo
         console.print(_table(extra))
     console.print(f"{once} of {len(labels)} labelled attack(s) in exactly one incident; {len(rows)} incident(s) "
                   f"over {days} day(s) (the goal: at most {allowed_incidents(labels, days):g})")
+    shared = [i for i in explained if sum(i in h.incidents for h in held) > 1]
+    if shared:
+        console.print(f"{len(shared)} incident(s) hold more than one labelled attack: "
+                      f"{text(', '.join(sorted(shared)))}")
+    if would_ban:
+        console.print(f"bans the watcher would make for them ({len(would_ban)} address(es); a replay bans nothing):")
+        for ip, iid in would_ban:
+            console.print(f"  {text(ip)}  (incident {text(iid)})")
+    else:
+        console.print("bans the watcher would make for them: none")
     return ExitStatus.OK
+
+
+def _would_ban(con: Any, incident_ids: list[str]) -> list[tuple[str, str]]:
+    """The addresses whose alerts in these incidents propose a ban (not trusted, not on trial), with the
+    incident, in the order they were detected."""
+    found = con.execute(
+        "SELECT a.key, m.incident_id, min(a.detected_at) FROM incident_alerts m JOIN alerts a ON a.id = m.alert_id "
+        "WHERE list_contains(?, m.incident_id) AND a.key_type = 'ip' AND a.action = 'ban_ip' AND NOT a.trusted "
+        "AND NOT a.report_only GROUP BY 1, 2 ORDER BY 3, 1", [incident_ids]).fetchall()
+    return [(str(k).split("|", 1)[0], str(i)) for k, i, _ in found]
 
 
 def _show(con: Any, args: argparse.Namespace) -> int:

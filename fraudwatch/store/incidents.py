@@ -130,7 +130,8 @@ def list_incidents(con: duckdb.DuckDBPyConnection, *, since: dt.datetime | None 
         ("last_seen >= ?", since),
         ("list_contains(from_json(ips, '[\"VARCHAR\"]'), ?)", ip),
         ("list_contains(from_json(accounts, '[\"VARCHAR\"]'), ?)", account),
-        ("len(list_filter(from_json(keys, '[\"VARCHAR\"]'), k -> k = ? OR split_part(k, ':', 2) = ?)) > 0", key),
+        ("len(list_filter(from_json(keys, '[\"VARCHAR\"]'), "
+         "lambda k: k = ? OR substr(k, strpos(k, ':') + 1) = ?)) > 0", key),
         ("state = ?", state),
     )
     for clause, value in checks:

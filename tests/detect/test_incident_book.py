@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from fraudwatch.config import load_config
 from fraudwatch.detect.decide import Alert
 from fraudwatch.detect.incidents import IncidentBook, family
 from fraudwatch.detect.ruleset import load_rules
 from fraudwatch.detect.runners.batch import run_detect
-from fraudwatch.config import load_config
 from tests.test_ingest_sample import copy_sample
 
 T0 = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)

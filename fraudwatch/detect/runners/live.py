@@ -26,7 +26,7 @@ import polars as pl
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
-from fraudwatch.detect.incident import Incident, IncidentChange
+from fraudwatch.detect.incident import Incident, IncidentChange, IncidentFeed
 from fraudwatch.detect.incidents import IncidentBook
 from fraudwatch.detect.runners.engine import Engine
 from fraudwatch.detect.runners.links import add_links
@@ -50,7 +50,7 @@ class LiveDetection:
         self.book = AlertBook({r.common.id: r for r in rules}, trusted, trusted_accounts, next_alert_id(con))
         self.commons = {r.common.id: r.common for r in rules}
         self.trusted = tuple(trusted)
-        self.incidents = IncidentBook(self.commons, "live")
+        self.incidents: IncidentFeed = IncidentBook(self.commons, "live")
         self.changes: list[IncidentChange] = []  # for `take_changes`
         self.unsaved: dict[str, Incident] = {}  # incidents changed since they were saved
         self.event_clock: dt.datetime | None = None  # the newest event time of the rows scored
