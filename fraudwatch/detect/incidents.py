@@ -38,12 +38,15 @@ from fraudwatch.netaddr import parse_ip
 
 MIN_SPELL = dt.timedelta(hours=1)  # the shortest quiet spell that ends an incident (a switch's hour-long outage is one)
 MAX_SPELL = dt.timedelta(hours=6)
-# Keys of one rule family active together that make a campaign (a rule's `group` overrides): addresses are the
-# attackers themselves, and three of one family at once are rarely a coincidence; accounts are the victims, and
-# a few at once, each hit by its own attacker, are common, so it takes more of them.
+# Sources of one rule family active together that make a campaign (a rule's `group` overrides), by the family's
+# key type. A source is an address an alert is about or tied to (an alert tied to none counts its key). Addresses
+# are the attackers themselves, and three of one family at once are rarely a coincidence; account alerts are
+# about victims, and a few attackers each on its own victim at once are common, so it takes more of them. Many
+# accounts from one address are one attack (joined by the address), not a campaign.
 CAMPAIGN_KEYS = {"ip": 3}
 CAMPAIGN_OTHER_KEYS = 5
 LISTED = 200  # IPs, accounts and keys an incident lists (its members are all kept)
+TIES_KEPT = 64  # alerts of one incident an entity keeps for joining (a botnet's shared username: not all)
 FORGET_AFTER = dt.timedelta(days=2)  # an ended incident is forgotten this long (event time) after it ended
 
 
@@ -111,9 +114,9 @@ def alert_entities(alert: Alert) -> set[str]:
 
 @dataclass
 class _FamilyPart:
-    """An incident's alerts of one rule family: their keys and the span of their events."""
+    """An incident's alerts of one rule family: their sources and the span of their events."""
 
-    keys: set[str]
+    sources: set[str]  # see CAMPAIGN_KEYS
     first: dt.datetime
     last: dt.datetime
 
@@ -141,7 +144,8 @@ class IncidentBook:
         self.namespace = namespace  # origin of the alerts (live, replay): a part of the ids
         self.entries: dict[str, _Entry] = {}
         self.member_of: dict[int, str] = {}  # alert id -> its incident id
-        self.by_entity: dict[str, set[str]] = {}  # entity -> open incidents about it
+        self.by_entity: dict[str, dict[str, set[int]]] = {}  # entity -> open incident -> its alerts about it
+        self.entities_of: dict[int, set[str]] = {}  # alert id -> its entities (`_entities`), as last seen
         # family -> open incident -> its keys of the family, and the span of their alerts' events
         self.by_family: dict[str, dict[str, _FamilyPart]] = {}
         self._fresh: set[str] = set()  # incidents opened in the step `apply` is taking
@@ -196,6 +200,7 @@ class IncidentBook:
                 del self.entries[inc.id]
                 for aid in entry.members:
                     self.member_of.pop(aid, None)
+                    self.entities_of.pop(aid, None)
         return changes
 
     def incidents(self) -> list[Incident]:
@@ -237,6 +242,16 @@ class IncidentBook:
         gap = max(first - entry.last, entry.first - last, dt.timedelta(0))
         return gap <= max(entry.spell, spell)
 
+    def _tied(self, alert: Alert, ips: set[str], spell: dt.timedelta, other: Alert) -> bool:
+        """Whether two alerts that share an address or an account are about one attack: their events are within
+        a spell of each other, and they do not come from different addresses (two attackers guessing the same
+        account are two incidents, unless they are a campaign: see `_place`)."""
+        theirs = {e for e in self.entities_of.get(other.id, ()) if e.startswith("ip:")}
+        if ips and theirs and not ips & theirs:
+            return False
+        (a0, a1), (b0, b1) = self._span(alert), self._span(other)
+        return max(a0 - b1, b0 - a1) <= max(spell, self._spell_of(other))
+
     def _place(self, alert: Alert, before: dict[str, tuple[str, str, bool]], merged: list[_Entry]) -> _Entry:
         spell = self._spell_of(alert)
         entities = self._entities(alert)
@@ -244,25 +259,27 @@ class IncidentBook:
         own = self.member_of.get(alert.id)
         if own is not None and own in self.entries:
             found[own] = self.entries[own]
+        ips = {e for e in entities if e.startswith("ip:")}
         for ent in entities:
-            for iid in self.by_entity.get(ent, ()):
+            for iid, aids in self.by_entity.get(ent, {}).items():
                 entry = self.entries[iid]
-                if iid not in found and self._near(entry, alert, spell):
+                if iid not in found and self._near(entry, alert, spell) and \
+                        any(self._tied(alert, ips, spell, entry.members[aid]) for aid in aids):
                     found[iid] = entry
         campaign = False
         fam = self._family(alert)
         c = self._common(alert)
         if fam is not None and c is not None and alert.key_type != "global":
             need = int(c.group) if c.group else CAMPAIGN_KEYS.get(alert.key_type, CAMPAIGN_OTHER_KEYS)
-            keys = {alert.key}
+            sources = _sources(alert, ips)
             together = []
             first, last = self._span(alert)
             for iid, part in self.by_family.get(fam, {}).items():
                 if max(first - part.last, part.first - last) <= spell:
                     together.append(iid)
-                    if len(keys) < need:
-                        keys |= part.keys
-            if len(keys) >= need:
+                    if len(sources) < need:
+                        sources |= part.sources
+            if len(sources) >= need:
                 campaign = True
                 for iid in together:
                     found.setdefault(iid, self.entries[iid])
@@ -314,10 +331,10 @@ class IncidentBook:
     def _unindex(self, entry: _Entry) -> None:
         iid = entry.incident.id
         for ent in entry.entities:
-            ids = self.by_entity.get(ent)
-            if ids is not None:
-                ids.discard(iid)
-                if not ids:
+            by_incident = self.by_entity.get(ent)
+            if by_incident is not None:
+                by_incident.pop(iid, None)
+                if not by_incident:
                     del self.by_entity[ent]
         for fam in {self._family(a) for a in entry.members.values()}:
             if fam is not None and fam in self.by_family:
@@ -329,18 +346,22 @@ class IncidentBook:
         iid = entry.incident.id
         entry.members[alert.id] = alert
         self.member_of[alert.id] = iid
+        self.entities_of[alert.id] = entities
         entry.spell = max(entry.spell, spell)
         entry.campaign = entry.campaign or campaign
         if entry.incident.state == "open":
-            for ent in entities - entry.entities:
-                self.by_entity.setdefault(ent, set()).add(iid)
+            for ent in entities:
+                aids = self.by_entity.setdefault(ent, {}).setdefault(iid, set())
+                if len(aids) < TIES_KEPT:
+                    aids.add(alert.id)
             fam = self._family(alert)
             if fam is not None and alert.key_type != "global":
                 part = self.by_family.setdefault(fam, {}).get(iid)
+                sources = _sources(alert, {e for e in entities if e.startswith("ip:")})
                 if part is None:
-                    self.by_family[fam][iid] = _FamilyPart({alert.key}, *self._span(alert))
+                    self.by_family[fam][iid] = _FamilyPart(sources, *self._span(alert))
                 else:
-                    part.keys.add(alert.key)
+                    part.sources |= sources
                     first, last = self._span(alert)
                     part.first, part.last = min(part.first, first), max(part.last, last)
         entry.entities |= entities
@@ -381,6 +402,11 @@ class IncidentBook:
         else:
             inc.kind = "switch"
         inc.title = _title(inc, members, len(ip_keys))
+
+
+def _sources(alert: Alert, ips: set[str]) -> set[str]:
+    """What an alert counts as in a campaign: the addresses it is about or tied to, else its key."""
+    return set(ips) if ips else {f"{alert.key_type}:{alert.key}"}
 
 
 def _title(inc: Incident, members: list[Alert], ip_keys: int) -> str:
