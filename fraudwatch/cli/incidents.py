@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +112,7 @@ def _beside_labels(con: Any, path: Path, rows: list[dict[str, Any]], as_json: bo
 
     labels = load_labels(path)
     held = match(labels, rows)
-    lo = min((r["first_seen"] for r in rows), default=None)
-    hi = max((r["last_seen"] for r in rows), default=None)
-    days = max(1, round((hi - lo) / dt.timedelta(days=1))) if lo and hi else 1
+    days = _days_stored(con)
     explained = {i for h in held for i in h.incidents}
     once = sum(1 for h in held if len(h.incidents) == 1)
     would_ban = _would_ban(con, [r["id"] for r in rows])
@@ -153,6 +152,14 @@ def _beside_labels(con: Any, path: Path, rows: list[dict[str, Any]], as_json: bo
     else:
         console.print("bans the watcher would make for them: none")
     return ExitStatus.OK
+
+
+def _days_stored(con: Any) -> int:
+    """How many days the stored events span (whole days, at least one): the goal allows 2 incidents a day."""
+    from fraudwatch.detect.runners.replay import TIME_COLUMN, data_range
+
+    lo, hi = data_range(con, [t for t in TIME_COLUMN if t != "rejects"])
+    return max(1, math.ceil((hi - lo) / dt.timedelta(days=1))) if lo and hi else 1
 
 
 def _would_ban(con: Any, incident_ids: list[str]) -> list[tuple[str, str]]:

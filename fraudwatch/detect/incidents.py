@@ -38,6 +38,9 @@ from fraudwatch.netaddr import parse_ip
 
 MIN_SPELL = dt.timedelta(hours=1)  # the shortest quiet spell that ends an incident (a switch's hour-long outage is one)
 MAX_SPELL = dt.timedelta(hours=6)
+# Switch-wide alerts (registrations dropping, then coming back in a burst) are one incident up to this far apart:
+# an outage and the re-registrations that end it
+SWITCH_SPELL = dt.timedelta(hours=2)
 # Sources of one rule family active together that make a campaign (a rule's `group` overrides), by the family's
 # key type. A source is an address an alert is about or tied to (an alert tied to none counts its key). Addresses
 # are the attackers themselves, and three of one family at once are rarely a coincidence; account alerts are
@@ -215,7 +218,8 @@ class IncidentBook:
     def _spell_of(self, alert: Alert) -> dt.timedelta:
         c = self._common(alert)
         cooldown = dt.timedelta(seconds=float(c.cooldown)) if c is not None else MIN_SPELL
-        return min(max(cooldown, MIN_SPELL), MAX_SPELL)
+        floor = SWITCH_SPELL if alert.key_type == "global" and "grouped_keys" not in alert.evidence else MIN_SPELL
+        return min(max(cooldown, floor), MAX_SPELL)
 
     def _family(self, alert: Alert) -> str | None:
         c = self._common(alert)
@@ -285,6 +289,11 @@ class IncidentBook:
                     found.setdefault(iid, self.entries[iid])
         if "grouped_keys" in alert.evidence:
             campaign = True
+        if campaign:  # a botnet flooding and guessing at once is one campaign, whichever rules saw which part
+            for iid, entry in self.entries.items():
+                if entry.campaign and entry.incident.state == "open" and iid not in found and \
+                        self._near(entry, alert, spell):
+                    found[iid] = entry
         for iid, entry in found.items():
             before.setdefault(iid, (entry.incident.severity, entry.incident.action, iid not in self._fresh))
         if found:
@@ -395,8 +404,8 @@ class IncidentBook:
         grouped = any("grouped_keys" in a.evidence for a in members)
         if grouped or len(ip_keys) >= CAMPAIGN_KEYS["ip"] or (entry.campaign and not ip_keys):
             inc.kind = "campaign"  # many sources, or many accounts with no source in common
-        elif ip_keys:
-            inc.kind = "attack"
+        elif ip_keys or (len(inc.ips) == 1 and len(inc.accounts) > 1):
+            inc.kind = "attack"  # one source (a spray over many accounts, seen only on the accounts, too)
         elif any(a.key_type != "global" for a in members):
             inc.kind = "fraud"
         else:
@@ -417,7 +426,7 @@ def _title(inc: Incident, members: list[Alert], ip_keys: int) -> str:
         who = f"campaign from {n} address(es)" if n else f"campaign over {len(inc.keys)} keys"
         return f"{who}{accounts}: {rules}"
     if inc.kind == "attack":
-        ip = next(a.key.split("|", 1)[0] for a in members if a.key_type == "ip")
+        ip = next((a.key.split("|", 1)[0] for a in members if a.key_type == "ip"), inc.ips[0] if inc.ips else "?")
         return f"attack from {ip}{accounts}: {rules}"
     if inc.kind == "fraud":  # named by its strongest alert's account
         key = max((a for a in members if a.key_type != "global"),

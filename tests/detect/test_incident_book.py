@@ -131,3 +131,22 @@ def test_ids_come_from_the_founding_alert_not_a_counter(tmp_path: Path) -> None:
     later.apply([a[1]])  # a replay of a later range: the same id for the same attack
     assert later.incidents()[0].id == first.incidents()[1].id
     assert first.incidents()[0].id.startswith("20261101-")
+
+
+def test_two_addresses_guessing_one_account_are_two_incidents() -> None:
+    book = IncidentBook(RULES)
+    book.apply([alert(1, "auth-failures-ip", "ip", "192.0.2.7", 0, 300, links={"ips": ["192.0.2.7"],
+                                                                             "accounts": ["441200000009"]}),
+                alert(2, "account-new-address", "account", "441200000009", 10, new_terms=[["192.0.2.7"]])])
+    book.apply([alert(3, "auth-failures-ip", "ip", "198.51.100.8", 1200, 1500,
+                      links={"ips": ["198.51.100.8"], "accounts": ["441200000009"]})])
+    assert sorted(i.alert_ids for i in book.incidents()) == [[1, 2], [3]]
+
+
+def test_one_address_spraying_many_accounts_is_an_attack_not_a_campaign() -> None:
+    book = IncidentBook(RULES)
+    book.apply([alert(n, "account-guessed-new-address", "account", f"44120000001{n}", n * 5, new_terms=[["192.0.2.9"]])
+                for n in range(8)])
+    (inc,) = book.incidents()
+    assert inc.kind == "attack" and inc.ips == ["192.0.2.9"] and len(inc.accounts) == 8
+    assert inc.title.startswith("attack from 192.0.2.9, 8 account(s)")
