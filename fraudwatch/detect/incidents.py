@@ -25,8 +25,10 @@ time it was detected at), so a replay of the same data gives the same ids.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +139,17 @@ class _Entry:
     last: dt.datetime | None = None
     campaign: bool = False
     merged_into: str | None = None
+    # what `_summarise` reports, kept as members come (a botnet's campaign has thousands: no rescan per batch)
+    order: list[tuple[tuple[dt.datetime, str, str, str], int]] = field(default_factory=list)  # sorted
+    counts: dict[int, int] = field(default_factory=dict)
+    severity: str = "warning"
+    actions: set[str] = field(default_factory=set)
+    rules: set[str] = field(default_factory=set)
+    ip_keys: set[str] = field(default_factory=set)
+    trusted: bool = False
+    report_only: bool = True
+    grouped: bool = False
+    keyed: bool = False  # some member has a key of its own (not switch-wide)
 
 
 class IncidentBook:
@@ -148,7 +161,7 @@ class IncidentBook:
         self.entries: dict[str, _Entry] = {}
         self.member_of: dict[int, str] = {}  # alert id -> its incident id
         self.by_entity: dict[str, dict[str, set[int]]] = {}  # entity -> open incident -> its alerts about it
-        self.entities_of: dict[int, set[str]] = {}  # alert id -> its entities (`_entities`), as last seen
+        self.ips_of: dict[int, frozenset[str]] = {}  # alert id -> the addresses among its entities, as last seen
         # family -> open incident -> its keys of the family, and the span of their alerts' events
         self.by_family: dict[str, dict[str, _FamilyPart]] = {}
         self._fresh: set[str] = set()  # incidents opened in the step `apply` is taking
@@ -203,7 +216,7 @@ class IncidentBook:
                 del self.entries[inc.id]
                 for aid in entry.members:
                     self.member_of.pop(aid, None)
-                    self.entities_of.pop(aid, None)
+                    self.ips_of.pop(aid, None)
         return changes
 
     def incidents(self) -> list[Incident]:
@@ -250,7 +263,7 @@ class IncidentBook:
         """Whether two alerts that share an address or an account are about one attack: their events are within
         a spell of each other, and they do not come from different addresses (two attackers guessing the same
         account are two incidents, unless they are a campaign: see `_place`)."""
-        theirs = {e for e in self.entities_of.get(other.id, ()) if e.startswith("ip:")}
+        theirs = self.ips_of.get(other.id, frozenset())
         if ips and theirs and not ips & theirs:
             return False
         (a0, a1), (b0, b1) = self._span(alert), self._span(other)
@@ -264,12 +277,6 @@ class IncidentBook:
         if own is not None and own in self.entries:
             found[own] = self.entries[own]
         ips = {e for e in entities if e.startswith("ip:")}
-        for ent in entities:
-            for iid, aids in self.by_entity.get(ent, {}).items():
-                entry = self.entries[iid]
-                if iid not in found and self._near(entry, alert, spell) and \
-                        any(self._tied(alert, ips, spell, entry.members[aid]) for aid in aids):
-                    found[iid] = entry
         campaign = False
         fam = self._family(alert)
         c = self._common(alert)
@@ -281,8 +288,10 @@ class IncidentBook:
             for iid, part in self.by_family.get(fam, {}).items():
                 if max(first - part.last, part.first - last) <= spell:
                     together.append(iid)
-                    if len(sources) < need:
-                        sources |= part.sources
+                    for src in part.sources:  # only until there are enough: a botnet's part holds thousands
+                        if len(sources) >= need:
+                            break
+                        sources.add(src)
             if len(sources) >= need:
                 campaign = True
                 for iid in together:
@@ -293,6 +302,12 @@ class IncidentBook:
             for iid, entry in self.entries.items():
                 if entry.campaign and entry.incident.state == "open" and iid not in found and \
                         self._near(entry, alert, spell):
+                    found[iid] = entry
+        for ent in entities:  # after the campaign: its members need no tie checked
+            for iid, aids in self.by_entity.get(ent, {}).items():
+                entry = self.entries[iid]
+                if iid not in found and self._near(entry, alert, spell) and \
+                        any(self._tied(alert, ips, spell, entry.members[aid]) for aid in aids):
                     found[iid] = entry
         for iid, entry in found.items():
             before.setdefault(iid, (entry.incident.severity, entry.incident.action, iid not in self._fresh))
@@ -353,9 +368,22 @@ class IncidentBook:
 
     def _add(self, entry: _Entry, alert: Alert, entities: set[str], spell: dt.timedelta, campaign: bool) -> None:
         iid = entry.incident.id
+        if alert.id not in entry.members:
+            bisect.insort(entry.order, (_order(alert), alert.id))
         entry.members[alert.id] = alert
+        entry.counts[alert.id] = alert.count
+        if SEVERITY_RANK.get(alert.severity, 0) > SEVERITY_RANK.get(entry.severity, 0):
+            entry.severity = alert.severity
+        entry.actions.add(alert.action)
+        entry.rules.add(alert.rule)
+        if alert.key_type == "ip":
+            entry.ip_keys.add(alert.key.split("|", 1)[0])
+        entry.trusted = entry.trusted or alert.trusted
+        entry.report_only = entry.report_only and alert.report_only
+        entry.grouped = entry.grouped or "grouped_keys" in alert.evidence
+        entry.keyed = entry.keyed or alert.key_type != "global"
         self.member_of[alert.id] = iid
-        self.entities_of[alert.id] = entities
+        self.ips_of[alert.id] = frozenset(e for e in entities if e.startswith("ip:"))
         entry.spell = max(entry.spell, spell)
         entry.campaign = entry.campaign or campaign
         if entry.incident.state == "open":
@@ -384,33 +412,32 @@ class IncidentBook:
     def _summarise(self, entry: _Entry) -> None:
         """The incident's facts from its members (the same whatever order they came in)."""
         inc = entry.incident
-        members = sorted(entry.members.values(), key=_order)
-        inc.alert_ids = [a.id for a in members]
-        inc.members = len(members)
-        inc.count = sum(a.count for a in members)
-        inc.first_seen = min(a.first_seen for a in members)
-        inc.last_seen = max(a.last_seen for a in members)
-        inc.opened_at = members[0].detected_at
-        inc.severity = max((a.severity for a in members), key=lambda s: SEVERITY_RANK.get(s, 0))
-        inc.action = _strongest(a.action for a in members)
-        inc.rules = sorted({a.rule for a in members})
-        inc.keys = list(dict.fromkeys(f"{a.key_type}:{a.key}" for a in members))[:LISTED]
-        ips = sorted(e[3:] for e in entry.entities if e.startswith("ip:"))
-        accounts = sorted(e[8:] for e in entry.entities if e.startswith("account:"))
-        inc.ips, inc.accounts = ips[:LISTED], accounts[:LISTED]
-        inc.trusted = any(a.trusted for a in members)
-        inc.report_only = all(a.report_only for a in members)
-        ip_keys = {a.key.split("|", 1)[0] for a in members if a.key_type == "ip"}
-        grouped = any("grouped_keys" in a.evidence for a in members)
-        if grouped or len(ip_keys) >= CAMPAIGN_KEYS["ip"] or (entry.campaign and not ip_keys):
+        inc.alert_ids = [aid for _, aid in entry.order]
+        inc.members = len(entry.order)
+        inc.count = sum(entry.counts.values())
+        inc.opened_at = entry.order[0][0][0]
+        inc.severity = entry.severity
+        inc.action = _strongest(entry.actions)
+        inc.rules = sorted(entry.rules)
+        keys: dict[str, None] = {}
+        for (_, _rule, key_type, key), _aid in entry.order:
+            if len(keys) >= LISTED:
+                break
+            keys[f"{key_type}:{key}"] = None
+        inc.keys = list(keys)
+        ips = [e[3:] for e in entry.entities if e.startswith("ip:")]
+        accounts = [e[8:] for e in entry.entities if e.startswith("account:")]
+        inc.ips, inc.accounts = heapq.nsmallest(LISTED, ips), heapq.nsmallest(LISTED, accounts)
+        inc.trusted, inc.report_only = entry.trusted, entry.report_only
+        if entry.grouped or len(entry.ip_keys) >= CAMPAIGN_KEYS["ip"] or (entry.campaign and not entry.ip_keys):
             inc.kind = "campaign"  # many sources, or many accounts with no source in common
-        elif ip_keys or (len(inc.ips) == 1 and len(inc.accounts) > 1):
+        elif entry.ip_keys or (len(ips) == 1 and len(accounts) > 1):
             inc.kind = "attack"  # one source (a spray over many accounts, seen only on the accounts, too)
-        elif any(a.key_type != "global" for a in members):
+        elif entry.keyed:
             inc.kind = "fraud"
         else:
             inc.kind = "switch"
-        inc.title = _title(inc, members, len(ip_keys))
+        inc.title = _title(inc, entry, len(ips), len(accounts))
 
 
 def _sources(alert: Alert, ips: set[str]) -> set[str]:
@@ -418,11 +445,13 @@ def _sources(alert: Alert, ips: set[str]) -> set[str]:
     return set(ips) if ips else {f"{alert.key_type}:{alert.key}"}
 
 
-def _title(inc: Incident, members: list[Alert], ip_keys: int) -> str:
+def _title(inc: Incident, entry: _Entry, n_ips: int, n_accounts: int) -> str:
+    """One line: what kind, who (its address, its account, how many), which rules."""
+    members = [entry.members[aid] for _, aid in entry.order[:LISTED]]
     rules = ", ".join(inc.rules[:3]) + (f" +{len(inc.rules) - 3} more" if len(inc.rules) > 3 else "")
-    accounts = f", {len(inc.accounts)} account(s)" if inc.accounts else ""
+    accounts = f", {n_accounts} account(s)" if n_accounts else ""
     if inc.kind == "campaign":
-        n = max(ip_keys, len(inc.ips))
+        n = max(len(entry.ip_keys), n_ips)
         who = f"campaign from {n} address(es)" if n else f"campaign over {len(inc.keys)} keys"
         return f"{who}{accounts}: {rules}"
     if inc.kind == "attack":
@@ -431,5 +460,5 @@ def _title(inc: Incident, members: list[Alert], ip_keys: int) -> str:
     if inc.kind == "fraud":  # named by its strongest alert's account
         key = max((a for a in members if a.key_type != "global"),
                   key=lambda a: (SEVERITY_RANK.get(a.severity, 0), ACTION_RANK.get(a.action, 0))).key
-        return f"account {key}{f' and {len(inc.ips)} address(es)' if inc.ips else ''}: {rules}"
+        return f"account {key}{f' and {n_ips} address(es)' if n_ips else ''}: {rules}"
     return f"switch-wide: {rules}"
