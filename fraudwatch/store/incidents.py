@@ -119,6 +119,11 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return out
 
 
+_MEMBER_KEY = ("EXISTS (SELECT 1 FROM incident_alerts m JOIN alerts a ON a.id = m.alert_id "
+               "WHERE m.incident_id = incidents.id AND m.origin = incidents.origin AND a.key_type = '{kind}' "
+               "AND split_part(a.key, '|', 1) = ?)")
+
+
 def list_incidents(con: duckdb.DuckDBPyConnection, *, since: dt.datetime | None = None, ip: str | None = None,
                    account: str | None = None, key: str | None = None, state: str | None = None,
                    limit: int = 1000) -> list[dict[str, Any]]:
@@ -128,8 +133,10 @@ def list_incidents(con: duckdb.DuckDBPyConnection, *, since: dt.datetime | None 
     where, params = ["merged_into IS NULL"], []
     checks: Sequence[tuple[str, Any]] = (
         ("last_seen >= ?", since),
-        ("list_contains(from_json(ips, '[\"VARCHAR\"]'), ?)", ip),
-        ("list_contains(from_json(accounts, '[\"VARCHAR\"]'), ?)", account),
+        # the lists hold the first LISTED of each; a campaign's other members are found by their alerts' keys
+        ("(list_contains(from_json(ips, '[\"VARCHAR\"]'), ?) OR " + _MEMBER_KEY.format(kind="ip") + ")", ip),
+        ("(list_contains(from_json(accounts, '[\"VARCHAR\"]'), ?) OR " + _MEMBER_KEY.format(kind="account") + ")",
+         account),
         ("len(list_filter(from_json(keys, '[\"VARCHAR\"]'), "
          "lambda k: k = ? OR substr(k, strpos(k, ':') + 1) = ?)) > 0", key),
         ("state = ?", state),
