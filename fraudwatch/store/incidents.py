@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import duckdb
-import pyarrow as pa
 
 LIST_COLUMNS = ("ips", "accounts", "rules", "keys")
 
@@ -91,16 +90,15 @@ def save_incidents(con: duckdb.DuckDBPyConnection, incidents: Iterable[IncidentL
             marks = ", ".join("?" for _ in _COLUMNS)
             con.executemany(f"INSERT INTO incidents ({', '.join(_COLUMNS)}) VALUES ({marks})",  # nosec B608 # constant column names; values are parameters
                             [_row(inc, origin, now) for inc in rows.values()])
-            links = pa.table({"incident_id": pa.array([inc.id for inc in rows.values() for _ in inc.alert_ids],
-                                                      pa.string()),
-                              "alert_id": pa.array([a for inc in rows.values() for a in inc.alert_ids], pa.int64())})
-            if links.num_rows:  # a campaign lists thousands: as one Arrow table, not a row at a time
-                con.register("new_incident_alerts", links)
-                try:
-                    con.execute("INSERT INTO incident_alerts (incident_id, origin, alert_id) "
-                                "SELECT incident_id, ?, alert_id FROM new_incident_alerts", [origin])
-                finally:
-                    con.unregister("new_incident_alerts")
+            # a campaign lists thousands: as two lists bound once, not a row at a time (and not Arrow arrays made
+            # from Python values, whose first conversion imports pandas); a merged incident lists none (the
+            # older one it went into lists them)
+            linked = [inc for inc in rows.values() if inc.merged_into is None]
+            incident_ids = [inc.id for inc in linked for _ in inc.alert_ids]
+            if incident_ids:
+                con.execute("INSERT INTO incident_alerts (incident_id, origin, alert_id) "
+                            "SELECT unnest(?::VARCHAR[]), ?, unnest(?::BIGINT[])",
+                            [incident_ids, origin, [a for inc in linked for a in inc.alert_ids]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

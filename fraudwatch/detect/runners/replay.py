@@ -152,9 +152,12 @@ def alerts_table(alerts: Sequence[Alert]) -> pa.Table:
 
 
 def alerts_from_rows(rows: pa.Table) -> list[Alert]:
-    """`alerts_table` rows back into alerts (the scoring process of `ingest --detect` sends them so)."""
+    """`alerts_table` rows back into alerts (the scoring process of `ingest --detect` sends them so). Through
+    polars: pyarrow's own conversion of zoned times to Python imports pandas."""
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)
     out = []
-    for r in rows.to_pylist():
+    for r in frame.to_dicts():
         r["evidence"] = json.loads(r["evidence"]) if r.get("evidence") else {}
         out.append(Alert(**{k: r[k] for k in _MADE_ROWS}))
     return out
