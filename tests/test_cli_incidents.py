@@ -88,3 +88,17 @@ def test_an_older_store_gets_the_incidents_tables(tmp_path: Path) -> None:
         assert store.con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert store.con.execute("SELECT count(*) FROM incidents").fetchall() == [(0,)]
         assert store.con.execute("SELECT count(*) FROM incident_alerts").fetchall() == [(0,)]
+
+
+def test_show_says_what_is_still_going_on(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    folder = copy_sample(tmp_path)
+    config = folder / "fraudwatch.toml"
+    assert main(["--config", str(config), "ingest", "--quiet", "--json"]) == 0
+    # replayed up to the middle of the flood from 203.0.113.170 (12:18 to 12:22): it is still going on
+    run = cli("--config", config, "detect", "--since", "2026-11-03T12:00", "--until", "2026-11-03T12:21")
+    assert run.code == 0, run.err
+    (row,) = json.loads(cli("--config", config, "incidents", "list", "--ip", "203.0.113.170", "--json").out)
+    assert row["state"] == "open"
+    shown = cli("--config", config, "incidents", "show", row["id"])
+    assert "still going on" in shown.out and "active: register-flood-ip on ip 203.0.113.170" in shown.out
+    assert json.loads(cli("--config", config, "incidents", "list", "--state", "ended", "--json").out) == []

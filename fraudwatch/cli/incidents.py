@@ -18,6 +18,7 @@ from fraudwatch.cli.output import cell, out, print_json, text
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
 from fraudwatch.netaddr import parse_ip
 
+STILL_ACTIVE = dt.timedelta(hours=1)  # an open incident's alerts with events this close to its last are "active"
 EVIDENCE_FACTS = ("username", "new_terms", "user_agent", "src_ip", "callee_number", "keys", "spent", "available",
                   "links")
 
@@ -205,6 +206,10 @@ def _show(con: Any, args: argparse.Namespace) -> int:
     elif inc["state"] == "open":
         console.print(f"  [bold]still going on[/]: its last event was at {text(inc['last_seen'])}; it ends after "
                       "an hour or more without one")
+        recent = [a for a in alerts if a["last_seen"] >= inc["last_seen"] - STILL_ACTIVE]
+        for a in recent[:10]:
+            console.print(f"    active: {text(a['rule'])} on {text(a['key_type'])} {text(a['key'])} "
+                          f"(last event {text(a['last_seen'])})")
     else:
         console.print(f"  ended at {text(inc['ended_at'])} (quiet since its last event)")
     console.print("timeline:")
