@@ -50,11 +50,14 @@ bench-debs:
 	  fi; \
 	else echo "make bench-debs: not root or no apt-get; skipping Debian packages ($(BENCH_DEBS))"; fi
 
+# The main job on two simulated days: ingest with detection, what the store holds, then the result — the
+# incidents found beside the attacks the simulator labelled, and the bans the watcher would make.
 demo: setup
 	@rm -rf $(DEMO)
 	$(BIN)/fraudwatch simulate --out $(DEMO) --days 2 --accounts 50 --seed 1
-	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml ingest
+	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml ingest --detect
 	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml summary
+	$(BIN)/fraudwatch --config $(DEMO)/fraudwatch.toml incidents list --labels $(DEMO)/labels.csv
 
 # ruff; mypy --strict; the layer contract and no cycle inside a package (import-linter, pyproject.toml);
 # unused and missing dependencies (deptry); dead code (vulture); security checks (bandit, pyproject.toml).

@@ -61,7 +61,8 @@ def _detect(args: argparse.Namespace) -> int:
     console = out()
     span = f"{text(result.since)} .. {text(result.until)}" if result.since else "no events"
     console.print(f"replayed {sum(result.events.values()):,} events ({span}) through {len(rules)} rules: "
-                  f"{len(result.alerts)} alert(s){' (dry run, not saved)' if args.dry_run else ''}")
+                  f"{len(result.alerts)} alert(s) in {len(result.incidents)} incident(s)"
+                  f"{' (dry run, not saved)' if args.dry_run else ' (fraudwatch incidents list)'}")
     print_alerts([a.as_row() for a in result.alerts])
     return ExitStatus.OK
 

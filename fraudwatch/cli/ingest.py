@@ -73,6 +73,7 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
     show = not args.quiet and not args.json and sys.stderr.isatty()
     summaries = []
     alert_count: int | None = None  # alerts detection saved
+    incident_count = 0  # the incidents they make
     with Store(cfg.store_path) as store:
         ing = Ingestor(store, formats, cfg.ingest)
         jobs = ing.plan(files)
@@ -104,7 +105,9 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
             if alongside is not None:
                 from fraudwatch.detect.runners.batch import finish_alongside
 
-                alert_count = finish_alongside(alongside, store.con)
+                found = finish_alongside(alongside, store.con, cfg)
+                if found is not None:
+                    alert_count, incident_count = len(found.alerts), len(found.incidents)
         finally:
             if alongside is not None:
                 alongside.close()
@@ -113,18 +116,20 @@ def _ingest(args: argparse.Namespace, cfg: Config, scorer: Scorer | None) -> int
         from fraudwatch.detect.runners.batch import run_detect
 
         with tuning.gc_for_batch():
-            alert_count = len(run_detect(cfg, None, None, [], dry_run=False).alerts)
+            replayed = run_detect(cfg, None, None, [], dry_run=False)
+            alert_count, incident_count = len(replayed.alerts), len(replayed.incidents)
     if args.json:
         result: dict[str, Any] = {"store": str(cfg.store_path), "files": [s.as_json() for s in summaries]}
         if alert_count is not None:
             result["alerts"] = alert_count
+            result["incidents"] = incident_count
             result["detection"] = how
         print_json(result)
     else:
         _print_ingest(summaries, cfg.store_path)
         if alert_count is not None:
-            out().print(f"detection over the stored events ({how}): {alert_count} alert(s) "
-                        "(fraudwatch alerts list)")
+            out().print(f"detection over the stored events ({how}): {alert_count} alert(s) in {incident_count} "
+                        "incident(s) (fraudwatch incidents list)")
     for s in summaries:
         if s.error:
             print(f"fraudwatch: {plain(s.error)}", file=sys.stderr)

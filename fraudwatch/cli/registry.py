@@ -29,6 +29,7 @@ COMMANDS = (
     Command("sql", "run a read-only SQL query over the store", "fraudwatch.cli.store"),
     Command("detect", "replay stored events through the rules, on event time", "fraudwatch.cli.detect"),
     Command("alerts", "list or show alerts", "fraudwatch.cli.alerts"),
+    Command("incidents", "list or show incidents (the alerts of one attack, joined)", "fraudwatch.cli.incidents"),
     Command("notify", "test the alert channels ([[alerts.channels]])", "fraudwatch.cli.notify"),
     Command("lint", "validate rule files (file, line and reason per error)", "fraudwatch.cli.detect"),
     Command("summary", "what is in the store, at a glance", "fraudwatch.cli.store"),

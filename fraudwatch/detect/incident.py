@@ -47,6 +47,7 @@ class Incident:
     count: int = 0  # events behind its members
     trusted: bool = False  # some member is about a trusted network or account
     report_only: bool = False  # every member's rule is on trial: nothing is carried out
+    merged_into: str | None = None  # ended because a later alert showed it part of this (older) incident
 
 
 @dataclass(frozen=True)

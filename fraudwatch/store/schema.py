@@ -226,6 +226,46 @@ ALERTS = Table(
     ),
 )
 
+INCIDENTS = Table(
+    "incidents",
+    "Alerts of one attack, joined (fraudwatch.detect.incidents): one row per incident, updated while it goes on "
+    "(`fraudwatch incidents list|show`).",
+    (
+        C("id", "VARCHAR", "incident id, derived from its founding alert: the same when the same data is replayed"),
+        C("origin", "VARCHAR", "live (the watcher) or replay (`fraudwatch detect`, `ingest --detect`)"),
+        C("kind", "VARCHAR", "attack (one source), fraud (one account), campaign (many keys of one rule family) or "
+                             "switch (switch-wide)"),
+        C("title", "VARCHAR", "one line for a person: what, who, which rules"),
+        C("severity", "VARCHAR", "the highest severity of its alerts"),
+        C("action", "VARCHAR", "the strongest action its alerts propose"),
+        C("state", "VARCHAR", "open, or ended (quiet for its spell, or merged into an older incident)"),
+        C("first_seen", "TIMESTAMPTZ", "event time of the first event behind any of its alerts"),
+        C("last_seen", "TIMESTAMPTZ", "event time of the latest event behind any of its alerts"),
+        C("opened_at", "TIMESTAMPTZ", "event time its first alert was detected"),
+        C("ended_at", "TIMESTAMPTZ", "event time it ended (NULL while open)"),
+        C("members", "INTEGER", "alerts in it"),
+        C("count", "BIGINT", "events behind its alerts"),
+        C("trusted", "BOOLEAN", "some alert is about a trusted network or account"),
+        C("report_only", "BOOLEAN", "every alert's rule is on trial: nothing is carried out"),
+        C("merged_into", "VARCHAR", "the older incident it was found to be part of (then ended)"),
+        C("ips", "VARCHAR", "JSON list: the addresses it is about or tied to"),
+        C("accounts", "VARCHAR", "JSON list: the accounts (SIP users, billing accounts) it is about or tied to"),
+        C("rules", "VARCHAR", "JSON list: the rules of its alerts"),
+        C("keys", "VARCHAR", "JSON list: 'key_type:key' of its alerts, in the order they joined"),
+        C("updated_at", "TIMESTAMPTZ", "wall-clock time of the last write"),
+    ),
+)
+
+INCIDENT_ALERTS = Table(
+    "incident_alerts",
+    "Which alerts make up which incident (an alert is in one incident of its origin).",
+    (
+        C("incident_id", "VARCHAR", "incident id"),
+        C("origin", "VARCHAR", "live or replay, as the incident"),
+        C("alert_id", "BIGINT", "alert id (`fraudwatch alerts show ID`)"),
+    ),
+)
+
 NOTIFY_OUTBOX = Table(
     "notify_outbox",
     "Every notification, recorded before it is sent (`fraudwatch alerts outbox`); the dispatcher sends pending "
@@ -365,7 +405,8 @@ SEGMENT_TRASH = Table(
 NOTIFY_TABLES = (NOTIFY_OUTBOX, NOTIFY_STATE, NOTIFY_DIGEST, SILENCES)
 
 TABLES: dict[str, Table] = {t.name: t for t in (SIP_EVENTS, NETFILTER_EVENTS, CDRS, CUSTOMERS, REJECTS, POSITIONS,
-                                                ALERTS, *NOTIFY_TABLES, BANS, SEGMENTS, SEGMENT_TRASH)}
+                                                ALERTS, *NOTIFY_TABLES, BANS, SEGMENTS, SEGMENT_TRASH, INCIDENTS,
+                                                INCIDENT_ALERTS)}
 
 # Tables formats may write into (their canonical fields are the table's columns).
 EVENT_TABLES = ("sip_events", "netfilter_events")
@@ -406,6 +447,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Rejects get a time, so that rules can count them (rules/input.yaml).
     7: (*(f"ALTER TABLE hot_{t} ADD COLUMN IF NOT EXISTS repaired BOOLEAN" for t in ("sip_events", "netfilter_events")),
         "ALTER TABLE hot_rejects ADD COLUMN IF NOT EXISTS ts TIMESTAMPTZ"),
+    # Incidents: the alerts of one attack, joined (fraudwatch.detect.incidents); older stores start with none
+    # (`fraudwatch detect` makes them for what they hold).
+    8: (create_table_sql(INCIDENTS), create_table_sql(INCIDENT_ALERTS)),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

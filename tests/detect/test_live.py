@@ -85,3 +85,27 @@ def test_without_a_resave_interval_every_change_is_reported(tmp_path: Path) -> N
                              resave_seconds=0.0)
         assert len(live("sip_events", regs(0, 10, 1))) == 1
         assert len(live("sip_events", regs(1, 10, 11))) == 1
+
+
+def test_incidents_are_saved_with_their_alerts_and_end_when_event_time_moves_on(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store(tmp_path / "s.duckdb") as store:
+        live = LiveDetection(store.con, load_rules_text(tmp_path, RULES), Context(lists_dir(tmp_path)),
+                             resave_seconds=5.0, clock=clock)
+        (opened,) = live("sip_events", regs(0, 10, 1))
+        (change,) = live.take_changes()
+        assert change.change == "opened" and change.incident.alert_ids == [opened.id]
+        assert store.con.execute("SELECT state, members, ips FROM incidents").fetchall() == \
+            [("open", 1, '["192.0.2.9"]')]
+        assert store.con.execute("SELECT alert_id FROM incident_alerts").fetchall() == [(opened.id,)]
+        clock.now += 1
+        live("sip_events", regs(1, 40, 11))  # critical: the incident escalates
+        assert [c.change for c in live.take_changes()] == ["escalated"]
+        assert store.con.execute("SELECT severity, action FROM incidents").fetchall() == [("critical", "ban_ip")]
+        # other traffic two hours later in event time: the incident's spell is over
+        live("sip_events", sip({"t": 7200, "event": "request", "method": "OPTIONS", "src_ip": "198.51.100.1"},
+                               first_id=100))
+        clock.now += 10
+        live.flush()
+        assert [c.change for c in live.take_changes()] == ["ended"]
+        assert store.con.execute("SELECT state FROM incidents").fetchall() == [("ended",)]

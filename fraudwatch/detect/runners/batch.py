@@ -8,6 +8,7 @@ Process-wide tuning (`fraudwatch.tuning.gc_for_batch`) is the caller's: a comman
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,22 +17,25 @@ from fraudwatch.config import Config
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.ruleset import load_rules
 from fraudwatch.detect.runners.history import learn_terms
+from fraudwatch.detect.runners.joining import join_incidents, keep_alert_ids
 from fraudwatch.detect.runners.replay import (
     ReplayResult,
+    alerts_from_rows,
     credit_context,
     next_alert_id,
     replay,
-    save_alert_rows,
     save_alerts,
 )
 from fraudwatch.rulesdir import shipped_rules_dir
 from fraudwatch.store.db import Store, open_read_only
+from fraudwatch.store.incidents import save_incidents
 
 if TYPE_CHECKING:
     import duckdb
 
     from fraudwatch.detect.runners.alongside import Alongside
     from fraudwatch.detect.runners.scorer import Scorer
+    from fraudwatch.detect.types import RuleType
 
 
 def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None, extra_rules: list[Path],
@@ -46,11 +50,26 @@ def run_detect(cfg: Config, since: dt.datetime | None, until: dt.datetime | None
         prepare = None if since is None else (lambda engine: learn_terms(con, engine, before=since))
         result = replay(con, rules, ctx, cfg.trusted_networks, cfg.trusted_accounts, since, until,
                         next_id=next_alert_id(con), lock_in_trusted=cfg.lock_in_trusted, prepare=prepare)
-        if not dry_run and result.since and result.until:
-            save_alerts(con, result.alerts, "replay", (result.since, result.until))
+        result = _with_incidents(con, result, rules, cfg, save=not dry_run)
     finally:
         con.close()
     return result
+
+
+def _with_incidents(con: duckdb.DuckDBPyConnection, result: ReplayResult, rules: list[RuleType], cfg: Config,
+                    save: bool) -> ReplayResult:
+    """The replay's alerts with the ids they had (when saved), joined into incidents; both saved when `save`."""
+    alerts = result.alerts
+    span = (result.since, result.until) if result.since and result.until else None
+    if save and span is not None:
+        keep_alert_ids(con, alerts, "replay", span)
+    incidents, changes = join_incidents(con, {r.common.id: r.common for r in rules}, alerts, "replay",
+                                        cfg.trusted_networks, result.until)
+    if save and span is not None:
+        save_alerts(con, alerts, "replay", span)
+        save_incidents(con, incidents, "replay", span)
+    return dataclasses.replace(result, alerts=sorted(alerts, key=lambda a: a.id), incidents=incidents,
+                               changes=changes)
 
 
 def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[str | None],
@@ -72,12 +91,12 @@ def detect_alongside(cfg: Config, con: duckdb.DuckDBPyConnection, tables: list[s
     return Alongside(con, Segments.of(con), rules, setup, tables, scorer)
 
 
-def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection) -> int | None:
-    """The alerts scored alongside the ingest, saved as a replay's: how many; None when the store is to be
-    replayed."""
-    result = alongside.finish()
-    if result is None:
+def finish_alongside(alongside: Alongside, con: duckdb.DuckDBPyConnection, cfg: Config) -> ReplayResult | None:
+    """The alerts scored alongside the ingest, saved as a replay's, with their incidents; None when the store
+    is to be replayed."""
+    scored = alongside.finish()
+    if scored is None:
         return None
-    if result.since and result.until:
-        save_alert_rows(con, result.alerts, "replay", (result.since, result.until))
-    return int(result.alerts.num_rows)
+    rules = list(load_rules(cfg.rule_dirs).rules.values())
+    result = ReplayResult(rules, alerts_from_rows(scored.alerts), scored.events, scored.since, scored.until)
+    return _with_incidents(con, result, rules, cfg, save=True)

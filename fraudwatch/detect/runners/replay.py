@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from fraudwatch.detect.base import Context
 from fraudwatch.detect.decide import Alert, AlertBook
+from fraudwatch.detect.incident import Incident, IncidentChange
 from fraudwatch.detect.runners.engine import PARALLEL, Engine
 from fraudwatch.detect.types import RuleType
 from fraudwatch.netaddr import IPNetwork
@@ -48,6 +49,8 @@ class ReplayResult:
     events: dict[str, int]
     since: dt.datetime | None
     until: dt.datetime | None
+    incidents: list[Incident] = field(default_factory=list)  # the alerts joined (fraudwatch.detect.incidents)
+    changes: list[IncidentChange] = field(default_factory=list)  # what happened to them, in order
 
 
 def credit_context(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, float], dict[str, str]]:
@@ -150,6 +153,18 @@ def alerts_table(alerts: Sequence[Alert]) -> pa.Table:
     columns = {**{k: [getattr(a, k) for a in alerts] for k in _ALERT_FIELDS},
                "evidence": [_EVIDENCE_JSON.encode(a.evidence) for a in alerts]}
     return pl.DataFrame(columns, schema={k: _ALERT_TYPES[k] for k in columns}).to_arrow()
+
+
+def alerts_from_rows(rows: pa.Table) -> list[Alert]:
+    """`alerts_table` rows back into alerts (the scoring process of `ingest --detect` sends them so). Through
+    polars: pyarrow's own conversion of zoned times to Python imports pandas."""
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)
+    out = []
+    for r in frame.to_dicts():
+        r["evidence"] = json.loads(r["evidence"]) if r.get("evidence") else {}
+        out.append(Alert(**{k: r[k] for k in _MADE_ROWS}))
+    return out
 
 
 def save_alerts(con: duckdb.DuckDBPyConnection, alerts: Sequence[Alert], origin: str,

@@ -1,0 +1,104 @@
+"""`fraudwatch incidents list|show` on a real store (the committed sample, ingested with detection), the
+`incidents` table's migration, and read commands that never create a store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fraudwatch.cli import main
+from fraudwatch.store.db import Store
+from fraudwatch.store.schema import SCHEMA_VERSION
+from tests.conftest import Run
+from tests.test_ingest_sample import copy_sample
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = copy_sample(tmp_path_factory.mktemp("incidents-cli"))
+    assert main(["--config", str(folder / "fraudwatch.toml"), "ingest", "--detect", "--quiet", "--json"]) == 0
+    return folder / "fraudwatch.toml"
+
+
+def test_list_is_newest_first_and_filters_by_ip_account_and_key(config: Path, cli: Callable[..., Run]) -> None:
+    run = cli("--config", config, "incidents", "list", "--json")
+    assert run.code == 0, run.err
+    rows = json.loads(run.out)
+    assert len(rows) >= 13
+    opened = [r["opened_at"] for r in rows]
+    assert opened == sorted(opened, reverse=True)
+    by_ip = json.loads(cli("--config", config, "incidents", "list", "--ip", "203.0.113.170", "--json").out)
+    assert by_ip and all("203.0.113.170" in r["ips"] for r in by_ip)
+    by_account = json.loads(cli("--config", config, "incidents", "list", "--account", "10020", "--json").out)
+    assert [r["kind"] for r in by_account] == ["fraud"]
+    by_key = json.loads(cli("--config", config, "incidents", "list", "--key", "192.0.2.95", "--json").out)
+    assert len(by_key) == 1 and "ip:192.0.2.95" in by_key[0]["keys"]
+
+
+def test_a_filter_that_hides_everything_says_so(config: Path, cli: Callable[..., Run]) -> None:
+    run = cli("--config", config, "incidents", "list", "--ip", "192.0.2.254")
+    assert run.code == 0
+    assert "no incident matches --ip 192.0.2.254" in run.out and "the store holds" in run.out
+    bad = cli("--config", config, "incidents", "list", "--ip", "not-an-ip")
+    assert bad.code != 0 and "not an IP address" in bad.err and len(bad.err.strip().splitlines()) == 1
+
+
+def test_show_has_members_timeline_evidence_bans_and_state(config: Path, cli: Callable[..., Run]) -> None:
+    (row,) = json.loads(cli("--config", config, "incidents", "list", "--key", "192.0.2.95", "--json").out)
+    run = cli("--config", config, "incidents", "show", row["id"][:12])  # a unique start is enough
+    assert run.code == 0, run.err
+    for part in ("timeline:", "evidence:", "actions taken", "192.0.2.95", "auth-failures-ip", "ended at"):
+        assert part in run.out, part
+    shown = json.loads(cli("--config", config, "incidents", "show", row["id"], "--json").out)
+    assert len(shown["alerts"]) == row["members"] and shown["state"] == "ended"
+    missing = cli("--config", config, "incidents", "show", "19990101-00000000")
+    assert missing.code != 0 and "no incident" in missing.err
+
+
+def test_list_beside_labels_says_how_many_attacks_are_in_one_incident(config: Path, cli: Callable[..., Run]) -> None:
+    labels = config.parent / "labels.csv"
+    run = cli("--config", config, "incidents", "list", "--labels", labels, "--json")
+    report = json.loads(run.out)
+    assert report["in_exactly_one"] == len(report["labels"]) == 13
+    not_labels = cli("--config", config, "incidents", "list", "--labels", config)
+    assert not_labels.code != 0 and "not a labels.csv" in not_labels.err
+
+
+def test_reading_incidents_never_creates_a_store(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    db = tmp_path / "none.duckdb"
+    run = cli("--db", db, "incidents", "list")
+    assert run.code != 0 and "no store here yet" in run.err
+    assert not db.exists()
+
+
+def test_an_older_store_gets_the_incidents_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with Store(path):
+        pass
+    con = duckdb.connect(str(path))  # as a schema-7 store was: no incidents tables, version 7
+    con.execute("DROP TABLE incidents")
+    con.execute("DROP TABLE incident_alerts")
+    con.execute("DELETE FROM schema_version WHERE version = 8")
+    con.close()
+    with Store(path) as store:
+        assert store.con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert store.con.execute("SELECT count(*) FROM incidents").fetchall() == [(0,)]
+        assert store.con.execute("SELECT count(*) FROM incident_alerts").fetchall() == [(0,)]
+
+
+def test_show_says_what_is_still_going_on(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    folder = copy_sample(tmp_path)
+    config = folder / "fraudwatch.toml"
+    assert main(["--config", str(config), "ingest", "--quiet", "--json"]) == 0
+    # replayed up to the middle of the flood from 203.0.113.170 (12:18 to 12:22): it is still going on
+    run = cli("--config", config, "detect", "--since", "2026-11-03T12:00", "--until", "2026-11-03T12:21")
+    assert run.code == 0, run.err
+    (row,) = json.loads(cli("--config", config, "incidents", "list", "--ip", "203.0.113.170", "--json").out)
+    assert row["state"] == "open"
+    shown = cli("--config", config, "incidents", "show", row["id"])
+    assert "still going on" in shown.out and "active: register-flood-ip on ip 203.0.113.170" in shown.out
+    assert json.loads(cli("--config", config, "incidents", "list", "--state", "ended", "--json").out) == []
