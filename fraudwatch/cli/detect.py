@@ -50,10 +50,10 @@ def _detect(args: argparse.Namespace) -> int:
     result = run_detect(cfg, since, until, args.rules or [], args.dry_run)
     rules = result.rules
     if args.notify:
-        from fraudwatch.notify.oneshot import notify_alerts, replay_done
+        from fraudwatch.notify.oneshot import notify_incidents, replay_done
 
         _print_notify_summary("--dry-run: nothing was saved, so nothing was sent" if args.dry_run else
-                              notify_alerts(cfg, result.alerts, replay_done(result.alerts)))
+                              notify_incidents(cfg, result.changes, replay_done(result.alerts)))
     if args.json:
         print_json({"since": result.since, "until": result.until, "events": result.events, "rules": len(rules),
                     "alerts": [alert_json(a.as_row()) for a in result.alerts]})

@@ -278,6 +278,7 @@ class IncidentBook:
             found[own] = self.entries[own]
         ips = {e for e in entities if e.startswith("ip:")}
         campaign = False
+        addresses = len(ips)  # the addresses of the campaign it makes, as far as counted
         fam = self._family(alert)
         c = self._common(alert)
         if fam is not None and c is not None and alert.key_type != "global":
@@ -292,16 +293,21 @@ class IncidentBook:
                         if len(sources) >= need:
                             break
                         sources.add(src)
+            addresses = sum(1 for src in sources if src.startswith("ip:"))
             if len(sources) >= need:
                 campaign = True
                 for iid in together:
                     found.setdefault(iid, self.entries[iid])
         if "grouped_keys" in alert.evidence:
             campaign = True
-        if campaign:  # a botnet flooding and guessing at once is one campaign, whichever rules saw which part
+        if campaign:  # a botnet flooding and guessing at once is one campaign, whichever rules saw which part:
+            # an open campaign near it that shares an address with it, or that is a swarm of addresses as it is
+            # (an account's fraud going on at the same time is not the botnet's)
+            swarm = addresses >= CAMPAIGN_KEYS["ip"] or "grouped_keys" in alert.evidence
             for iid, entry in self.entries.items():
                 if entry.campaign and entry.incident.state == "open" and iid not in found and \
-                        self._near(entry, alert, spell):
+                        self._near(entry, alert, spell) and \
+                        (not ips.isdisjoint(entry.entities) or (swarm and len(entry.ip_keys) >= CAMPAIGN_KEYS["ip"])):
                     found[iid] = entry
         for ent in entities:  # after the campaign: its members need no tie checked
             for iid, aids in self.by_entity.get(ent, {}).items():
@@ -441,8 +447,9 @@ class IncidentBook:
 
 
 def _sources(alert: Alert, ips: set[str]) -> set[str]:
-    """What an alert counts as in a campaign: the addresses it is about or tied to, else its key."""
-    return set(ips) if ips else {f"{alert.key_type}:{alert.key}"}
+    """What an alert counts as in a campaign: the addresses it is about or tied to, else its key's first part (one
+    account pumping many numbers is one source, not a campaign)."""
+    return set(ips) if ips else {f"{alert.key_type}:{alert.key.split('|', 1)[0]}"}  # account|number: the account
 
 
 def _title(inc: Incident, entry: _Entry, n_ips: int, n_accounts: int) -> str:

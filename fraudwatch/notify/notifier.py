@@ -275,7 +275,7 @@ class Notifier:
         inc, now = ch.incident, step.now
         notice = self.notices.get(inc.id)
         if ch.change == "ended":
-            into = getattr(inc, "merged_into", None)  # set by the incident book when it merges two incidents
+            into = inc.merged_into  # set by the incident book when it merges two incidents
             if into:
                 self._incident_merged(inc, str(into), notice, step)
             else:

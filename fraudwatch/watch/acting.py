@@ -36,7 +36,8 @@ class Acting(WatcherBase):
                 log.error("enforcement failed on %d alert(s): %s", len(alerts), exc)
         if self.notifier is not None:
             try:
-                self.notifier.on_alerts(alerts, done)
+                changes = self.detection.take_changes() if self.detection is not None else []
+                self.notifier.on_incidents(changes, done)
             except Exception as exc:
                 log.error("queueing notifications for %d alert(s) failed: %s", len(alerts), exc)
         log_alerts(alerts, done, self.stats.alerted(alerts))
@@ -128,6 +129,8 @@ class Acting(WatcherBase):
             held = self.detection.flush(force)
             if held:
                 self._act(held)
+            elif self.notifier is not None:  # incidents that ended (quiet for their spell in event time)
+                self.notifier.on_incidents(self.detection.take_changes(), {})
         except Exception:
             log.exception("saving or acting on held alert updates failed")
 

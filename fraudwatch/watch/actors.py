@@ -47,7 +47,8 @@ def build_actors(w: WatcherBase) -> None:
     if w.cfg.alerts.channels:
         try:
             w.notifier = start_notifier(w.act_con, w.cfg.alerts, rules=w.ruleset.rules if w.ruleset else None,
-                                        country=country_of)
+                                        country=country_of,
+                                        firewall=w.cfg.firewall.backend if w.enforcer is not None else None)
             log.info("notifications: %d channel(s)", len(w.cfg.alerts.channels))
         except Exception as exc:
             log.error("notifications not started: %s", exc)

@@ -430,9 +430,9 @@ def test_a_replays_incidents_are_sent_once_behind_detect_notify(tmp_path: Path, 
 
 
 def _merged(alerts: list[Alert], iid: str, into: str) -> IncidentChange:
-    """The book's `ended` for an incident merged into another (`merged_into`, a field of the book's branch)."""
+    """The book's `ended` for an incident merged into another (`merged_into`)."""
     change = _change("ended", alerts, new=[], iid=iid)
-    setattr(change.incident, "merged_into", into)  # the field comes with the incident book
+    change.incident.merged_into = into
     return change
 
 
