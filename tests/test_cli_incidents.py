@@ -117,3 +117,16 @@ def test_show_says_what_is_still_going_on(tmp_path: Path, cli: Callable[..., Run
     shown = cli("--config", config, "incidents", "show", row["id"])
     assert "still going on" in shown.out and f"on ip {flooder}" in shown.out
     assert json.loads(cli("--config", config, "incidents", "list", "--state", "ended", "--json").out) == []
+
+
+def test_list_fits_80_columns_and_never_cuts_an_id_or_address(config: Path, cli: Callable[..., Run],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = json.loads(cli("--config", config, "incidents", "list", "--json").out)
+    shown = cli("--config", config, "incidents", "list").out
+    lines = shown.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80, shown
+    for r in rows:
+        assert r["id"] in shown
+        for ip in r["ips"][:1] if len(r["ips"]) == 1 else ():
+            assert any(ip in line for line in lines), ip

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from fraudwatch.cli.context import config_of, parse_time
-from fraudwatch.cli.output import cell, out, print_json, text
+from fraudwatch.cli.output import cell, out, plain, print_json, text
 from fraudwatch.cli.output import table as new_table
 from fraudwatch.config import Config
 from fraudwatch.errors import ExitStatus, StoreError, UsageError
@@ -86,25 +87,29 @@ def _list(con: Any, args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _who(r: dict[str, Any]) -> str:
+def _who(r: dict[str, Any]) -> list[str]:
+    """Who an incident is about, a line each (an address, an account, or how many), so none is cut."""
     if r["kind"] == "switch":
-        return "switch-wide"
+        return ["switch-wide"]
     parts = []
     if r["ips"]:
         parts.append(r["ips"][0] if len(r["ips"]) == 1 else f"{len(r['ips'])} addresses")
     if r["accounts"]:
         parts.append(f"account {r['accounts'][0]}" if len(r["accounts"]) == 1 else f"{len(r['accounts'])} accounts")
-    return ", ".join(parts)
+    return parts
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = new_table("id", "state", "severity", "kind", "opened", "who", "alerts", "action",
-                      whole=("id", "alerts"), right=("alerts",))
+    """Incidents a row each, stacked (id over when it opened, severity over state, who a line each) so that the
+    table fits 80 columns and no id, address or account is cut over two lines."""
+    table = new_table("incident / opened", "severity / state", "who", "alerts", "kind / action",
+                      whole=("incident / opened", "who", "alerts"), right=("alerts",))
     for r in rows:
         sev = "[bold red]critical[/]" if r["severity"] == "critical" else "[yellow]warning[/]"
         action = r["action"] + (" (trusted)" if r["trusted"] else "") + (" (report-only)" if r["report_only"] else "")
-        table.add_row(cell(r["id"]), cell(r["state"]), sev, cell(r["kind"]), cell(r["opened_at"]), cell(_who(r)),
-                      cell(r["members"]), cell(action))
+        table.add_row(Text(f"{plain(r['id'])}\n{plain(r['opened_at'])}"), f"{sev}\n{text(r['state'])}",
+                      Text("\n".join(plain(w) for w in _who(r))), cell(r["members"]),
+                      Text(f"{plain(r['kind'])}\n{plain(action)}"))
     return table
 
 
