@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import hashlib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,7 +77,14 @@ def _strongest(actions: Iterable[str]) -> str:
 
 
 def _ip_entity(text: Any) -> str | None:
-    addr = parse_ip(str(text)) if text is not None else None
+    return _ip_entity_of(str(text)) if text is not None else None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ip_entity_of(text: str) -> str | None:
+    """`ip:ADDR` in canonical form, or None: cached, as an ongoing attack's updates name the same addresses again
+    and again (parsing them was half of the book's time under a flood)."""
+    addr = parse_ip(text)
     return f"ip:{addr}" if addr is not None else None
 
 

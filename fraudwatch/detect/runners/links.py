@@ -48,8 +48,11 @@ def add_links(con: duckdb.DuckDBPyConnection, rules: Mapping[str, Common], alert
     for source, by_id in wanted.items():
         _, id_col, ip_cols, account_cols = _COLUMNS[source]
         cols = ", ".join((id_col, *ip_cols, *account_cols))
-        rows = con.execute(f"SELECT {cols} FROM {source} WHERE list_contains(?, {id_col})",  # nosec B608 # source and columns are constants of this module; the ids are a parameter
-                           [sorted(by_id)]).fetchall()
+        wanted_ids = sorted(by_id)
+        # the range first: segments and row groups outside it are skipped by their statistics, so a live batch
+        # reads the few recent events it needs, not every stored event (ids grow as events are stored)
+        rows = con.execute(f"SELECT {cols} FROM {source} WHERE {id_col} BETWEEN ? AND ? "  # nosec B608 # source and columns are constants of this module; the ids are parameters
+                           f"AND list_contains(?, {id_col})", [wanted_ids[0], wanted_ids[-1], wanted_ids]).fetchall()
         found: dict[int, tuple[list[str], list[str]]] = {}
         for row in rows:
             ips = [str(v) for v in row[1:1 + len(ip_cols)] if v and _untrusted(str(v), trusted)]
