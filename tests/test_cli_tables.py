@@ -120,3 +120,20 @@ def test_an_unknown_zone_is_a_config_error_with_file_and_line(tmp_path: Path, st
     monkeypatch.setenv("FRAUDWATCH_DISPLAY_TIMEZONE", "nowhere")
     env = cli("--db", store, "alerts", "list")
     assert env.code == 2 and env.err.startswith("fraudwatch: FRAUDWATCH_DISPLAY_TIMEZONE: unknown time zone")
+
+
+def test_bans_list_fits_80_columns_without_cutting_an_address(tmp_path: Path, cli: Callable[..., Run],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    db = tmp_path / "store.duckdb"
+    empty = tmp_path / "kern.log"
+    empty.write_text("")
+    assert cli("--db", db, "ingest", "--format", "linux-netfilter", empty).code == 0  # a store to ban into
+    added = cli("--db", db, "bans", "add", IPV6, "--ttl", "1h", "--reason", "a manual ban with a long reason")
+    assert added.code == 0, added.err
+    for argv in (("bans", "list"), ("bans", "list", "--all")):
+        run = cli("--db", db, *argv)
+        assert run.code == 0, run.err
+        lines = _fits(run.out)
+        assert any(IPV6 in line for line in lines), run.out
+        assert " UTC" in run.out and "T0" not in run.out  # times shown in the display zone, not as ISO text

@@ -10,12 +10,19 @@ import argparse
 from typing import Any
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import cell, out, plain, print_json
+from fraudwatch.cli.output import as_time, out, plain, print_json
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.errors import ExitStatus, FraudwatchError, UsageError
 
-BAN_COLUMNS = ("id", "network", "source", "rule", "alert_id", "level", "created_at", "expires_at", "reason")
-HISTORY_COLUMNS = ("id", "network", "source", "rule", "level", "created_at", "expires_at", "removed_at",
-                   "removed_reason", "reason")
+# The table's columns, each one or two fields stacked (so that it fits 80 columns and no address or rule id is cut
+# over two lines); `--json` has every field.
+BAN_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("id / alert", ("id", "alert_id")), ("network / rule", ("network", "rule")), ("level", ("level",)),
+    ("created / expires", ("created_at", "expires_at")), ("source / reason", ("source", "reason")))
+HISTORY_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("id", ("id",)), ("network / rule", ("network", "rule")), ("level", ("level",)),
+    ("created / expires", ("created_at", "expires_at")), ("removed", ("removed_at", "removed_reason")),
+    ("source / reason", ("source", "reason")))
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -92,14 +99,13 @@ def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool, dry_ru
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table
+    from rich.text import Text
 
     columns = HISTORY_COLUMNS if history else BAN_COLUMNS
-    table = Table(show_lines=False)
-    for c in columns:
-        table.add_column(cell(c), overflow="fold")
+    table = new_table(*(name for name, _ in columns),
+                      whole=("id / alert", "id", "network / rule", "level", "created / expires"))
     for r in rows:
-        table.add_row(*[cell(r.get(c)) for c in columns])
+        table.add_row(*[Text("\n".join(plain(as_time(r.get(f))) for f in fields)) for _, fields in columns])
     console = out()
     console.print(table)
     if dry_run:  # recorded as the firewall would hold them; none is in one
@@ -107,3 +113,4 @@ def _print_bans(rows: list[dict[str, Any]], history: bool, as_json: bool, dry_ru
                       "holds them)")
     else:
         console.print(f"{len(rows)} ban(s){'' if history else ' active'}")
+

@@ -74,6 +74,17 @@ def when(value: dt.datetime) -> str:
     return f"{shown:%Y-%m-%d %H:%M:%S} {shown.tzname() or shown.strftime('%z')}"
 
 
+def as_time(value: object) -> object:
+    """ISO text of a time (the watcher's answers and status file carry times so) as a time, for `when` to show in
+    the display zone; anything else as it is."""
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in "T ":
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
 def print_json(value: object) -> None:
     """`value` on stdout as one JSON text, as the store's values are spelt everywhere (fraudwatch.jsontext), with
     no character a terminal would act on."""

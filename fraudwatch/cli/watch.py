@@ -7,10 +7,11 @@ import logging
 import sys
 from typing import Any
 
-from rich.table import Table
+from rich.text import Text
 
 from fraudwatch.cli.context import config_of
-from fraudwatch.cli.output import SafeFormatter, cell, out, print_json, text
+from fraudwatch.cli.output import SafeFormatter, as_time, cell, out, plain, print_json, text
+from fraudwatch.cli.output import table as new_table
 from fraudwatch.errors import ExitStatus, UsageError
 from fraudwatch.watch.logline import LineFormatter
 
@@ -71,15 +72,16 @@ def _status(args: argparse.Namespace) -> int:
                       "firewall")
     elif firewall:
         console.print(f"firewall: {text(firewall.get('backend'))}")
-    table = Table()
-    for col in ("file", "format", "lag", "lines/s", "parsed", "rejected", "last event"):
-        table.add_column(col, overflow="fold")
+    # file over its format, and the counts whole: fits 80 columns (a long path folds, nothing else is cut)
+    table = new_table("file / format", "lag", "lines/s", "parsed", "rejected", "last event",
+                      whole=("lag", "lines/s", "parsed", "rejected", "last event"),
+                      right=("lag", "lines/s", "parsed", "rejected"))
     for m in snap.get("missing", []):
-        table.add_row(cell(m["path"]), "", "", "", "", "", f"[red]missing[/]: {text(m.get('error'))}")
+        table.add_row(cell(m["path"]), "", "", "", "", f"[red]missing[/]: {text(m.get('error'))}")
     for f in snap.get("files", []):
-        table.add_row(cell(f["path"]), cell(f.get("format") or "?"), _bytes(f.get("lag_bytes", 0)),
+        table.add_row(Text(f"{plain(f['path'])}\n{plain(f.get('format') or '?')}"), _bytes(f.get("lag_bytes", 0)),
                       f"{f.get('lines_per_s', 0):,.0f}", f"{f.get('parsed', 0):,}", f"{f.get('rejected', 0):,}",
-                      cell(f.get("last_event")))
+                      cell(as_time(f.get("last_event"))))
     console.print(table)
     for m in snap.get("missing", []):
         since = f" since {text(m['since'])}" if m.get("since") else ""
@@ -124,9 +126,8 @@ def _print_rules(rules: dict[str, Any] | None, dry_run: bool) -> None:
         console.print("rules: no matches in the last day")
         return
     bans = "would ban" if dry_run else "bans"
-    table = Table(title="per rule: last hour / last day")
-    for col in ("rule", "matches", "alerts", bans):
-        table.add_column(col, overflow="fold")
+    table = new_table("rule", "matches", "alerts", bans, whole=("rule", "matches", "alerts", bans),
+                      right=("matches", "alerts", bans), title="per rule: last hour / last day")
     order = sorted(rules.items(), key=lambda kv: (-kv[1]["day"]["alerts"], -kv[1]["day"]["matches"], kv[0]))
     for rule, c in order:
         table.add_row(cell(rule), *[f"{c['hour'][k]:,} / {c['day'][k]:,}" for k in ("matches", "alerts", "bans")])
@@ -140,3 +141,4 @@ def _bytes(n: int) -> str:
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
     return f"{n} B"
+

@@ -170,7 +170,7 @@ def test_status_counts_matches_alerts_and_bans_per_rule(site: Path, cli: Callabl
         assert live["hour"] == {"matches": expected, "alerts": 2, "bans": 2}
         assert live["day"] == live["hour"]
         human = cli("--config", config, "status").out
-        assert re.search(rf"auth-failures-ip\s*│\s*{expected} / {expected}\s*│\s*2 / 2\s*│\s*2 / 2", human), human
+        assert re.search(rf"auth-failures-ip\s+{expected} / {expected}\s+2 / 2\s+2 / 2", human), human
     finally:
         assert w.stop() == 0
         w.close()
