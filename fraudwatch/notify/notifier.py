@@ -196,19 +196,10 @@ class Notifier:
                 store.add_to_digest(self.cur, digest_rows)
                 store.save_state(self.cur, changed)
 
-            try:
-                store.retrying(self.cur, work)
-            except duckdb.Error as exc:  # never let the store take the caller (the watcher) down
-                log.error("notifications for %d alert(s) not queued: store error: %s", len(alerts), exc)
-                self.stats["store_errors"] += 1
+            if not self._write(work, f"{len(alerts)} alert(s)"):
                 self.state = store.load_state(self.cur)  # forget what was decided but not written
-                self.digests = store.open_digests(self.cur)
                 return 0
-        self.stats["queued"] += queued
-        self.stats["digested"] += len(digest_rows)
-        if queued and self.wake is not None:
-            self.wake()
-        return queued
+        return self._counted(queued, len(digest_rows))
 
     # --- incidents (fraudwatch.notify.incidents says what is told when) -------------------------------------------
 
@@ -237,17 +228,28 @@ class Notifier:
                 store.drop_holds(self.cur, step.drop)  # after: a hold made in this step may be folded in it too
                 store.save_notices(self.cur, step.notices)
 
-            try:
-                store.retrying(self.cur, work)
-            except duckdb.Error as exc:  # never let the store take the caller (the watcher) down
-                log.error("notifications for %d incident change(s) not queued: store error: %s", len(changes), exc)
-                self.stats["store_errors"] += 1
+            if not self._write(work, f"{len(changes)} incident change(s)"):
                 self.notices = store.load_notices(self.cur)  # forget what was decided but not written
-                self.digests = store.open_digests(self.cur)
                 return 0
-        queued = len(step.outgoing)
+        return self._counted(len(step.outgoing), len([r for r in step.digest_rows if r["kind"] != store.HOLD]))
+
+    def _write(self, work: Callable[[], None], what: str) -> bool:
+        """Write one step's rows in one transaction (retried when the store is busy). On a store error: log it,
+        reload the open digests and say False; the caller forgets the rest of what it decided. Never lets the
+        store take the caller (the watcher) down."""
+        try:
+            store.retrying(self.cur, work)
+        except duckdb.Error as exc:
+            log.error("notifications for %s not queued: store error: %s", what, exc)
+            self.stats["store_errors"] += 1
+            self.digests = store.open_digests(self.cur)
+            return False
+        return True
+
+    def _counted(self, queued: int, digested: int = 0) -> int:
+        """Count rows queued (and digest members added), wake the dispatcher when there is something to send."""
         self.stats["queued"] += queued
-        self.stats["digested"] += len([r for r in step.digest_rows if r["kind"] != store.HOLD])
+        self.stats["digested"] += digested
         if queued and self.wake is not None:
             self.wake()
         return queued
@@ -475,10 +477,7 @@ class Notifier:
         except duckdb.Error as exc:
             log.error("notification tick: store error: %s", exc)
             self.stats["store_errors"] += 1
-        self.stats["queued"] += queued
-        if queued and self.wake is not None:
-            self.wake()
-        return queued
+        return self._counted(queued)
 
     def _tick(self, now: dt.datetime) -> int:
         if self._lazy and (now - self._lazy_written).total_seconds() >= 30:
