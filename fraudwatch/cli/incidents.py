@@ -116,13 +116,14 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 def _beside_labels(con: Any, path: Path, rows: list[dict[str, Any]], as_json: bool) -> int:
     """Each labelled attack with the incidents that hold it; then the incidents no attack explains."""
     from fraudwatch.detect.incident_labels import allowed_incidents, load_labels, match
+    from fraudwatch.store.incidents import proposed_bans
 
     labels = load_labels(path)
     held = match(labels, rows)
     days = _days_stored(con)
     explained = {i for h in held for i in h.incidents}
     once = sum(1 for h in held if len(h.incidents) == 1)
-    would_ban = _would_ban(con, [r["id"] for r in rows])
+    would_ban = proposed_bans(con, [r["id"] for r in rows])
     if as_json:
         print_json({"labels": [{"label": h.label.id, "kind": h.label.kind, "incidents": list(h.incidents)}
                                for h in held],
@@ -166,16 +167,6 @@ def _days_stored(con: Any) -> int:
 
     lo, hi = data_range(con, [t for t in TIME_COLUMN if t != "rejects"])
     return max(1, math.ceil((hi - lo) / dt.timedelta(days=1))) if lo and hi else 1
-
-
-def _would_ban(con: Any, incident_ids: list[str]) -> list[tuple[str, str]]:
-    """The addresses whose alerts in these incidents propose a ban (not trusted, not on trial), with the
-    incident, in the order they were detected."""
-    found = con.execute(
-        "SELECT a.key, m.incident_id, min(a.detected_at) FROM incident_alerts m JOIN alerts a ON a.id = m.alert_id "
-        "WHERE list_contains(?, m.incident_id) AND a.key_type = 'ip' AND a.action = 'ban_ip' AND NOT a.trusted "
-        "AND NOT a.report_only GROUP BY 1, 2 ORDER BY 3, 1", [incident_ids]).fetchall()
-    return [(str(k).split("|", 1)[0], str(i)) for k, i, _ in found]
 
 
 def _show(con: Any, args: argparse.Namespace, cfg: Config) -> int:

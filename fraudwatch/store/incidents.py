@@ -171,3 +171,13 @@ def incident_bans(con: duckdb.DuckDBPyConnection, ips: Sequence[str], alert_ids:
                       "ORDER BY created_at, id", [list(alert_ids), list(ips)])
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def proposed_bans(con: duckdb.DuckDBPyConnection, incident_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """The addresses whose alerts in these incidents propose a ban (not trusted, not on trial), with the
+    incident, in the order they were detected."""
+    found = con.execute(
+        "SELECT a.key, m.incident_id, min(a.detected_at) FROM incident_alerts m JOIN alerts a ON a.id = m.alert_id "
+        "WHERE list_contains(?, m.incident_id) AND a.key_type = 'ip' AND a.action = 'ban_ip' AND NOT a.trusted "
+        "AND NOT a.report_only GROUP BY 1, 2 ORDER BY 3, 1", [list(incident_ids)]).fetchall()
+    return [(str(k).split("|", 1)[0], str(i)) for k, i, _ in found]
