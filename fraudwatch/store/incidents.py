@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 import duckdb
@@ -70,9 +70,15 @@ def _row(inc: IncidentLike, origin: str, now: dt.datetime) -> list[Any]:
 
 
 def save_incidents(con: duckdb.DuckDBPyConnection, incidents: Iterable[IncidentLike], origin: str,
-                   replace_range: tuple[dt.datetime, dt.datetime] | None = None) -> None:
+                   replace_range: tuple[dt.datetime, dt.datetime] | None = None,
+                   linked: MutableMapping[str, set[int]] | None = None) -> None:
     """Write incidents (insert or replace by id and origin) and their member links, in one transaction;
-    optionally first drop this origin's incidents opened in a time range (a replay of that range)."""
+    optionally first drop this origin's incidents opened in a time range (a replay of that range).
+
+    `linked`: the member links already stored, by incident, for a caller that saves the same incidents again and
+    again (the watcher, after every batch of a flood): the links of an incident whose members only grew are then
+    added to, not rewritten (a botnet's campaign of 8,000 members took 20 ms a save). It is brought up to date
+    once the transaction commits; an ended incident is dropped from it (it changes no more)."""
     now = dt.datetime.now(dt.UTC)
     rows = {inc.id: inc for inc in incidents}
     con.execute("BEGIN")
@@ -85,24 +91,35 @@ def save_incidents(con: duckdb.DuckDBPyConnection, incidents: Iterable[IncidentL
         if rows:
             ids = list(rows)
             con.execute("DELETE FROM incidents WHERE origin = ? AND list_contains(?, id)", [origin, ids])
-            con.execute("DELETE FROM incident_alerts WHERE origin = ? AND list_contains(?, incident_id)",
-                        [origin, ids])
+            grown = {} if linked is None else {
+                iid: linked[iid] for iid, inc in rows.items()
+                if iid in linked and inc.merged_into is None and linked[iid] <= set(inc.alert_ids)}
+            rewrite = [iid for iid in ids if iid not in grown]
+            if rewrite:
+                con.execute("DELETE FROM incident_alerts WHERE origin = ? AND list_contains(?, incident_id)",
+                            [origin, rewrite])
             marks = ", ".join("?" for _ in _COLUMNS)
             con.executemany(f"INSERT INTO incidents ({', '.join(_COLUMNS)}) VALUES ({marks})",  # nosec B608 # constant column names; values are parameters
                             [_row(inc, origin, now) for inc in rows.values()])
             # a campaign lists thousands: as two lists bound once, not a row at a time (and not Arrow arrays made
             # from Python values, whose first conversion imports pandas); a merged incident lists none (the
             # older one it went into lists them)
-            linked = [inc for inc in rows.values() if inc.merged_into is None]
-            incident_ids = [inc.id for inc in linked for _ in inc.alert_ids]
-            if incident_ids:
+            members = [inc for inc in rows.values() if inc.merged_into is None]
+            pairs = [(inc.id, a) for inc in members for a in inc.alert_ids if a not in grown.get(inc.id, ())]
+            if pairs:
                 con.execute("INSERT INTO incident_alerts (incident_id, origin, alert_id) "
                             "SELECT unnest(?::VARCHAR[]), ?, unnest(?::BIGINT[])",
-                            [incident_ids, origin, [a for inc in linked for a in inc.alert_ids]])
+                            [[i for i, _ in pairs], origin, [a for _, a in pairs]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    if linked is not None:
+        for iid, inc in rows.items():
+            if inc.state == "ended" or inc.merged_into is not None:
+                linked.pop(iid, None)
+            else:
+                linked[iid] = set(inc.alert_ids)
 
 
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ class LiveDetection:
         self.incidents: IncidentFeed = IncidentBook(self.commons, "live")
         self.changes: list[IncidentChange] = []  # for `take_changes`
         self.unsaved: dict[str, Incident] = {}  # incidents changed since they were saved
+        self.linked: dict[str, set[int]] = {}  # the member links stored, by open incident (see save_incidents)
         self.event_clock: dt.datetime | None = None  # the newest event time of the rows scored
         self.resave, self.clock = resave_seconds, clock
         self.reported: dict[int, tuple[float, str, str]] = {}  # alert id -> (when reported, severity, action)
@@ -125,6 +126,6 @@ class LiveDetection:
                 self.reported[a.id] = (now, a.severity, a.action)
         if self.unsaved and (alerts or any(i.state == "ended" for i in self.unsaved.values())):
             # with the alerts they list (held alert updates follow within `resave`: so do their incidents)
-            save_incidents(self.con, self.unsaved.values(), "live")
+            save_incidents(self.con, self.unsaved.values(), "live", linked=self.linked)
             self.unsaved = {}
         return alerts
